@@ -96,7 +96,11 @@ impl Eq for TrustBundle {}
 impl std::fmt::Debug for TrustBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.domains.iter().map(|(td, r)| (td.as_str(), r.certs.len())))
+            .entries(
+                self.domains
+                    .iter()
+                    .map(|(td, r)| (td.as_str(), r.certs.len())),
+            )
             .finish()
     }
 }

@@ -253,7 +253,8 @@ impl CertificateAuthority {
 
     /// The PEM files that persist this CA.
     pub fn to_files(&self) -> Result<CaFiles, CaError> {
-        let pem_of = |c: &CertificateDer<'_>| pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec()));
+        let pem_of =
+            |c: &CertificateDer<'_>| pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec()));
         let mut chain: Vec<pem::Pem> = self
             .signing_chain
             .iter()
@@ -284,7 +285,9 @@ impl CertificateAuthority {
     pub fn bundle(&self) -> TrustBundle {
         let mut b = TrustBundle::builder();
         // The root was produced or loaded by us; a failure here means it is not a certificate.
-        if b.add_root(self.trust_domain.clone(), self.root.clone()).is_err() {
+        if b.add_root(self.trust_domain.clone(), self.root.clone())
+            .is_err()
+        {
             return TrustBundle::default();
         }
         b.build()
@@ -381,7 +384,10 @@ impl fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateAuthority")
             .field("trust_domain", &self.trust_domain)
-            .field("intermediates", &(self.signing_chain.len().saturating_sub(1)))
+            .field(
+                "intermediates",
+                &(self.signing_chain.len().saturating_sub(1)),
+            )
             .finish_non_exhaustive()
     }
 }

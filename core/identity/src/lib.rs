@@ -58,7 +58,9 @@ pub use ca::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use rotation::{CredentialManager, INITIAL_BACKOFF, MAX_BACKOFF, RefreshReport};
 pub use source::{CaSource, CredentialError, CredentialSource, PemFileSource};
-pub use spiffe::{MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN, SCHEME_PREFIX, SpiffeId, SpiffeIdError, TrustDomain};
+pub use spiffe::{
+    MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN, SCHEME_PREFIX, SpiffeId, SpiffeIdError, TrustDomain,
+};
 pub use svid::{Credentials, Svid, SvidError};
 pub use verify::{ChainVerifier, Usage, VerifyError};
 pub use x509::{CertificateInfo, format_time, spiffe_id_of, validity_of};

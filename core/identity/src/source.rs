@@ -157,11 +157,10 @@ impl PemFileSource {
             .bundle_trust_domain
             .clone()
             .unwrap_or_else(|| svid.id().trust_domain());
-        let bundle =
-            TrustBundle::from_pem(td, &bundle_pem).map_err(|e| CredentialError::File {
-                path: self.bundle.clone(),
-                detail: e.to_string(),
-            })?;
+        let bundle = TrustBundle::from_pem(td, &bundle_pem).map_err(|e| CredentialError::File {
+            path: self.bundle.clone(),
+            detail: e.to_string(),
+        })?;
         Ok(Credentials::new(svid, bundle))
     }
 }

@@ -49,7 +49,9 @@ pub enum VerifyError {
         source: SpiffeIdError,
     },
     /// The peer's trust domain has no roots in the bundle (or is not allowed here).
-    #[error("peer {id} belongs to trust domain {trust_domain:?}, which is not trusted here (trusted: {trusted})")]
+    #[error(
+        "peer {id} belongs to trust domain {trust_domain:?}, which is not trusted here (trusted: {trusted})"
+    )]
     ForeignTrustDomain {
         /// The peer's claimed id.
         id: SpiffeId,
@@ -59,7 +61,9 @@ pub enum VerifyError {
         trusted: String,
     },
     /// No path from the chain to a root of the peer's trust domain.
-    #[error("certificate for {id} is not signed by a trusted root of trust domain {trust_domain:?}")]
+    #[error(
+        "certificate for {id} is not signed by a trusted root of trust domain {trust_domain:?}"
+    )]
     UntrustedRoot {
         /// The peer's claimed id.
         id: SpiffeId,
@@ -134,7 +138,9 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// A verifier using the given signature algorithms (e.g. a rustls provider's
     /// `signature_verification_algorithms.all`).
-    pub const fn with_algorithms(algs: &'static [&'static dyn SignatureVerificationAlgorithm]) -> Self {
+    pub const fn with_algorithms(
+        algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Self {
         Self { algs }
     }
 
@@ -232,9 +238,7 @@ fn map_webpki_error(e: webpki::Error, id: SpiffeId, usage: Usage, now: SystemTim
             trust_domain: id.trust_domain(),
             id,
         },
-        W::RequiredEkuNotFoundContext(_) => {
-            VerifyError::WrongUsage { id, usage }
-        }
+        W::RequiredEkuNotFoundContext(_) => VerifyError::WrongUsage { id, usage },
         W::InvalidSignatureForPublicKey | W::SignatureAlgorithmMismatch => {
             VerifyError::BadSignature { id }
         }
@@ -251,7 +255,10 @@ fn list(ids: &[SpiffeId]) -> String {
         [one] => one.to_string(),
         many => format!(
             "one of {}",
-            many.iter().map(SpiffeId::as_str).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(SpiffeId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use ambit_identity::{
-    CaOptions, CertificateAuthority, CertificateInfo, ChainVerifier, SpiffeId, Svid,
-    TrustDomain, Usage, CaError,
+    CaError, CaOptions, CertificateAuthority, CertificateInfo, ChainVerifier, SpiffeId, Svid,
+    TrustDomain, Usage,
 };
 
 fn td(s: &str) -> TrustDomain {
@@ -26,7 +26,12 @@ fn files_round_trip_and_reloaded_ca_issues_trusted_certs() {
         let svid = loaded.issue(&id, Duration::from_secs(60)).expect("issue");
         // Trusted by the original CA's bundle: same root.
         ChainVerifier::default()
-            .verify(&ca.bundle(), svid.chain(), Usage::ServerAuth, std::time::SystemTime::now())
+            .verify(
+                &ca.bundle(),
+                svid.chain(),
+                Usage::ServerAuth,
+                std::time::SystemTime::now(),
+            )
             .expect("trusted");
     }
 }
@@ -64,10 +69,15 @@ fn workload_certificates_are_istio_shaped_and_round_trip_pem() {
     assert_eq!(info.uri_sans, vec![id.to_string()]);
     assert!(!info.is_ca);
     assert_eq!(
-        info.not_after.duration_since(info.not_before).expect("order"),
+        info.not_after
+            .duration_since(info.not_before)
+            .expect("order"),
         Duration::from_secs(7200)
     );
-    assert_eq!(svid.refresh_at(), info.not_before + Duration::from_secs(3600));
+    assert_eq!(
+        svid.refresh_at(),
+        info.not_before + Duration::from_secs(3600)
+    );
     let again = Svid::from_pem(svid.chain_pem().as_bytes(), svid.key_pem().as_bytes())
         .expect("pem round trip");
     assert_eq!(again, svid);

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ambit_identity::{
-    CaSource, CertificateAuthority, Clock, CredentialError, CredentialManager, ManualClock,
-    PemFileSource, SpiffeId, TrustDomain, INITIAL_BACKOFF,
+    CaSource, CertificateAuthority, Clock, CredentialError, CredentialManager, INITIAL_BACKOFF,
+    ManualClock, PemFileSource, SpiffeId, TrustDomain,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -20,7 +20,10 @@ fn setup() -> (Arc<CertificateAuthority>, Arc<ManualClock>, SpiffeId) {
 #[tokio::test]
 async fn renews_at_half_life_not_before() {
     let (ca, clock, id) = setup();
-    let mgr = CredentialManager::new(Arc::new(CaSource::new(ca, HOUR, clock.clone())), clock.clone());
+    let mgr = CredentialManager::new(
+        Arc::new(CaSource::new(ca, HOUR, clock.clone())),
+        clock.clone(),
+    );
     let rx = mgr.subscribe(&id).await.expect("first fetch");
     let first = rx.borrow().clone();
     assert_eq!(mgr.next_refresh(), Some(first.svid.refresh_at()));
@@ -37,15 +40,24 @@ async fn renews_at_half_life_not_before() {
     let second = rx.borrow().clone();
     assert_ne!(second.svid.leaf(), first.svid.leaf());
     // Issued at the (manual) renewal time; certificates carry whole seconds.
-    let age = clock.now().duration_since(second.svid.not_before()).expect("order");
-    assert!(age < Duration::from_secs(1), "issued {age:?} before renewal");
+    let age = clock
+        .now()
+        .duration_since(second.svid.not_before())
+        .expect("order");
+    assert!(
+        age < Duration::from_secs(1),
+        "issued {age:?} before renewal"
+    );
     assert!(second.svid.not_before() > first.svid.not_before());
 }
 
 #[tokio::test]
 async fn background_runner_renews_when_clock_passes_half_life() {
     let (ca, clock, id) = setup();
-    let mgr = CredentialManager::new(Arc::new(CaSource::new(ca, HOUR, clock.clone())), clock.clone());
+    let mgr = CredentialManager::new(
+        Arc::new(CaSource::new(ca, HOUR, clock.clone())),
+        clock.clone(),
+    );
     let mut rx = mgr.subscribe(&id).await.expect("first fetch");
     let first_leaf = rx.borrow_and_update().svid.leaf().clone();
     let runner = tokio::spawn(mgr.clone().run());
@@ -78,7 +90,8 @@ async fn pem_files_are_watched_and_failures_back_off_keeping_old_credentials() {
     write(&ca.issue(&id, HOUR).expect("issue"));
     std::fs::write(&bundle, ca.bundle().to_pem()).expect("write");
 
-    let source = PemFileSource::new(&chain, &key, &bundle).with_poll_interval(Duration::from_secs(5));
+    let source =
+        PemFileSource::new(&chain, &key, &bundle).with_poll_interval(Duration::from_secs(5));
     let mgr = CredentialManager::new(Arc::new(source), clock.clone());
     let mut rx = mgr.subscribe(&id).await.expect("load");
     let first = rx.borrow_and_update().clone();
@@ -102,7 +115,10 @@ async fn pem_files_are_watched_and_failures_back_off_keeping_old_credentials() {
     let report = mgr.refresh_due().await;
     assert_eq!(report.failed.len(), 1);
     let err = &report.failed[0].1;
-    assert!(matches!(err, CredentialError::File { path, .. } if *path == chain), "{err}");
+    assert!(
+        matches!(err, CredentialError::File { path, .. } if *path == chain),
+        "{err}"
+    );
     assert!(err.to_string().contains("cert-chain.pem"), "{err}");
     assert_eq!(mgr.current(&id).expect("kept").svid, rotated);
     assert_eq!(mgr.next_refresh(), Some(clock.now() + INITIAL_BACKOFF));
@@ -129,5 +145,8 @@ async fn pem_source_refuses_a_different_identity() {
     );
     let mgr = CredentialManager::new(Arc::new(source), clock);
     let err = mgr.subscribe(&id).await.expect_err("mismatch");
-    assert!(matches!(err, CredentialError::IdentityMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, CredentialError::IdentityMismatch { .. }),
+        "{err}"
+    );
 }

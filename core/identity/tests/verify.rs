@@ -42,12 +42,22 @@ fn accepts_chain_through_intermediate() {
     let svid = ca.issue(&me, HOUR).expect("issue");
     assert_eq!(svid.chain().len(), 2, "leaf + intermediate");
     let got = ChainVerifier::default()
-        .verify(&ca.bundle(), svid.chain(), Usage::ServerAuth, SystemTime::now())
+        .verify(
+            &ca.bundle(),
+            svid.chain(),
+            Usage::ServerAuth,
+            SystemTime::now(),
+        )
         .expect("valid");
     assert_eq!(got, me);
     // Without the intermediate, there is no path to the root.
     let err = ChainVerifier::default()
-        .verify(&ca.bundle(), &svid.chain()[..1], Usage::ServerAuth, SystemTime::now())
+        .verify(
+            &ca.bundle(),
+            &svid.chain()[..1],
+            Usage::ServerAuth,
+            SystemTime::now(),
+        )
         .expect_err("leaf alone");
     assert!(matches!(err, VerifyError::UntrustedRoot { .. }), "{err}");
 }
@@ -56,12 +66,22 @@ fn accepts_chain_through_intermediate() {
 fn refuses_untrusted_root_of_same_domain() {
     let trusted = ca("td");
     let rogue = ca("td");
-    let svid = rogue.issue(&id("spiffe://td/ns/a/sa/b"), HOUR).expect("issue");
+    let svid = rogue
+        .issue(&id("spiffe://td/ns/a/sa/b"), HOUR)
+        .expect("issue");
     let err = ChainVerifier::default()
-        .verify(&trusted.bundle(), svid.chain(), Usage::ClientAuth, SystemTime::now())
+        .verify(
+            &trusted.bundle(),
+            svid.chain(),
+            Usage::ClientAuth,
+            SystemTime::now(),
+        )
         .expect_err("rogue root");
     assert!(matches!(err, VerifyError::UntrustedRoot { .. }), "{err}");
-    assert!(err.to_string().contains("not signed by a trusted root"), "{err}");
+    assert!(
+        err.to_string().contains("not signed by a trusted root"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -69,13 +89,24 @@ fn refuses_rogue_ca_that_copies_the_trusted_name() {
     let trusted = ca("td");
     let files = trusted.to_files().expect("files");
     // Same root certificate file (so the same issuer name), but a different signing key.
-    let rogue_key = CertificateAuthority::new(td("td")).expect("ca").to_files().expect("f").ca_key;
+    let rogue_key = CertificateAuthority::new(td("td"))
+        .expect("ca")
+        .to_files()
+        .expect("f")
+        .ca_key;
     let mut rogue_files = files.clone();
     rogue_files.ca_key = rogue_key;
     let rogue = CertificateAuthority::from_files(&rogue_files, None).expect("load");
-    let svid = rogue.issue(&id("spiffe://td/ns/a/sa/b"), HOUR).expect("issue");
+    let svid = rogue
+        .issue(&id("spiffe://td/ns/a/sa/b"), HOUR)
+        .expect("issue");
     let err = ChainVerifier::default()
-        .verify(&trusted.bundle(), svid.chain(), Usage::ClientAuth, SystemTime::now())
+        .verify(
+            &trusted.bundle(),
+            svid.chain(),
+            Usage::ClientAuth,
+            SystemTime::now(),
+        )
         .expect_err("forged");
     assert!(matches!(err, VerifyError::BadSignature { .. }), "{err}");
 }
@@ -84,12 +115,23 @@ fn refuses_rogue_ca_that_copies_the_trusted_name() {
 fn refuses_foreign_trust_domain() {
     let home = ca("home.local");
     let other = ca("other.local");
-    let svid = other.issue(&id("spiffe://other.local/ns/a/sa/b"), HOUR).expect("issue");
+    let svid = other
+        .issue(&id("spiffe://other.local/ns/a/sa/b"), HOUR)
+        .expect("issue");
     let err = ChainVerifier::default()
-        .verify(&home.bundle(), svid.chain(), Usage::ClientAuth, SystemTime::now())
+        .verify(
+            &home.bundle(),
+            svid.chain(),
+            Usage::ClientAuth,
+            SystemTime::now(),
+        )
         .expect_err("foreign");
     match &err {
-        VerifyError::ForeignTrustDomain { trust_domain, trusted, .. } => {
+        VerifyError::ForeignTrustDomain {
+            trust_domain,
+            trusted,
+            ..
+        } => {
             assert_eq!(trust_domain.as_str(), "other.local");
             assert_eq!(trusted, "home.local");
         }
@@ -105,14 +147,22 @@ fn federation_checks_each_domain_against_its_own_roots() {
         .merge(&a.bundle())
         .merge(&b.bundle())
         .build();
-    let from_b = b.issue(&id("spiffe://b.local/ns/x/sa/y"), HOUR).expect("issue");
+    let from_b = b
+        .issue(&id("spiffe://b.local/ns/x/sa/y"), HOUR)
+        .expect("issue");
     assert!(
         ChainVerifier::default()
-            .verify(&bundle, from_b.chain(), Usage::ClientAuth, SystemTime::now())
+            .verify(
+                &bundle,
+                from_b.chain(),
+                Usage::ClientAuth,
+                SystemTime::now()
+            )
             .is_ok()
     );
     // A's root must not vouch for an id in b.local.
-    let forged = a.issue_leaf(&LeafRequest::new(vec!["spiffe://b.local/ns/x/sa/y".into()]))
+    let forged = a
+        .issue_leaf(&LeafRequest::new(vec!["spiffe://b.local/ns/x/sa/y".into()]))
         .expect("issue");
     let err = ChainVerifier::default()
         .verify(&bundle, &forged.chain, Usage::ClientAuth, SystemTime::now())
@@ -153,7 +203,10 @@ fn refuses_missing_multiple_and_invalid_spiffe_sans() {
             .expect_err("must refuse")
     };
     assert_eq!(check(vec![]), VerifyError::NoSpiffeId);
-    assert_eq!(check(vec!["https://example.com/x"]), VerifyError::NoSpiffeId);
+    assert_eq!(
+        check(vec!["https://example.com/x"]),
+        VerifyError::NoSpiffeId
+    );
     assert_eq!(
         check(vec!["spiffe://td/ns/a/sa/b", "spiffe://td/ns/c/sa/d"]),
         VerifyError::MultipleSpiffeIds { count: 2 }
@@ -170,7 +223,8 @@ fn refuses_missing_multiple_and_invalid_spiffe_sans() {
         ]))
         .expect("issue");
     assert_eq!(
-        v.verify(&ca.bundle(), &cert.chain, Usage::ClientAuth, now).expect("ok"),
+        v.verify(&ca.bundle(), &cert.chain, Usage::ClientAuth, now)
+            .expect("ok"),
         id("spiffe://td/ns/a/sa/b")
     );
 }
@@ -182,14 +236,31 @@ fn refuses_wrong_extended_key_usage() {
     req.server_auth = false;
     let client_only = ca.issue_leaf(&req).expect("issue");
     let v = ChainVerifier::default();
-    assert!(v
-        .verify(&ca.bundle(), &client_only.chain, Usage::ClientAuth, SystemTime::now())
-        .is_ok());
+    assert!(
+        v.verify(
+            &ca.bundle(),
+            &client_only.chain,
+            Usage::ClientAuth,
+            SystemTime::now()
+        )
+        .is_ok()
+    );
     let err = v
-        .verify(&ca.bundle(), &client_only.chain, Usage::ServerAuth, SystemTime::now())
+        .verify(
+            &ca.bundle(),
+            &client_only.chain,
+            Usage::ServerAuth,
+            SystemTime::now(),
+        )
         .expect_err("server auth missing");
     assert!(
-        matches!(err, VerifyError::WrongUsage { usage: Usage::ServerAuth, .. }),
+        matches!(
+            err,
+            VerifyError::WrongUsage {
+                usage: Usage::ServerAuth,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -204,7 +275,12 @@ fn refuses_empty_and_garbage_chains() {
     );
     let garbage = ambit_identity::pki_types::CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01]);
     let err = v
-        .verify(&ca.bundle(), &[garbage], Usage::ClientAuth, SystemTime::now())
+        .verify(
+            &ca.bundle(),
+            &[garbage],
+            Usage::ClientAuth,
+            SystemTime::now(),
+        )
         .expect_err("garbage");
     assert!(matches!(err, VerifyError::Malformed { .. }), "{err}");
 }

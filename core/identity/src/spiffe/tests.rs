@@ -5,11 +5,17 @@ fn parses_istio_workload_id() {
     let id = SpiffeId::parse("spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
         .expect("valid id");
     assert_eq!(id.trust_domain_name(), "cluster.local");
-    assert_eq!(id.trust_domain(), TrustDomain::new("cluster.local").expect("td"));
+    assert_eq!(
+        id.trust_domain(),
+        TrustDomain::new("cluster.local").expect("td")
+    );
     assert_eq!(id.path(), "/ns/default/sa/bookinfo-productpage");
     assert_eq!(id.namespace(), Some("default"));
     assert_eq!(id.service_account(), Some("bookinfo-productpage"));
-    assert_eq!(id.principal(), "cluster.local/ns/default/sa/bookinfo-productpage");
+    assert_eq!(
+        id.principal(),
+        "cluster.local/ns/default/sa/bookinfo-productpage"
+    );
     assert_eq!(
         id.to_string(),
         "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
@@ -80,19 +86,31 @@ fn rejects_malformed_ids() {
         ("spiffe:///ns/a", SpiffeIdError::MissingTrustDomain),
         (
             "spiffe://Cluster.local/ns/a",
-            SpiffeIdError::BadTrustDomainChar { found: 'C', index: 0 },
+            SpiffeIdError::BadTrustDomainChar {
+                found: 'C',
+                index: 0,
+            },
         ),
         (
             "spiffe://td:8080/ns/a",
-            SpiffeIdError::BadTrustDomainChar { found: ':', index: 2 },
+            SpiffeIdError::BadTrustDomainChar {
+                found: ':',
+                index: 2,
+            },
         ),
         (
             "spiffe://user@td/ns/a",
-            SpiffeIdError::BadTrustDomainChar { found: '@', index: 4 },
+            SpiffeIdError::BadTrustDomainChar {
+                found: '@',
+                index: 4,
+            },
         ),
         (
             "spiffe://td?x=1",
-            SpiffeIdError::BadTrustDomainChar { found: '?', index: 2 },
+            SpiffeIdError::BadTrustDomainChar {
+                found: '?',
+                index: 2,
+            },
         ),
         (&long_td, SpiffeIdError::TrustDomainTooLong { len: 256 }),
         (&long_id, SpiffeIdError::TooLong { len: long_id.len() }),
@@ -103,27 +121,45 @@ fn rejects_malformed_ids() {
         ("spiffe://td/ns/../sa", SpiffeIdError::DotSegment),
         (
             "spiffe://td/ns/a%20b",
-            SpiffeIdError::BadPathChar { found: '%', index: 16 },
+            SpiffeIdError::BadPathChar {
+                found: '%',
+                index: 16,
+            },
         ),
         (
             "spiffe://td/ns/a?x=1",
-            SpiffeIdError::BadPathChar { found: '?', index: 16 },
+            SpiffeIdError::BadPathChar {
+                found: '?',
+                index: 16,
+            },
         ),
         (
             "spiffe://td/ns/a#frag",
-            SpiffeIdError::BadPathChar { found: '#', index: 16 },
+            SpiffeIdError::BadPathChar {
+                found: '#',
+                index: 16,
+            },
         ),
         (
             "spiffe://td/ns/é",
-            SpiffeIdError::BadPathChar { found: 'é', index: 15 },
+            SpiffeIdError::BadPathChar {
+                found: 'é',
+                index: 15,
+            },
         ),
         (
             "spiffe://td/ns a/sa/b",
-            SpiffeIdError::BadPathChar { found: ' ', index: 14 },
+            SpiffeIdError::BadPathChar {
+                found: ' ',
+                index: 14,
+            },
         ),
         (
             "spiffe://td/ns/a:b",
-            SpiffeIdError::BadPathChar { found: ':', index: 16 },
+            SpiffeIdError::BadPathChar {
+                found: ':',
+                index: 16,
+            },
         ),
     ];
     assert!(cases.len() >= 15);
