@@ -50,7 +50,7 @@ pub struct CaOptions {
 }
 
 /// The PEM files that persist a CA, named as Istio names plugged-in CA files.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CaFiles {
     /// `ca-cert.pem`: the signing certificate.
@@ -111,7 +111,7 @@ pub enum CaError {
         detail: String,
     },
     /// The requested id belongs to another trust domain.
-    #[error("this CA issues for trust domain {ca:?}, not for {id}")]
+    #[error("this CA issues for trust domain \"{ca}\", not for {id}")]
     WrongTrustDomain {
         /// The CA's trust domain.
         ca: TrustDomain,

@@ -50,7 +50,7 @@ pub enum VerifyError {
     },
     /// The peer's trust domain has no roots in the bundle (or is not allowed here).
     #[error(
-        "peer {id} belongs to trust domain {trust_domain:?}, which is not trusted here (trusted: {trusted})"
+        "peer {id} belongs to trust domain \"{trust_domain}\", which is not trusted here (trusted: {trusted})"
     )]
     ForeignTrustDomain {
         /// The peer's claimed id.
@@ -62,7 +62,7 @@ pub enum VerifyError {
     },
     /// No path from the chain to a root of the peer's trust domain.
     #[error(
-        "certificate for {id} is not signed by a trusted root of trust domain {trust_domain:?}"
+        "certificate for {id} is not signed by a trusted root of trust domain \"{trust_domain}\""
     )]
     UntrustedRoot {
         /// The peer's claimed id.

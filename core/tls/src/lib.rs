@@ -126,6 +126,10 @@ impl Provider {
 }
 
 #[cfg(feature = "aws-lc-rs")]
+#[allow(
+    clippy::derivable_impls,
+    reason = "the default depends on features, and a build with neither has no variant"
+)]
 impl Default for Provider {
     fn default() -> Self {
         Provider::AwsLcRs

@@ -140,21 +140,20 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             .chain
             .verify(&bundle, &chain, Usage::ClientAuth, system_time(now))
             .map_err(refuse)?;
-        if let Some(allowed) = &self.allowed {
-            if !allowed
+        if let Some(allowed) = &self.allowed
+            && !allowed
                 .iter()
                 .any(|td| td.as_str() == id.trust_domain_name())
-            {
-                return Err(refuse(VerifyError::ForeignTrustDomain {
-                    trust_domain: id.trust_domain(),
-                    trusted: allowed
-                        .iter()
-                        .map(TrustDomain::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    id,
-                }));
-            }
+        {
+            return Err(refuse(VerifyError::ForeignTrustDomain {
+                trust_domain: id.trust_domain(),
+                trusted: allowed
+                    .iter()
+                    .map(TrustDomain::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                id,
+            }));
         }
         Ok(ClientCertVerified::assertion())
     }
