@@ -1,0 +1,467 @@
+//! The HBONE client: pooled HTTP/2-over-mTLS connections, one CONNECT stream per tunnel.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use ambit_identity::SpiffeId;
+use ambit_tls::{CredentialCell, TlsContext};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::HboneError;
+use crate::authority::Authority;
+use crate::headers::{Baggage, Forwarded, TraceParent, names};
+use crate::settings::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, STREAM_WINDOW};
+use crate::tunnel::{Tunnel, TunnelInfo};
+
+/// Everything needed to open one tunnel.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Dial {
+    /// The source workload's credentials (its certificate is presented).
+    pub source: Arc<CredentialCell>,
+    /// Where to connect: `<pod-ip>:15008` or the waypoint's HBONE address.
+    pub peer: SocketAddr,
+    /// The SPIFFE ids the peer may present (any one of them).
+    pub expected_ids: Vec<SpiffeId>,
+    /// The CONNECT `:authority`.
+    pub authority: Authority,
+    /// Source workload description for the `baggage` header.
+    pub baggage: Option<Baggage>,
+    /// The `forwarded` header.
+    pub forwarded: Option<Forwarded>,
+    /// The trace context; a fresh one is made when `None`.
+    pub traceparent: Option<TraceParent>,
+    /// Further request headers.
+    pub headers: HeaderMap,
+}
+
+/// An HBONE client with a connection pool. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Counters of a [`Client`], as a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Connections dialled since the client was made.
+    pub connections_opened: u64,
+    /// Connections currently in the pool.
+    pub connections_pooled: u64,
+    /// Tunnels opened.
+    pub tunnels_opened: u64,
+}
+
+struct Inner {
+    tls: TlsContext,
+    settings: ClientSettings,
+    pools: Mutex<HashMap<PoolKey, Arc<KeyPool>>>,
+    connections_opened: AtomicU64,
+    tunnels_opened: AtomicU64,
+}
+
+/// Connections are shared only between tunnels with the same source identity, the same
+/// acceptable destination identities and the same destination socket address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    source: SpiffeId,
+    expected: Vec<SpiffeId>,
+    peer: SocketAddr,
+}
+
+struct KeyPool {
+    /// Held while dialling, so concurrent first uses of a key open one connection.
+    dial: tokio::sync::Mutex<()>,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    config: Mutex<Option<Arc<rustls::ClientConfig>>>,
+}
+
+struct Conn {
+    send: SendRequest<Bytes>,
+    info: TunnelInfo,
+    max_streams: usize,
+    active: AtomicUsize,
+    closed: AtomicBool,
+    last_used: Mutex<Instant>,
+}
+
+/// Holds one stream slot of a pooled connection until the tunnel is dropped.
+struct Slot(Arc<Conn>);
+
+// === impl Dial ===
+
+impl Dial {
+    /// A dial of `authority` through the HBONE peer at `peer`, expecting one of `expected_ids`.
+    pub fn new(
+        source: Arc<CredentialCell>,
+        peer: SocketAddr,
+        expected_ids: Vec<SpiffeId>,
+        authority: Authority,
+    ) -> Self {
+        Self {
+            source,
+            peer,
+            expected_ids,
+            authority,
+            baggage: None,
+            forwarded: None,
+            traceparent: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    fn request(&self) -> Result<Request<()>, HboneError> {
+        let bad = |e: &dyn fmt::Display| HboneError::Request(e.to_string());
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri(self.authority.to_string())
+            .body(())
+            .map_err(|e| bad(&e))?;
+        let h = req.headers_mut();
+        h.extend(self.headers.clone());
+        let mut set = |name: &'static str, value: String| -> Result<(), HboneError> {
+            h.insert(name, HeaderValue::try_from(value).map_err(|e| bad(&e))?);
+            Ok(())
+        };
+        if let Some(b) = self.baggage.as_ref().and_then(Baggage::encode) {
+            set(names::BAGGAGE, b)?;
+        }
+        if let Some(f) = self.forwarded.as_ref().and_then(Forwarded::encode) {
+            set(names::FORWARDED, f)?;
+        }
+        set(
+            names::TRACEPARENT,
+            self.traceparent
+                .unwrap_or_else(TraceParent::random)
+                .to_string(),
+        )?;
+        Ok(req)
+    }
+}
+
+// === impl Client ===
+
+impl Client {
+    /// A client using `tls` for its handshakes.
+    pub fn new(tls: TlsContext, settings: ClientSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tls,
+                settings,
+                pools: Mutex::new(HashMap::new()),
+                connections_opened: AtomicU64::new(0),
+                tunnels_opened: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Opens a tunnel: reuses a pooled connection with a free stream slot or dials one, sends
+    /// CONNECT, and waits for the peer's answer. A non-200 answer is
+    /// [`HboneError::Rejected`] with the status.
+    pub async fn connect(&self, dial: &Dial) -> Result<Tunnel, HboneError> {
+        if dial.expected_ids.is_empty() {
+            return Err(ambit_tls::TlsError::NoExpectedIdentity.into());
+        }
+        let mut expected = dial.expected_ids.clone();
+        expected.sort();
+        expected.dedup();
+        let key = PoolKey {
+            source: dial.source.id(),
+            expected,
+            peer: dial.peer,
+        };
+        let pool = self.inner.pool(&key);
+        // One retry covers a pooled connection that died (GOAWAY, reset) since it was last
+        // used: the request was never sent on it.
+        let mut retried = false;
+        loop {
+            let slot = self.checkout(&key, &pool, dial).await?;
+            let request = dial.request()?;
+            let ready = slot.0.send.clone().ready().await;
+            let mut send = match ready {
+                Ok(s) => s,
+                Err(e) if !retried => {
+                    debug!(peer = %dial.peer, error = %e, "pooled HBONE connection unusable; redialling");
+                    slot.0.closed.store(true, Ordering::Release);
+                    retried = true;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(HboneError::Http2 {
+                        addr: dial.peer,
+                        source,
+                    });
+                }
+            };
+            let (response, stream) = match send.send_request(request, false) {
+                Ok(r) => r,
+                Err(e) if !retried && e.is_go_away() => {
+                    slot.0.closed.store(true, Ordering::Release);
+                    retried = true;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(HboneError::Http2 {
+                        addr: dial.peer,
+                        source,
+                    });
+                }
+            };
+            let response = response.await.map_err(|source| HboneError::Http2 {
+                addr: dial.peer,
+                source,
+            })?;
+            if response.status() != StatusCode::OK {
+                return Err(HboneError::Rejected {
+                    addr: dial.peer,
+                    authority: dial.authority.to_string(),
+                    status: response.status(),
+                });
+            }
+            self.inner.tunnels_opened.fetch_add(1, Ordering::Relaxed);
+            let info = slot.0.info.clone();
+            return Ok(Tunnel::new(
+                stream,
+                response.into_body(),
+                info,
+                Some(Box::new(slot)),
+            ));
+        }
+    }
+
+    /// The client's counters now.
+    pub fn stats(&self) -> ClientStats {
+        let pooled = self
+            .inner
+            .lock_pools()
+            .values()
+            .map(|p| lock(&p.conns).iter().filter(|c| !c.is_closed()).count() as u64)
+            .sum();
+        ClientStats {
+            connections_opened: self.inner.connections_opened.load(Ordering::Relaxed),
+            connections_pooled: pooled,
+            tunnels_opened: self.inner.tunnels_opened.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn checkout(
+        &self,
+        key: &PoolKey,
+        pool: &Arc<KeyPool>,
+        dial: &Dial,
+    ) -> Result<Slot, HboneError> {
+        if let Some(slot) = pool.reserve() {
+            return Ok(slot);
+        }
+        let _dialling = pool.dial.lock().await;
+        if let Some(slot) = pool.reserve() {
+            return Ok(slot);
+        }
+        let config = pool.config(&self.inner.tls, dial)?;
+        let conn = self.dial(config, dial.peer).await?;
+        self.inner
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed);
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        lock(&pool.conns).push(conn.clone());
+        let _ = key;
+        Ok(Slot(conn))
+    }
+
+    async fn dial(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        peer: SocketAddr,
+    ) -> Result<Arc<Conn>, HboneError> {
+        let s = &self.inner.settings;
+        let timeout = s.connect_timeout;
+        let connect = async {
+            let tcp = TcpStream::connect(peer)
+                .await
+                .map_err(|source| HboneError::Connect { addr: peer, source })?;
+            let _ = tcp.set_nodelay(true);
+            let local = tcp
+                .local_addr()
+                .map_err(|source| HboneError::Connect { addr: peer, source })?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(ambit_tls::server_name(), tcp)
+                .await
+                .map_err(|source| HboneError::Tls { addr: peer, source })?;
+            let peer_id =
+                ambit_tls::peer_identity(tls.get_ref().1).map_err(|e| HboneError::Tls {
+                    addr: peer,
+                    source: std::io::Error::other(e),
+                })?;
+            let (send, conn) = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(MAX_FRAME_SIZE)
+                .enable_push(false)
+                .max_header_list_size(s.max_header_list_size)
+                .max_send_buffer_size(STREAM_WINDOW as usize)
+                .initial_max_send_streams(s.max_streams_per_connection)
+                .handshake::<_, Bytes>(tls)
+                .await
+                .map_err(|source| HboneError::Http2 { addr: peer, source })?;
+            Ok::<_, HboneError>((
+                send,
+                conn,
+                TunnelInfo {
+                    peer_id,
+                    peer_addr: peer,
+                    local_addr: local,
+                },
+            ))
+        };
+        let (send, mut conn, info) =
+            tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                HboneError::ConnectTimeout {
+                    addr: peer,
+                    after: timeout,
+                }
+            })??;
+        let pooled = Arc::new(Conn {
+            send,
+            info,
+            max_streams: s.max_streams_per_connection,
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+        });
+        let keepalive = crate::keepalive(conn.ping_pong(), s.ping_interval, s.ping_timeout);
+        let idle = s.idle_timeout;
+        let watched = pooled.clone();
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let idle_check = async {
+                let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+                loop {
+                    tokio::time::sleep(tick).await;
+                    if watched.is_idle_for(idle) {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                r = &mut conn => {
+                    if let Err(e) = r {
+                        debug!(peer = %watched.info.peer_addr, error = %e, "HBONE connection failed");
+                    }
+                }
+                _ = keepalive => debug!(peer = %watched.info.peer_addr, "HBONE peer stopped answering PINGs"),
+                _ = idle_check => debug!(peer = %watched.info.peer_addr, "releasing idle HBONE connection"),
+            }
+            watched.closed.store(true, Ordering::Release);
+            if let Some(inner) = inner.upgrade() {
+                inner.forget_closed();
+            }
+        });
+        Ok(pooled)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("settings", &self.inner.settings)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn pool(&self, key: &PoolKey) -> Arc<KeyPool> {
+        self.lock_pools()
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(KeyPool {
+                    dial: tokio::sync::Mutex::new(()),
+                    conns: Mutex::new(Vec::new()),
+                    config: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Drops closed connections, and keys left without connections or users.
+    fn forget_closed(&self) {
+        self.lock_pools().retain(|_, pool| {
+            let mut conns = lock(&pool.conns);
+            conns.retain(|c| !c.is_closed());
+            !conns.is_empty() || Arc::strong_count(pool) > 1
+        });
+    }
+
+    fn lock_pools(&self) -> MutexGuard<'_, HashMap<PoolKey, Arc<KeyPool>>> {
+        lock(&self.pools)
+    }
+}
+
+// === impl KeyPool ===
+
+impl KeyPool {
+    /// Takes a stream slot on an open connection with room, if any.
+    fn reserve(&self) -> Option<Slot> {
+        let mut conns = lock(&self.conns);
+        conns.retain(|c| !c.is_closed());
+        for c in conns.iter() {
+            let limit = c.max_streams.min(c.send.current_max_send_streams().max(1));
+            // Only this lock's holder increments, so load-then-add cannot overshoot.
+            if c.active.load(Ordering::Acquire) < limit {
+                c.active.fetch_add(1, Ordering::AcqRel);
+                return Some(Slot(c.clone()));
+            }
+        }
+        None
+    }
+
+    fn config(
+        &self,
+        tls: &TlsContext,
+        dial: &Dial,
+    ) -> Result<Arc<rustls::ClientConfig>, HboneError> {
+        let mut cached = lock(&self.config);
+        if let Some(c) = cached.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = tls.client_config(&dial.source, dial.expected_ids.iter().cloned())?;
+        *cached = Some(c.clone());
+        Ok(c)
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn is_idle_for(&self, idle: Duration) -> bool {
+        self.active.load(Ordering::Acquire) == 0 && lock(&self.last_used).elapsed() >= idle
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *lock(&self.0.last_used) = Instant::now();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a few field updates that cannot panic midway.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,453 @@
+//! The HBONE server: TLS termination, HTTP/2, one CONNECT per stream handed to a handler.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ambit_identity::SpiffeId;
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::HboneError;
+use crate::authority::Authority;
+use crate::headers::{Baggage, Forwarded, TraceParent, names};
+use crate::settings::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW, ServerSettings};
+use crate::tunnel::{Tunnel, TunnelInfo};
+
+/// Picks the TLS config (the certificate to present) by the local address a connection came
+/// in on: a node proxy serves each local workload's own certificate on `<workload-ip>:15008`.
+pub trait ConfigSelector: Send + Sync + 'static {
+    /// The config for a connection accepted on `local`, or `None` to refuse it.
+    fn server_config(&self, local: SocketAddr) -> Option<Arc<rustls::ServerConfig>>;
+}
+
+/// One config for every address.
+impl ConfigSelector for Arc<rustls::ServerConfig> {
+    fn server_config(&self, _local: SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
+        Some(self.clone())
+    }
+}
+
+/// A config per local IP address.
+impl ConfigSelector for HashMap<IpAddr, Arc<rustls::ServerConfig>> {
+    fn server_config(&self, local: SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
+        self.get(&local.ip()).cloned()
+    }
+}
+
+/// A CONNECT request that passed protocol validation, with its parsed headers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectRequest {
+    /// The requested target.
+    pub authority: Authority,
+    /// The verified SPIFFE id of the client.
+    pub peer_id: SpiffeId,
+    /// The client's address on the HBONE connection.
+    pub peer_addr: SocketAddr,
+    /// The address the client connected to.
+    pub local_addr: SocketAddr,
+    /// The source workload description (`baggage`), empty when absent.
+    pub baggage: Baggage,
+    /// The `forwarded` header, empty when absent.
+    pub forwarded: Forwarded,
+    /// The connection's trace context: the client's if well-formed, else a fresh one.
+    pub traceparent: TraceParent,
+    /// All request headers, as received.
+    pub headers: HeaderMap,
+}
+
+/// The answer to one CONNECT: accept it (status 200, the stream becomes a [`Tunnel`]) or
+/// reject it with a status. Dropped without an answer, it answers 503.
+pub struct Responder {
+    respond: Option<SendResponse<Bytes>>,
+    recv: Option<RecvStream>,
+    info: TunnelInfo,
+    stats: Arc<Stats>,
+}
+
+/// Decides what to do with each CONNECT. Runs on its own task per stream.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one request: answer through `responder`, then (if accepted) use the tunnel.
+    fn handle(&self, req: ConnectRequest, responder: Responder) -> impl Future<Output = ()> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(ConnectRequest, Responder) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    fn handle(&self, req: ConnectRequest, responder: Responder) -> impl Future<Output = ()> + Send {
+        self(req, responder)
+    }
+}
+
+/// Counters of a [`Server`], as a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// TCP connections accepted.
+    pub connections_accepted: u64,
+    /// Connections currently open (past TLS and HTTP/2 handshakes).
+    pub connections_active: u64,
+    /// Connections that failed the TLS or HTTP/2 handshake (or had no certificate to serve).
+    pub handshake_failures: u64,
+    /// CONNECT streams received.
+    pub streams_accepted: u64,
+    /// Streams currently open.
+    pub streams_active: u64,
+    /// Streams answered with something other than 200.
+    pub streams_rejected: u64,
+}
+
+/// An HBONE server. Cheap to clone; every clone serves with the same handler and counters.
+pub struct Server<H> {
+    shared: Arc<Shared<H>>,
+}
+
+struct Shared<H> {
+    tls: Box<dyn ConfigSelector>,
+    handler: H,
+    settings: ServerSettings,
+    stats: Arc<Stats>,
+    drain: watch::Sender<Drain>,
+    connections: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct Stats {
+    connections_accepted: AtomicU64,
+    handshake_failures: AtomicU64,
+    streams_accepted: AtomicU64,
+    streams_active: AtomicU64,
+    streams_rejected: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Running,
+    Draining,
+    Closed,
+}
+
+// === impl Server ===
+
+impl<H: Handler> Server<H> {
+    /// A server presenting certificates chosen by `tls` and answering with `handler`.
+    pub fn new(tls: impl ConfigSelector, handler: H, settings: ServerSettings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                tls: Box::new(tls),
+                handler,
+                settings,
+                stats: Arc::default(),
+                drain: watch::channel(Drain::Running).0,
+                connections: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// Accepts connections on `listener` until [`drain`](Self::drain) is called. Several
+    /// listeners can be served at once by calling this once per listener.
+    pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        let mut drain = self.shared.drain.subscribe();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        self.shared.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(serve_connection(self.shared.clone(), tcp, peer));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off briefly, keep serving.
+                        warn!(error = %e, "HBONE accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = drain.wait_for(|d| *d != Drain::Running) => return Ok(()),
+            }
+        }
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, lets open streams finish for up to
+    /// `deadline`, then closes whatever remains.
+    pub async fn drain(&self, deadline: Duration) {
+        self.shared.drain.send_replace(Drain::Draining);
+        let mut conns = self.shared.connections.subscribe();
+        if tokio::time::timeout(deadline, conns.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            self.shared.drain.send_replace(Drain::Closed);
+            let _ = conns.wait_for(|n| *n == 0).await;
+        }
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> ServerStats {
+        let s = &self.shared.stats;
+        ServerStats {
+            connections_accepted: s.connections_accepted.load(Ordering::Relaxed),
+            connections_active: *self.shared.connections.borrow() as u64,
+            handshake_failures: s.handshake_failures.load(Ordering::Relaxed),
+            streams_accepted: s.streams_accepted.load(Ordering::Relaxed),
+            streams_active: s.streams_active.load(Ordering::Relaxed),
+            streams_rejected: s.streams_rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<H> Clone for Server<H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<H> fmt::Debug for Server<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, peer: SocketAddr) {
+    let fail = |why: &dyn fmt::Display| {
+        shared
+            .stats
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(%peer, reason = %why, "HBONE connection refused");
+    };
+    let _ = tcp.set_nodelay(true);
+    let local = match tcp.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let Some(config) = shared.tls.server_config(local) else {
+        return fail(&format_args!(
+            "no workload certificate for local address {local}"
+        ));
+    };
+    let timeout = shared.settings.handshake_timeout;
+    let tls =
+        match tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(config).accept(tcp))
+            .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return fail(&format_args!("TLS handshake: {e}")),
+            Err(_) => return fail(&format_args!("TLS handshake not done within {timeout:?}")),
+        };
+    let (_, conn_state) = tls.get_ref();
+    if conn_state.alpn_protocol() != Some(ambit_tls::ALPN_H2) {
+        return fail(&"client did not negotiate ALPN h2");
+    }
+    let peer_id = match ambit_tls::peer_identity(conn_state) {
+        Ok(id) => id,
+        Err(e) => return fail(&e),
+    };
+    let s = &shared.settings;
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(s.max_concurrent_streams)
+        .max_header_list_size(s.max_header_list_size)
+        .max_send_buffer_size(s.max_send_buffer_size)
+        .handshake::<_, Bytes>(tls);
+    let mut conn = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return fail(&format_args!("HTTP/2 handshake: {e}")),
+        Err(_) => {
+            return fail(&format_args!(
+                "HTTP/2 preface not received within {timeout:?}"
+            ));
+        }
+    };
+    shared.connections.send_modify(|n| *n += 1);
+    let info = TunnelInfo {
+        peer_id,
+        peer_addr: peer,
+        local_addr: local,
+    };
+    let keepalive = crate::keepalive(conn.ping_pong(), s.ping_interval, s.ping_timeout);
+    tokio::pin!(keepalive);
+    let mut drain = shared.drain.subscribe();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                None => break,
+                Some(Ok((req, respond))) => {
+                    tokio::spawn(serve_stream(shared.clone(), req, respond, info.clone()));
+                }
+                Some(Err(e)) => {
+                    debug!(%peer, error = %e, "HBONE connection ended with an error");
+                    break;
+                }
+            },
+            _ = &mut keepalive => {
+                debug!(%peer, "HBONE peer stopped answering PINGs; closing");
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                break;
+            }
+            changed = drain.changed() => {
+                let state = *drain.borrow_and_update();
+                if changed.is_err() || state == Drain::Closed {
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    break;
+                }
+                if state == Drain::Draining && !draining {
+                    draining = true;
+                    conn.graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(conn);
+    shared.connections.send_modify(|n| *n -= 1);
+}
+
+async fn serve_stream<H: Handler>(
+    shared: Arc<Shared<H>>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    info: TunnelInfo,
+) {
+    let stats = shared.stats.clone();
+    stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
+    let (parts, recv) = req.into_parts();
+    let bad = |respond: &mut SendResponse<Bytes>, why: &str| {
+        stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
+        debug!(peer = %info.peer_addr, reason = why, "HBONE request refused with 400");
+        send_status(respond, StatusCode::BAD_REQUEST);
+    };
+    if parts.method != Method::CONNECT {
+        return bad(&mut respond, "method is not CONNECT");
+    }
+    // Classic CONNECT carries :authority only; :scheme or :path make it malformed.
+    if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_some() {
+        return bad(&mut respond, "CONNECT with :scheme or :path");
+    }
+    let Some(authority) = parts
+        .uri
+        .authority()
+        .and_then(|a| a.as_str().parse::<Authority>().ok())
+    else {
+        return bad(&mut respond, "missing or invalid :authority");
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let request = ConnectRequest {
+        authority,
+        peer_id: info.peer_id.clone(),
+        peer_addr: info.peer_addr,
+        local_addr: info.local_addr,
+        baggage: header(names::BAGGAGE)
+            .map(Baggage::parse)
+            .unwrap_or_default(),
+        forwarded: header(names::FORWARDED)
+            .map(Forwarded::parse)
+            .unwrap_or_default(),
+        traceparent: header(names::TRACEPARENT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(TraceParent::random),
+        headers: parts.headers,
+    };
+    stats.streams_active.fetch_add(1, Ordering::Relaxed);
+    let responder = Responder {
+        respond: Some(respond),
+        recv: Some(recv),
+        info,
+        stats: stats.clone(),
+    };
+    shared.handler.handle(request, responder).await;
+}
+
+fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    // Fails only if the client already reset the stream; nothing left to tell it.
+    let _ = respond.send_response(resp, true);
+}
+
+// === impl Responder ===
+
+impl Responder {
+    /// Answers 200 with `headers` (e.g. a response `baggage`); the stream becomes a tunnel.
+    pub fn accept(mut self, headers: HeaderMap) -> Result<Tunnel, HboneError> {
+        let (Some(mut respond), Some(recv)) = (self.respond.take(), self.recv.take()) else {
+            return Err(HboneError::Request("responder already used".into()));
+        };
+        let mut resp = Response::new(());
+        *resp.headers_mut() = headers;
+        let send = respond
+            .send_response(resp, false)
+            .map_err(|source| HboneError::Http2 {
+                addr: self.info.peer_addr,
+                source,
+            })?;
+        let guard = ActiveStream(self.stats.clone());
+        Ok(Tunnel::new(
+            send,
+            recv,
+            self.info.clone(),
+            Some(Box::new(guard)),
+        ))
+    }
+
+    /// Refuses the tunnel with `status` (400 bad request, 401 denied, 503 unreachable...).
+    pub fn reject(mut self, status: StatusCode) {
+        if let Some(mut respond) = self.respond.take() {
+            self.stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
+            send_status(&mut respond, status);
+        }
+    }
+
+    /// The ends of the tunnel this would become.
+    pub fn info(&self) -> &TunnelInfo {
+        &self.info
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(mut respond) = self.respond.take() {
+            self.stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
+            send_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if self.recv.is_some() {
+            // Not accepted: this stream is over.
+            self.stats.streams_active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("info", &self.info)
+            .field("answered", &self.respond.is_none())
+            .finish()
+    }
+}
+
+/// Counts an accepted stream as active until its tunnel is dropped.
+struct ActiveStream(Arc<Stats>);
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.streams_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
