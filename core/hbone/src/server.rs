@@ -174,7 +174,7 @@ impl<H: Handler> Server<H> {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                _ = drain.wait_for(|d| *d != Drain::Running) => return Ok(()),
+                () = wait_until(&mut drain, |d| *d != Drain::Running) => return Ok(()),
             }
         }
     }
@@ -184,12 +184,12 @@ impl<H: Handler> Server<H> {
     pub async fn drain(&self, deadline: Duration) {
         self.shared.drain.send_replace(Drain::Draining);
         let mut conns = self.shared.connections.subscribe();
-        if tokio::time::timeout(deadline, conns.wait_for(|n| *n == 0))
+        if tokio::time::timeout(deadline, wait_until(&mut conns, |n| *n == 0))
             .await
             .is_err()
         {
             self.shared.drain.send_replace(Drain::Closed);
-            let _ = conns.wait_for(|n| *n == 0).await;
+            wait_until(&mut conns, |n| *n == 0).await;
         }
     }
 
@@ -373,6 +373,12 @@ async fn serve_stream<H: Handler>(
         stats: stats.clone(),
     };
     shared.handler.handle(request, responder).await;
+}
+
+/// Waits until the watched value satisfies `f` (or the sender is gone). Drops the borrow
+/// before returning so the future stays `Send`.
+async fn wait_until<T>(rx: &mut watch::Receiver<T>, f: impl FnMut(&T) -> bool) {
+    let _ = rx.wait_for(f).await.map(|_| ());
 }
 
 fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {

@@ -1,0 +1,9 @@
+//! HBONE end to end over loopback: ambit client ↔ ambit server, and independent peers.
+//! One test binary (submodules under `hbone/`) to save link time.
+
+#[path = "hbone/echo.rs"]
+mod echo;
+#[path = "hbone/failures.rs"]
+mod failures;
+#[path = "hbone/pool.rs"]
+mod pool;
