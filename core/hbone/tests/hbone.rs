@@ -3,7 +3,11 @@
 
 #[path = "hbone/echo.rs"]
 mod echo;
+#[path = "hbone/envoy.rs"]
+mod envoy;
 #[path = "hbone/failures.rs"]
 mod failures;
+#[path = "hbone/interop.rs"]
+mod interop;
 #[path = "hbone/pool.rs"]
 mod pool;
