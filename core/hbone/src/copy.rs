@@ -11,7 +11,7 @@ const MEDIUM_BUF: usize = 16 * 1024 - 64;
 /// Buffer size once 10 MiB have flowed in a direction.
 const LARGE_BUF: usize = 256 * 1024 - 64;
 
-/// Bytes moved by [`copy_bidirectional`].
+/// Bytes moved by [`copy_bidirectional`] and [`copy_tunnel`] (`a` is the tunnel there).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transferred {
@@ -66,4 +66,47 @@ where
             buf.resize(want, 0);
         }
     }
+}
+
+/// Like [`copy_bidirectional`] for a tunnel and another stream (normally a TCP socket), but
+/// without copying tunnel bytes through an intermediate buffer: DATA frames are written out
+/// as received, and bytes read from `other` are handed to HTTP/2 as they are.
+pub async fn copy_tunnel<S>(tunnel: crate::Tunnel, other: S) -> io::Result<Transferred>
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (mut tr, mut tw) = tunnel.into_split();
+    let (mut or, mut ow) = tokio::io::split(other);
+    let down = async {
+        let mut total = 0u64;
+        while let Some(chunk) = tr.read_chunk().await? {
+            ow.write_all(&chunk).await?;
+            total += chunk.len() as u64;
+        }
+        ow.shutdown().await?;
+        Ok::<u64, io::Error>(total)
+    };
+    let up = async {
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0u64;
+        loop {
+            let want = if total >= 10 * 1024 * 1024 {
+                LARGE_BUF
+            } else if total >= 128 * 1024 {
+                MEDIUM_BUF
+            } else {
+                INITIAL_BUF
+            };
+            buf.reserve(want);
+            let n = or.read_buf(&mut buf).await?;
+            if n == 0 {
+                tw.shutdown().await?;
+                return Ok::<u64, io::Error>(total);
+            }
+            total += n as u64;
+            tw.write_chunk(buf.split().freeze()).await?;
+        }
+    };
+    let (a_to_b, b_to_a) = tokio::try_join!(down, up)?;
+    Ok(Transferred { a_to_b, b_to_a })
 }

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 pub use authority::{Authority, AuthorityError};
 pub use client::{Client, ClientStats, Dial};
-pub use copy::{Transferred, copy_bidirectional, copy_one_way};
+pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel};
 pub use error::HboneError;
 pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
 pub use server::{ConfigSelector, ConnectRequest, Handler, Responder, Server, ServerStats};
@@ -65,7 +65,7 @@ pub use settings::{
     CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, MAX_STREAMS_PER_CONNECTION,
     SERVER_MAX_CONCURRENT_STREAMS, STREAM_WINDOW, ServerSettings,
 };
-pub use tunnel::{Tunnel, TunnelInfo};
+pub use tunnel::{Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
 
 /// Re-exported for status codes and header maps in the API.
 pub use http;

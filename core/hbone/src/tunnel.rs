@@ -1,9 +1,11 @@
 //! One HBONE tunnel: a CONNECT stream as a byte stream.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use ambit_identity::SpiffeId;
@@ -22,14 +24,27 @@ const MAX_WRITE_CHUNK: usize = crate::settings::MAX_FRAME_SIZE as usize;
 ///   works both ways.
 /// - A peer RST_STREAM with NO_ERROR or CANCEL reads as a clean EOF; other reasons are
 ///   errors. Dropping the tunnel resets the stream if it is still open.
+/// - [`into_split`](Self::into_split) gives owned halves for use from two tasks without a
+///   lock; the halves also move [`Bytes`] without copying.
 pub struct Tunnel {
-    send: SendStream<Bytes>,
+    reader: TunnelReader,
+    writer: TunnelWriter,
+}
+
+/// The receiving half of a [`Tunnel`].
+pub struct TunnelReader {
     recv: RecvStream,
     pending: Bytes,
-    read_eof: bool,
-    write_closed: bool,
+    eof: bool,
+    _guard: Option<Arc<dyn Send + Sync>>,
+}
+
+/// The sending half of a [`Tunnel`].
+pub struct TunnelWriter {
+    send: SendStream<Bytes>,
+    closed: bool,
     info: TunnelInfo,
-    _guard: Option<Box<dyn Send + Sync>>,
+    _guard: Option<Arc<dyn Send + Sync>>,
 }
 
 /// What is known about a tunnel's ends.
@@ -44,6 +59,8 @@ pub struct TunnelInfo {
     pub local_addr: SocketAddr,
 }
 
+// === impl Tunnel ===
+
 impl Tunnel {
     pub(crate) fn new(
         send: SendStream<Bytes>,
@@ -51,24 +68,82 @@ impl Tunnel {
         info: TunnelInfo,
         guard: Option<Box<dyn Send + Sync>>,
     ) -> Self {
+        let guard: Option<Arc<dyn Send + Sync>> = guard.map(Arc::from);
         Self {
-            send,
-            recv,
-            pending: Bytes::new(),
-            read_eof: false,
-            write_closed: false,
-            info,
-            _guard: guard,
+            reader: TunnelReader {
+                recv,
+                pending: Bytes::new(),
+                eof: false,
+                _guard: guard.clone(),
+            },
+            writer: TunnelWriter {
+                send,
+                closed: false,
+                info,
+                _guard: guard,
+            },
         }
     }
 
     /// The ends of this tunnel.
     pub fn info(&self) -> &TunnelInfo {
-        &self.info
+        &self.writer.info
     }
 
-    /// Reads the next chunk of peer bytes without copying (`None` at EOF). Mixing this with
-    /// `AsyncRead` is fine: buffered bytes are returned first.
+    /// Splits into owned halves usable from different tasks.
+    pub fn into_split(self) -> (TunnelReader, TunnelWriter) {
+        (self.reader, self.writer)
+    }
+
+    /// Resets the stream with CANCEL: both directions end at once.
+    pub fn abort(&mut self) {
+        self.writer.abort();
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
+    }
+}
+
+impl fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("info", &self.writer.info)
+            .field("read_eof", &self.reader.eof)
+            .field("write_closed", &self.writer.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl TunnelReader ===
+
+impl TunnelReader {
+    /// The next chunk of peer bytes, without copying; `None` at EOF. Flow-control credit for
+    /// the chunk is returned to the peer when it is handed out.
     pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             if !self.pending.is_empty() {
@@ -76,26 +151,27 @@ impl Tunnel {
                 self.release(chunk.len());
                 return Poll::Ready(Ok(Some(chunk)));
             }
-            if self.read_eof {
+            if self.eof {
                 return Poll::Ready(Ok(None));
             }
-            match ready!(self.recv.poll_data(cx)) {
-                None => self.read_eof = true,
-                Some(Ok(b)) => self.pending = b,
-                Some(Err(e)) => {
-                    if is_clean_reset(&e) {
-                        self.read_eof = true;
-                    } else {
-                        return Poll::Ready(Err(h2_to_io(e)));
-                    }
-                }
-            }
+            ready!(self.poll_fill(cx))?;
         }
     }
 
-    /// Resets the stream with CANCEL: both directions end at once.
-    pub fn abort(&mut self) {
-        self.send.send_reset(Reason::CANCEL);
+    /// Async form of [`poll_read_chunk`](Self::poll_read_chunk).
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_read_chunk(cx)).await
+    }
+
+    /// Waits for the next DATA frame (or the end) into `pending`.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match ready!(self.recv.poll_data(cx)) {
+            None => self.eof = true,
+            Some(Ok(b)) => self.pending = b,
+            Some(Err(e)) if is_clean_reset(&e) => self.eof = true,
+            Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn release(&mut self, n: usize) {
@@ -104,7 +180,7 @@ impl Tunnel {
     }
 }
 
-impl AsyncRead for Tunnel {
+impl AsyncRead for TunnelReader {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -119,57 +195,66 @@ impl AsyncRead for Tunnel {
                 this.release(n);
                 return Poll::Ready(Ok(()));
             }
-            if this.read_eof {
+            if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.recv.poll_data(cx)) {
-                None => this.read_eof = true,
-                Some(Ok(b)) => this.pending = b,
-                Some(Err(e)) => {
-                    if is_clean_reset(&e) {
-                        this.read_eof = true;
-                    } else {
-                        return Poll::Ready(Err(h2_to_io(e)));
-                    }
-                }
-            }
+            ready!(this.poll_fill(cx))?;
         }
     }
 }
 
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.write_closed {
+impl fmt::Debug for TunnelReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelReader")
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl TunnelWriter ===
+
+impl TunnelWriter {
+    /// The ends of this tunnel.
+    pub fn info(&self) -> &TunnelInfo {
+        &self.info
+    }
+
+    /// Sends `data` without copying it, waiting for flow-control credit as needed.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            let cap = poll_fn(|cx| self.poll_capacity(cx, data.len())).await?;
+            let part = data.split_to(cap.min(data.len()));
+            self.send.send_data(part, false).map_err(h2_to_io)?;
+        }
+        Ok(())
+    }
+
+    /// Resets the stream with CANCEL.
+    pub fn abort(&mut self) {
+        self.send.send_reset(Reason::CANCEL);
+    }
+
+    /// Waits until at least one byte of send credit is available; returns how much.
+    fn poll_capacity(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.closed {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "tunnel write side already shut down",
             )));
         }
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
         loop {
-            if let Poll::Ready(reset) = this.send.poll_reset(cx) {
+            if let Poll::Ready(reset) = self.send.poll_reset(cx) {
                 return Poll::Ready(Err(match reset {
                     Ok(reason) => reset_to_io(reason),
                     Err(e) => h2_to_io(e),
                 }));
             }
-            let cap = this.send.capacity();
+            let cap = self.send.capacity();
             if cap > 0 {
-                let n = cap.min(buf.len());
-                this.send
-                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                    .map_err(h2_to_io)?;
-                return Poll::Ready(Ok(n));
+                return Poll::Ready(Ok(cap));
             }
-            this.send.reserve_capacity(buf.len().min(MAX_WRITE_CHUNK));
-            match ready!(this.send.poll_capacity(cx)) {
+            self.send.reserve_capacity(want.min(MAX_WRITE_CHUNK));
+            match ready!(self.send.poll_capacity(cx)) {
                 None => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -181,6 +266,25 @@ impl AsyncWrite for Tunnel {
             }
         }
     }
+}
+
+impl AsyncWrite for TunnelWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let cap = ready!(this.poll_capacity(cx, buf.len()))?;
+        let n = cap.min(buf.len());
+        this.send
+            .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(h2_to_io)?;
+        Poll::Ready(Ok(n))
+    }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Frames are written by the connection task as soon as they are queued.
@@ -189,8 +293,8 @@ impl AsyncWrite for Tunnel {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.write_closed {
-            this.write_closed = true;
+        if !this.closed {
+            this.closed = true;
             this.send.reserve_capacity(0);
             this.send.send_data(Bytes::new(), true).map_err(h2_to_io)?;
         }
@@ -198,15 +302,16 @@ impl AsyncWrite for Tunnel {
     }
 }
 
-impl fmt::Debug for Tunnel {
+impl fmt::Debug for TunnelWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tunnel")
+        f.debug_struct("TunnelWriter")
             .field("info", &self.info)
-            .field("read_eof", &self.read_eof)
-            .field("write_closed", &self.write_closed)
+            .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
 }
+
+// === helpers ===
 
 fn is_clean_reset(e: &h2::Error) -> bool {
     matches!(e.reason(), Some(Reason::NO_ERROR | Reason::CANCEL)) && e.is_reset()

@@ -1,0 +1,27 @@
+//! The end-to-end bench harness runs and reports all three paths (tiny sizes: this checks
+//! that it works, not how fast anything is).
+
+#[test]
+fn harness_smoke_run_writes_a_table_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-bench"))
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run ambit-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ambit-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for path in ["direct TCP", "TLS relay", "HBONE"] {
+        assert!(stdout.contains(path), "{path} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("HBONE / TLS relay: throughput"), "{stdout}");
+    let json = std::fs::read_to_string(&json).expect("json written");
+    assert_eq!(json.matches("\"throughput_gbps\"").count(), 3, "{json}");
+    assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
+}
