@@ -30,6 +30,8 @@ struct Opts {
     /// Tiny sizes: proves the harness works (used by its test), measures nothing useful.
     smoke: bool,
     json: Option<String>,
+    /// Only these paths (by name), e.g. for profiling one of them.
+    only: Vec<String>,
     /// Internal: measure idle-connection RSS for one path in this (fresh) process.
     idle_probe: Option<(String, usize)>,
 }
@@ -48,6 +50,7 @@ fn main() -> Result<()> {
     let mut opts = Opts {
         quick: false,
         smoke: false,
+        only: Vec::new(),
         json: None,
         idle_probe: None,
     };
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--quick" => opts.quick = true,
             "--smoke" => opts.smoke = true,
+            "--path" => opts.only.push(args.next().context("--path NAME")?),
             "--json" => opts.json = Some(args.next().context("--json needs a file")?),
             "--idle-probe" => {
                 let path = args.next().context("--idle-probe PATH N")?;
@@ -63,7 +67,9 @@ fn main() -> Result<()> {
                 opts.idle_probe = Some((path, n));
             }
             "-h" | "--help" => {
-                println!("ambit-bench [--quick | --smoke] [--json FILE]");
+                println!(
+                    "ambit-bench [--quick | --smoke] [--path \"direct TCP\"|\"TLS relay\"|HBONE]... [--json FILE]"
+                );
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -101,6 +107,9 @@ async fn run(opts: Opts) -> Result<()> {
     let mut rows: Vec<(&str, Figures)> = Vec::new();
     for path in [Path::Direct, Path::TlsRelay, Path::Hbone] {
         let name = path.name();
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+            continue;
+        }
         eprintln!("measuring {name}...");
         let mut f = Figures {
             throughput_gbps: throughput(path.dialer(&env, sink).await?, bulk).await?,
@@ -476,7 +485,8 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
             f.idle_count
         );
     }
-    if let (Some((_, tls)), Some((_, hb))) = (rows.get(1), rows.get(2)) {
+    let find = |n: &str| rows.iter().find(|(name, _)| *name == n).map(|(_, f)| f);
+    if let (Some(tls), Some(hb)) = (find("TLS relay"), find("HBONE")) {
         println!();
         println!(
             "HBONE / TLS relay: throughput {:.2}x (target >= 0.9), p50 latency {:.2}x (target <= 1.1), new conns {:.2}x",
