@@ -20,6 +20,11 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Large, short-lived buffers (HTTP/2 frames, copy chunks) come and go at line rate; glibc
+/// malloc serves them with mmap/munmap and page faults, mimalloc from reused pages.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 type Conn = Box<dyn Stream>;
@@ -30,6 +35,8 @@ struct Opts {
     /// Tiny sizes: proves the harness works (used by its test), measures nothing useful.
     smoke: bool,
     json: Option<String>,
+    /// Measure throughput only (for profiling).
+    throughput_only: bool,
     /// Only these paths (by name), e.g. for profiling one of them.
     only: Vec<String>,
     /// Internal: measure idle-connection RSS for one path in this (fresh) process.
@@ -51,6 +58,7 @@ fn main() -> Result<()> {
         quick: false,
         smoke: false,
         only: Vec::new(),
+        throughput_only: false,
         json: None,
         idle_probe: None,
     };
@@ -60,6 +68,7 @@ fn main() -> Result<()> {
             "--quick" => opts.quick = true,
             "--smoke" => opts.smoke = true,
             "--path" => opts.only.push(args.next().context("--path NAME")?),
+            "--throughput-only" => opts.throughput_only = true,
             "--json" => opts.json = Some(args.next().context("--json needs a file")?),
             "--idle-probe" => {
                 let path = args.next().context("--idle-probe PATH N")?;
@@ -115,13 +124,15 @@ async fn run(opts: Opts) -> Result<()> {
             throughput_gbps: throughput(path.dialer(&env, sink).await?, bulk).await?,
             ..Figures::default()
         };
-        let (p50, p99) = latency(path.dialer(&env, echo).await?, rounds).await?;
-        f.p50_us = p50;
-        f.p99_us = p99;
-        f.conns_per_sec = new_conns(path.dialer(&env, echo).await?, conns).await?;
-        let (per, n) = idle_probe(path, idle)?;
-        f.rss_per_idle_kib = per;
-        f.idle_count = n;
+        if !opts.throughput_only {
+            let (p50, p99) = latency(path.dialer(&env, echo).await?, rounds).await?;
+            f.p50_us = p50;
+            f.p99_us = p99;
+            f.conns_per_sec = new_conns(path.dialer(&env, echo).await?, conns).await?;
+            let (per, n) = idle_probe(path, idle)?;
+            f.rss_per_idle_kib = per;
+            f.idle_count = n;
+        }
         rows.push((name, f));
     }
     print_table(&rows, bulk);

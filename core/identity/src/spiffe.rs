@@ -29,6 +29,9 @@ pub struct SpiffeId {
     uri: Arc<str>,
     /// Byte index in `uri` where the path (or the end) starts.
     path_start: usize,
+    /// Byte ranges of the namespace and service account when the path is Istio-shaped,
+    /// computed once at parse time: policy evaluation reads them per connection.
+    istio: Option<[u16; 4]>,
 }
 
 /// Why a string is not a valid SPIFFE id or trust domain.
@@ -104,7 +107,11 @@ impl TrustDomain {
     pub fn id(&self) -> SpiffeId {
         let uri: Arc<str> = Arc::from(format!("{SCHEME_PREFIX}{}", self.0));
         let path_start = uri.len();
-        SpiffeId { uri, path_start }
+        SpiffeId {
+            uri,
+            path_start,
+            istio: None,
+        }
     }
 
     /// The Istio workload id `spiffe://<td>/ns/<namespace>/sa/<service_account>`.
@@ -167,6 +174,7 @@ impl SpiffeId {
         Ok(Self {
             uri: Arc::from(s),
             path_start,
+            istio: istio_ranges(s, path_start),
         })
     }
 
@@ -215,17 +223,8 @@ impl SpiffeId {
     }
 
     fn istio_parts(&self) -> Option<(&str, &str)> {
-        let mut segments = self.path().strip_prefix('/')?.split('/');
-        match (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) {
-            (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Some((ns, sa)),
-            _ => None,
-        }
+        let [a, b, c, d] = self.istio?.map(usize::from);
+        Some((&self.uri[a..b], &self.uri[c..d]))
     }
 }
 
@@ -256,6 +255,31 @@ impl AsRef<str> for SpiffeId {
 }
 
 // === validation ===
+
+/// Where `/ns/<ns>/sa/<sa>` puts the namespace and service account, if the path has that shape.
+fn istio_ranges(uri: &str, path_start: usize) -> Option<[u16; 4]> {
+    let path = uri.get(path_start..)?;
+    let mut segments = path.strip_prefix('/')?.split('/');
+    let (Some("ns"), Some(ns), Some("sa"), Some(sa), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return None;
+    };
+    let ns_start = path_start + "/ns/".len();
+    let sa_start = ns_start + ns.len() + "/sa/".len();
+    // Ids are at most MAX_ID_LEN (2048) bytes, so every offset fits in a u16.
+    let pos = |n: usize| u16::try_from(n).ok();
+    Some([
+        pos(ns_start)?,
+        pos(ns_start + ns.len())?,
+        pos(sa_start)?,
+        pos(sa_start + sa.len())?,
+    ])
+}
 
 fn validate_trust_domain(td: &str) -> Result<(), SpiffeIdError> {
     if td.is_empty() {
