@@ -1,0 +1,456 @@
+//! ztunnel's local config (`LOCAL_XDS_PATH`): `workloads`, `services` and `policies` in YAML,
+//! camelCase keys, unknown keys rejected. ambit adds workload `labels` (for Istio `selector`
+//! policies) and an `istioPolicies` list of Istio AuthorizationPolicy/PeerAuthentication
+//! objects.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ambit_policy::{
+    Action, Authorization, Clause, IstioPolicies, LoadWarning, Match, Rule, Scope,
+    ServiceAccountMatch, StringMatch,
+};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::state::State;
+use crate::types::{Service, TunnelProtocol, Workload, WorkloadType};
+
+/// Why a config could not be loaded: names the file, the object and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {object}: {field}: {message}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The file (or `<inline>`).
+    pub file: String,
+    /// The object (`workloads[2] (demo/app-a)`), or the document.
+    pub object: String,
+    /// The field path within it.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A loaded config, and the warnings about what it asked for that ambit does not enforce.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadedConfig {
+    /// The state it describes.
+    pub state: State,
+    /// Caveats (from Istio policies).
+    pub warnings: Vec<LoadWarning>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    workloads: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    services: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    policies: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    istio_policies: Vec<serde_yaml_ng::Value>,
+    root_namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WorkloadYaml {
+    uid: String,
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    workload_ips: Vec<IpAddr>,
+    #[serde(default)]
+    network: String,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    trust_domain: String,
+    #[serde(default)]
+    service_account: String,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    canonical_name: String,
+    #[serde(default)]
+    canonical_revision: String,
+    #[serde(default)]
+    workload_type: Option<String>,
+    #[serde(default)]
+    workload_name: String,
+    #[serde(default)]
+    services: BTreeMap<String, BTreeMap<u16, u16>>,
+    #[serde(default)]
+    authorization_policies: Vec<String>,
+    #[serde(default)]
+    cluster_id: String,
+    capacity: Option<u32>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceYaml {
+    name: String,
+    namespace: String,
+    hostname: String,
+    #[serde(default)]
+    vips: Vec<String>,
+    #[serde(default)]
+    ports: BTreeMap<u16, u16>,
+    #[serde(default)]
+    subject_alt_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyYaml {
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    scope: ScopeYaml,
+    action: ActionYaml,
+    #[serde(default)]
+    rules: Vec<Vec<Vec<MatchYaml>>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+enum ScopeYaml {
+    Global,
+    Namespace,
+    WorkloadSelector,
+}
+
+#[derive(Deserialize)]
+enum ActionYaml {
+    Allow,
+    Deny,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MatchYaml {
+    #[serde(default)]
+    namespaces: Vec<StringMatchYaml>,
+    #[serde(default)]
+    not_namespaces: Vec<StringMatchYaml>,
+    #[serde(default)]
+    service_accounts: Vec<SaYaml>,
+    #[serde(default)]
+    not_service_accounts: Vec<SaYaml>,
+    #[serde(default)]
+    principals: Vec<StringMatchYaml>,
+    #[serde(default)]
+    not_principals: Vec<StringMatchYaml>,
+    #[serde(default)]
+    source_ips: Vec<IpNetYaml>,
+    #[serde(default)]
+    not_source_ips: Vec<IpNetYaml>,
+    #[serde(default)]
+    destination_ips: Vec<IpNetYaml>,
+    #[serde(default)]
+    not_destination_ips: Vec<IpNetYaml>,
+    #[serde(default)]
+    destination_ports: Vec<u16>,
+    #[serde(default)]
+    not_destination_ports: Vec<u16>,
+}
+
+/// `{Exact: "x"}`, `{Prefix: "x"}`, `{Suffix: "x"}` or `{Presence: {}}` (externally tagged, as
+/// ztunnel's serde writes the `StringMatch` oneof).
+#[derive(Deserialize)]
+#[serde(try_from = "serde_yaml_ng::Mapping")]
+struct StringMatchYaml(StringMatch);
+
+impl TryFrom<serde_yaml_ng::Mapping> for StringMatchYaml {
+    type Error = String;
+
+    fn try_from(m: serde_yaml_ng::Mapping) -> Result<Self, String> {
+        let mut it = m.into_iter();
+        let (Some((k, v)), None) = (it.next(), it.next()) else {
+            return Err("a string match has exactly one of Exact, Prefix, Suffix, Presence".into());
+        };
+        let text = || {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{} takes a string", k.as_str().unwrap_or("?")))
+        };
+        Ok(Self(match k.as_str() {
+            Some("Exact") => StringMatch::Exact(text()?),
+            Some("Prefix") => StringMatch::Prefix(text()?),
+            Some("Suffix") => StringMatch::Suffix(text()?),
+            Some("Presence") => StringMatch::Presence,
+            _ => {
+                return Err(format!(
+                    "unknown string match {:?} (Exact, Prefix, Suffix or Presence)",
+                    k.as_str().unwrap_or("?")
+                ));
+            }
+        }))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SaYaml {
+    namespace: String,
+    service_account: String,
+}
+
+/// An IP or CIDR written as a string.
+struct IpNetYaml(IpNet);
+
+impl<'de> Deserialize<'de> for IpNetYaml {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<IpNet>()
+            .ok()
+            .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+            .map(IpNetYaml)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR")))
+    }
+}
+
+// === loading ===
+
+/// Loads a local config file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        object: "file".into(),
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses local config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
+    let err = |object: String, field: String, message: String| ConfigError {
+        file: file.to_owned(),
+        object,
+        field,
+        message,
+    };
+    let top: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        err(
+            "document".into(),
+            String::new(),
+            format!("not valid YAML: {e}"),
+        )
+    })?;
+    let top = if top.is_null() {
+        serde_yaml_ng::Value::Mapping(Default::default())
+    } else {
+        top
+    };
+    let f: File = typed(top).map_err(|(field, m)| err("document".into(), field, m))?;
+    let root = f
+        .root_namespace
+        .unwrap_or_else(|| ambit_policy::DEFAULT_ROOT_NAMESPACE.to_owned());
+    let mut state = State::with_root_namespace(&root);
+    let mut warnings = Vec::new();
+
+    for (i, v) in f.workloads.into_iter().enumerate() {
+        let label = object_label("workloads", i, &v);
+        let w: WorkloadYaml = typed(v).map_err(|(field, m)| err(label.clone(), field, m))?;
+        let workload = convert_workload(w).map_err(|(field, m)| err(label.clone(), field, m))?;
+        state
+            .insert_workload(workload)
+            .map_err(|m| err(label.clone(), String::new(), m))?;
+    }
+    for (i, v) in f.services.into_iter().enumerate() {
+        let label = object_label("services", i, &v);
+        let s: ServiceYaml = typed(v).map_err(|(field, m)| err(label.clone(), field, m))?;
+        let service = convert_service(s).map_err(|(field, m)| err(label.clone(), field, m))?;
+        state.insert_service(service);
+    }
+    for (i, v) in f.policies.into_iter().enumerate() {
+        let label = object_label("policies", i, &v);
+        let p: PolicyYaml = typed(v).map_err(|(field, m)| err(label.clone(), field, m))?;
+        state.policies_mut().insert(convert_policy(p));
+    }
+    if !f.istio_policies.is_empty() {
+        let mut yaml = String::new();
+        for v in &f.istio_policies {
+            yaml.push_str("---\n");
+            yaml.push_str(&serde_yaml_ng::to_string(v).unwrap_or_default());
+        }
+        let loaded = IstioPolicies::parse(&yaml, &root)
+            .map_err(|e| err(format!("istioPolicies: {}", e.object), e.field, e.message))?;
+        loaded.apply_to(state.policies_mut());
+        warnings.extend(loaded.warnings);
+    }
+    Ok(LoadedConfig { state, warnings })
+}
+
+/// Adds Istio policy YAML (a separate file) to a loaded config.
+pub fn add_istio_policies(
+    cfg: &mut LoadedConfig,
+    yaml: &str,
+    file: &str,
+) -> Result<(), ConfigError> {
+    let root = cfg.state.policies().root_namespace().to_owned();
+    let loaded = IstioPolicies::parse(yaml, &root).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        object: e.object,
+        field: e.field,
+        message: e.message,
+    })?;
+    loaded.apply_to(cfg.state.policies_mut());
+    cfg.warnings.extend(loaded.warnings);
+    Ok(())
+}
+
+fn object_label(list: &str, i: usize, v: &serde_yaml_ng::Value) -> String {
+    let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_owned();
+    format!("{list}[{i}] ({}/{})", get("namespace"), get("name"))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_yaml_ng::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let p = e.path().to_string();
+        (
+            if p == "." { String::new() } else { p },
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
+    let protocol = match w.protocol.as_deref().unwrap_or("HBONE") {
+        "HBONE" => TunnelProtocol::Hbone,
+        "TCP" | "NONE" => TunnelProtocol::None,
+        other => {
+            return Err((
+                "protocol".into(),
+                format!("unknown protocol {other:?} (HBONE, TCP or NONE)"),
+            ));
+        }
+    };
+    let workload_type = match w
+        .workload_type
+        .as_deref()
+        .unwrap_or("deployment")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "deployment" => WorkloadType::Deployment,
+        "cronjob" => WorkloadType::CronJob,
+        "pod" => WorkloadType::Pod,
+        "job" => WorkloadType::Job,
+        other => {
+            return Err((
+                "workloadType".into(),
+                format!("unknown workload type {other:?} (deployment, cronjob, pod or job)"),
+            ));
+        }
+    };
+    let mut out = Workload::new(&w.uid, &w.name, &w.namespace, w.workload_ips);
+    out.network = w.network;
+    out.protocol = protocol;
+    out.trust_domain = w.trust_domain;
+    out.service_account = w.service_account;
+    out.node = w.node;
+    out.canonical_name = w.canonical_name;
+    out.canonical_revision = w.canonical_revision;
+    out.workload_type = workload_type;
+    out.workload_name = w.workload_name;
+    out.services = w.services;
+    out.authorization_policies = w.authorization_policies;
+    out.cluster_id = w.cluster_id;
+    out.capacity = w.capacity.unwrap_or(1);
+    out.labels = w.labels;
+    out.identity().map_err(|e| {
+        (
+            "serviceAccount".into(),
+            format!("does not form a SPIFFE id: {e}"),
+        )
+    })?;
+    Ok(out)
+}
+
+fn convert_service(s: ServiceYaml) -> Result<Service, (String, String)> {
+    let mut vips = Vec::with_capacity(s.vips.len());
+    for (i, v) in s.vips.iter().enumerate() {
+        let (network, ip) = v.rsplit_once('/').unwrap_or(("", v.as_str()));
+        let ip = ip
+            .parse::<IpAddr>()
+            .map_err(|_| (format!("vips[{i}]"), format!("{v:?} is not \"network/IP\"")))?;
+        vips.push((network.to_owned(), ip));
+    }
+    Ok(Service {
+        name: s.name,
+        namespace: s.namespace,
+        hostname: s.hostname,
+        vips,
+        ports: s.ports,
+        subject_alt_names: s.subject_alt_names,
+    })
+}
+
+fn convert_policy(p: PolicyYaml) -> Authorization {
+    let rules = p
+        .rules
+        .into_iter()
+        .map(|clauses| Rule {
+            clauses: clauses
+                .into_iter()
+                .map(|matches| Clause {
+                    matches: matches.into_iter().map(convert_match).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut a = Authorization::new(
+        p.namespace,
+        p.name,
+        match p.scope {
+            ScopeYaml::Global => Scope::Global,
+            ScopeYaml::Namespace => Scope::Namespace,
+            ScopeYaml::WorkloadSelector => Scope::WorkloadSelector,
+        },
+        match p.action {
+            ActionYaml::Allow => Action::Allow,
+            ActionYaml::Deny => Action::Deny,
+        },
+        rules,
+    );
+    a.dry_run = p.dry_run;
+    a
+}
+
+fn convert_match(m: MatchYaml) -> Match {
+    let s = |v: Vec<StringMatchYaml>| v.into_iter().map(|x| x.0).collect();
+    let sa = |v: Vec<SaYaml>| {
+        v.into_iter()
+            .map(|x| ServiceAccountMatch {
+                namespace: x.namespace,
+                service_account: x.service_account,
+            })
+            .collect()
+    };
+    let ips = |v: Vec<IpNetYaml>| v.into_iter().map(|x| x.0).collect();
+    let mut out = Match::default();
+    out.namespaces = s(m.namespaces);
+    out.not_namespaces = s(m.not_namespaces);
+    out.service_accounts = sa(m.service_accounts);
+    out.not_service_accounts = sa(m.not_service_accounts);
+    out.principals = s(m.principals);
+    out.not_principals = s(m.not_principals);
+    out.source_ips = ips(m.source_ips);
+    out.not_source_ips = ips(m.not_source_ips);
+    out.destination_ips = ips(m.destination_ips);
+    out.not_destination_ips = ips(m.not_destination_ips);
+    out.destination_ports = m.destination_ports;
+    out.not_destination_ports = m.not_destination_ports;
+    out
+}

@@ -1,0 +1,162 @@
+//! ztunnel-shaped local config: loading, lookups, and errors that name file, object and field.
+
+use std::net::IpAddr;
+
+use ambit_policy::{Connection, Reason};
+use ambit_xds::local;
+
+const CONFIG: &str = r#"
+workloads:
+- uid: cluster1//v1/Pod/demo/app-a
+  name: app-a
+  namespace: demo
+  serviceAccount: app-a
+  workloadIps: ["127.0.1.2"]
+  protocol: HBONE
+  node: node-a
+  canonicalName: app-a
+  canonicalRevision: v1
+  labels: {app: a}
+  services:
+    "demo/app-a.demo.svc.cluster.local": {80: 8080}
+- uid: cluster1//v1/Pod/demo/app-b
+  name: app-b
+  namespace: demo
+  serviceAccount: app-b
+  workloadIps: ["127.0.1.3"]
+  protocol: TCP
+  node: node-b
+policies:
+- name: only-from-b
+  namespace: demo
+  scope: Namespace
+  action: Allow
+  rules:
+  - - - principals: [{Exact: "cluster.local/ns/demo/sa/app-b"}]
+        destinationPorts: [8080]
+services:
+- name: app-a
+  namespace: demo
+  hostname: app-a.demo.svc.cluster.local
+  vips: ["/10.96.0.10"]
+  ports: {80: 8080}
+istioPolicies:
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: deny-legacy, namespace: demo}
+  spec:
+    action: DENY
+    rules:
+    - from: [{source: {namespaces: ["legacy"]}}]
+"#;
+
+#[test]
+fn loads_and_looks_up() {
+    let cfg = local::parse(CONFIG, "local.yaml").expect("loads");
+    let s = &cfg.state;
+    let a = s
+        .workload_by_addr("", "127.0.1.2".parse().expect("ip"))
+        .expect("app-a");
+    assert_eq!(a.name, "app-a");
+    assert_eq!(
+        a.identity().expect("id").as_str(),
+        "spiffe://cluster.local/ns/demo/sa/app-a"
+    );
+    let svc = s
+        .service_by_vip("", "10.96.0.10".parse().expect("ip"))
+        .expect("vip");
+    assert_eq!(svc.hostname, "app-a.demo.svc.cluster.local");
+    assert_eq!(
+        s.service_by_hostname("app-a.demo.svc.cluster.local"),
+        Some(svc)
+    );
+    let eps = s.endpoints(svc, 80);
+    assert_eq!(eps.len(), 1);
+    assert_eq!((eps[0].0.name.as_str(), eps[0].1), ("app-a", 8080));
+    // Local-config policy and Istio policy both apply.
+    let b_id = s
+        .workload_by_addr("", "127.0.1.3".parse().expect("ip"))
+        .expect("b")
+        .identity()
+        .expect("id");
+    let conn = |port| Connection {
+        source_id: Some(&b_id),
+        source_ip: "127.0.1.3".parse::<IpAddr>().expect("ip"),
+        destination_ip: "127.0.1.2".parse::<IpAddr>().expect("ip"),
+        destination_port: port,
+    };
+    let policies = s.applicable_policies(a);
+    assert_eq!(policies.len(), 2);
+    let d = policies.evaluate(&conn(8080));
+    assert!(d.allowed);
+    assert_eq!(d.policy.as_deref(), Some("demo/only-from-b"));
+    assert_eq!(
+        policies.evaluate(&conn(9090)).reason,
+        Reason::NoAllowMatched
+    );
+}
+
+#[test]
+fn errors_name_file_object_and_field() {
+    let cases = [
+        (
+            "workloads: [{uid: u, name: n, namespace: ns, workloadIps: [not-an-ip]}]",
+            "local.yaml: workloads[0] (ns/n): workloadIps[0]: invalid IP address syntax",
+        ),
+        (
+            "workloads: [{uid: u, name: n, namespace: ns, protocol: QUIC}]",
+            "local.yaml: workloads[0] (ns/n): protocol: unknown protocol \"QUIC\"",
+        ),
+        (
+            "workloads: [{uid: u, name: n, namespace: ns, colour: red}]",
+            "local.yaml: workloads[0] (ns/n): colour: unknown field `colour`",
+        ),
+        (
+            "workloads: [{uid: u, name: n, namespace: \"bad ns\"}]",
+            "local.yaml: workloads[0] (bad ns/n): serviceAccount: does not form a SPIFFE id",
+        ),
+        (
+            "policies: [{name: p, namespace: ns, scope: Namespace, action: Allow, rules: [[[{principals: [{Fuzzy: x}]}]]]}]",
+            "local.yaml: policies[0] (ns/p): rules[0][0][0].principals[0]: unknown string match \"Fuzzy\"",
+        ),
+        (
+            "services: [{name: s, namespace: ns, hostname: h, vips: [\"/10.0.0.300\"]}]",
+            "local.yaml: services[0] (ns/s): vips[0]: \"/10.0.0.300\" is not \"network/IP\"",
+        ),
+        (
+            "policies: [{name: p, namespace: ns, scope: Namespace, action: Maybe}]",
+            "local.yaml: policies[0] (ns/p): action: unknown variant `Maybe`",
+        ),
+        (
+            "policies: [{name: p, namespace: ns, scope: Namespace, action: Allow, rules: [[[{sourceIps: [\"x\"]}]]]}]",
+            "local.yaml: policies[0] (ns/p): rules[0][0][0].sourceIps[0]: \"x\" is not an IP",
+        ),
+        (
+            "workloads: {not: a list}",
+            "local.yaml: document: workloads: invalid type",
+        ),
+        (
+            "frobnicate: true",
+            "local.yaml: document: frobnicate: unknown field `frobnicate`",
+        ),
+        ("workloads: [", "local.yaml: document: : not valid YAML"),
+        (
+            "workloads:\n- {uid: a, name: a, namespace: n, workloadIps: [10.0.0.1]}\n- {uid: b, name: b, namespace: n, workloadIps: [10.0.0.1]}",
+            "local.yaml: workloads[1] (n/b): : address 10.0.0.1 is already used by workload a",
+        ),
+        (
+            "istioPolicies: [{apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: p, namespace: n}, spec: {action: NOPE}}]",
+            "local.yaml: istioPolicies: AuthorizationPolicy n/p: spec.action: unknown action",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let err = local::parse(yaml, "local.yaml").expect_err(want);
+        assert!(err.to_string().starts_with(want), "got  {err}\nwant {want}");
+    }
+}
+
+#[test]
+fn empty_file_is_an_empty_state() {
+    let cfg = local::parse("", "empty.yaml").expect("empty is fine");
+    assert_eq!(cfg.state.workloads().count(), 0);
+}
