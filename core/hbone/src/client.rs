@@ -41,6 +41,9 @@ pub struct Dial {
     pub traceparent: Option<TraceParent>,
     /// Further request headers.
     pub headers: HeaderMap,
+    /// Local address to connect from (the source workload's IP, so the peer sees it); falls
+    /// back to the system's choice when it cannot be bound.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// An HBONE client with a connection pool. Cheap to clone; clones share the pool.
@@ -76,6 +79,7 @@ struct PoolKey {
     source: SpiffeId,
     expected: Vec<SpiffeId>,
     peer: SocketAddr,
+    source_ip: Option<std::net::IpAddr>,
 }
 
 struct KeyPool {
@@ -116,6 +120,7 @@ impl Dial {
             forwarded: None,
             traceparent: None,
             headers: HeaderMap::new(),
+            source_ip: None,
         }
     }
 
@@ -179,6 +184,7 @@ impl Client {
             source: dial.source.id(),
             expected,
             peer: dial.peer,
+            source_ip: dial.source_ip,
         };
         let pool = self.inner.pool(&key);
         // One retry covers a pooled connection that died (GOAWAY, reset) since it was last
@@ -268,7 +274,7 @@ impl Client {
             return Ok(slot);
         }
         let config = pool.config(&self.inner.tls, dial)?;
-        let conn = self.dial(config, dial.peer).await?;
+        let conn = self.dial(config, dial.peer, dial.source_ip).await?;
         self.inner
             .connections_opened
             .fetch_add(1, Ordering::Relaxed);
@@ -282,11 +288,12 @@ impl Client {
         &self,
         config: Arc<rustls::ClientConfig>,
         peer: SocketAddr,
+        source_ip: Option<std::net::IpAddr>,
     ) -> Result<Arc<Conn>, HboneError> {
         let s = &self.inner.settings;
         let timeout = s.connect_timeout;
         let connect = async {
-            let tcp = TcpStream::connect(peer)
+            let tcp = connect_from(source_ip, peer)
                 .await
                 .map_err(|source| HboneError::Connect { addr: peer, source })?;
             let _ = tcp.set_nodelay(true);
@@ -459,6 +466,25 @@ impl Drop for Slot {
         *lock(&self.0.last_used) = Instant::now();
         self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Connects to `peer`, from `source_ip` when that address can be bound here.
+async fn connect_from(
+    source_ip: Option<std::net::IpAddr>,
+    peer: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    if let Some(ip) = source_ip.filter(|ip| ip.is_ipv4() == peer.is_ipv4()) {
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if socket.bind(SocketAddr::new(ip, 0)).is_ok() {
+            return socket.connect(peer).await;
+        }
+        debug!(%ip, "cannot connect from the source workload address; using the system's choice");
+    }
+    TcpStream::connect(peer).await
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -79,15 +79,17 @@ pub struct TcpCounters {
     received: AtomicU64,
 }
 
+/// A metric family: name, help text, and how to read it from a label set's counters.
+type Family = (&'static str, &'static str, fn(&TcpCounters) -> u64);
+
 /// A proxy's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
     tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>>>,
 }
 
-/// The "connection complete" access-log record.
+/// The "connection complete" access-log record (a plain record: build it with struct syntax).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AccessLog {
     /// `src.addr`.
     pub src_addr: String,
@@ -142,22 +144,32 @@ impl Metrics {
             m.iter().map(|(l, c)| (render_labels(l), &**c)).collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        let families: [(&str, &str, fn(&TcpCounters) -> u64); 5] = [
-            ("istio_tcp_connections_opened_total", "Total TCP connections opened", |c| {
-                c.opened.load(Ordering::Relaxed)
-            }),
-            ("istio_tcp_connections_closed_total", "Total TCP connections closed", |c| {
-                c.closed.load(Ordering::Relaxed)
-            }),
-            ("istio_tcp_connections_failed_total", "Total TCP connections that failed", |c| {
-                c.failed.load(Ordering::Relaxed)
-            }),
-            ("istio_tcp_sent_bytes_total", "Bytes sent during TCP connections", |c| {
-                c.sent.load(Ordering::Relaxed)
-            }),
-            ("istio_tcp_received_bytes_total", "Bytes received during TCP connections", |c| {
-                c.received.load(Ordering::Relaxed)
-            }),
+        let families: [Family; 5] = [
+            (
+                "istio_tcp_connections_opened_total",
+                "Total TCP connections opened",
+                |c| c.opened.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_connections_closed_total",
+                "Total TCP connections closed",
+                |c| c.closed.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_connections_failed_total",
+                "Total TCP connections that failed",
+                |c| c.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_sent_bytes_total",
+                "Bytes sent during TCP connections",
+                |c| c.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_received_bytes_total",
+                "Bytes received during TCP connections",
+                |c| c.received.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, get) in families {
             let _ = writeln!(out, "# HELP {name} {help}.");
@@ -198,8 +210,16 @@ fn render_labels(l: &TcpLabels) -> String {
         Some(Reporter::Waypoint) => "waypoint",
         None => "unknown",
     };
-    let flags = if l.response_flags.is_empty() { "-" } else { &l.response_flags };
-    let security = if l.mutual_tls { "mutual_tls" } else { "unknown" };
+    let flags = if l.response_flags.is_empty() {
+        "-"
+    } else {
+        &l.response_flags
+    };
+    let security = if l.mutual_tls {
+        "mutual_tls"
+    } else {
+        "unknown"
+    };
     let pairs: [(&str, &str); 23] = [
         ("reporter", reporter),
         ("source_workload", &l.source_workload),
@@ -211,12 +231,24 @@ fn render_labels(l: &TcpLabels) -> String {
         ("source_version", &l.source_canonical_revision),
         ("source_cluster", &l.source_cluster),
         ("destination_service", &l.destination_service),
-        ("destination_service_namespace", &l.destination_service_namespace),
+        (
+            "destination_service_namespace",
+            &l.destination_service_namespace,
+        ),
         ("destination_service_name", &l.destination_service_name),
         ("destination_workload", &l.destination_workload),
-        ("destination_canonical_service", &l.destination_canonical_service),
-        ("destination_canonical_revision", &l.destination_canonical_revision),
-        ("destination_workload_namespace", &l.destination_workload_namespace),
+        (
+            "destination_canonical_service",
+            &l.destination_canonical_service,
+        ),
+        (
+            "destination_canonical_revision",
+            &l.destination_canonical_revision,
+        ),
+        (
+            "destination_workload_namespace",
+            &l.destination_workload_namespace,
+        ),
         ("destination_principal", &l.destination_principal),
         ("destination_app", &l.destination_canonical_service),
         ("destination_version", &l.destination_canonical_revision),
@@ -328,38 +360,68 @@ mod tests {
     #[test]
     fn renders_istio_names_and_labels() {
         let m = Metrics::new();
-        let mut l = TcpLabels::default();
-        l.reporter = Some(Reporter::Destination);
-        l.source_workload = "app-b".into();
-        l.destination_principal = "spiffe://cluster.local/ns/a/sa/\"x\"".into();
-        l.mutual_tls = true;
+        let l = TcpLabels {
+            reporter: Some(Reporter::Destination),
+            source_workload: "app-b".into(),
+            destination_principal: "spiffe://cluster.local/ns/a/sa/\"x\"".into(),
+            mutual_tls: true,
+            ..TcpLabels::default()
+        };
         let c = m.tcp(&l);
         c.opened();
         c.closed(10, 20, false);
         let text = m.render();
-        assert!(text.contains("# TYPE istio_tcp_connections_opened_total counter"), "{text}");
-        assert!(text.contains("istio_tcp_sent_bytes_total{reporter=\"destination\",source_workload=\"app-b\""), "{text}");
-        assert!(text.contains("destination_principal=\"spiffe://cluster.local/ns/a/sa/\\\"x\\\"\""), "{text}");
+        assert!(
+            text.contains("# TYPE istio_tcp_connections_opened_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "istio_tcp_sent_bytes_total{reporter=\"destination\",source_workload=\"app-b\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("destination_principal=\"spiffe://cluster.local/ns/a/sa/\\\"x\\\"\""),
+            "{text}"
+        );
         assert!(text.contains("source_cluster=\"unknown\""), "{text}");
-        assert!(text.contains("connection_security_policy=\"mutual_tls\"} 10"), "{text}");
-        assert!(text.contains("istio_tcp_received_bytes_total{") && text.contains("} 20"), "{text}");
-        assert!(!text.contains("istio_tcp_connections_failed_total{"), "zero failures are omitted: {text}");
+        assert!(
+            text.contains("connection_security_policy=\"mutual_tls\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_tcp_received_bytes_total{") && text.contains("} 20"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("istio_tcp_connections_failed_total{"),
+            "zero failures are omitted: {text}"
+        );
     }
 
     #[test]
     fn access_log_text_and_json() {
-        let mut a = AccessLog::default();
-        a.src_addr = "127.0.0.1:5000".into();
-        a.direction = "inbound";
-        a.bytes_sent = 3;
-        a.duration = Duration::from_millis(13);
-        a.error = Some("policy \"x\" denied".into());
+        let a = AccessLog {
+            src_addr: "127.0.0.1:5000".into(),
+            direction: "inbound",
+            bytes_sent: 3,
+            duration: Duration::from_millis(13),
+            error: Some("policy \"x\" denied".into()),
+            ..AccessLog::default()
+        };
         assert_eq!(
             a.to_text(),
             "connection failed src.addr=127.0.0.1:5000 direction=inbound bytes_sent=3 bytes_recv=0 \
              duration=13ms error=\"policy \\\"x\\\" denied\""
         );
-        assert!(a.to_json().starts_with("{\"message\":\"connection failed\",\"src.addr\":\"127.0.0.1:5000\""));
-        assert!(a.to_json().contains("\"error\":\"policy \\\"x\\\" denied\""));
+        assert!(
+            a.to_json()
+                .starts_with("{\"message\":\"connection failed\",\"src.addr\":\"127.0.0.1:5000\"")
+        );
+        assert!(
+            a.to_json()
+                .contains("\"error\":\"policy \\\"x\\\" denied\"")
+        );
     }
 }

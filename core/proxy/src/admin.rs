@@ -1,0 +1,73 @@
+//! The small HTTP/1.1 endpoints: readiness (`/healthz/ready`), metrics (`/metrics`,
+//! `/stats/prometheus`) and admin (`/config_dump`). GET only; one request per connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::debug;
+
+/// A response: status, content type, body.
+pub(crate) type Reply = (u16, &'static str, String);
+
+/// Serves `route(path)` on `listener` until the task is dropped.
+pub(crate) async fn serve<F, Fut>(listener: TcpListener, route: Arc<F>)
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send,
+{
+    while let Ok((mut s, peer)) = listener.accept().await {
+        let route = route.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let head = tokio::time::timeout(Duration::from_secs(10), async {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut chunk).await.ok()?;
+                    if n == 0 || buf.len() > 16 * 1024 {
+                        return None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Some(())
+            })
+            .await;
+            let (status, ctype, body) = match head {
+                Ok(Some(())) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let mut parts = line.split_whitespace();
+                    match (parts.next(), parts.next()) {
+                        (Some("GET"), Some(path)) => route(path.to_owned()).await,
+                        _ => (405, "text/plain", "only GET is supported\n".to_owned()),
+                    }
+                }
+                _ => (400, "text/plain", "bad request\n".to_owned()),
+            };
+            let reason = match status {
+                200 => "OK",
+                404 => "Not Found",
+                405 => "Method Not Allowed",
+                503 => "Service Unavailable",
+                _ => "Bad Request",
+            };
+            let resp = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = s.write_all(resp.as_bytes()).await {
+                debug!(%peer, error = %e, "admin response not delivered");
+            }
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+/// Binds `addr` for an endpoint, naming it in the error.
+pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::ProxyError::Bind(what.to_owned(), addr, e))
+}

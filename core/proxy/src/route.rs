@@ -1,0 +1,136 @@
+//! The outbound routing decision (Istio reference §1.9): where a connection to an address goes
+//! and how.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ambit_identity::SpiffeId;
+use ambit_xds::{Service, State, TunnelProtocol, Workload};
+
+/// Ports a connection must never target: the proxy's own (loop protection).
+pub const ILLEGAL_PORTS: [u16; 4] = [15001, 15006, 15008, 15080];
+
+/// Where an outbound connection goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// HBONE to `peer` (`<ip>:15008`) with `:authority` `authority`, expecting one of `expected`.
+    Hbone {
+        peer: SocketAddr,
+        authority: SocketAddr,
+        expected: Vec<SpiffeId>,
+        workload: Arc<Workload>,
+        service: Option<Arc<Service>>,
+    },
+    /// Plain TCP (a non-mesh workload, or an address outside the mesh).
+    Direct {
+        addr: SocketAddr,
+        workload: Option<Arc<Workload>>,
+        service: Option<Arc<Service>>,
+    },
+}
+
+/// Why no route was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RouteError {
+    #[error("service {service} has no port {port}")]
+    NoServicePort { service: String, port: u16 },
+    #[error("no healthy upstream for service {0}")]
+    NoEndpoint(String),
+    #[error("port {0} is reserved for the proxy itself")]
+    IllegalPort(u16),
+    #[error("workload {0} has no usable identity: {1}")]
+    Identity(String, String),
+}
+
+pub(crate) fn route(state: &State, network: &str, dst: SocketAddr) -> Result<Route, RouteError> {
+    if ILLEGAL_PORTS.contains(&dst.port()) {
+        return Err(RouteError::IllegalPort(dst.port()));
+    }
+    let (workload, target_port, service) =
+        if let Some(svc) = state.service_by_vip(network, dst.ip()) {
+            if svc.target_port(dst.port()).is_none() {
+                return Err(RouteError::NoServicePort {
+                    service: svc.hostname.clone(),
+                    port: dst.port(),
+                });
+            }
+            let endpoints = state.endpoints(svc, dst.port());
+            let (w, port) =
+                pick(&endpoints).ok_or_else(|| RouteError::NoEndpoint(svc.hostname.clone()))?;
+            (w, port, Some(svc.clone()))
+        } else if let Some(w) = state.workload_by_addr(network, dst.ip()) {
+            (w.clone(), dst.port(), None)
+        } else {
+            return Ok(Route::Direct {
+                addr: dst,
+                workload: None,
+                service: None,
+            });
+        };
+    let ip = if workload.addresses.contains(&dst.ip()) {
+        dst.ip()
+    } else {
+        workload
+            .address()
+            .ok_or_else(|| RouteError::NoEndpoint(workload.name.clone()))?
+    };
+    match workload.protocol {
+        TunnelProtocol::None => Ok(Route::Direct {
+            addr: SocketAddr::new(ip, target_port),
+            workload: Some(workload),
+            service,
+        }),
+        TunnelProtocol::Hbone => {
+            let id = workload
+                .identity()
+                .map_err(|e| RouteError::Identity(workload.uid.clone(), e.to_string()))?;
+            let mut expected = vec![id];
+            if let Some(svc) = &service {
+                expected.extend(
+                    svc.subject_alt_names
+                        .iter()
+                        .filter_map(|s| SpiffeId::parse(s).ok()),
+                );
+            }
+            Ok(Route::Hbone {
+                peer: workload.hbone_addr(ip),
+                authority: SocketAddr::new(ip, target_port),
+                expected,
+                workload,
+                service,
+            })
+        }
+    }
+}
+
+/// Weighted-random choice by `capacity` (0 counts as 1, as unset does in Istio).
+fn pick(endpoints: &[(Arc<Workload>, u16)]) -> Option<(Arc<Workload>, u16)> {
+    let total: u64 = endpoints
+        .iter()
+        .map(|(w, _)| u64::from(w.capacity.max(1)))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut r = random_u64() % total;
+    for (w, p) in endpoints {
+        let c = u64::from(w.capacity.max(1));
+        if r < c {
+            return Some((w.clone(), *p));
+        }
+        r -= c;
+    }
+    endpoints.last().cloned()
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // Spread load even without OS randomness.
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::from(d.subsec_nanos()))
+            .unwrap_or(0);
+    }
+    u64::from_le_bytes(b)
+}
