@@ -204,40 +204,38 @@ impl Handler for Inbound {
                 start,
             );
         }
-        let upstream =
-            match tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(target))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    labels.response_flags = "CONNECT".into();
-                    let c = node.metrics.tcp(&labels);
-                    c.opened();
-                    c.closed(0, 0, true);
-                    return refuse(
-                        node,
-                        responder,
-                        &mut log,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("cannot connect to {target}: {e}"),
-                        start,
-                    );
-                }
-                Err(_) => {
-                    labels.response_flags = "CONNECT".into();
-                    let c = node.metrics.tcp(&labels);
-                    c.opened();
-                    c.closed(0, 0, true);
-                    return refuse(
-                        node,
-                        responder,
-                        &mut log,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("timed out connecting to {target}"),
-                        start,
-                    );
-                }
-            };
+        let connecting = connect_from(req.peer_addr.ip(), target);
+        let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                labels.response_flags = "CONNECT".into();
+                let c = node.metrics.tcp(&labels);
+                c.opened();
+                c.closed(0, 0, true);
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot connect to {target}: {e}"),
+                    start,
+                );
+            }
+            Err(_) => {
+                labels.response_flags = "CONNECT".into();
+                let c = node.metrics.tcp(&labels);
+                c.opened();
+                c.closed(0, 0, true);
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("timed out connecting to {target}"),
+                    start,
+                );
+            }
+        };
         let _ = upstream.set_nodelay(true);
         let (registration, mut revoked) = node.connections.register(&conn, &w.uid);
         let Ok(tunnel) = responder.accept(Default::default()) else {
@@ -261,6 +259,22 @@ impl Handler for Inbound {
         node.access_log(&log);
         drop(registration);
     }
+}
+
+/// Connects to the workload from the client's address when this host owns it (several
+/// "nodes" on one machine), so the application sees the real source; else from any address.
+async fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    if source.is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if socket.bind(SocketAddr::new(source, 0)).is_ok() {
+            return socket.connect(target).await;
+        }
+    }
+    TcpStream::connect(target).await
 }
 
 fn refuse(

@@ -1,0 +1,227 @@
+//! `ambit-ztunnel`: a node proxy daemon with Istio ztunnel's behaviour, configured from
+//! ztunnel's local YAML config (plus Istio policy YAML), reloaded when the file changes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambit_identity::{
+    CaFiles, CaSource, CertificateAuthority, CredentialSource, PemFileSource, SystemClock,
+    TrustDomain,
+};
+use ambit_proxy::{NodeConfig, NodeProxy};
+use ambit_tls::{Provider, TlsContext};
+use ambit_xds::{LoadedConfig, local};
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tracing::{error, info, warn};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A node proxy (Istio ztunnel behaviour) for the workloads of one node.
+#[derive(Debug, Parser)]
+#[command(name = "ambit-ztunnel", version, about)]
+struct Args {
+    /// Local config in ztunnel's LOCAL_XDS_PATH shape (workloads, services, policies).
+    #[arg(long, env = "LOCAL_XDS_PATH")]
+    config: PathBuf,
+    /// Extra Istio AuthorizationPolicy / PeerAuthentication YAML files.
+    #[arg(long = "policies")]
+    policies: Vec<PathBuf>,
+    /// This node's name: workloads whose `node` matches are served here.
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// Trust domain of the built-in CA.
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Directory with a CA made by `ambitctl ca init` (workload certificates are issued from
+    /// it). Without it and without --cert-chain, an ephemeral CA is created (demo use).
+    #[arg(long, conflicts_with = "cert_chain")]
+    ca_dir: Option<PathBuf>,
+    /// PEM certificate chain of the (single) workload identity, re-read when it changes.
+    #[arg(long, requires_all = ["key", "root_cert"])]
+    cert_chain: Option<PathBuf>,
+    /// PEM private key for --cert-chain.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// PEM trust bundle for --cert-chain.
+    #[arg(long)]
+    root_cert: Option<PathBuf>,
+    /// HBONE port bound on each local workload address.
+    #[arg(long, default_value_t = 15008)]
+    hbone_port: u16,
+    /// SOCKS5 listener ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:15080")]
+    socks5: String,
+    /// HTTP CONNECT listener ("off" to disable).
+    #[arg(long, default_value = "off")]
+    http_connect: String,
+    /// Transparent outbound listener for iptables-redirected traffic ("off" to disable).
+    #[arg(long, default_value = "off")]
+    outbound_capture: String,
+    /// Inbound plaintext listener for iptables-redirected traffic ("off" to disable).
+    #[arg(long, default_value = "off")]
+    inbound_plaintext: String,
+    /// Prometheus metrics listener.
+    #[arg(long, default_value = "127.0.0.1:15020")]
+    metrics: String,
+    /// Readiness listener.
+    #[arg(long, default_value = "127.0.0.1:15021")]
+    readiness: String,
+    /// Admin listener (keep it on localhost).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: String,
+    /// Access log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// How often to check the config files for changes.
+    #[arg(long, default_value = "1")]
+    reload_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    ambit_examples::init_logging("info");
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ambit-ztunnel: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ambit-ztunnel: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag} {v:?}: expected ip:port or \"off\""))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let loaded = load(&args.config, &args.policies)?;
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let td = TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
+    let credentials: Arc<dyn CredentialSource> = match (&args.ca_dir, &args.cert_chain) {
+        (Some(dir), _) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .with_context(|| format!("{}: cannot read", dir.join(f).display()))
+            };
+            let mut files = CaFiles::default();
+            files.ca_cert = read("ca-cert.pem")?;
+            files.ca_key = read("ca-key.pem")?;
+            files.cert_chain = read("cert-chain.pem")?;
+            files.root_cert = read("root-cert.pem")?;
+            let ca = CertificateAuthority::from_files(&files, Some(td))
+                .with_context(|| format!("loading the CA in {}", dir.display()))?;
+            Arc::new(CaSource::new(
+                Arc::new(ca),
+                Duration::from_secs(24 * 3600),
+                Arc::new(SystemClock),
+            ))
+        }
+        (None, Some(chain)) => {
+            let (Some(key), Some(root)) = (&args.key, &args.root_cert) else {
+                bail!("--cert-chain needs --key and --root-cert");
+            };
+            Arc::new(PemFileSource::new(chain, key, root))
+        }
+        (None, None) => {
+            warn!(
+                "no --ca-dir or --cert-chain: using an ephemeral built-in CA (demo only; other nodes will not trust it)"
+            );
+            let ca = CertificateAuthority::new(td)?;
+            Arc::new(CaSource::new(
+                Arc::new(ca),
+                Duration::from_secs(24 * 3600),
+                Arc::new(SystemClock),
+            ))
+        }
+    };
+    let mut config = NodeConfig::new(&args.node);
+    config.inbound_port = args.hbone_port;
+    config.socks5 = addr("socks5", &args.socks5)?;
+    config.http_connect = addr("http-connect", &args.http_connect)?;
+    config.outbound_capture = addr("outbound-capture", &args.outbound_capture)?;
+    config.inbound_plaintext = addr("inbound-plaintext", &args.inbound_plaintext)?;
+    config.metrics = addr("metrics", &args.metrics)?;
+    config.readiness = addr("readiness", &args.readiness)?;
+    config.admin = addr("admin", &args.admin)?;
+    config.json_access_log = args.log_format == "json";
+    let proxy = NodeProxy::start(
+        config,
+        loaded.state,
+        credentials,
+        TlsContext::new(Provider::default()),
+    )
+    .await
+    .context("starting the node proxy")?;
+    let local = proxy
+        .state()
+        .workloads()
+        .filter(|w| w.node == args.node)
+        .count();
+    info!(node = %args.node, local_workloads = local, bound = ?proxy.bound(), "ambit-ztunnel ready");
+
+    let mut files = args.policies.clone();
+    files.push(args.config.clone());
+    let mut last = fingerprint(&files);
+    let mut tick = tokio::time::interval(Duration::from_secs(args.reload_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => {
+                info!("shutting down: draining for up to 5 s");
+                proxy.shutdown(Duration::from_secs(5)).await;
+                return Ok(());
+            }
+        }
+        let now = fingerprint(&files);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load(&args.config, &args.policies) {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    warn!("{w}");
+                }
+                let closed = proxy.update(cfg.state);
+                info!(closed_connections = closed, "configuration reloaded");
+            }
+            Err(e) => error!("configuration not reloaded, keeping the last good one: {e:#}"),
+        }
+    }
+}
+
+fn load(config: &Path, policies: &[PathBuf]) -> Result<LoadedConfig> {
+    let mut cfg = local::load_file(config)?;
+    for p in policies {
+        let yaml =
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        local::add_istio_policies(&mut cfg, &yaml, &p.display().to_string())?;
+    }
+    Ok(cfg)
+}
+
+/// Content of the watched files (small), to notice any change, including atomic renames.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
+}
