@@ -209,8 +209,8 @@ async fn run(args: Args) -> Result<()> {
         },
     ];
     println!(
-        "{:<14} {:<15} {:<9} {}",
-        "from", "to", "result", "decided by (node-b's L4 policy)"
+        "{:<14} {:<15} {:<9} decided by (node-b's L4 policy)",
+        "from", "to", "result"
     );
     println!("{}", "-".repeat(78));
     let mut mismatches = 0;
