@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use ambit_hbone::{
     Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings,
 };
-use ambit_identity::{CertificateAuthority, SpiffeId, TrustDomain};
+use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
+use ambit_proxy::{NodeConfig, NodeProxy};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
+use ambit_xds::{State, Workload};
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,8 +95,8 @@ fn main() -> Result<()> {
 
 async fn run(opts: Opts) -> Result<()> {
     if let Some((path, n)) = opts.idle_probe {
-        let env = Env::new().await?;
-        let path = [Path::Direct, Path::TlsRelay, Path::Hbone]
+        let env = Env::new(91).await?;
+        let path = Path::ALL
             .into_iter()
             .find(|p| p.name() == path)
             .context("unknown path")?;
@@ -109,13 +111,26 @@ async fn run(opts: Opts) -> Result<()> {
     } else {
         (1 << 30, 20_000, 5_000, 10_000)
     };
-    let sink = spawn_upstream(Upstream::Sink).await?;
-    let echo = spawn_upstream(Upstream::Echo).await?;
-    let env = Env::new().await?;
+    let local = IpAddr::from([127, 0, 0, 1]);
+    let (sink, echo) = (
+        spawn_upstream(Upstream::Sink, local).await?,
+        spawn_upstream(Upstream::Echo, local).await?,
+    );
+    // Behind node B, the upstreams are a workload of their own.
+    let (sink_b, echo_b) = (
+        spawn_upstream(Upstream::Sink, server_ip(90)).await?,
+        spawn_upstream(Upstream::Echo, server_ip(90)).await?,
+    );
+    let env = Env::new(90).await?;
 
     let mut rows: Vec<(&str, Figures)> = Vec::new();
-    for path in [Path::Direct, Path::TlsRelay, Path::Hbone] {
+    for path in Path::ALL {
         let name = path.name();
+        let (sink, echo) = if path == Path::TwoNodes {
+            (sink_b, echo_b)
+        } else {
+            (sink, echo)
+        };
         if !opts.only.is_empty() && !opts.only.iter().any(|o| o.eq_ignore_ascii_case(name)) {
             continue;
         }
@@ -152,10 +167,14 @@ struct Env {
     client_config: Arc<rustls::ClientConfig>,
     hbone: Client,
     hbone_server: SocketAddr,
+    /// Node A's SOCKS5 address, and both nodes (kept alive).
+    socks: SocketAddr,
+    net: u8,
+    _nodes: (NodeProxy, NodeProxy),
 }
 
 impl Env {
-    async fn new() -> Result<Arc<Self>> {
+    async fn new(net: u8) -> Result<Arc<Self>> {
         let ca = CertificateAuthority::new(TrustDomain::new("cluster.local")?)?;
         let tls = TlsContext::new(Provider::default());
         let server_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/server")?;
@@ -171,7 +190,12 @@ impl Env {
         let hbone_server = listener.local_addr()?;
         let server = Server::new(server_config.clone(), forward, ServerSettings::default());
         tokio::spawn(async move { server.serve(listener).await });
+        let nodes = two_nodes(&ca, net).await?;
+        let socks = nodes.0.bound().socks5.context("node A SOCKS5")?;
         Ok(Arc::new(Self {
+            socks,
+            net,
+            _nodes: nodes,
             hbone: Client::new(tls, ClientSettings::default()),
             client_cell,
             server_id,
@@ -180,6 +204,43 @@ impl Env {
             hbone_server,
         }))
     }
+}
+
+/// Node A (client workload) and node B (server workload), each on its own loopback address.
+async fn two_nodes(ca: &CertificateAuthority, net: u8) -> Result<(NodeProxy, NodeProxy)> {
+    let mut state = State::new();
+    for (name, ip, node) in [
+        ("client", client_ip(net), "node-a"),
+        ("server", server_ip(net), "node-b"),
+    ] {
+        let mut w = Workload::new(name, name, "bench", vec![ip]);
+        w.service_account = name.into();
+        w.node = node.into();
+        state.insert_workload(w).map_err(anyhow::Error::msg)?;
+    }
+    let source = Arc::new(CaSource::new(
+        Arc::new(CertificateAuthority::from_files(&ca.to_files()?, None)?),
+        Duration::from_secs(24 * 3600),
+        Arc::new(SystemClock),
+    ));
+    let tls = TlsContext::new(Provider::default());
+    let config = |node: &str, host: u8| {
+        let mut c = NodeConfig::new(node);
+        c.socks5 = Some(SocketAddr::from(([127, net, 0, host], 0)));
+        c.metrics = None;
+        c.readiness = None;
+        c.admin = None;
+        c
+    };
+    let a = NodeProxy::start(
+        config("node-a", 1),
+        state.clone(),
+        source.clone(),
+        tls.clone(),
+    )
+    .await?;
+    let b = NodeProxy::start(config("node-b", 2), state, source, tls).await?;
+    Ok((a, b))
 }
 
 async fn forward(req: ConnectRequest, responder: Responder) {
@@ -212,14 +273,29 @@ enum Path {
     Direct,
     TlsRelay,
     Hbone,
+    /// client → node A (SOCKS5) → HBONE → node B → server: the whole node-proxy data path.
+    TwoNodes,
+}
+
+/// The two-node path's workload addresses, in `127.<net>.0.0/16`: the main run uses net 90,
+/// idle probes (separate processes, alive at the same time) net 91.
+fn client_ip(net: u8) -> IpAddr {
+    IpAddr::from([127, net, 1, 2])
+}
+
+fn server_ip(net: u8) -> IpAddr {
+    IpAddr::from([127, net, 2, 2])
 }
 
 impl Path {
+    const ALL: [Path; 4] = [Path::Direct, Path::TlsRelay, Path::Hbone, Path::TwoNodes];
+
     fn name(self) -> &'static str {
         match self {
             Path::Direct => "direct TCP",
             Path::TlsRelay => "TLS relay",
             Path::Hbone => "HBONE",
+            Path::TwoNodes => "two nodes",
         }
     }
 
@@ -245,6 +321,17 @@ impl Path {
                             .connect(ambit_tls::server_name(), tcp)
                             .await?;
                         Ok(Box::new(tls) as Conn)
+                    })
+                })
+            }
+            Path::TwoNodes => {
+                let (proxy, from) = (env.socks, client_ip(env.net));
+                Arc::new(move || {
+                    Box::pin(async move {
+                        Ok(
+                            Box::new(ambit_benches::socks5_connect(proxy, from, target).await?)
+                                as Conn,
+                        )
                     })
                 })
             }
@@ -308,8 +395,8 @@ enum Upstream {
     Echo,
 }
 
-async fn spawn_upstream(kind: Upstream) -> Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+async fn spawn_upstream(kind: Upstream, ip: IpAddr) -> Result<SocketAddr> {
+    let l = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
     let addr = l.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -431,8 +518,13 @@ fn idle_probe(path: Path, want: usize) -> Result<(f64, usize)> {
 /// RSS growth per idle connection (both ends are in this process), KiB; and how many.
 async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
     let hold = SocketAddr::from(([127, 0, 0, 1], 1));
-    // Direct TCP needs a listener that holds connections.
-    let holder = TcpListener::bind("127.0.0.1:0").await?;
+    // Direct TCP and the two-node path need a listener that holds connections.
+    let holder_ip = if path == Path::TwoNodes {
+        server_ip(env.net)
+    } else {
+        IpAddr::from([127, 0, 0, 1])
+    };
+    let holder = TcpListener::bind(SocketAddr::new(holder_ip, 0)).await?;
     let holder_addr = holder.local_addr()?;
     let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let keep = held.clone();
@@ -443,12 +535,14 @@ async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
     });
     // Direct TCP and the TLS relay hold two sockets per connection in this process; HBONE
     // tunnels share pooled connections.
+    // The two-node path holds four (client, node A, node B's upstream, server).
     let n = match path {
         Path::Hbone => want,
+        Path::TwoNodes => want.min((fd_limit().saturating_sub(512) / 4).max(100)),
         _ => want.min((fd_limit().saturating_sub(512) / 2).max(100)),
     };
     let dial = match path {
-        Path::Direct => path.dialer(env, holder_addr).await?,
+        Path::Direct | Path::TwoNodes => path.dialer(env, holder_addr).await?,
         _ => path.dialer(env, hold).await?,
     };
     // Warm up allocator and pools so the first connection's fixed costs are not counted.
@@ -497,6 +591,13 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
         );
     }
     let find = |n: &str| rows.iter().find(|(name, _)| *name == n).map(|(_, f)| f);
+    if let (Some(direct), Some(nodes)) = (find("direct TCP"), find("two nodes")) {
+        println!(
+            "two nodes / direct TCP: throughput {:.2}x, p50 latency {:.2}x",
+            nodes.throughput_gbps / direct.throughput_gbps,
+            nodes.p50_us / direct.p50_us
+        );
+    }
     if let (Some(tls), Some(hb)) = (find("TLS relay"), find("HBONE")) {
         println!();
         println!(

@@ -487,3 +487,51 @@ async fn shared_l4_table_end_to_end_through_two_node_proxies() {
         failures.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connect_listener_tunnels_and_refuses_with_403() {
+    let net = 15;
+    let state = with_policies(
+        base_state(net),
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-only-8080, namespace: demo}
+spec:
+  rules:
+  - to: [{operation: {ports: ["8080"]}}]
+"#,
+    );
+    let mesh = Mesh::start(net, state).await;
+    let proxy = mesh.a.bound().http_connect.expect("http connect");
+    for (port, want) in [(8080u16, "HTTP/1.1 200"), (9090, "HTTP/1.1 403")] {
+        let target = SocketAddr::new(ip(net, [2, 2]), port);
+        echo_app(target).await;
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(ip(net, [1, 2]), 0))
+            .expect("bind");
+        let mut s = socket.connect(proxy).await.expect("connect");
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(STEP, s.read(&mut b))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert_eq!(n, 1, "proxy closed before answering");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with(want), "port {port}: {head}");
+        if port == 8080 {
+            assert_eq!(
+                echo_through(&mut s, b"over connect").await.expect("echo"),
+                b"over connect"
+            );
+        }
+    }
+}
