@@ -1,4 +1,4 @@
-//! The end-to-end bench harness runs and reports all three paths (tiny sizes: this checks
+//! The end-to-end bench harness runs and reports all four paths (tiny sizes: this checks
 //! that it works, not how fast anything is).
 
 #[test]
@@ -17,11 +17,11 @@ fn harness_smoke_run_writes_a_table_and_json() {
         "ambit-bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for path in ["direct TCP", "TLS relay", "HBONE"] {
+    for path in ["direct TCP", "TLS relay", "HBONE", "two nodes"] {
         assert!(stdout.contains(path), "{path} missing:\n{stdout}");
     }
     assert!(stdout.contains("HBONE / TLS relay: throughput"), "{stdout}");
     let json = std::fs::read_to_string(&json).expect("json written");
-    assert_eq!(json.matches("\"throughput_gbps\"").count(), 3, "{json}");
+    assert_eq!(json.matches("\"throughput_gbps\"").count(), 4, "{json}");
     assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
 }
