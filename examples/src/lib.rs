@@ -160,6 +160,26 @@ pub async fn spawn_echo_app(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// Runs a daemon's async main on a multi-threaded runtime; errors print as `name: error`
+/// (with causes) and exit 1.
+pub fn run_main(
+    name: &str,
+    main: impl std::future::Future<Output = Result<()>>,
+) -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .and_then(|rt| rt.block_on(main));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr; `RUST_LOG` picks levels (default `info` or `warn`), `json` for JSON lines.
 pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

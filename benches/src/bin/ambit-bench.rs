@@ -550,11 +550,11 @@ async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
     for _ in 0..100.min(n) {
         conns.push(dial().await?);
     }
-    let before = rss_kib();
+    let before = ambit_test_util::rss_kib();
     for _ in conns.len()..n {
         conns.push(dial().await?);
     }
-    let after = rss_kib();
+    let after = ambit_test_util::rss_kib();
     let measured = n - 100.min(n);
     drop(conns);
     accept_task.abort();
@@ -630,18 +630,6 @@ fn to_json(rows: &[(&str, Figures)], bulk: u64) -> String {
 }
 
 // === process helpers ===
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn fd_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")

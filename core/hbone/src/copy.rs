@@ -11,6 +11,17 @@ const MEDIUM_BUF: usize = 16 * 1024 - 64;
 /// Buffer size once 10 MiB have flowed in a direction.
 const LARGE_BUF: usize = 256 * 1024 - 64;
 
+/// The buffer size for a direction that has carried `total` bytes so far.
+fn buffer_size(total: u64) -> usize {
+    if total >= 10 * 1024 * 1024 {
+        LARGE_BUF
+    } else if total >= 128 * 1024 {
+        MEDIUM_BUF
+    } else {
+        INITIAL_BUF
+    }
+}
+
 /// Bytes moved by [`copy_bidirectional`] and [`copy_tunnel`] (`a` is the tunnel there).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -55,13 +66,7 @@ where
         }
         w.write_all(&buf[..n]).await?;
         total += n as u64;
-        let want = if total >= 10 * 1024 * 1024 {
-            LARGE_BUF
-        } else if total >= 128 * 1024 {
-            MEDIUM_BUF
-        } else {
-            INITIAL_BUF
-        };
+        let want = buffer_size(total);
         if buf.len() < want {
             buf.resize(want, 0);
         }
@@ -90,14 +95,7 @@ where
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
         loop {
-            let want = if total >= 10 * 1024 * 1024 {
-                LARGE_BUF
-            } else if total >= 128 * 1024 {
-                MEDIUM_BUF
-            } else {
-                INITIAL_BUF
-            };
-            buf.reserve(want);
+            buf.reserve(buffer_size(total));
             let n = or.read_buf(&mut buf).await?;
             if n == 0 {
                 tw.shutdown().await?;

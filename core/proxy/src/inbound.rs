@@ -191,10 +191,7 @@ impl Handler for Inbound {
         };
         let decision = state.applicable_policies(&w).evaluate(&conn);
         if !decision.allowed {
-            labels.response_flags = "DENY".into();
-            let c = node.metrics.tcp(&labels);
-            c.opened();
-            c.closed(0, 0, true);
+            node.count_failure(&mut labels, "DENY");
             return refuse(
                 node,
                 responder,
@@ -208,10 +205,7 @@ impl Handler for Inbound {
         let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                labels.response_flags = "CONNECT".into();
-                let c = node.metrics.tcp(&labels);
-                c.opened();
-                c.closed(0, 0, true);
+                node.count_failure(&mut labels, "CONNECT");
                 return refuse(
                     node,
                     responder,
@@ -222,10 +216,7 @@ impl Handler for Inbound {
                 );
             }
             Err(_) => {
-                labels.response_flags = "CONNECT".into();
-                let c = node.metrics.tcp(&labels);
-                c.opened();
-                c.closed(0, 0, true);
+                node.count_failure(&mut labels, "CONNECT");
                 return refuse(
                     node,
                     responder,

@@ -324,6 +324,14 @@ impl Drop for NodeProxy {
 }
 
 impl Node {
+    /// Records a connection that failed before carrying data, with its response flag.
+    fn count_failure(&self, labels: &mut TcpLabels, flag: &str) {
+        labels.response_flags = flag.to_owned();
+        let c = self.metrics.tcp(labels);
+        c.opened();
+        c.closed(0, 0, true);
+    }
+
     fn access_log(&self, log: &AccessLog) {
         let line = if self.config.json_access_log {
             log.to_json()

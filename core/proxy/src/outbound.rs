@@ -48,23 +48,31 @@ struct Opened {
 
 /// Accepts SOCKS5 clients until the task is dropped.
 pub(crate) async fn serve_socks5(node: Arc<Node>, listener: TcpListener) {
-    while let Ok((s, peer)) = listener.accept().await {
-        let node = node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = socks5(&node, s, peer).await {
-                debug!(%peer, error = %e, "SOCKS5 client dropped");
-            }
-        });
-    }
+    accept_loop(node, listener, "SOCKS5", |n, s, p| async move {
+        socks5(&n, s, p).await
+    })
+    .await;
 }
 
 /// Accepts HTTP CONNECT clients until the task is dropped.
 pub(crate) async fn serve_http_connect(node: Arc<Node>, listener: TcpListener) {
+    accept_loop(node, listener, "HTTP CONNECT", |n, s, p| async move {
+        http_connect(&n, s, p).await
+    })
+    .await;
+}
+
+/// Runs `handle` on its own task for every accepted client; failures are logged at debug.
+async fn accept_loop<F, Fut>(node: Arc<Node>, listener: TcpListener, what: &'static str, handle: F)
+where
+    F: Fn(Arc<Node>, TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
     while let Ok((s, peer)) = listener.accept().await {
-        let node = node.clone();
+        let work = handle(node.clone(), s, peer);
         tokio::spawn(async move {
-            if let Err(e) = http_connect(&node, s, peer).await {
-                debug!(%peer, error = %e, "HTTP CONNECT client dropped");
+            if let Err(e) = work.await {
+                debug!(%peer, error = %e, "{what} client dropped");
             }
         });
     }
@@ -328,18 +336,13 @@ async fn open(
                     log,
                 }),
                 Err(e) => {
-                    labels.response_flags = match &e {
-                        HboneError::Rejected { status, .. } if e.is_denied() => {
-                            let _ = status;
-                            "DENY".into()
-                        }
-                        HboneError::ConnectTimeout { .. } => "NETWORK_POLICY".into(),
-                        HboneError::Tls { .. } => "TLS_FAILURE".into(),
-                        _ => "CONNECT".into(),
+                    let flag = match &e {
+                        HboneError::Rejected { .. } if e.is_denied() => "DENY",
+                        HboneError::ConnectTimeout { .. } => "NETWORK_POLICY",
+                        HboneError::Tls { .. } => "TLS_FAILURE",
+                        _ => "CONNECT",
                     };
-                    let c = node.metrics.tcp(&labels);
-                    c.opened();
-                    c.closed(0, 0, true);
+                    node.count_failure(&mut labels, flag);
                     log.error = Some(e.to_string());
                     node.access_log(&log);
                     Err(e.into())
@@ -374,10 +377,7 @@ async fn open(
                     })
                 }
                 Ok(Err(e)) => {
-                    labels.response_flags = "CONNECT".into();
-                    let c = node.metrics.tcp(&labels);
-                    c.opened();
-                    c.closed(0, 0, true);
+                    node.count_failure(&mut labels, "CONNECT");
                     Err(OutboundError::Connect(addr, e))
                 }
                 Err(_) => Err(OutboundError::Connect(
@@ -443,20 +443,14 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
     };
     let d = state.applicable_policies(&w).evaluate(&conn);
     if !d.allowed {
-        labels.response_flags = "DENY".into();
-        let c = node.metrics.tcp(&labels);
-        c.opened();
-        c.closed(0, 0, true);
+        node.count_failure(&mut labels, "DENY");
         log.error = Some(d.to_string());
         return node.access_log(&log);
     }
     let Ok(Ok(up)) =
         tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(dst)).await
     else {
-        labels.response_flags = "CONNECT".into();
-        let c = node.metrics.tcp(&labels);
-        c.opened();
-        c.closed(0, 0, true);
+        node.count_failure(&mut labels, "CONNECT");
         log.error = Some(format!("cannot connect to {dst}"));
         return node.access_log(&log);
     };

@@ -90,23 +90,7 @@ struct Call {
 fn main() -> std::process::ExitCode {
     ambit_examples::init_logging("warn");
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ambit-demo: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ambit-demo: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    ambit_examples::run_main("ambit-demo", run(args))
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -84,23 +84,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     ambit_examples::init_logging("info");
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ambit-ztunnel: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ambit-ztunnel: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    ambit_examples::run_main("ambit-ztunnel", run(args))
 }
 
 fn addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
