@@ -1,0 +1,132 @@
+//! ambit: an embeddable service-mesh data plane, wire-compatible with Istio's ambient mode.
+//!
+//! This facade is the one crate a host needs: the building blocks are re-exported by concern,
+//! and [`Error`] wraps their errors behind predicates so that new failure kinds never break a
+//! caller. The C ABI (`ambit-ffi`) and the Python package are thin layers over this crate.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`identity`] | SPIFFE ids, trust bundles, chain verification, built-in CA, rotation |
+//! | [`tls`] | rustls configs for HBONE mutual TLS |
+//! | [`hbone`] | HBONE client (pooled), server, tunnels, header and PROXY v2 codecs |
+//! | [`policy`] | Istio L4 authorization: model, evaluator, Istio YAML |
+//! | [`xds`] | workload/service state and ztunnel's local config |
+//! | [`telemetry`] | Istio metrics and access logs |
+//! | [`proxy`] | the node proxy |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+
+pub use ambit_hbone as hbone;
+pub use ambit_identity as identity;
+pub use ambit_policy as policy;
+pub use ambit_proxy as proxy;
+pub use ambit_telemetry as telemetry;
+pub use ambit_tls as tls;
+pub use ambit_xds as xds;
+
+/// Any ambit failure. The `Display` text is for people and may change; branch on the
+/// predicates instead.
+pub struct Error {
+    kind: Kind,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Identity,
+    Tls,
+    Tunnel,
+    Config,
+    Proxy,
+}
+
+impl Error {
+    /// A SPIFFE id, certificate or credential problem.
+    pub fn is_identity(&self) -> bool {
+        self.kind == Kind::Identity
+    }
+
+    /// A TLS configuration or handshake problem.
+    pub fn is_tls(&self) -> bool {
+        self.kind == Kind::Tls
+    }
+
+    /// An HBONE tunnel could not be opened.
+    pub fn is_tunnel(&self) -> bool {
+        self.kind == Kind::Tunnel
+    }
+
+    /// Configuration (YAML, policy) was refused.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+
+    /// A proxy could not start.
+    pub fn is_proxy(&self) -> bool {
+        self.kind == Kind::Proxy
+    }
+
+    /// Whether authorization refused a tunnel.
+    pub fn is_denied(&self) -> bool {
+        self.source
+            .downcast_ref::<hbone::HboneError>()
+            .is_some_and(hbone::HboneError::is_denied)
+    }
+
+    /// The HTTP status a peer refused a tunnel with.
+    pub fn status(&self) -> Option<u16> {
+        self.source
+            .downcast_ref::<hbone::HboneError>()
+            .and_then(hbone::HboneError::status)
+            .map(|s| s.as_u16())
+    }
+
+    /// The underlying error of a given type, if that is what it is.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+macro_rules! from_errors {
+    ($($kind:ident: $($ty:ty),+;)+) => {
+        $($(
+            impl From<$ty> for Error {
+                fn from(e: $ty) -> Self {
+                    Self { kind: Kind::$kind, source: Box::new(e) }
+                }
+            }
+        )+)+
+    };
+}
+
+from_errors! {
+    Identity: identity::SpiffeIdError, identity::VerifyError, identity::CaError,
+        identity::CredentialError, identity::SvidError;
+    Tls: tls::TlsError;
+    Tunnel: hbone::HboneError;
+    Config: policy::LoadError, xds::ConfigError;
+    Proxy: proxy::ProxyError;
+}

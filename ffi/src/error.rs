@@ -1,0 +1,194 @@
+//! Result codes and rich errors.
+
+use crate::macros::{ffi_boundary, try_out, try_ref, write_out};
+
+/// What a call did. Numbers are stable: they are never reused or renumbered.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ambit_result {
+    // --- 1000: glue ---
+    /// Success.
+    AMBIT_RESULT_OK = 1000,
+    /// A required pointer was NULL.
+    AMBIT_RESULT_NULL_PARAMETER = 1001,
+    /// A bug inside ambit (a Rust panic was caught); please report it.
+    AMBIT_RESULT_PANIC = 1002,
+    /// A parameter is malformed (bad UTF-8, unknown enum value, bad address).
+    AMBIT_RESULT_INVALID_PARAMETER = 1003,
+    /// An output buffer is too small; the needed size was written to the length out-param.
+    AMBIT_RESULT_INSUFFICIENT_SIZE = 1004,
+    // --- 1100: identity ---
+    /// Not a valid SPIFFE id.
+    AMBIT_RESULT_INVALID_SPIFFE_ID = 1100,
+    /// Unreadable certificate or PEM.
+    AMBIT_RESULT_CERT_MALFORMED = 1101,
+    /// Certificate expired.
+    AMBIT_RESULT_CERT_EXPIRED = 1102,
+    /// Certificate not valid yet.
+    AMBIT_RESULT_CERT_NOT_YET_VALID = 1103,
+    /// No path to a trusted root of the peer's trust domain.
+    AMBIT_RESULT_CERT_UNTRUSTED = 1104,
+    /// The peer's trust domain is not trusted.
+    AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN = 1105,
+    /// No (or more than one) SPIFFE id in the certificate, or an invalid one.
+    AMBIT_RESULT_CERT_NO_SPIFFE_ID = 1106,
+    /// A signature in the chain does not verify.
+    AMBIT_RESULT_CERT_BAD_SIGNATURE = 1107,
+    /// The certificate lacks the required extended key usage.
+    AMBIT_RESULT_CERT_WRONG_USAGE = 1108,
+    /// Any other chain-validation failure.
+    AMBIT_RESULT_CERT_INVALID = 1109,
+    // --- 1300: HBONE and its codecs ---
+    /// A PROXY v2 header needs more bytes.
+    AMBIT_RESULT_PROXY_HEADER_INCOMPLETE = 1300,
+    /// Bytes that are not a valid PROXY v2 header.
+    AMBIT_RESULT_PROXY_HEADER_INVALID = 1301,
+    // --- 1500: config ---
+    /// Configuration (YAML, policy) was refused; the `ambit_error` says where and why.
+    AMBIT_RESULT_CONFIG_INVALID = 1500,
+}
+
+/// A detailed error: a result code plus a message naming what was wrong.
+///
+/// Owned by the caller once returned; release with `ambit_error_free`. Not thread-safe to
+/// free concurrently with reading; reading from several threads is fine.
+#[derive(Debug)]
+pub struct ambit_error {
+    _private: [u8; 0],
+}
+
+pub(crate) struct Error {
+    pub(crate) code: ambit_result,
+    pub(crate) message: String,
+}
+
+impl Error {
+    /// Hands the error to C through `out` (if non-NULL) and returns its code.
+    ///
+    /// # Safety
+    /// `out` must be NULL or valid for a pointer write.
+    pub(crate) unsafe fn give(self, out: *mut *mut ambit_error) -> ambit_result {
+        let code = self.code;
+        if !out.is_null() {
+            // SAFETY: `out` is non-NULL and the caller guarantees it is writable.
+            unsafe { *out = Box::into_raw(Box::new(self)).cast() };
+        }
+        code
+    }
+}
+
+/// The code of an error. Returns `AMBIT_RESULT_NULL_PARAMETER` for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_error_code(err: *const ambit_error) -> ambit_result {
+    ffi_boundary!({
+        let e: &Error = try_ref!(err.cast::<Error>());
+        e.code
+    })
+}
+
+/// Copies an error's message (UTF-8, not NUL-terminated) into `buf`; `*out_n` gets its length
+/// (or the size needed, with `AMBIT_RESULT_INSUFFICIENT_SIZE`).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_error_message(
+    err: *const ambit_error,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let e: &Error = try_ref!(err.cast::<Error>());
+        let out_n = try_out!(out_n);
+        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per this function's contract.
+        unsafe { write_out(e.message.as_bytes(), buf, len, out_n) }
+    })
+}
+
+/// Frees an error. NULL is a no-op; freeing twice is undefined behaviour.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_error_free(err: *mut ambit_error) {
+    ffi_boundary!((), {
+        if !err.is_null() {
+            // SAFETY: non-NULL pointers passed here come from `Error::give` (a leaked Box) and
+            // the caller frees each once.
+            drop(unsafe { Box::from_raw(err.cast::<Error>()) });
+        }
+    })
+}
+
+/// A short English description of a result code (not NUL-terminated) into `buf`; `*out_n`
+/// gets its length, or the size needed with `AMBIT_RESULT_INSUFFICIENT_SIZE`.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_result_message(
+    result: u32,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let out_n = try_out!(out_n);
+        let text = describe(result);
+        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per this function's contract.
+        unsafe { write_out(text.as_bytes(), buf, len, out_n) }
+    })
+}
+
+fn describe(code: u32) -> &'static str {
+    use ambit_result as R;
+    let known = [
+        (R::AMBIT_RESULT_OK, "success"),
+        (
+            R::AMBIT_RESULT_NULL_PARAMETER,
+            "a required pointer was NULL",
+        ),
+        (
+            R::AMBIT_RESULT_PANIC,
+            "internal error (a bug in ambit; please report it)",
+        ),
+        (R::AMBIT_RESULT_INVALID_PARAMETER, "invalid parameter"),
+        (R::AMBIT_RESULT_INSUFFICIENT_SIZE, "output buffer too small"),
+        (R::AMBIT_RESULT_INVALID_SPIFFE_ID, "invalid SPIFFE id"),
+        (
+            R::AMBIT_RESULT_CERT_MALFORMED,
+            "malformed certificate or PEM",
+        ),
+        (R::AMBIT_RESULT_CERT_EXPIRED, "certificate expired"),
+        (
+            R::AMBIT_RESULT_CERT_NOT_YET_VALID,
+            "certificate not valid yet",
+        ),
+        (
+            R::AMBIT_RESULT_CERT_UNTRUSTED,
+            "certificate not signed by a trusted root",
+        ),
+        (
+            R::AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN,
+            "peer's trust domain is not trusted",
+        ),
+        (
+            R::AMBIT_RESULT_CERT_NO_SPIFFE_ID,
+            "certificate has no single valid SPIFFE id",
+        ),
+        (
+            R::AMBIT_RESULT_CERT_BAD_SIGNATURE,
+            "certificate signature does not verify",
+        ),
+        (
+            R::AMBIT_RESULT_CERT_WRONG_USAGE,
+            "certificate lacks the required key usage",
+        ),
+        (R::AMBIT_RESULT_CERT_INVALID, "certificate chain is invalid"),
+        (
+            R::AMBIT_RESULT_PROXY_HEADER_INCOMPLETE,
+            "PROXY v2 header needs more bytes",
+        ),
+        (
+            R::AMBIT_RESULT_PROXY_HEADER_INVALID,
+            "not a valid PROXY v2 header",
+        ),
+        (R::AMBIT_RESULT_CONFIG_INVALID, "invalid configuration"),
+    ];
+    known
+        .iter()
+        .find(|(r, _)| *r as u32 == code)
+        .map_or("unknown result code", |(_, t)| t)
+}

@@ -1,0 +1,46 @@
+//! The C ABI of ambit (`libambit`, header `include/ambit.h`).
+//!
+//! Conventions (the header repeats them per function):
+//! - Functions return an [`ambit_result`]; `AMBIT_RESULT_OK` is success. Outputs are written only
+//!   on success; errors that carry a message also hand back an [`ambit_error`] to free.
+//! - Every pointer is checked: a NULL where an object or buffer is required returns
+//!   `AMBIT_RESULT_NULL_PARAMETER`. `_free(NULL)` does nothing.
+//! - No panic crosses the boundary: a bug inside returns `AMBIT_RESULT_PANIC`.
+//! - Strings are passed as pointer + length and need not be NUL-terminated; they must be UTF-8.
+//!   Strings returned into caller buffers are NOT NUL-terminated; `*out_n` gives the length, and
+//!   a too-small buffer returns `AMBIT_RESULT_INSUFFICIENT_SIZE` with `*out_n` set to the size
+//!   needed.
+//! - Objects documented as immutable are thread-safe and may be shared by any threads.
+//!
+//! The ABI is unstable until 1.0.
+#![allow(non_camel_case_types, reason = "C type names follow C conventions")]
+#![allow(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "these are C entry points; each documents its pointer contract"
+)]
+
+mod error;
+mod identity;
+mod macros;
+mod policy;
+mod proxy_v2;
+
+pub use error::{
+    ambit_error, ambit_error_code, ambit_error_free, ambit_error_message, ambit_result,
+    ambit_result_message,
+};
+pub use identity::{
+    ambit_cert_usage, ambit_spiffe_id_check, ambit_spiffe_id_part, ambit_spiffe_id_part_kind,
+    ambit_verify_peer_chain,
+};
+pub use policy::{
+    ambit_l4_attributes, ambit_label, ambit_policy_set, ambit_policy_set_evaluate_l4,
+    ambit_policy_set_free, ambit_policy_set_from_istio_yaml, ambit_policy_set_len,
+};
+pub use proxy_v2::{ambit_proxy_v2_decode, ambit_proxy_v2_encode, ambit_socket_addr};
+
+/// The library version, e.g. "0.1.0", as a NUL-terminated static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_version() -> *const std::ffi::c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

@@ -1,0 +1,214 @@
+//! L4 authorization decisions over Istio policy YAML.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use facade::identity::SpiffeId;
+use facade::policy::{Connection, IstioPolicies, PolicySet, Target};
+
+use crate::error::{Error, ambit_error, ambit_result};
+use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_out};
+
+/// A compiled set of authorization policies.
+///
+/// Immutable and thread-safe after construction: evaluate from any thread at once.
+/// Corresponds to `Arc<PolicySet>`; release with `ambit_policy_set_free`.
+#[derive(Debug)]
+pub struct ambit_policy_set {
+    _private: [u8; 0],
+}
+
+/// A workload label (`key=value`), borrowed for the duration of a call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ambit_label {
+    /// Key bytes (UTF-8).
+    pub key: *const u8,
+    /// Key length.
+    pub key_len: usize,
+    /// Value bytes (UTF-8).
+    pub value: *const u8,
+    /// Value length.
+    pub value_len: usize,
+}
+
+/// What L4 policy sees of one connection, borrowed for the duration of a call. Strings are
+/// UTF-8 with explicit lengths.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ambit_l4_attributes {
+    /// Namespace of the destination workload.
+    pub destination_namespace: *const u8,
+    /// Its length.
+    pub destination_namespace_len: usize,
+    /// Labels of the destination workload (for `selector` policies); may be NULL if 0.
+    pub destination_labels: *const ambit_label,
+    /// Number of labels.
+    pub destination_labels_len: usize,
+    /// The client's verified SPIFFE id (`spiffe://td/ns/x/sa/y` or `td/ns/x/sa/y`); length 0
+    /// for a plaintext connection with no identity.
+    pub source_principal: *const u8,
+    /// Its length.
+    pub source_principal_len: usize,
+    /// The client's IP, as text.
+    pub source_ip: *const u8,
+    /// Its length.
+    pub source_ip_len: usize,
+    /// The destination workload IP, as text.
+    pub destination_ip: *const u8,
+    /// Its length.
+    pub destination_ip_len: usize,
+    /// The destination target port.
+    pub destination_port: u16,
+}
+
+/// Builds a policy set from Istio `AuthorizationPolicy` / `PeerAuthentication` YAML
+/// (multi-document; root namespace `istio-system`). On success `*set_out` gets a new set. On
+/// `AMBIT_RESULT_CONFIG_INVALID`, `*err_out` (if non-NULL) names the object and field.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_policy_set_from_istio_yaml(
+    yaml: *const u8,
+    yaml_len: usize,
+    set_out: *mut *const ambit_policy_set,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let text = try_str!(yaml, yaml_len);
+        let set_out = try_out!(set_out);
+        let mut set = PolicySet::new();
+        match IstioPolicies::parse(text, set.root_namespace()) {
+            Ok(loaded) => {
+                loaded.apply_to(&mut set);
+                // SAFETY: `set_out` checked non-NULL and writable per the contract.
+                unsafe { *set_out = Arc::into_raw(Arc::new(set)).cast() };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(e) => {
+                let err = Error {
+                    code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
+                    message: e.to_string(),
+                };
+                // SAFETY: `err_out` is NULL or writable (caller contract).
+                unsafe { err.give(err_out) }
+            }
+        }
+    })
+}
+
+/// Number of authorization policies in the set (0 for NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_policy_set_len(set: *const ambit_policy_set) -> usize {
+    ffi_boundary!(0, {
+        if set.is_null() {
+            return 0;
+        }
+        // SAFETY: non-NULL sets come from `ambit_policy_set_from_istio_yaml` (an Arc that the
+        // caller has not freed yet).
+        let set = unsafe { &*set.cast::<PolicySet>() };
+        set.len()
+    })
+}
+
+/// Decides one connection: ztunnel's order (DENY match → deny; no ALLOW policy → allow; ALLOW
+/// match → allow; else deny). Writes `*allowed_out` and copies the deciding policy
+/// (`namespace/name`, empty when none decided) into `policy_buf` (`*policy_n` = length).
+/// Thread-safe; no allocation visible to the caller.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_policy_set_evaluate_l4(
+    set: *const ambit_policy_set,
+    attrs: *const ambit_l4_attributes,
+    allowed_out: *mut bool,
+    policy_buf: *mut u8,
+    policy_buf_len: usize,
+    policy_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let set: &PolicySet = try_ref!(set.cast::<PolicySet>());
+        let a = try_ref!(attrs);
+        let allowed_out = try_out!(allowed_out);
+        let policy_n = try_out!(policy_n);
+        let ns = try_str!(a.destination_namespace, a.destination_namespace_len);
+        let principal = try_str!(a.source_principal, a.source_principal_len);
+        let parse_ip = |p: *const u8, n: usize| -> Result<IpAddr, ambit_result> {
+            let s = std::str::from_utf8(match (p, n) {
+                (_, 0) => &[][..],
+                (p, _) if p.is_null() => {
+                    return Err(ambit_result::AMBIT_RESULT_NULL_PARAMETER);
+                }
+                // SAFETY: non-NULL with `n` readable bytes per the struct's contract.
+                (p, n) => unsafe { std::slice::from_raw_parts(p, n) },
+            })
+            .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)?;
+            s.parse()
+                .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)
+        };
+        let source_ip = match parse_ip(a.source_ip, a.source_ip_len) {
+            Ok(ip) => ip,
+            Err(e) => return e,
+        };
+        let destination_ip = match parse_ip(a.destination_ip, a.destination_ip_len) {
+            Ok(ip) => ip,
+            Err(e) => return e,
+        };
+        let id = if principal.is_empty() {
+            None
+        } else {
+            match SpiffeId::from_principal(principal) {
+                Ok(id) => Some(id),
+                Err(_) => return ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
+            }
+        };
+        let mut labels = BTreeMap::new();
+        let raw: &[ambit_label] = if a.destination_labels_len == 0 {
+            &[]
+        } else if a.destination_labels.is_null() {
+            return ambit_result::AMBIT_RESULT_NULL_PARAMETER;
+        } else {
+            // SAFETY: non-NULL with `destination_labels_len` elements per the contract.
+            unsafe { std::slice::from_raw_parts(a.destination_labels, a.destination_labels_len) }
+        };
+        for l in raw {
+            let k = try_slice!(l.key, l.key_len);
+            let v = try_slice!(l.value, l.value_len);
+            match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+                (Ok(k), Ok(v)) => labels.insert(k.to_owned(), v.to_owned()),
+                _ => return ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+            };
+        }
+        let conn = Connection {
+            source_id: id.as_ref(),
+            source_ip,
+            destination_ip,
+            destination_port: a.destination_port,
+        };
+        let target = Target {
+            namespace: ns,
+            labels: &labels,
+            policy_keys: &[],
+        };
+        let d = set.evaluate(target, &conn);
+        let policy = d.policy.unwrap_or_default();
+        // SAFETY: `policy_n` checked non-NULL; buffer per the contract.
+        let r = unsafe { write_out(policy.as_bytes(), policy_buf, policy_buf_len, policy_n) };
+        if r == ambit_result::AMBIT_RESULT_OK {
+            // SAFETY: `allowed_out` checked non-NULL and writable per the contract.
+            unsafe { *allowed_out = d.allowed };
+        }
+        r
+    })
+}
+
+/// Releases a policy set. NULL is a no-op. Evaluations running on other threads must have
+/// returned; freeing twice is undefined behaviour.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_policy_set_free(set: *const ambit_policy_set) {
+    ffi_boundary!((), {
+        if !set.is_null() {
+            // SAFETY: non-NULL sets come from `Arc::into_raw` in
+            // `ambit_policy_set_from_istio_yaml`, and the caller releases each once.
+            drop(unsafe { Arc::from_raw(set.cast::<PolicySet>()) });
+        }
+    })
+}
