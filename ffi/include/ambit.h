@@ -41,6 +41,14 @@ enum ambit_result
    */
   AMBIT_RESULT_INSUFFICIENT_SIZE = 1004,
   /*
+   Nothing is ready yet; poll and try again.
+   */
+  AMBIT_RESULT_WOULD_BLOCK = 1005,
+  /*
+   An operating-system error (sockets, threads).
+   */
+  AMBIT_RESULT_IO = 1006,
+  /*
    Not a valid SPIFFE id.
    */
   AMBIT_RESULT_INVALID_SPIFFE_ID = 1100,
@@ -80,6 +88,14 @@ enum ambit_result
    Any other chain-validation failure.
    */
   AMBIT_RESULT_CERT_INVALID = 1109,
+  /*
+   The tunnel could not be opened (unreachable peer, TLS failure, wrong identity).
+   */
+  AMBIT_RESULT_TUNNEL_FAILED = 1302,
+  /*
+   The HBONE peer refused the tunnel (401 denied, 503 unreachable...); see the error.
+   */
+  AMBIT_RESULT_TUNNEL_REFUSED = 1303,
   /*
    A PROXY v2 header needs more bytes.
    */
@@ -160,6 +176,20 @@ typedef uint32_t ambit_cert_usage;
 #endif // __cplusplus
 
 /*
+ A built-in certificate authority (for tests and demos).
+
+ Immutable and thread-safe; corresponds to `Arc<CertificateAuthority>`.
+ */
+typedef struct ambit_ca ambit_ca;
+
+/*
+ A workload's certificate, key and trust bundle.
+
+ Immutable and thread-safe; corresponds to `Arc<CredentialCell>`.
+ */
+typedef struct ambit_credentials ambit_credentials;
+
+/*
  A detailed error: a result code plus a message naming what was wrong.
 
  Owned by the caller once returned; release with `ambit_error_free`. Not thread-safe to
@@ -168,12 +198,28 @@ typedef uint32_t ambit_cert_usage;
 typedef struct ambit_error ambit_error;
 
 /*
+ An HBONE server whose accepted tunnels are handed out as file descriptors.
+
+ Not safe for concurrent `accept` from several threads at once; corresponds to
+ `Box<Listener>`.
+ */
+typedef struct ambit_hbone_listener ambit_hbone_listener;
+
+/*
  A compiled set of authorization policies.
 
  Immutable and thread-safe after construction: evaluate from any thread at once.
  Corresponds to `Arc<PolicySet>`; release with `ambit_policy_set_free`.
  */
 typedef struct ambit_policy_set ambit_policy_set;
+
+/*
+ tokio worker threads owned by ambit, plus an HBONE client pool.
+
+ Thread-safe: share it between threads. Corresponds to `Box<Runtime>`; `ambit_runtime_free`
+ stops every task and must be called after everything created from it has been freed.
+ */
+typedef struct ambit_runtime ambit_runtime;
 
 /*
  A workload label (`key=value`), borrowed for the duration of a call.
@@ -404,6 +450,124 @@ ambit_result ambit_proxy_v2_decode(const uint8_t *buf,
                                    uint8_t *id_buf,
                                    size_t id_buf_len,
                                    size_t *id_n);
+
+/*
+ Starts a runtime with `threads` worker threads (0 = one per core).
+ */
+ambit_result ambit_runtime_new(uint32_t threads, struct ambit_runtime **out);
+
+/*
+ Stops the runtime's threads (waiting up to 1 s for tasks to end). NULL is a no-op.
+ */
+void ambit_runtime_free(struct ambit_runtime *rt);
+
+/*
+ Creates a built-in CA for `trust_domain`.
+ */
+ambit_result ambit_ca_new(const uint8_t *trust_domain,
+                          size_t trust_domain_len,
+                          const struct ambit_ca **out,
+                          struct ambit_error **err_out);
+
+/*
+ Releases a CA. NULL is a no-op.
+ */
+void ambit_ca_free(const struct ambit_ca *ca);
+
+/*
+ Issues credentials for SPIFFE id `id` valid for `ttl_seconds`, trusting the CA's root.
+ */
+ambit_result ambit_ca_issue(const struct ambit_runtime *rt,
+                            const struct ambit_ca *ca,
+                            const uint8_t *id,
+                            size_t id_len,
+                            uint64_t ttl_seconds,
+                            const struct ambit_credentials **out,
+                            struct ambit_error **err_out);
+
+/*
+ Loads credentials from PEM: chain (leaf first), PKCS#8/SEC1 key, and roots trusted for the
+ SVID's trust domain.
+ */
+ambit_result ambit_credentials_from_pem(const struct ambit_runtime *rt,
+                                        const uint8_t *chain_pem,
+                                        size_t chain_len,
+                                        const uint8_t *key_pem,
+                                        size_t key_len,
+                                        const uint8_t *bundle_pem,
+                                        size_t bundle_len,
+                                        const struct ambit_credentials **out,
+                                        struct ambit_error **err_out);
+
+/*
+ Releases credentials. NULL is a no-op.
+ */
+void ambit_credentials_free(const struct ambit_credentials *creds);
+
+/*
+ Opens an HBONE tunnel to `authority` (`ip:port`) through the HBONE peer at `peer`
+ (`ip:port`, normally port 15008), presenting `source`, accepting only a peer whose SPIFFE id
+ is `expected_id`. BLOCKS until the peer answers (or the 10 s connect timeout). On success
+ `*fd_out` is one end of a Unix socketpair carrying the tunnel: read/write it, `shutdown
+ (SHUT_WR)` to half-close, `close()` when done. A refused tunnel returns
+ `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP status in the error message.
+ */
+ambit_result ambit_hbone_dial(const struct ambit_runtime *rt,
+                              const struct ambit_credentials *source,
+                              const uint8_t *peer,
+                              size_t peer_len,
+                              const uint8_t *expected_id,
+                              size_t expected_id_len,
+                              const uint8_t *authority,
+                              size_t authority_len,
+                              int32_t *fd_out,
+                              struct ambit_error **err_out);
+
+/*
+ Starts an HBONE server on `bind` (`ip:port`, port 0 = any) presenting `server`. Every
+ CONNECT is accepted and queued; take them with `ambit_hbone_listener_accept` when
+ `ambit_hbone_listener_fd` polls readable.
+ */
+ambit_result ambit_hbone_listener_new(const struct ambit_runtime *rt,
+                                      const struct ambit_credentials *server,
+                                      const uint8_t *bind,
+                                      size_t bind_len,
+                                      struct ambit_hbone_listener **out,
+                                      struct ambit_error **err_out);
+
+/*
+ A descriptor that polls readable when a tunnel is waiting (-1 for NULL). Do not read or
+ close it yourself.
+ */
+int32_t ambit_hbone_listener_fd(const struct ambit_hbone_listener *listener);
+
+/*
+ The address the listener is bound to, as `ip:port` text into `buf`.
+ */
+ambit_result ambit_hbone_listener_local_addr(const struct ambit_hbone_listener *listener,
+                                             uint8_t *buf,
+                                             size_t len,
+                                             size_t *out_n);
+
+/*
+ Takes the next accepted tunnel without blocking: `*fd_out` gets its descriptor (yours to
+ close), the client's SPIFFE id and the requested authority go into the buffers. Returns
+ `AMBIT_RESULT_WOULD_BLOCK` when none is waiting. If a buffer is too small the tunnel stays
+ queued and `AMBIT_RESULT_INSUFFICIENT_SIZE` is returned.
+ */
+ambit_result ambit_hbone_listener_accept(struct ambit_hbone_listener *listener,
+                                         int32_t *fd_out,
+                                         uint8_t *peer_id_buf,
+                                         size_t peer_id_len,
+                                         size_t *peer_id_n,
+                                         uint8_t *authority_buf,
+                                         size_t authority_len,
+                                         size_t *authority_n);
+
+/*
+ Stops the listener; queued tunnels not yet accepted are closed. NULL is a no-op.
+ */
+void ambit_hbone_listener_free(struct ambit_hbone_listener *listener);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -17,6 +17,10 @@ pub enum ambit_result {
     AMBIT_RESULT_INVALID_PARAMETER = 1003,
     /// An output buffer is too small; the needed size was written to the length out-param.
     AMBIT_RESULT_INSUFFICIENT_SIZE = 1004,
+    /// Nothing is ready yet; poll and try again.
+    AMBIT_RESULT_WOULD_BLOCK = 1005,
+    /// An operating-system error (sockets, threads).
+    AMBIT_RESULT_IO = 1006,
     // --- 1100: identity ---
     /// Not a valid SPIFFE id.
     AMBIT_RESULT_INVALID_SPIFFE_ID = 1100,
@@ -39,6 +43,10 @@ pub enum ambit_result {
     /// Any other chain-validation failure.
     AMBIT_RESULT_CERT_INVALID = 1109,
     // --- 1300: HBONE and its codecs ---
+    /// The tunnel could not be opened (unreachable peer, TLS failure, wrong identity).
+    AMBIT_RESULT_TUNNEL_FAILED = 1302,
+    /// The HBONE peer refused the tunnel (401 denied, 503 unreachable...); see the error.
+    AMBIT_RESULT_TUNNEL_REFUSED = 1303,
     /// A PROXY v2 header needs more bytes.
     AMBIT_RESULT_PROXY_HEADER_INCOMPLETE = 1300,
     /// Bytes that are not a valid PROXY v2 header.
@@ -146,6 +154,16 @@ fn describe(code: u32) -> &'static str {
         ),
         (R::AMBIT_RESULT_INVALID_PARAMETER, "invalid parameter"),
         (R::AMBIT_RESULT_INSUFFICIENT_SIZE, "output buffer too small"),
+        (R::AMBIT_RESULT_WOULD_BLOCK, "nothing ready yet"),
+        (R::AMBIT_RESULT_IO, "operating-system error"),
+        (
+            R::AMBIT_RESULT_TUNNEL_FAILED,
+            "HBONE tunnel could not be opened",
+        ),
+        (
+            R::AMBIT_RESULT_TUNNEL_REFUSED,
+            "HBONE peer refused the tunnel",
+        ),
         (R::AMBIT_RESULT_INVALID_SPIFFE_ID, "invalid SPIFFE id"),
         (
             R::AMBIT_RESULT_CERT_MALFORMED,

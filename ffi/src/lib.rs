@@ -24,6 +24,7 @@ mod identity;
 mod macros;
 mod policy;
 mod proxy_v2;
+mod runtime;
 
 pub use error::{
     ambit_error, ambit_error_code, ambit_error_free, ambit_error_message, ambit_result,
@@ -38,6 +39,13 @@ pub use policy::{
     ambit_policy_set_free, ambit_policy_set_from_istio_yaml, ambit_policy_set_len,
 };
 pub use proxy_v2::{ambit_proxy_v2_decode, ambit_proxy_v2_encode, ambit_socket_addr};
+pub use runtime::{
+    ambit_ca, ambit_ca_free, ambit_ca_issue, ambit_ca_new, ambit_credentials,
+    ambit_credentials_free, ambit_credentials_from_pem, ambit_hbone_dial, ambit_hbone_listener,
+    ambit_hbone_listener_accept, ambit_hbone_listener_fd, ambit_hbone_listener_free,
+    ambit_hbone_listener_local_addr, ambit_hbone_listener_new, ambit_runtime, ambit_runtime_free,
+    ambit_runtime_new,
+};
 
 /// The library version, e.g. "0.1.0", as a NUL-terminated static string.
 #[unsafe(no_mangle)]

@@ -271,3 +271,27 @@ fn c_api_checks_are_clean_under_valgrind() {
     );
     assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
 }
+
+fn run_hbone_echo(sanitize: bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = tmp.path().join("hbone_echo");
+    compile("tests/c/hbone_echo.c", &exe, sanitize);
+    let out = Command::new(&exe).output().expect("run hbone_echo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "hbone_echo failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+}
+
+#[test]
+fn c_host_runs_hbone_through_file_descriptors() {
+    run_hbone_echo(false);
+}
+
+#[test]
+fn c_host_runs_hbone_through_file_descriptors_under_asan_and_ubsan() {
+    run_hbone_echo(true);
+}

@@ -1,0 +1,573 @@
+//! The managed runtime: ambit owns tokio threads and hands the host file descriptors, so a C
+//! host keeps its own poll/epoll loop. Tunnels are bridged to one end of a Unix socketpair.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use facade::hbone::{
+    Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings,
+};
+use facade::identity::{
+    CertificateAuthority, Credentials, SpiffeId, Svid, TrustBundle, TrustDomain,
+};
+use facade::tls::{CredentialCell, Provider, ServerOptions, TlsContext};
+
+use crate::error::{Error, ambit_error, ambit_result};
+use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_out};
+
+/// tokio worker threads owned by ambit, plus an HBONE client pool.
+///
+/// Thread-safe: share it between threads. Corresponds to `Box<Runtime>`; `ambit_runtime_free`
+/// stops every task and must be called after everything created from it has been freed.
+#[derive(Debug)]
+pub struct ambit_runtime {
+    _private: [u8; 0],
+}
+
+/// A workload's certificate, key and trust bundle.
+///
+/// Immutable and thread-safe; corresponds to `Arc<CredentialCell>`.
+#[derive(Debug)]
+pub struct ambit_credentials {
+    _private: [u8; 0],
+}
+
+/// A built-in certificate authority (for tests and demos).
+///
+/// Immutable and thread-safe; corresponds to `Arc<CertificateAuthority>`.
+#[derive(Debug)]
+pub struct ambit_ca {
+    _private: [u8; 0],
+}
+
+/// An HBONE server whose accepted tunnels are handed out as file descriptors.
+///
+/// Not safe for concurrent `accept` from several threads at once; corresponds to
+/// `Box<Listener>`.
+#[derive(Debug)]
+pub struct ambit_hbone_listener {
+    _private: [u8; 0],
+}
+
+pub(crate) struct Runtime {
+    rt: tokio::runtime::Runtime,
+    tls: TlsContext,
+    client: Client,
+}
+
+struct Accepted {
+    fd: RawFd,
+    peer_id: String,
+    authority: String,
+}
+
+pub(crate) struct Listener {
+    addr: SocketAddr,
+    ready: Arc<Mutex<VecDeque<Accepted>>>,
+    notify_read: UnixStream,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn fail(code: ambit_result, message: String, err_out: *mut *mut ambit_error) -> ambit_result {
+    // SAFETY: `err_out` is NULL or writable per every caller's contract.
+    unsafe { Error { code, message }.give(err_out) }
+}
+
+/// Starts a runtime with `threads` worker threads (0 = one per core).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_runtime_new(threads: u32, out: *mut *mut ambit_runtime) -> ambit_result {
+    ffi_boundary!({
+        let out = try_out!(out);
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
+            b.worker_threads(threads as usize);
+        }
+        let Ok(rt) = b.enable_all().thread_name("ambit").build() else {
+            return ambit_result::AMBIT_RESULT_IO;
+        };
+        let tls = TlsContext::new(Provider::default());
+        let client = Client::new(tls.clone(), ClientSettings::default());
+        let runtime = Box::new(Runtime { rt, tls, client });
+        // SAFETY: `out` checked non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(runtime).cast() };
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Stops the runtime's threads (waiting up to 1 s for tasks to end). NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_runtime_free(rt: *mut ambit_runtime) {
+    ffi_boundary!((), {
+        if !rt.is_null() {
+            // SAFETY: non-NULL runtimes come from `ambit_runtime_new` and are freed once.
+            let r = unsafe { Box::from_raw(rt.cast::<Runtime>()) };
+            r.rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    })
+}
+
+/// Creates a built-in CA for `trust_domain`.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_new(
+    trust_domain: *const u8,
+    trust_domain_len: usize,
+    out: *mut *const ambit_ca,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let td = try_str!(trust_domain, trust_domain_len);
+        let out = try_out!(out);
+        let td = match TrustDomain::new(td) {
+            Ok(t) => t,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                    format!("trust domain: {e}"),
+                    err_out,
+                );
+            }
+        };
+        match CertificateAuthority::new(td) {
+            Ok(ca) => {
+                // SAFETY: `out` checked non-NULL and writable per the contract.
+                unsafe { *out = Arc::into_raw(Arc::new(ca)).cast() };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(e) => fail(
+                ambit_result::AMBIT_RESULT_CERT_INVALID,
+                e.to_string(),
+                err_out,
+            ),
+        }
+    })
+}
+
+/// Releases a CA. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_free(ca: *const ambit_ca) {
+    ffi_boundary!((), {
+        if !ca.is_null() {
+            // SAFETY: non-NULL CAs come from `Arc::into_raw` in `ambit_ca_new`, released once.
+            drop(unsafe { Arc::from_raw(ca.cast::<CertificateAuthority>()) });
+        }
+    })
+}
+
+/// Issues credentials for SPIFFE id `id` valid for `ttl_seconds`, trusting the CA's root.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_issue(
+    rt: *const ambit_runtime,
+    ca: *const ambit_ca,
+    id: *const u8,
+    id_len: usize,
+    ttl_seconds: u64,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+        let ca: &CertificateAuthority = try_ref!(ca.cast::<CertificateAuthority>());
+        let id = try_str!(id, id_len);
+        let out = try_out!(out);
+        let Ok(id) = SpiffeId::parse(id) else {
+            return fail(
+                ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
+                format!("{id:?} is not a SPIFFE id"),
+                err_out,
+            );
+        };
+        let creds = match ca.credentials(&id, Duration::from_secs(ttl_seconds.max(1))) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_CERT_INVALID,
+                    e.to_string(),
+                    err_out,
+                );
+            }
+        };
+        give_cell(rt, &creds, out, err_out)
+    })
+}
+
+/// Loads credentials from PEM: chain (leaf first), PKCS#8/SEC1 key, and roots trusted for the
+/// SVID's trust domain.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_credentials_from_pem(
+    rt: *const ambit_runtime,
+    chain_pem: *const u8,
+    chain_len: usize,
+    key_pem: *const u8,
+    key_len: usize,
+    bundle_pem: *const u8,
+    bundle_len: usize,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+        let chain = try_slice!(chain_pem, chain_len);
+        let key = try_slice!(key_pem, key_len);
+        let bundle = try_slice!(bundle_pem, bundle_len);
+        let out = try_out!(out);
+        let svid = match Svid::from_pem(chain, key) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_CERT_MALFORMED,
+                    e.to_string(),
+                    err_out,
+                );
+            }
+        };
+        let bundle = match TrustBundle::from_pem(svid.id().trust_domain(), bundle) {
+            Ok(b) => b,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_CERT_MALFORMED,
+                    format!("bundle: {e}"),
+                    err_out,
+                );
+            }
+        };
+        give_cell(rt, &Credentials::new(svid, bundle), out, err_out)
+    })
+}
+
+fn give_cell(
+    rt: &Runtime,
+    creds: &Credentials,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    match rt.tls.credential_cell(creds) {
+        Ok(cell) => {
+            // SAFETY: `out` was checked non-NULL by the caller and is writable.
+            unsafe { *out = Arc::into_raw(cell).cast() };
+            ambit_result::AMBIT_RESULT_OK
+        }
+        Err(e) => fail(
+            ambit_result::AMBIT_RESULT_CERT_INVALID,
+            e.to_string(),
+            err_out,
+        ),
+    }
+}
+
+/// Releases credentials. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_credentials_free(creds: *const ambit_credentials) {
+    ffi_boundary!((), {
+        if !creds.is_null() {
+            // SAFETY: non-NULL credentials come from `Arc::into_raw` in this module and are
+            // released once.
+            drop(unsafe { Arc::from_raw(creds.cast::<CredentialCell>()) });
+        }
+    })
+}
+
+/// Opens an HBONE tunnel to `authority` (`ip:port`) through the HBONE peer at `peer`
+/// (`ip:port`, normally port 15008), presenting `source`, accepting only a peer whose SPIFFE id
+/// is `expected_id`. BLOCKS until the peer answers (or the 10 s connect timeout). On success
+/// `*fd_out` is one end of a Unix socketpair carrying the tunnel: read/write it, `shutdown
+/// (SHUT_WR)` to half-close, `close()` when done. A refused tunnel returns
+/// `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP status in the error message.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_hbone_dial(
+    rt: *const ambit_runtime,
+    source: *const ambit_credentials,
+    peer: *const u8,
+    peer_len: usize,
+    expected_id: *const u8,
+    expected_id_len: usize,
+    authority: *const u8,
+    authority_len: usize,
+    fd_out: *mut i32,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+        let _: &CredentialCell = try_ref!(source.cast::<CredentialCell>());
+        let peer = try_str!(peer, peer_len);
+        let expected = try_str!(expected_id, expected_id_len);
+        let authority = try_str!(authority, authority_len);
+        let fd_out = try_out!(fd_out);
+        let (Ok(peer), Ok(expected), Ok(authority)) = (
+            peer.parse::<SocketAddr>(),
+            SpiffeId::parse(expected),
+            authority.parse(),
+        ) else {
+            return fail(
+                ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                "peer must be ip:port, expected id a SPIFFE id, authority host:port".into(),
+                err_out,
+            );
+        };
+        // SAFETY: `source` points to a live `Arc<CredentialCell>` (checked non-NULL above);
+        // taking another reference count leaves the caller's handle intact.
+        let cell: Arc<CredentialCell> = unsafe {
+            Arc::increment_strong_count(source.cast::<CredentialCell>());
+            Arc::from_raw(source.cast::<CredentialCell>())
+        };
+        let dial = Dial::new(cell, peer, vec![expected], authority);
+        let client = rt.client.clone();
+        let tunnel = match rt.rt.block_on(client.connect(&dial)) {
+            Ok(t) => t,
+            Err(e) => {
+                let code = if e.status().is_some() {
+                    ambit_result::AMBIT_RESULT_TUNNEL_REFUSED
+                } else {
+                    ambit_result::AMBIT_RESULT_TUNNEL_FAILED
+                };
+                return fail(code, e.to_string(), err_out);
+            }
+        };
+        match bridge(&rt.rt, tunnel) {
+            Ok(fd) => {
+                // SAFETY: `fd_out` checked non-NULL and writable per the contract.
+                unsafe { *fd_out = fd };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(e) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
+        }
+    })
+}
+
+/// Connects a tunnel to one end of a new socketpair; returns the other end's descriptor.
+fn bridge(rt: &tokio::runtime::Runtime, tunnel: facade::hbone::Tunnel) -> std::io::Result<RawFd> {
+    let (ours, theirs) = UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let _guard = rt.enter();
+    let ours = tokio::net::UnixStream::from_std(ours)?;
+    rt.spawn(async move {
+        let _ = facade::hbone::copy_tunnel(tunnel, ours).await;
+    });
+    Ok(theirs.into_raw_fd())
+}
+
+/// Starts an HBONE server on `bind` (`ip:port`, port 0 = any) presenting `server`. Every
+/// CONNECT is accepted and queued; take them with `ambit_hbone_listener_accept` when
+/// `ambit_hbone_listener_fd` polls readable.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_hbone_listener_new(
+    rt: *const ambit_runtime,
+    server: *const ambit_credentials,
+    bind: *const u8,
+    bind_len: usize,
+    out: *mut *mut ambit_hbone_listener,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+        let cell: &CredentialCell = try_ref!(server.cast::<CredentialCell>());
+        let bind = try_str!(bind, bind_len);
+        let out = try_out!(out);
+        let Ok(bind) = bind.parse::<SocketAddr>() else {
+            return fail(
+                ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                format!("{bind:?} is not ip:port"),
+                err_out,
+            );
+        };
+        // SAFETY: `server` is a live `Arc<CredentialCell>` (checked non-NULL); we take our own
+        // reference count.
+        let cell: Arc<CredentialCell> = unsafe {
+            Arc::increment_strong_count(std::ptr::from_ref(cell));
+            Arc::from_raw(std::ptr::from_ref(cell))
+        };
+        let config = match rt.tls.server_config(&cell, &ServerOptions::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_CERT_INVALID,
+                    e.to_string(),
+                    err_out,
+                );
+            }
+        };
+        let listener = match rt.rt.block_on(tokio::net::TcpListener::bind(bind)) {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_IO,
+                    format!("cannot listen on {bind}: {e}"),
+                    err_out,
+                );
+            }
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return ambit_result::AMBIT_RESULT_IO;
+        };
+        let Ok((notify_read, notify_write)) = UnixStream::pair() else {
+            return ambit_result::AMBIT_RESULT_IO;
+        };
+        if notify_read.set_nonblocking(true).is_err() {
+            return ambit_result::AMBIT_RESULT_IO;
+        }
+        let ready: Arc<Mutex<VecDeque<Accepted>>> = Arc::default();
+        let queue = ready.clone();
+        let notify = Arc::new(Mutex::new(notify_write));
+        let handle = rt.rt.handle().clone();
+        let handler = move |req: ConnectRequest, responder: Responder| {
+            let queue = queue.clone();
+            let notify = notify.clone();
+            let handle = handle.clone();
+            async move {
+                let Ok(tunnel) = responder.accept(Default::default()) else {
+                    return;
+                };
+                let Ok((ours, theirs)) = UnixStream::pair() else {
+                    return;
+                };
+                if ours.set_nonblocking(true).is_err() {
+                    return;
+                }
+                let Ok(ours) = ({
+                    let _g = handle.enter();
+                    tokio::net::UnixStream::from_std(ours)
+                }) else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = facade::hbone::copy_tunnel(tunnel, ours).await;
+                });
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.push_back(Accepted {
+                    fd: theirs.into_raw_fd(),
+                    peer_id: req.peer_id.to_string(),
+                    authority: req.authority.to_string(),
+                });
+                drop(q);
+                let _ = notify
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .write_all(&[1]);
+            }
+        };
+        let server = Server::new(config, handler, ServerSettings::default());
+        let task = rt.rt.spawn(async move {
+            let _ = server.serve(listener).await;
+        });
+        let l = Box::new(Listener {
+            addr,
+            ready,
+            notify_read,
+            task,
+        });
+        // SAFETY: `out` checked non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(l).cast() };
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// A descriptor that polls readable when a tunnel is waiting (-1 for NULL). Do not read or
+/// close it yourself.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_hbone_listener_fd(listener: *const ambit_hbone_listener) -> i32 {
+    ffi_boundary!(-1, {
+        if listener.is_null() {
+            return -1;
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: non-NULL listeners come from `ambit_hbone_listener_new` and are live.
+        let l = unsafe { &*listener.cast::<Listener>() };
+        l.notify_read.as_raw_fd()
+    })
+}
+
+/// The address the listener is bound to, as `ip:port` text into `buf`.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_hbone_listener_local_addr(
+    listener: *const ambit_hbone_listener,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let l: &Listener = try_ref!(listener.cast::<Listener>());
+        let out_n = try_out!(out_n);
+        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
+        unsafe { write_out(l.addr.to_string().as_bytes(), buf, len, out_n) }
+    })
+}
+
+/// Takes the next accepted tunnel without blocking: `*fd_out` gets its descriptor (yours to
+/// close), the client's SPIFFE id and the requested authority go into the buffers. Returns
+/// `AMBIT_RESULT_WOULD_BLOCK` when none is waiting. If a buffer is too small the tunnel stays
+/// queued and `AMBIT_RESULT_INSUFFICIENT_SIZE` is returned.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_hbone_listener_accept(
+    listener: *mut ambit_hbone_listener,
+    fd_out: *mut i32,
+    peer_id_buf: *mut u8,
+    peer_id_len: usize,
+    peer_id_n: *mut usize,
+    authority_buf: *mut u8,
+    authority_len: usize,
+    authority_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let l: &Listener = try_ref!(listener.cast_const().cast::<Listener>());
+        let fd_out = try_out!(fd_out);
+        let peer_id_n = try_out!(peer_id_n);
+        let authority_n = try_out!(authority_n);
+        let mut q = l.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(next) = q.front() else {
+            return ambit_result::AMBIT_RESULT_WOULD_BLOCK;
+        };
+        if next.peer_id.len() > peer_id_len || next.authority.len() > authority_len {
+            // SAFETY: both checked non-NULL and writable.
+            unsafe {
+                *peer_id_n = next.peer_id.len();
+                *authority_n = next.authority.len();
+            }
+            return ambit_result::AMBIT_RESULT_INSUFFICIENT_SIZE;
+        }
+        let Some(next) = q.pop_front() else {
+            return ambit_result::AMBIT_RESULT_WOULD_BLOCK;
+        };
+        drop(q);
+        // Consume one notification byte; the queue, not the pipe, is the source of truth.
+        let mut b = [0u8; 1];
+        let _ = std::io::Read::read(&mut &l.notify_read, &mut b);
+        // SAFETY: outputs checked non-NULL; buffers are large enough (checked above).
+        unsafe {
+            let _ = write_out(next.peer_id.as_bytes(), peer_id_buf, peer_id_len, peer_id_n);
+            let _ = write_out(
+                next.authority.as_bytes(),
+                authority_buf,
+                authority_len,
+                authority_n,
+            );
+            *fd_out = next.fd;
+        }
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Stops the listener; queued tunnels not yet accepted are closed. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_hbone_listener_free(listener: *mut ambit_hbone_listener) {
+    ffi_boundary!((), {
+        if !listener.is_null() {
+            // SAFETY: non-NULL listeners come from `ambit_hbone_listener_new`, freed once.
+            let l = unsafe { Box::from_raw(listener.cast::<Listener>()) };
+            l.task.abort();
+            let mut q = l.ready.lock().unwrap_or_else(|p| p.into_inner());
+            for a in q.drain(..) {
+                use std::os::fd::FromRawFd;
+                // SAFETY: each queued fd came from `into_raw_fd` and was never handed out, so
+                // this is its only owner.
+                drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(a.fd) });
+            }
+        }
+    })
+}
