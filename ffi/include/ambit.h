@@ -206,6 +206,14 @@ typedef struct ambit_error ambit_error;
 typedef struct ambit_hbone_listener ambit_hbone_listener;
 
 /*
+ A running node proxy.
+
+ Thread-safe for reading metrics and reloading; corresponds to `Box<NodeProxy>`. Free it
+ before the runtime it was started on.
+ */
+typedef struct ambit_node_proxy ambit_node_proxy;
+
+/*
  A compiled set of authorization policies.
 
  Immutable and thread-safe after construction: evaluate from any thread at once.
@@ -220,6 +228,41 @@ typedef struct ambit_policy_set ambit_policy_set;
  stops every task and must be called after everything created from it has been freed.
  */
 typedef struct ambit_runtime ambit_runtime;
+
+/*
+ Where a node proxy listens. Each address is `ip:port` text (port 0 = any); a NULL/0-length
+ address turns that listener off.
+ */
+typedef struct ambit_node_listeners {
+  /*
+   SOCKS5 for local workloads.
+   */
+  const uint8_t *socks5;
+  /*
+   Its length.
+   */
+  size_t socks5_len;
+  /*
+   HTTP CONNECT for local workloads.
+   */
+  const uint8_t *http_connect;
+  /*
+   Its length.
+   */
+  size_t http_connect_len;
+  /*
+   Prometheus metrics.
+   */
+  const uint8_t *metrics;
+  /*
+   Its length.
+   */
+  size_t metrics_len;
+  /*
+   HBONE port bound on each local workload address (15008 normally).
+   */
+  uint16_t hbone_port;
+} ambit_node_listeners;
 
 /*
  A workload label (`key=value`), borrowed for the duration of a call.
@@ -386,6 +429,53 @@ ambit_result ambit_verify_peer_chain(const uint8_t *chain_pem,
                                      size_t id_buf_len,
                                      size_t *id_n,
                                      struct ambit_error **err_out);
+
+/*
+ Starts a node proxy named `node` on `rt` from ztunnel-shaped local config YAML
+ (`workloads`, `services`, `policies`, `istioPolicies`), issuing workload certificates from
+ `ca`. BLOCKS until every listener is bound.
+ */
+ambit_result ambit_node_proxy_start(const struct ambit_runtime *rt,
+                                    const uint8_t *config_yaml,
+                                    size_t config_len,
+                                    const uint8_t *node,
+                                    size_t node_len,
+                                    const struct ambit_ca *ca,
+                                    const struct ambit_node_listeners *listeners,
+                                    struct ambit_node_proxy **out,
+                                    struct ambit_error **err_out);
+
+/*
+ Replaces the node proxy's config with new YAML. Invalid YAML changes nothing and returns
+ `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`). Open connections the new policies
+ deny are closed.
+ */
+ambit_result ambit_node_proxy_reload(const struct ambit_node_proxy *node,
+                                     const uint8_t *config_yaml,
+                                     size_t config_len,
+                                     struct ambit_error **err_out);
+
+/*
+ The node proxy's metrics in Prometheus text format, into `buf` (`*out_n` = length, or the
+ size needed).
+ */
+ambit_result ambit_node_proxy_metrics(const struct ambit_node_proxy *node,
+                                      uint8_t *buf,
+                                      size_t len,
+                                      size_t *out_n);
+
+/*
+ The bound SOCKS5 address as `ip:port` text (`AMBIT_RESULT_INVALID_PARAMETER` if off).
+ */
+ambit_result ambit_node_proxy_socks5_addr(const struct ambit_node_proxy *node,
+                                          uint8_t *buf,
+                                          size_t len,
+                                          size_t *out_n);
+
+/*
+ Stops the node proxy (inbound tunnels get up to 1 s to finish). NULL is a no-op.
+ */
+void ambit_node_proxy_free(struct ambit_node_proxy *node);
 
 /*
  Builds a policy set from Istio `AuthorizationPolicy` / `PeerAuthentication` YAML

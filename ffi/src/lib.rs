@@ -22,6 +22,7 @@
 mod error;
 mod identity;
 mod macros;
+mod node;
 mod policy;
 mod proxy_v2;
 mod runtime;
@@ -33,6 +34,10 @@ pub use error::{
 pub use identity::{
     ambit_cert_usage, ambit_spiffe_id_check, ambit_spiffe_id_part, ambit_spiffe_id_part_kind,
     ambit_verify_peer_chain,
+};
+pub use node::{
+    ambit_node_listeners, ambit_node_proxy, ambit_node_proxy_free, ambit_node_proxy_metrics,
+    ambit_node_proxy_reload, ambit_node_proxy_socks5_addr, ambit_node_proxy_start,
 };
 pub use policy::{
     ambit_l4_attributes, ambit_label, ambit_policy_set, ambit_policy_set_evaluate_l4,

@@ -92,3 +92,30 @@ pub(crate) unsafe fn write_out(
     }
     crate::error::ambit_result::AMBIT_RESULT_OK
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::ambit_result;
+
+    fn boom(fail: bool) -> ambit_result {
+        ffi_boundary!({
+            if fail {
+                panic!("deliberate");
+            }
+            ambit_result::AMBIT_RESULT_OK
+        })
+    }
+
+    #[test]
+    fn panics_become_result_codes() {
+        // The default hook would print the panic; keep test output clean.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let got = boom(true);
+        std::panic::set_hook(hook);
+        assert_eq!(got, ambit_result::AMBIT_RESULT_PANIC);
+        assert_eq!(boom(false), ambit_result::AMBIT_RESULT_OK);
+        let default: usize = ffi_boundary!(7, { panic!("deliberate") });
+        assert_eq!(default, 7);
+    }
+}

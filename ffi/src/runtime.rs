@@ -55,8 +55,8 @@ pub struct ambit_hbone_listener {
 }
 
 pub(crate) struct Runtime {
-    rt: tokio::runtime::Runtime,
-    tls: TlsContext,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) tls: TlsContext,
     client: Client,
 }
 
@@ -87,6 +87,13 @@ pub extern "C" fn ambit_runtime_new(threads: u32, out: *mut *mut ambit_runtime) 
         if threads > 0 {
             b.worker_threads(threads as usize);
         }
+        // A C host has not ignored SIGPIPE as Rust programs do; writes to a closed socket would
+        // kill it. Blocking the signal on ambit's own threads (never process-wide) turns them
+        // into EPIPE errors. All socket I/O runs on these threads (see `on_workers`).
+        b.on_thread_start(|| {
+            use nix::sys::signal::{SigSet, Signal};
+            let _ = SigSet::from(Signal::SIGPIPE).thread_block();
+        });
         let Ok(rt) = b.enable_all().thread_name("ambit").build() else {
             return ambit_result::AMBIT_RESULT_IO;
         };
@@ -318,9 +325,9 @@ pub extern "C" fn ambit_hbone_dial(
         };
         let dial = Dial::new(cell, peer, vec![expected], authority);
         let client = rt.client.clone();
-        let tunnel = match rt.rt.block_on(client.connect(&dial)) {
-            Ok(t) => t,
-            Err(e) => {
+        let tunnel = match on_workers(&rt.rt, async move { client.connect(&dial).await }) {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
                 let code = if e.status().is_some() {
                     ambit_result::AMBIT_RESULT_TUNNEL_REFUSED
                 } else {
@@ -328,6 +335,7 @@ pub extern "C" fn ambit_hbone_dial(
                 };
                 return fail(code, e.to_string(), err_out);
             }
+            Err(e) => return fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
         };
         match bridge(&rt.rt, tunnel) {
             Ok(fd) => {
@@ -338,6 +346,17 @@ pub extern "C" fn ambit_hbone_dial(
             Err(e) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
         }
     })
+}
+
+/// Runs `fut` on the runtime's worker threads and waits for it on the caller's thread, which
+/// does no socket I/O itself (its signal mask is the host's).
+pub(crate) fn on_workers<F>(rt: &tokio::runtime::Runtime, fut: F) -> Result<F::Output, String>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    rt.block_on(rt.spawn(fut))
+        .map_err(|e| format!("internal task failed: {e}"))
 }
 
 /// Connects a tunnel to one end of a new socketpair; returns the other end's descriptor.

@@ -295,3 +295,29 @@ fn c_host_runs_hbone_through_file_descriptors() {
 fn c_host_runs_hbone_through_file_descriptors_under_asan_and_ubsan() {
     run_hbone_echo(true);
 }
+
+#[test]
+fn c_host_starts_reloads_and_stops_node_proxies() {
+    // The application behind node B: an echo server on its workload address.
+    let app = std::net::TcpListener::bind("127.31.2.2:8080").expect("bind app");
+    std::thread::spawn(move || {
+        for s in app.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().expect("clone");
+                let _ = std::io::copy(&mut r, &mut s);
+            });
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = tmp.path().join("node_proxy");
+    compile("tests/c/node_proxy.c", &exe, false);
+    let out = Command::new(&exe).output().expect("run node_proxy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "node_proxy failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+}

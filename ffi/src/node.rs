@@ -1,0 +1,232 @@
+//! The node proxy (ztunnel behaviour) started, reloaded and stopped from a C host.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use facade::identity::{CaSource, CertificateAuthority, SystemClock};
+use facade::proxy::{NodeConfig, NodeProxy};
+use facade::xds::local;
+
+use crate::error::{Error, ambit_error, ambit_result};
+use crate::macros::{ffi_boundary, try_out, try_ref, try_str, write_out};
+use crate::runtime::Runtime;
+
+/// A running node proxy.
+///
+/// Thread-safe for reading metrics and reloading; corresponds to `Box<NodeProxy>`. Free it
+/// before the runtime it was started on.
+#[derive(Debug)]
+pub struct ambit_node_proxy {
+    _private: [u8; 0],
+}
+
+/// Where a node proxy listens. Each address is `ip:port` text (port 0 = any); a NULL/0-length
+/// address turns that listener off.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ambit_node_listeners {
+    /// SOCKS5 for local workloads.
+    pub socks5: *const u8,
+    /// Its length.
+    pub socks5_len: usize,
+    /// HTTP CONNECT for local workloads.
+    pub http_connect: *const u8,
+    /// Its length.
+    pub http_connect_len: usize,
+    /// Prometheus metrics.
+    pub metrics: *const u8,
+    /// Its length.
+    pub metrics_len: usize,
+    /// HBONE port bound on each local workload address (15008 normally).
+    pub hbone_port: u16,
+}
+
+struct Node {
+    proxy: Arc<NodeProxy>,
+    handle: tokio::runtime::Handle,
+}
+
+fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, String> {
+    if n == 0 {
+        return Ok(None);
+    }
+    if p.is_null() {
+        return Err(format!("{what}: NULL with a nonzero length"));
+    }
+    // SAFETY: non-NULL with `n` readable bytes per the struct's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(p, n) };
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| format!("{what}: expected ip:port"))
+}
+
+fn fail(code: ambit_result, message: String, err_out: *mut *mut ambit_error) -> ambit_result {
+    // SAFETY: `err_out` is NULL or writable per every caller's contract.
+    unsafe { Error { code, message }.give(err_out) }
+}
+
+/// Starts a node proxy named `node` on `rt` from ztunnel-shaped local config YAML
+/// (`workloads`, `services`, `policies`, `istioPolicies`), issuing workload certificates from
+/// `ca`. BLOCKS until every listener is bound.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_node_proxy_start(
+    rt: *const crate::runtime::ambit_runtime,
+    config_yaml: *const u8,
+    config_len: usize,
+    node: *const u8,
+    node_len: usize,
+    ca: *const crate::runtime::ambit_ca,
+    listeners: *const ambit_node_listeners,
+    out: *mut *mut ambit_node_proxy,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+        let yaml = try_str!(config_yaml, config_len);
+        let node = try_str!(node, node_len);
+        let _: &CertificateAuthority = try_ref!(ca.cast::<CertificateAuthority>());
+        let l = try_ref!(listeners);
+        let out = try_out!(out);
+        let cfg = match local::parse(yaml, "<config>") {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    ambit_result::AMBIT_RESULT_CONFIG_INVALID,
+                    e.to_string(),
+                    err_out,
+                );
+            }
+        };
+        let mut config = NodeConfig::new(node);
+        if l.hbone_port != 0 {
+            config.inbound_port = l.hbone_port;
+        }
+        let parsed = (|| -> Result<(), String> {
+            config.socks5 = addr(l.socks5, l.socks5_len, "socks5")?;
+            config.http_connect = addr(l.http_connect, l.http_connect_len, "http_connect")?;
+            config.metrics = addr(l.metrics, l.metrics_len, "metrics")?;
+            Ok(())
+        })();
+        if let Err(m) = parsed {
+            return fail(ambit_result::AMBIT_RESULT_INVALID_PARAMETER, m, err_out);
+        }
+        config.readiness = None;
+        config.admin = None;
+        // SAFETY: `ca` is a live `Arc<CertificateAuthority>` (checked non-NULL); we take our
+        // own reference count.
+        let ca: Arc<CertificateAuthority> = unsafe {
+            Arc::increment_strong_count(ca.cast::<CertificateAuthority>());
+            Arc::from_raw(ca.cast::<CertificateAuthority>())
+        };
+        let source = Arc::new(CaSource::new(
+            ca,
+            Duration::from_secs(24 * 3600),
+            Arc::new(SystemClock),
+        ));
+        let tls = rt.tls.clone();
+        let started = crate::runtime::on_workers(&rt.rt, async move {
+            NodeProxy::start(config, cfg.state, source, tls).await
+        });
+        match started {
+            Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
+            Ok(Ok(proxy)) => {
+                let node = Box::new(Node {
+                    proxy: Arc::new(proxy),
+                    handle: rt.rt.handle().clone(),
+                });
+                // SAFETY: `out` checked non-NULL and writable per the contract.
+                unsafe { *out = Box::into_raw(node).cast() };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
+        }
+    })
+}
+
+/// Replaces the node proxy's config with new YAML. Invalid YAML changes nothing and returns
+/// `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`). Open connections the new policies
+/// deny are closed.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_proxy_reload(
+    node: *const ambit_node_proxy,
+    config_yaml: *const u8,
+    config_len: usize,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_boundary!({
+        let node: &Node = try_ref!(node.cast::<Node>());
+        let yaml = try_str!(config_yaml, config_len);
+        match local::parse(yaml, "<config>") {
+            Ok(c) => {
+                let proxy = node.proxy.clone();
+                let done = node.handle.block_on(node.handle.spawn(async move {
+                    proxy.sync(c.state).await;
+                }));
+                match done {
+                    Ok(()) => ambit_result::AMBIT_RESULT_OK,
+                    Err(_) => ambit_result::AMBIT_RESULT_PANIC,
+                }
+            }
+            Err(e) => fail(
+                ambit_result::AMBIT_RESULT_CONFIG_INVALID,
+                e.to_string(),
+                err_out,
+            ),
+        }
+    })
+}
+
+/// The node proxy's metrics in Prometheus text format, into `buf` (`*out_n` = length, or the
+/// size needed).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_proxy_metrics(
+    node: *const ambit_node_proxy,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let node: &Node = try_ref!(node.cast::<Node>());
+        let out_n = try_out!(out_n);
+        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
+        unsafe { write_out(node.proxy.metrics().as_bytes(), buf, len, out_n) }
+    })
+}
+
+/// The bound SOCKS5 address as `ip:port` text (`AMBIT_RESULT_INVALID_PARAMETER` if off).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_proxy_socks5_addr(
+    node: *const ambit_node_proxy,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let node: &Node = try_ref!(node.cast::<Node>());
+        let out_n = try_out!(out_n);
+        let Some(a) = node.proxy.bound().socks5 else {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        };
+        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
+        unsafe { write_out(a.to_string().as_bytes(), buf, len, out_n) }
+    })
+}
+
+/// Stops the node proxy (inbound tunnels get up to 1 s to finish). NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_proxy_free(node: *mut ambit_node_proxy) {
+    ffi_boundary!((), {
+        if !node.is_null() {
+            // SAFETY: non-NULL nodes come from `ambit_node_proxy_start` and are freed once.
+            let n = unsafe { Box::from_raw(node.cast::<Node>()) };
+            let Node { proxy, handle } = *n;
+            if let Ok(proxy) = Arc::try_unwrap(proxy) {
+                let _ = handle.block_on(handle.spawn(proxy.shutdown(Duration::from_secs(1))));
+            }
+        }
+    })
+}
