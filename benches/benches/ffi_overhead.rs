@@ -1,0 +1,106 @@
+//! One L4 decision through the C ABI (`ambit_policy_set_evaluate_l4`, strings in, buffer out)
+//! against the same decision made directly in Rust: the price of the ABI.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::net::IpAddr;
+
+use ambit::{ambit_l4_attributes, ambit_policy_set, ambit_result};
+use ambit_identity::SpiffeId;
+use ambit_policy::{Connection, IstioPolicies, PolicySet, Target};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const YAML: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-legacy, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {namespaces: ["legacy"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-frontend, namespace: shop}
+spec:
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/frontend"]}}]
+    to: [{operation: {ports: ["8080"]}}]
+"#;
+
+fn bench(c: &mut Criterion) {
+    let principal = "spiffe://cluster.local/ns/shop/sa/frontend";
+    let (src, dst) = ("10.0.0.1", "10.0.0.2");
+
+    let mut set = PolicySet::new();
+    IstioPolicies::parse(YAML, "istio-system")
+        .expect("yaml")
+        .apply_to(&mut set);
+    let id = SpiffeId::parse(principal).expect("id");
+    let labels = BTreeMap::new();
+    c.bench_function("ffi_overhead/rust_evaluate", |b| {
+        b.iter(|| {
+            // The same work the C call does per decision: parse the inputs, decide.
+            let id = SpiffeId::parse(black_box(principal)).expect("id");
+            let conn = Connection {
+                source_id: Some(&id),
+                source_ip: black_box(src).parse::<IpAddr>().expect("ip"),
+                destination_ip: black_box(dst).parse::<IpAddr>().expect("ip"),
+                destination_port: 8080,
+            };
+            let d = set.evaluate(
+                Target {
+                    namespace: "shop",
+                    labels: &labels,
+                    policy_keys: &[],
+                },
+                &conn,
+            );
+            black_box(d.allowed)
+        })
+    });
+    let _ = id;
+
+    let mut handle: *const ambit_policy_set = std::ptr::null();
+    let rc = ambit::ambit_policy_set_from_istio_yaml(
+        YAML.as_ptr(),
+        YAML.len(),
+        &mut handle,
+        std::ptr::null_mut(),
+    );
+    assert_eq!(rc, ambit_result::AMBIT_RESULT_OK);
+    let attrs = ambit_l4_attributes {
+        destination_namespace: "shop".as_ptr(),
+        destination_namespace_len: 4,
+        destination_labels: std::ptr::null(),
+        destination_labels_len: 0,
+        source_principal: principal.as_ptr(),
+        source_principal_len: principal.len(),
+        source_ip: src.as_ptr(),
+        source_ip_len: src.len(),
+        destination_ip: dst.as_ptr(),
+        destination_ip_len: dst.len(),
+        destination_port: 8080,
+    };
+    let mut buf = [0u8; 64];
+    c.bench_function("ffi_overhead/c_abi_evaluate", |b| {
+        b.iter(|| {
+            let mut allowed = false;
+            let mut n = 0usize;
+            let rc = ambit::ambit_policy_set_evaluate_l4(
+                handle,
+                black_box(&attrs),
+                &mut allowed,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut n,
+            );
+            assert_eq!(rc, ambit_result::AMBIT_RESULT_OK);
+            black_box(allowed)
+        })
+    });
+    ambit::ambit_policy_set_free(handle);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
