@@ -59,7 +59,6 @@ fn bench(c: &mut Criterion) {
             black_box(d.allowed)
         })
     });
-    let _ = id;
 
     let mut handle: *const ambit_policy_set = std::ptr::null();
     let rc = ambit::ambit_policy_set_from_istio_yaml(
@@ -99,6 +98,62 @@ fn bench(c: &mut Criterion) {
             black_box(allowed)
         })
     });
+    // The per-connection fast path: identity parsed once per peer, binary addresses.
+    let mut sid = std::ptr::null();
+    assert_eq!(
+        ambit::ambit_spiffe_id_new(principal.as_ptr(), principal.len(), &mut sid),
+        ambit_result::AMBIT_RESULT_OK
+    );
+    let addr = |ip: [u8; 4], port| {
+        let mut a = ambit::ambit_socket_addr {
+            family: 4,
+            ip: [0; 16],
+            port,
+        };
+        a.ip[..4].copy_from_slice(&ip);
+        a
+    };
+    let (sa, da) = (addr([10, 0, 0, 1], 5000), addr([10, 0, 0, 2], 8080));
+    c.bench_function("ffi_overhead/c_abi_decide", |b| {
+        b.iter(|| {
+            let mut allowed = false;
+            let mut n = 0usize;
+            let rc = ambit::ambit_policy_set_decide(
+                handle,
+                black_box(sid),
+                &sa,
+                &da,
+                "shop".as_ptr(),
+                4,
+                &mut allowed,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut n,
+            );
+            assert_eq!(rc, ambit_result::AMBIT_RESULT_OK);
+            black_box(allowed)
+        })
+    });
+    let conn = Connection {
+        source_id: Some(&id),
+        source_ip: IpAddr::from([10, 0, 0, 1]),
+        destination_ip: IpAddr::from([10, 0, 0, 2]),
+        destination_port: 8080,
+    };
+    c.bench_function("ffi_overhead/rust_decide", |b| {
+        b.iter(|| {
+            let d = set.evaluate(
+                Target {
+                    namespace: "shop",
+                    labels: &labels,
+                    policy_keys: &[],
+                },
+                black_box(&conn),
+            );
+            black_box(d.allowed)
+        })
+    });
+    ambit::ambit_spiffe_id_free(sid);
     ambit::ambit_policy_set_free(handle);
 }
 

@@ -230,6 +230,13 @@ typedef struct ambit_policy_set ambit_policy_set;
 typedef struct ambit_runtime ambit_runtime;
 
 /*
+ A parsed SPIFFE id, made once (per peer) and passed to `ambit_policy_set_decide`.
+
+ Immutable and thread-safe; corresponds to `Arc<SpiffeId>`.
+ */
+typedef struct ambit_spiffe_id ambit_spiffe_id;
+
+/*
  Where a node proxy listens. Each address is `ip:port` text (port 0 = any); a NULL/0-length
  address turns that listener off.
  */
@@ -511,6 +518,34 @@ ambit_result ambit_policy_set_evaluate_l4(const struct ambit_policy_set *set,
  returned; freeing twice is undefined behaviour.
  */
 void ambit_policy_set_free(const struct ambit_policy_set *set);
+
+/*
+ Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
+ */
+ambit_result ambit_spiffe_id_new(const uint8_t *id,
+                                 size_t id_len,
+                                 const struct ambit_spiffe_id **out);
+
+/*
+ Releases a SPIFFE id handle. NULL is a no-op.
+ */
+void ambit_spiffe_id_free(const struct ambit_spiffe_id *id);
+
+/*
+ The per-connection fast path: like `ambit_policy_set_evaluate_l4` but with the peer's id
+ already parsed (`source_id`, NULL for plaintext) and binary addresses (the destination's
+ port is the target port). No parsing and no allocation visible to the caller.
+ */
+ambit_result ambit_policy_set_decide(const struct ambit_policy_set *set,
+                                     const struct ambit_spiffe_id *source_id,
+                                     const struct ambit_socket_addr *source,
+                                     const struct ambit_socket_addr *destination,
+                                     const uint8_t *destination_namespace,
+                                     size_t destination_namespace_len,
+                                     bool *allowed_out,
+                                     uint8_t *policy_buf,
+                                     size_t policy_buf_len,
+                                     size_t *policy_n);
 
 /*
  Encodes a PROXY v2 header (command PROXY, TCP) from `src` to `dst`, with TLV 0xD0 set to

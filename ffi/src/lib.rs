@@ -40,8 +40,9 @@ pub use node::{
     ambit_node_proxy_reload, ambit_node_proxy_socks5_addr, ambit_node_proxy_start,
 };
 pub use policy::{
-    ambit_l4_attributes, ambit_label, ambit_policy_set, ambit_policy_set_evaluate_l4,
-    ambit_policy_set_free, ambit_policy_set_from_istio_yaml, ambit_policy_set_len,
+    ambit_l4_attributes, ambit_label, ambit_policy_set, ambit_policy_set_decide,
+    ambit_policy_set_evaluate_l4, ambit_policy_set_free, ambit_policy_set_from_istio_yaml,
+    ambit_policy_set_len, ambit_spiffe_id, ambit_spiffe_id_free, ambit_spiffe_id_new,
 };
 pub use proxy_v2::{ambit_proxy_v2_decode, ambit_proxy_v2_encode, ambit_socket_addr};
 pub use runtime::{

@@ -212,3 +212,103 @@ pub extern "C" fn ambit_policy_set_free(set: *const ambit_policy_set) {
         }
     })
 }
+
+/// A parsed SPIFFE id, made once (per peer) and passed to `ambit_policy_set_decide`.
+///
+/// Immutable and thread-safe; corresponds to `Arc<SpiffeId>`.
+#[derive(Debug)]
+pub struct ambit_spiffe_id {
+    _private: [u8; 0],
+}
+
+/// Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_spiffe_id_new(
+    id: *const u8,
+    id_len: usize,
+    out: *mut *const ambit_spiffe_id,
+) -> ambit_result {
+    ffi_boundary!({
+        let s = try_str!(id, id_len);
+        let out = try_out!(out);
+        match SpiffeId::from_principal(s) {
+            Ok(id) => {
+                // SAFETY: `out` checked non-NULL and writable per the contract.
+                unsafe { *out = Arc::into_raw(Arc::new(id)).cast() };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(_) => ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
+        }
+    })
+}
+
+/// Releases a SPIFFE id handle. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_spiffe_id_free(id: *const ambit_spiffe_id) {
+    ffi_boundary!((), {
+        if !id.is_null() {
+            // SAFETY: non-NULL handles come from `Arc::into_raw` in `ambit_spiffe_id_new` and
+            // are released once.
+            drop(unsafe { Arc::from_raw(id.cast::<SpiffeId>()) });
+        }
+    })
+}
+
+/// The per-connection fast path: like `ambit_policy_set_evaluate_l4` but with the peer's id
+/// already parsed (`source_id`, NULL for plaintext) and binary addresses (the destination's
+/// port is the target port). No parsing and no allocation visible to the caller.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_policy_set_decide(
+    set: *const ambit_policy_set,
+    source_id: *const ambit_spiffe_id,
+    source: *const crate::proxy_v2::ambit_socket_addr,
+    destination: *const crate::proxy_v2::ambit_socket_addr,
+    destination_namespace: *const u8,
+    destination_namespace_len: usize,
+    allowed_out: *mut bool,
+    policy_buf: *mut u8,
+    policy_buf_len: usize,
+    policy_n: *mut usize,
+) -> ambit_result {
+    ffi_boundary!({
+        let set: &PolicySet = try_ref!(set.cast::<PolicySet>());
+        let src = try_ref!(source);
+        let dst = try_ref!(destination);
+        let ns = try_str!(destination_namespace, destination_namespace_len);
+        let allowed_out = try_out!(allowed_out);
+        let policy_n = try_out!(policy_n);
+        let id: Option<&SpiffeId> = if source_id.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL handles come from `ambit_spiffe_id_new` and are live.
+            Some(unsafe { &*source_id.cast::<SpiffeId>() })
+        };
+        let (Some(s), Some(d)) = (src.addr(), dst.addr()) else {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        };
+        let labels = BTreeMap::new();
+        let conn = Connection {
+            source_id: id,
+            source_ip: s.ip(),
+            destination_ip: d.ip(),
+            destination_port: d.port(),
+        };
+        let d = set.evaluate(
+            Target {
+                namespace: ns,
+                labels: &labels,
+                policy_keys: &[],
+            },
+            &conn,
+        );
+        let policy = d.policy.as_deref().unwrap_or_default();
+        // SAFETY: `policy_n` checked non-NULL; buffer per the contract.
+        let r = unsafe { write_out(policy.as_bytes(), policy_buf, policy_buf_len, policy_n) };
+        if r == ambit_result::AMBIT_RESULT_OK {
+            // SAFETY: `allowed_out` checked non-NULL and writable per the contract.
+            unsafe { *allowed_out = d.allowed };
+        }
+        r
+    })
+}

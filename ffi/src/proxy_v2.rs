@@ -21,6 +21,10 @@ pub struct ambit_socket_addr {
 }
 
 impl ambit_socket_addr {
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.to_rust()
+    }
+
     fn to_rust(self) -> Option<SocketAddr> {
         match self.family {
             4 => Some(SocketAddr::new(

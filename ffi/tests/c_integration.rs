@@ -23,7 +23,12 @@ fn static_lib() -> PathBuf {
         .and_then(Path::parent)
         .expect("target/<profile>");
     let lib = profile_dir.join("libambit.a");
-    assert!(lib.exists(), "{} not built", lib.display());
+    assert!(
+        lib.exists(),
+        "{} not built: `cargo test` does not build static libraries; run `cargo build -p ambit-ffi` \
+         first (scripts/test does)",
+        lib.display()
+    );
     lib
 }
 

@@ -189,6 +189,21 @@ static void policies(void) {
     CHECK(ambit_policy_set_evaluate_l4(set, NULL, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_policy_set_evaluate_l4(set, &a, NULL, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    /* The per-connection fast path. */
+    const ambit_spiffe_id *sid = NULL;
+    CHECK(ambit_spiffe_id_new(S("cluster.local/ns/shop/sa/frontend"), &sid) == AMBIT_RESULT_OK && sid);
+    CHECK(ambit_spiffe_id_new(S("not a spiffe id"), &sid) == AMBIT_RESULT_INVALID_SPIFFE_ID);
+    ambit_socket_addr from = {.family = 4, .ip = {10, 0, 0, 1}, .port = 5000};
+    ambit_socket_addr to = {.family = 4, .ip = {10, 0, 0, 2}, .port = 8080};
+    /* Without labels the selector policy does not apply: allowed, no deciding policy. */
+    CHECK(ambit_policy_set_decide(set, sid, &from, &to, S("shop"), &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_OK);
+    CHECK(allowed && n == 0);
+    CHECK(ambit_policy_set_decide(set, NULL, &from, &to, S("shop"), &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_OK);
+    ambit_socket_addr nowhere = {0};
+    CHECK(ambit_policy_set_decide(set, sid, &nowhere, &to, S("shop"), &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_policy_set_decide(set, sid, NULL, &to, S("shop"), &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    ambit_spiffe_id_free(sid);
+    ambit_spiffe_id_free(NULL);
     ambit_policy_set_free(set);
 
     const ambit_policy_set *bad = NULL;
