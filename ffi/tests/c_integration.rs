@@ -326,3 +326,77 @@ fn c_host_starts_reloads_and_stops_node_proxies() {
     );
     assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
 }
+
+#[test]
+fn hbone_cat_example_tunnels_stdin_to_an_hbone_server() {
+    use facade::hbone::{Server, ServerSettings};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = tmp.path().join("ambit-hbone-cat");
+    compile("examples/ambit-hbone-cat.c", &exe, false);
+    // An HBONE server (ours) that echoes, in a runtime of this test.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let td = TrustDomain::new("cluster.local").expect("td");
+    let ca = CertificateAuthority::new(td).expect("ca");
+    let server_id = SpiffeId::parse("spiffe://cluster.local/ns/t/sa/echo").expect("id");
+    let client_id = SpiffeId::parse("spiffe://cluster.local/ns/t/sa/cat").expect("id");
+    let tls = facade::tls::TlsContext::new(facade::tls::Provider::default());
+    let cell = tls
+        .credential_cell(
+            &ca.credentials(&server_id, Duration::from_secs(3600))
+                .expect("creds"),
+        )
+        .expect("cell");
+    let config = tls
+        .server_config(&cell, &facade::tls::ServerOptions::default())
+        .expect("config");
+    let addr = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let server = Server::new(
+            config,
+            |_req: facade::hbone::ConnectRequest, r: facade::hbone::Responder| async move {
+                if let Ok(t) = r.accept(Default::default()) {
+                    let (mut rd, mut wr) = tokio::io::split(t);
+                    let _ = tokio::io::copy(&mut rd, &mut wr).await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                }
+            },
+            ServerSettings::default(),
+        );
+        tokio::spawn(async move { server.serve(l).await });
+        addr
+    });
+    let creds = ca
+        .credentials(&client_id, Duration::from_secs(3600))
+        .expect("creds");
+    std::fs::write(tmp.path().join("chain.pem"), creds.svid.chain_pem()).expect("write");
+    std::fs::write(tmp.path().join("key.pem"), creds.svid.key_pem()).expect("write");
+    std::fs::write(tmp.path().join("root.pem"), creds.bundle.to_pem()).expect("write");
+    let mut child = Command::new(&exe)
+        .arg(tmp.path().join("chain.pem"))
+        .arg(tmp.path().join("key.pem"))
+        .arg(tmp.path().join("root.pem"))
+        .arg(addr.to_string())
+        .arg(server_id.as_str())
+        .arg("127.0.0.1:7")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ambit-hbone-cat");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"hello over hbone\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over hbone\n");
+    drop(rt);
+}
