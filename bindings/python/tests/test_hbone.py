@@ -1,0 +1,112 @@
+"""HBONE from Python: a tunnel is an ordinary socket. The server is Python's own ssl + h2
+(an independent HBONE implementation), so both ends are checked."""
+
+import socket
+import ssl
+import tempfile
+import threading
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+import ambit
+
+
+def h2_echo_server(ca, server_creds, client_id):
+    """A minimal HBONE server in Python: mTLS (client cert required), HTTP/2, one CONNECT,
+    echo. Returns (address, thread, seen) where seen gets the authority and client SAN."""
+    d = tempfile.mkdtemp()
+    for name, text in [("cert", server_creds.chain_pem), ("key", server_creds.key_pem), ("ca", ca.root_pem)]:
+        with open(f"{d}/{name}.pem", "w") as f:
+            f.write(text)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(f"{d}/cert.pem", f"{d}/key.pem")
+    ctx.load_verify_locations(f"{d}/ca.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["h2"])
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    seen = {}
+
+    def serve():
+        try:
+            raw, _ = lsock.accept()
+        except OSError:
+            return
+        try:
+            tls = ctx.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            seen["tls_error"] = str(e)
+            raw.close()
+            lsock.close()
+            return
+        seen["san"] = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k == "URI"]
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        done = False
+        while not done:
+            data = tls.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    headers = dict(ev.headers)
+                    seen["authority"] = headers.get(b":authority", b"").decode()
+                    conn.send_headers(ev.stream_id, [(":status", "200")])
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    conn.send_data(ev.stream_id, ev.data)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    conn.end_stream(ev.stream_id)
+                    done = True
+            tls.sendall(conn.data_to_send())
+        tls.close()
+        lsock.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return lsock.getsockname(), t, seen
+
+
+def test_tunnel_is_a_socket_against_a_python_h2_server():
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    (host, port), thread, seen = h2_echo_server(ca, server, client.id)
+    s = ambit.hbone.connect(client, f"{host}:{port}", server.id, "10.1.2.3:8080")
+    s.settimeout(10)
+    payload = bytes(range(256)) * 256
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    back = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        back += chunk
+    s.close()
+    thread.join(10)
+    assert back == payload
+    assert seen["authority"] == "10.1.2.3:8080"
+    assert seen["san"] == ["spiffe://cluster.local/ns/py/sa/client"]
+
+
+def test_wrong_identity_and_unreachable_peer_raise():
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    (host, port), _thread, _seen = h2_echo_server(ca, server, client.id)
+    with pytest.raises(ambit.TunnelError, match="TLS handshake") as e:
+        ambit.hbone.connect(client, f"{host}:{port}", "spiffe://cluster.local/ns/py/sa/other", "10.1.2.3:80")
+    assert e.value.status is None
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    dead = free.getsockname()
+    free.close()
+    with pytest.raises(ambit.TunnelError, match="cannot connect"):
+        ambit.hbone.connect(client, f"{dead[0]}:{dead[1]}", server.id, "10.1.2.3:80")
