@@ -368,10 +368,26 @@ fn hbone_connect_fd(
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("authority: {e}")))?;
     let expected = as_id(expected_id)?;
     let dial = Dial::new(credentials.cell.clone(), peer, vec![expected], authority);
+    let rt = runtime();
+    let mut task = rt.spawn(async move { client().connect(&dial).await });
+    // Wait without the GIL, waking every 50 ms to let Python deliver Ctrl-C (KeyboardInterrupt
+    // then cancels the dial instead of waiting out the connect timeout).
+    let joined = loop {
+        let waited = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), &mut task).await })
+        });
+        match waited {
+            Ok(done) => break done,
+            Err(_) => {
+                if let Err(e) = py.check_signals() {
+                    task.abort();
+                    return Err(e);
+                }
+            }
+        }
+    };
     let result = py.detach(move || {
-        let rt = runtime();
-        let tunnel = rt
-            .block_on(rt.spawn(async move { client().connect(&dial).await }))
+        let tunnel = joined
             .map_err(|e| (None, e.to_string()))?
             .map_err(|e| (e.status().map(|s| s.as_u16()), e.to_string()))?;
         let (ours, theirs) =

@@ -110,3 +110,49 @@ def test_wrong_identity_and_unreachable_peer_raise():
     free.close()
     with pytest.raises(ambit.TunnelError, match="cannot connect"):
         ambit.hbone.connect(client, f"{dead[0]}:{dead[1]}", server.id, "10.1.2.3:80")
+
+
+def test_asyncio_open_connection():
+    import asyncio
+
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    (host, port), thread, seen = h2_echo_server(ca, server, client.id)
+
+    async def run():
+        reader, writer = await ambit.hbone.open_connection(client, f"{host}:{port}", server.id, "10.9.9.9:1")
+        writer.write(b"async hello")
+        await writer.drain()
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    assert asyncio.run(run()) == b"async hello"
+    thread.join(10)
+    assert seen["authority"] == "10.9.9.9:1"
+
+
+def test_ctrl_c_interrupts_a_blocking_dial_promptly():
+    import os
+    import signal
+    import time
+
+    ca = ambit.CertificateAuthority()
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    # Accepts TCP and never speaks TLS: the dial would wait for its 10 s connect timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    addr = "%s:%d" % silent.getsockname()
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ambit.hbone.connect(client, addr, "spiffe://cluster.local/ns/py/sa/server", "10.0.0.1:80")
+    elapsed = time.monotonic() - start
+    timer.join()
+    silent.close()
+    assert elapsed < 3, f"took {elapsed:.1f} s to honour Ctrl-C"

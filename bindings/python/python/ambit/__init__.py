@@ -6,6 +6,7 @@ ordinary sockets, and node proxies you can start from a test.
 
 from __future__ import annotations
 
+import asyncio as _asyncio
 import socket as _socket
 
 from ambit._native import (
@@ -52,3 +53,14 @@ class hbone:  # noqa: N801 - a namespace, used as `ambit.hbone.connect(...)`
         Raises TunnelError (with `.status` when the peer refused) or TlsError."""
         fd = _hbone_connect_fd(credentials, peer, expected_id, authority)
         return _socket.socket(fileno=fd)
+
+    @staticmethod
+    async def open_connection(
+        credentials: Credentials, peer: str, expected_id: SpiffeId | str, authority: str
+    ) -> tuple[_asyncio.StreamReader, _asyncio.StreamWriter]:
+        """Like `connect`, for asyncio: returns `(reader, writer)`. The dial runs in the default
+        executor, so the event loop keeps running; `writer.write_eof()` half-closes."""
+        loop = _asyncio.get_running_loop()
+        sock = await loop.run_in_executor(None, hbone.connect, credentials, peer, expected_id, authority)
+        sock.setblocking(False)
+        return await _asyncio.open_connection(sock=sock)
