@@ -361,14 +361,8 @@ where
 
 /// Connects a tunnel to one end of a new socketpair; returns the other end's descriptor.
 fn bridge(rt: &tokio::runtime::Runtime, tunnel: facade::hbone::Tunnel) -> std::io::Result<RawFd> {
-    let (ours, theirs) = UnixStream::pair()?;
-    ours.set_nonblocking(true)?;
     let _guard = rt.enter();
-    let ours = tokio::net::UnixStream::from_std(ours)?;
-    rt.spawn(async move {
-        let _ = facade::hbone::copy_tunnel(tunnel, ours).await;
-    });
-    Ok(theirs.into_raw_fd())
+    facade::hbone::bridge_to_socketpair(tunnel).map(IntoRawFd::into_raw_fd)
 }
 
 /// Starts an HBONE server on `bind` (`ip:port`, port 0 = any) presenting `server`. Every
@@ -433,30 +427,17 @@ pub extern "C" fn ambit_hbone_listener_new(
         let ready: Arc<Mutex<VecDeque<Accepted>>> = Arc::default();
         let queue = ready.clone();
         let notify = Arc::new(Mutex::new(notify_write));
-        let handle = rt.rt.handle().clone();
         let handler = move |req: ConnectRequest, responder: Responder| {
             let queue = queue.clone();
             let notify = notify.clone();
-            let handle = handle.clone();
             async move {
                 let Ok(tunnel) = responder.accept(Default::default()) else {
                     return;
                 };
-                let Ok((ours, theirs)) = UnixStream::pair() else {
+                // Handlers run on the runtime, where the bridge spawns its copy task.
+                let Ok(theirs) = facade::hbone::bridge_to_socketpair(tunnel) else {
                     return;
                 };
-                if ours.set_nonblocking(true).is_err() {
-                    return;
-                }
-                let Ok(ours) = ({
-                    let _g = handle.enter();
-                    tokio::net::UnixStream::from_std(ours)
-                }) else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let _ = facade::hbone::copy_tunnel(tunnel, ours).await;
-                });
                 let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
                 q.push_back(Accepted {
                     fd: theirs.into_raw_fd(),

@@ -108,3 +108,18 @@ where
     let (a_to_b, b_to_a) = tokio::try_join!(down, up)?;
     Ok(Transferred { a_to_b, b_to_a })
 }
+
+/// Bridges a tunnel to one end of a new Unix socketpair and returns the other end, for hosts
+/// that want a plain file descriptor (the C ABI, Python sockets). The copy runs on the current
+/// tokio runtime (call this from inside one); closing the returned socket ends the tunnel, and
+/// `shutdown(SHUT_WR)` on it half-closes the tunnel.
+#[cfg(unix)]
+pub fn bridge_to_socketpair(tunnel: crate::Tunnel) -> io::Result<std::os::unix::net::UnixStream> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let ours = tokio::net::UnixStream::from_std(ours)?;
+    tokio::spawn(async move {
+        let _ = copy_tunnel(tunnel, ours).await;
+    });
+    Ok(theirs)
+}

@@ -57,6 +57,8 @@ use std::time::Duration;
 
 pub use authority::{Authority, AuthorityError};
 pub use client::{Client, ClientStats, Dial};
+#[cfg(unix)]
+pub use copy::bridge_to_socketpair;
 pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel};
 pub use error::HboneError;
 pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
