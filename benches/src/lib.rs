@@ -61,36 +61,3 @@ fn pump(
     }
     buf.len()
 }
-
-/// Opens a SOCKS5 CONNECT to `target` through `proxy`, from local address `from` (a node proxy
-/// tells workloads apart by their address).
-pub async fn socks5_connect(
-    proxy: std::net::SocketAddr,
-    from: std::net::IpAddr,
-    target: std::net::SocketAddr,
-) -> std::io::Result<tokio::net::TcpStream> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(std::net::SocketAddr::new(from, 0))?;
-    let mut s = socket.connect(proxy).await?;
-    s.set_nodelay(true)?;
-    s.write_all(&[5, 1, 0]).await?;
-    let mut r = [0u8; 2];
-    s.read_exact(&mut r).await?;
-    let std::net::IpAddr::V4(v4) = target.ip() else {
-        return Err(std::io::Error::other("IPv4 targets only"));
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&v4.octets());
-    req.extend_from_slice(&target.port().to_be_bytes());
-    s.write_all(&req).await?;
-    let mut rep = [0u8; 10];
-    s.read_exact(&mut rep).await?;
-    if rep[1] != 0 {
-        return Err(std::io::Error::other(format!(
-            "SOCKS5 refused with code {}",
-            rep[1]
-        )));
-    }
-    Ok(s)
-}

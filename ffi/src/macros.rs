@@ -63,7 +63,24 @@ macro_rules! try_out {
     }};
 }
 
-pub(crate) use {ffi_boundary, try_out, try_ref, try_slice, try_str};
+/// Takes our own `Arc<$ty>` from a `*const` handle made by `Arc::into_raw`, returning
+/// NULL_PARAMETER for NULL; the caller's handle stays valid.
+macro_rules! try_clone_arc {
+    ($ptr:expr, $ty:ty) => {{
+        let p: *const $ty = ($ptr).cast::<$ty>();
+        if p.is_null() {
+            return $crate::error::ambit_result::AMBIT_RESULT_NULL_PARAMETER;
+        }
+        // SAFETY: non-NULL handles of this type come from `Arc::into_raw` and the caller keeps
+        // them alive for the call; adding a count first makes `from_raw` hand us our own.
+        unsafe {
+            ::std::sync::Arc::increment_strong_count(p);
+            ::std::sync::Arc::from_raw(p)
+        }
+    }};
+}
+
+pub(crate) use {ffi_boundary, try_clone_arc, try_out, try_ref, try_slice, try_str};
 
 /// Copies `s` into the caller's buffer `(buf, len)` and the length into `*out_n`. With a short
 /// buffer, nothing is copied and `*out_n` is the size needed.

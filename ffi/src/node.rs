@@ -9,7 +9,7 @@ use facade::proxy::{NodeConfig, NodeProxy};
 use facade::xds::local;
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_out, try_ref, try_str, write_out};
+use crate::macros::{ffi_boundary, try_clone_arc, try_out, try_ref, try_str, write_out};
 use crate::runtime::Runtime;
 
 /// A running node proxy.
@@ -88,7 +88,7 @@ pub extern "C" fn ambit_node_proxy_start(
         let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
         let yaml = try_str!(config_yaml, config_len);
         let node = try_str!(node, node_len);
-        let _: &CertificateAuthority = try_ref!(ca.cast::<CertificateAuthority>());
+        let ca = try_clone_arc!(ca, CertificateAuthority);
         let l = try_ref!(listeners);
         let out = try_out!(out);
         let cfg = match local::parse(yaml, "<config>") {
@@ -116,12 +116,6 @@ pub extern "C" fn ambit_node_proxy_start(
         }
         config.readiness = None;
         config.admin = None;
-        // SAFETY: `ca` is a live `Arc<CertificateAuthority>` (checked non-NULL); we take our
-        // own reference count.
-        let ca: Arc<CertificateAuthority> = unsafe {
-            Arc::increment_strong_count(ca.cast::<CertificateAuthority>());
-            Arc::from_raw(ca.cast::<CertificateAuthority>())
-        };
         let source = Arc::new(CaSource::new(
             ca,
             Duration::from_secs(24 * 3600),

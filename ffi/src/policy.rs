@@ -284,7 +284,7 @@ pub extern "C" fn ambit_policy_set_decide(
             // SAFETY: non-NULL handles come from `ambit_spiffe_id_new` and are live.
             Some(unsafe { &*source_id.cast::<SpiffeId>() })
         };
-        let (Some(s), Some(d)) = (src.addr(), dst.addr()) else {
+        let (Some(s), Some(d)) = (src.to_rust(), dst.to_rust()) else {
             return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
         };
         let labels = BTreeMap::new();

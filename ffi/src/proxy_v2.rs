@@ -21,11 +21,7 @@ pub struct ambit_socket_addr {
 }
 
 impl ambit_socket_addr {
-    pub(crate) fn addr(&self) -> Option<SocketAddr> {
-        self.to_rust()
-    }
-
-    fn to_rust(self) -> Option<SocketAddr> {
+    pub(crate) fn to_rust(self) -> Option<SocketAddr> {
         match self.family {
             4 => Some(SocketAddr::new(
                 IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]]),

@@ -18,7 +18,7 @@ use facade::identity::{
 use facade::tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_out};
+use crate::macros::{ffi_boundary, try_clone_arc, try_out, try_ref, try_slice, try_str, write_out};
 
 /// tokio worker threads owned by ambit, plus an HBONE client pool.
 ///
@@ -301,7 +301,7 @@ pub extern "C" fn ambit_hbone_dial(
 ) -> ambit_result {
     ffi_boundary!({
         let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
-        let _: &CredentialCell = try_ref!(source.cast::<CredentialCell>());
+        let cell = try_clone_arc!(source, CredentialCell);
         let peer = try_str!(peer, peer_len);
         let expected = try_str!(expected_id, expected_id_len);
         let authority = try_str!(authority, authority_len);
@@ -316,12 +316,6 @@ pub extern "C" fn ambit_hbone_dial(
                 "peer must be ip:port, expected id a SPIFFE id, authority host:port".into(),
                 err_out,
             );
-        };
-        // SAFETY: `source` points to a live `Arc<CredentialCell>` (checked non-NULL above);
-        // taking another reference count leaves the caller's handle intact.
-        let cell: Arc<CredentialCell> = unsafe {
-            Arc::increment_strong_count(source.cast::<CredentialCell>());
-            Arc::from_raw(source.cast::<CredentialCell>())
         };
         let dial = Dial::new(cell, peer, vec![expected], authority);
         let client = rt.client.clone();
@@ -379,7 +373,7 @@ pub extern "C" fn ambit_hbone_listener_new(
 ) -> ambit_result {
     ffi_boundary!({
         let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
-        let cell: &CredentialCell = try_ref!(server.cast::<CredentialCell>());
+        let cell = try_clone_arc!(server, CredentialCell);
         let bind = try_str!(bind, bind_len);
         let out = try_out!(out);
         let Ok(bind) = bind.parse::<SocketAddr>() else {
@@ -388,12 +382,6 @@ pub extern "C" fn ambit_hbone_listener_new(
                 format!("{bind:?} is not ip:port"),
                 err_out,
             );
-        };
-        // SAFETY: `server` is a live `Arc<CredentialCell>` (checked non-NULL); we take our own
-        // reference count.
-        let cell: Arc<CredentialCell> = unsafe {
-            Arc::increment_strong_count(std::ptr::from_ref(cell));
-            Arc::from_raw(std::ptr::from_ref(cell))
         };
         let config = match rt.tls.server_config(&cell, &ServerOptions::default()) {
             Ok(c) => c,

@@ -16,6 +16,7 @@ use ambit_hbone::{
 };
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
 use ambit_proxy::{NodeConfig, NodeProxy};
+use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 use ambit_xds::{State, Workload};
 use anyhow::{Context, Result, bail};
@@ -328,10 +329,11 @@ impl Path {
                 let (proxy, from) = (env.socks, client_ip(env.net));
                 Arc::new(move || {
                     Box::pin(async move {
-                        Ok(
-                            Box::new(ambit_benches::socks5_connect(proxy, from, target).await?)
-                                as Conn,
-                        )
+                        Ok(Box::new(
+                            socks5_connect(proxy, from, &Target::Addr(target))
+                                .await
+                                .map_err(|e| anyhow::anyhow!("SOCKS5: {e:?}"))?,
+                        ) as Conn)
                     })
                 })
             }

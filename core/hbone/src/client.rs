@@ -191,7 +191,7 @@ impl Client {
         // used: the request was never sent on it.
         let mut retried = false;
         loop {
-            let slot = self.checkout(&key, &pool, dial).await?;
+            let slot = self.checkout(&pool, dial).await?;
             let request = dial.request()?;
             let ready = slot.0.send.clone().ready().await;
             let mut send = match ready {
@@ -260,12 +260,7 @@ impl Client {
         }
     }
 
-    async fn checkout(
-        &self,
-        key: &PoolKey,
-        pool: &Arc<KeyPool>,
-        dial: &Dial,
-    ) -> Result<Slot, HboneError> {
+    async fn checkout(&self, pool: &Arc<KeyPool>, dial: &Dial) -> Result<Slot, HboneError> {
         if let Some(slot) = pool.reserve() {
             return Ok(slot);
         }
@@ -280,7 +275,6 @@ impl Client {
             .fetch_add(1, Ordering::Relaxed);
         conn.active.fetch_add(1, Ordering::AcqRel);
         lock(&pool.conns).push(conn.clone());
-        let _ = key;
         Ok(Slot(conn))
     }
 
@@ -468,12 +462,15 @@ impl Drop for Slot {
     }
 }
 
-/// Connects to `peer`, from `source_ip` when that address can be bound here.
-async fn connect_from(
+/// Connects to `peer` from `source_ip` when this host owns that address (several "nodes" on
+/// one machine keep the workload's address visible to the peer); otherwise from the system's
+/// choice.
+pub async fn connect_from(
     source_ip: Option<std::net::IpAddr>,
     peer: SocketAddr,
 ) -> std::io::Result<TcpStream> {
-    if let Some(ip) = source_ip.filter(|ip| ip.is_ipv4() == peer.is_ipv4()) {
+    if let Some(ip) = source_ip.filter(|ip| ip.is_ipv4() == peer.is_ipv4() && !ip.is_unspecified())
+    {
         let socket = if ip.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {

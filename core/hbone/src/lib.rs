@@ -56,7 +56,7 @@ mod tunnel;
 use std::time::Duration;
 
 pub use authority::{Authority, AuthorityError};
-pub use client::{Client, ClientStats, Dial};
+pub use client::{Client, ClientStats, Dial, connect_from};
 #[cfg(unix)]
 pub use copy::bridge_to_socketpair;
 pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel};

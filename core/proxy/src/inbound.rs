@@ -11,7 +11,6 @@ use ambit_policy::Connection;
 use ambit_telemetry::{AccessLog, Reporter};
 use ambit_tls::ServerOptions;
 use arc_swap::ArcSwap;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -201,7 +200,8 @@ impl Handler for Inbound {
                 start,
             );
         }
-        let connecting = connect_from(req.peer_addr.ip(), target);
+        // From the client's address when this host owns it, so the application sees it.
+        let connecting = ambit_hbone::connect_from(Some(req.peer_addr.ip()), target);
         let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -250,22 +250,6 @@ impl Handler for Inbound {
         node.access_log(&log);
         drop(registration);
     }
-}
-
-/// Connects to the workload from the client's address when this host owns it (several
-/// "nodes" on one machine), so the application sees the real source; else from any address.
-async fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
-    if source.is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
-        let socket = if source.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        if socket.bind(SocketAddr::new(source, 0)).is_ok() {
-            return socket.connect(target).await;
-        }
-    }
-    TcpStream::connect(target).await
 }
 
 fn refuse(

@@ -80,40 +80,36 @@ where
 
 /// Accepts redirected outbound connections (iptables REDIRECT to 15001) until dropped.
 pub(crate) async fn serve_transparent(node: Arc<Node>, listener: TcpListener) {
-    while let Ok((s, peer)) = listener.accept().await {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let dst = match original_dst(&s) {
-                Ok(d) => d,
-                Err(e) => {
-                    info!(%peer, error = %e, "captured connection without an original destination; closed");
-                    return;
-                }
-            };
-            match open(&node, peer, dst).await {
-                Ok(o) => pump(&node, s, o).await,
+    accept_loop(
+        node,
+        listener,
+        "captured outbound",
+        |n, s, peer| async move {
+            let dst = original_dst(&s)?;
+            match open(&n, peer, dst).await {
+                Ok(o) => pump(&n, s, o).await,
                 Err(e) => info!(%peer, %dst, error = %e, "outbound connection refused"),
             }
-        });
-    }
+            Ok(())
+        },
+    )
+    .await;
 }
 
 /// Accepts redirected plaintext inbound connections (15006): no identity, so STRICT policies
 /// deny them.
 pub(crate) async fn serve_inbound_plaintext(node: Arc<Node>, listener: TcpListener) {
-    while let Ok((s, peer)) = listener.accept().await {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let dst = match original_dst(&s) {
-                Ok(d) => d,
-                Err(e) => {
-                    info!(%peer, error = %e, "captured connection without an original destination; closed");
-                    return;
-                }
-            };
-            inbound_plaintext(&node, s, peer, dst).await;
-        });
-    }
+    accept_loop(
+        node,
+        listener,
+        "captured inbound",
+        |n, s, peer| async move {
+            let dst = original_dst(&s)?;
+            inbound_plaintext(&n, s, peer, dst).await;
+            Ok(())
+        },
+    )
+    .await;
 }
 
 async fn socks5(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io::Result<()> {

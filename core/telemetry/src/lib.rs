@@ -134,6 +134,10 @@ impl Metrics {
     /// The counters for `labels` (created at zero on first use).
     pub fn tcp(&self, labels: &TcpLabels) -> Arc<TcpCounters> {
         let mut m = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
+        // Look up first: cloning the ~20 label strings is only needed for a new series.
+        if let Some(c) = m.get(labels) {
+            return c.clone();
+        }
         m.entry(labels.clone()).or_default().clone()
     }
 

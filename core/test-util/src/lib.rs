@@ -2,6 +2,8 @@
 //! echo, deterministic payloads. Real parts only: real certificates, real sockets on loopback.
 #![forbid(unsafe_code)]
 
+pub mod socks5;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -217,7 +217,7 @@ async fn run(args: Args) -> Result<()> {
             }
             Err(SocksError::Refused(2)) => ("DENIED", "401 from node-b".to_owned()),
             Err(SocksError::Refused(code)) => ("failed", format!("SOCKS5 reply {code}")),
-            Err(SocksError::Io(e)) => return Err(e),
+            Err(SocksError::Io(e)) => return Err(e.into()),
         };
         let decision = explain(&state, from, &c.target)?;
         if (result == "allowed") != decision.allowed {

@@ -27,7 +27,7 @@ async fn rotation_swaps_certificates_for_new_handshakes_only() {
     }));
     let runner = tokio::spawn(manager.clone().run());
 
-    let (addr, mut outcomes) = echo_server(server_config(&ctx, &server_cell), 2).await;
+    let (addr, mut outcomes) = echo_server(server_config(&ctx, &server_cell), 3).await;
     let client_cell = cell(
         &ctx,
         &ca.credentials(&id(CLIENT), 24 * HOUR).expect("creds"),
@@ -65,20 +65,47 @@ async fn rotation_swaps_certificates_for_new_handshakes_only() {
     assert_eq!(read_line(&mut first).await.expect("echo"), "still here");
 
     // A new handshake presents the renewed certificate.
-    let mut second = dial(client_cfg, addr).await.expect("second handshake");
+    let mut second = dial(client_cfg.clone(), addr)
+        .await
+        .expect("second handshake");
     let second_cert = second.get_ref().1.peer_certificates().expect("certs")[0].clone();
     assert_ne!(first_cert, second_cert);
     assert_eq!(second_cert, renewed_leaf);
     server_outcome(&mut outcomes).await.expect("accepted");
     assert_eq!(read_line(&mut second).await.expect("greeting"), CLIENT);
 
-    // Well past the first certificate's expiry (by the manual clock) a new handshake still
-    // succeeds, because it is always served the current one.
-    assert!(clock.now() < second_cert_expiry(&second_cert));
+    // Past the first certificate's expiry (by the manual clock, which the client's verifier
+    // also uses) a new handshake still succeeds: it is served the current certificate.
+    clock.advance(Duration::from_secs(40 * 60));
+    tokio::time::timeout(STEP, watch.changed())
+        .await
+        .expect("renewed again")
+        .expect("open");
+    let third_leaf = watch.borrow().svid.leaf().clone();
+    tokio::time::timeout(STEP, async {
+        while server_cell.certified_key().cert[0] != third_leaf {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("cell swapped in time");
+    assert!(
+        expiry(&first_cert) < clock.now(),
+        "the first certificate should have expired"
+    );
+    let mut third = dial(client_cfg, addr)
+        .await
+        .expect("handshake after expiry");
+    assert_eq!(
+        third.get_ref().1.peer_certificates().expect("certs")[0],
+        third_leaf
+    );
+    server_outcome(&mut outcomes).await.expect("accepted");
+    assert_eq!(read_line(&mut third).await.expect("greeting"), CLIENT);
     runner.abort();
     follower.abort();
 }
 
-fn second_cert_expiry(der: &rustls_pki_types::CertificateDer<'_>) -> SystemTime {
+fn expiry(der: &rustls_pki_types::CertificateDer<'_>) -> SystemTime {
     ambit_identity::validity_of(der).expect("validity").1
 }
