@@ -1,0 +1,3 @@
+//! Gateway API `HTTPRoute` for ambit (work in progress).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
