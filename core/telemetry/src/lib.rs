@@ -4,7 +4,11 @@
 //!   `istio_tcp_connections_closed_total`, `istio_tcp_connections_failed_total`,
 //!   `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total`) keyed by Istio's label set
 //!   ([`TcpLabels`], every label `unknown` when not known), rendered as Prometheus text.
-//! - [`AccessLog`]: the "connection complete" record with ztunnel's field names, as text or JSON.
+//! - HTTP metrics for waypoints ([`Metrics::http`]): `istio_requests_total` and the
+//!   `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`
+//!   histograms, with the TCP label set plus `response_code` ([`HttpLabels`]).
+//! - [`AccessLog`]: the "connection complete" record with ztunnel's field names, as text or JSON;
+//!   [`RequestLog`]: one line per HTTP request at a waypoint.
 //!
 //! No global registry: a proxy owns its `Metrics` and serves [`Metrics::render`].
 #![forbid(unsafe_code)]
@@ -86,6 +90,47 @@ type Family = (&'static str, &'static str, fn(&TcpCounters) -> u64);
 #[derive(Debug, Default)]
 pub struct Metrics {
     tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>>>,
+    http: Mutex<HashMap<HttpLabels, Arc<HttpStats>>>,
+}
+
+/// Istio's HTTP label set: the TCP labels plus the response code and protocol.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct HttpLabels {
+    /// Everything the TCP metrics carry (`response_flags` included).
+    pub peer: TcpLabels,
+    /// `response_code`.
+    pub response_code: u16,
+    /// `request_protocol`: `grpc` when true, else `http`.
+    pub grpc: bool,
+}
+
+/// Request duration buckets in milliseconds (Istio's defaults).
+pub const DURATION_BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Request and response size buckets in bytes (Istio's defaults: powers of ten).
+pub const SIZE_BUCKETS: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// A cumulative Prometheus histogram with fixed bounds and atomic counts.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    count: AtomicU64,
+    /// Sum in millionths of the unit, so it stays an integer.
+    sum_micros: AtomicU64,
+}
+
+/// The statistics of one HTTP label set.
+#[derive(Debug)]
+pub struct HttpStats {
+    requests: AtomicU64,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
 }
 
 /// The "connection complete" access-log record (a plain record: build it with struct syntax).
@@ -123,6 +168,47 @@ pub struct AccessLog {
     pub error: Option<String>,
 }
 
+/// One HTTP request handled by a waypoint (a plain record: build it with struct syntax).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLog {
+    /// `src.addr`: the connection's peer.
+    pub src_addr: String,
+    /// `src.identity`: the peer's SPIFFE id.
+    pub src_identity: String,
+    /// `request.principal`: `<iss>/<sub>` of a validated JWT.
+    pub request_principal: String,
+    /// `method`.
+    pub method: String,
+    /// `path` (with query).
+    pub path: String,
+    /// `authority` (Host).
+    pub authority: String,
+    /// `protocol`: `HTTP/1.1` or `HTTP/2`.
+    pub protocol: String,
+    /// `route`: `namespace/name` of the HTTPRoute that matched, if any.
+    pub route: String,
+    /// `dst.service`.
+    pub dst_service: String,
+    /// `upstream`: the endpoint the request went to.
+    pub upstream: String,
+    /// `response_code`.
+    pub response_code: u16,
+    /// `response_flags`, `-` when none.
+    pub response_flags: String,
+    /// `attempts` made upstream (retries + 1).
+    pub attempts: u32,
+    /// `bytes_recv`: request body bytes.
+    pub bytes_recv: u64,
+    /// `bytes_sent`: response body bytes.
+    pub bytes_sent: u64,
+    /// `duration`.
+    pub duration: Duration,
+    /// `trace_id` of the W3C trace context.
+    pub trace_id: String,
+    /// `reason`: why the proxy answered itself (deny, no route, ...).
+    pub reason: String,
+}
+
 // === impl Metrics ===
 
 impl Metrics {
@@ -141,11 +227,74 @@ impl Metrics {
         m.entry(labels.clone()).or_default().clone()
     }
 
+    /// The HTTP statistics for `labels` (created empty on first use).
+    pub fn http(&self, labels: &HttpLabels) -> Arc<HttpStats> {
+        let mut m = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = m.get(labels) {
+            return c.clone();
+        }
+        m.entry(labels.clone())
+            .or_insert_with(|| Arc::new(HttpStats::new()))
+            .clone()
+    }
+
     /// Everything in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
+        let mut out = self.render_tcp();
+        self.render_http(&mut out);
+        out
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let m = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return;
+        }
+        let mut series: Vec<(String, &HttpStats)> = m
+            .iter()
+            .map(|(l, s)| {
+                let mut labels = render_labels(&l.peer, if l.grpc { "grpc" } else { "http" });
+                let _ = write!(labels, ",response_code=\"{}\"", l.response_code);
+                (labels, &**s)
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(out, "# HELP istio_requests_total Total requests.");
+        let _ = writeln!(out, "# TYPE istio_requests_total counter");
+        for (labels, s) in &series {
+            let v = s.requests.load(Ordering::Relaxed);
+            let _ = writeln!(out, "istio_requests_total{{{labels}}} {v}");
+        }
+        let histograms: [(&str, &str, fn(&HttpStats) -> &Histogram); 3] = [
+            (
+                "istio_request_duration_milliseconds",
+                "Request duration in milliseconds",
+                |s| &s.duration,
+            ),
+            ("istio_request_bytes", "Request body sizes in bytes", |s| {
+                &s.request_bytes
+            }),
+            (
+                "istio_response_bytes",
+                "Response body sizes in bytes",
+                |s| &s.response_bytes,
+            ),
+        ];
+        for (name, help, get) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}.");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (labels, s) in &series {
+                get(s).render(out, name, labels);
+            }
+        }
+    }
+
+    fn render_tcp(&self) -> String {
         let m = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
-        let mut series: Vec<(String, &TcpCounters)> =
-            m.iter().map(|(l, c)| (render_labels(l), &**c)).collect();
+        let mut series: Vec<(String, &TcpCounters)> = m
+            .iter()
+            .map(|(l, c)| (render_labels(l, "tcp"), &**c))
+            .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
         let families: [Family; 5] = [
@@ -207,7 +356,81 @@ impl TcpCounters {
     }
 }
 
-fn render_labels(l: &TcpLabels) -> String {
+// === impl HttpStats ===
+
+impl HttpStats {
+    fn new() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            duration: Histogram::new(&DURATION_BUCKETS_MS),
+            request_bytes: Histogram::new(&SIZE_BUCKETS),
+            response_bytes: Histogram::new(&SIZE_BUCKETS),
+        }
+    }
+
+    /// One request completed: how long it took and the body bytes each way.
+    pub fn record(&self, duration: Duration, request_bytes: u64, response_bytes: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.duration.observe(duration.as_secs_f64() * 1000.0);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+
+    /// Requests recorded so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+// === impl Histogram ===
+
+impl Histogram {
+    /// An empty histogram with upper bounds `bounds` (ascending; `+Inf` is implicit).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one value.
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = (v.max(0.0) * 1e6).min(u64::MAX as f64) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// How many values fell at or below `bound` (cumulative), if `bound` is one of the bounds.
+    pub fn cumulative(&self, bound: f64) -> Option<u64> {
+        let i = self.bounds.iter().position(|b| *b == bound)?;
+        Some(
+            self.counts[..=i]
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+        )
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut acc = 0;
+        for (b, c) in self.bounds.iter().zip(self.counts.iter()) {
+            acc += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {acc}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+fn render_labels(l: &TcpLabels, protocol: &str) -> String {
     let reporter = match l.reporter {
         Some(Reporter::Source) => "source",
         Some(Reporter::Destination) => "destination",
@@ -257,7 +480,7 @@ fn render_labels(l: &TcpLabels) -> String {
         ("destination_app", &l.destination_canonical_service),
         ("destination_version", &l.destination_canonical_revision),
         ("destination_cluster", &l.destination_cluster),
-        ("request_protocol", "tcp"),
+        ("request_protocol", protocol),
         ("response_flags", flags),
         ("connection_security_policy", security),
     ];
@@ -342,6 +565,58 @@ impl AccessLog {
     }
 }
 
+// === impl RequestLog ===
+
+impl RequestLog {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            ("src.addr", self.src_addr.clone()),
+            ("src.identity", self.src_identity.clone()),
+            ("request.principal", self.request_principal.clone()),
+            ("method", self.method.clone()),
+            ("path", self.path.clone()),
+            ("authority", self.authority.clone()),
+            ("protocol", self.protocol.clone()),
+            ("route", self.route.clone()),
+            ("dst.service", self.dst_service.clone()),
+            ("upstream", self.upstream.clone()),
+            ("response_code", self.response_code.to_string()),
+            ("response_flags", self.response_flags.clone()),
+            ("attempts", self.attempts.to_string()),
+            ("bytes_recv", self.bytes_recv.to_string()),
+            ("bytes_sent", self.bytes_sent.to_string()),
+            ("duration", format!("{}ms", self.duration.as_millis())),
+            ("trace_id", self.trace_id.clone()),
+            ("reason", self.reason.clone()),
+        ];
+        f.retain(|(_, v)| !v.is_empty());
+        f
+    }
+
+    /// `request complete method=GET path=/ ...` (values with spaces are quoted).
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("request complete");
+        for (k, v) in self.fields() {
+            if v.contains(' ') || v.contains('"') {
+                let _ = write!(out, " {k}={v:?}");
+            } else {
+                let _ = write!(out, " {k}={v}");
+            }
+        }
+        out
+    }
+
+    /// One JSON object per line.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{\"message\":\"request complete\"");
+        for (k, v) in self.fields() {
+            let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(&v));
+        }
+        out.push('}');
+        out
+    }
+}
+
 fn json_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -402,6 +677,71 @@ mod tests {
             !text.contains("istio_tcp_connections_failed_total{"),
             "zero failures are omitted: {text}"
         );
+    }
+
+    #[test]
+    fn http_metrics_and_histogram_buckets() {
+        let m = Metrics::new();
+        let mut l = HttpLabels {
+            response_code: 200,
+            ..HttpLabels::default()
+        };
+        l.peer.reporter = Some(Reporter::Waypoint);
+        let s = m.http(&l);
+        s.record(Duration::from_micros(700), 1024, 5);
+        s.record(Duration::from_millis(30), 0, 0);
+        assert_eq!(s.requests(), 2);
+        assert_eq!(s.duration.cumulative(0.5), Some(0));
+        assert_eq!(s.duration.cumulative(1.0), Some(1));
+        assert_eq!(s.duration.cumulative(25.0), Some(1));
+        assert_eq!(s.duration.cumulative(50.0), Some(2));
+        assert_eq!(
+            s.request_bytes.cumulative(1.0),
+            Some(1),
+            "0 bytes fall in le=1"
+        );
+        assert_eq!(s.request_bytes.cumulative(1000.0), Some(1));
+        assert_eq!(s.request_bytes.cumulative(1e4), Some(2));
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE istio_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_requests_total{reporter=\"waypoint\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("request_protocol=\"http\"") && text.contains("response_code=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("response_code=\"200\",le=\"0.5\"} 0")
+                && text.contains("response_code=\"200\",le=\"1\"} 1")
+                && text.contains("response_code=\"200\",le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_request_duration_milliseconds_sum{") && text.contains("} 30.7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_log_fields() {
+        let r = RequestLog {
+            method: "GET".into(),
+            path: "/a b".into(),
+            response_code: 403,
+            reason: "RBAC: access denied".into(),
+            ..RequestLog::default()
+        };
+        let t = r.to_text();
+        assert!(
+            t.starts_with("request complete method=GET path=\"/a b\" response_code=403"),
+            "{t}"
+        );
+        assert!(r.to_json().contains("\"reason\":\"RBAC: access denied\""));
     }
 
     #[test]

@@ -11,4 +11,6 @@ mod types;
 
 pub use local::{ConfigError, LoadedConfig};
 pub use state::State;
-pub use types::{Service, TunnelProtocol, Workload, WorkloadType};
+pub use types::{
+    GatewayAddress, GatewayDestination, Service, TunnelProtocol, Workload, WorkloadType,
+};

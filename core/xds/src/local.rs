@@ -15,7 +15,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::state::State;
-use crate::types::{Service, TunnelProtocol, Workload, WorkloadType};
+use crate::types::{
+    GatewayAddress, GatewayDestination, Service, TunnelProtocol, Workload, WorkloadType,
+};
 
 /// Why a config could not be loaded: names the file, the object and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +93,23 @@ struct WorkloadYaml {
     capacity: Option<u32>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    waypoint: Option<GatewayYaml>,
+}
+
+/// `{destination: "network/IP" | "namespace/hostname", hboneMtlsPort: 15008}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GatewayYaml {
+    destination: String,
+    hbone_mtls_port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WeightedWaypointYaml {
+    destination: GatewayYaml,
+    #[serde(default)]
+    weight: u32,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +124,9 @@ struct ServiceYaml {
     ports: BTreeMap<u16, u16>,
     #[serde(default)]
     subject_alt_names: Vec<String>,
+    waypoint: Option<GatewayYaml>,
+    #[serde(default)]
+    weighted_waypoints: Vec<WeightedWaypointYaml>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +391,10 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
     out.cluster_id = w.cluster_id;
     out.capacity = w.capacity.unwrap_or(1);
     out.labels = w.labels;
+    out.waypoint = w
+        .waypoint
+        .map(|g| convert_gateway(g, "waypoint"))
+        .transpose()?;
     out.identity().map_err(|e| {
         (
             "serviceAccount".into(),
@@ -387,13 +413,57 @@ fn convert_service(s: ServiceYaml) -> Result<Service, (String, String)> {
             .map_err(|_| (format!("vips[{i}]"), format!("{v:?} is not \"network/IP\"")))?;
         vips.push((network.to_owned(), ip));
     }
-    Ok(Service {
-        name: s.name,
-        namespace: s.namespace,
-        hostname: s.hostname,
-        vips,
-        ports: s.ports,
-        subject_alt_names: s.subject_alt_names,
+    let mut out = Service::new(&s.name, &s.namespace, &s.hostname);
+    out.vips = vips;
+    out.ports = s.ports;
+    out.subject_alt_names = s.subject_alt_names;
+    out.waypoint = s
+        .waypoint
+        .map(|g| convert_gateway(g, "waypoint"))
+        .transpose()?;
+    for (i, w) in s.weighted_waypoints.into_iter().enumerate() {
+        let g = convert_gateway(
+            w.destination,
+            &format!("weightedWaypoints[{i}].destination"),
+        )?;
+        out.weighted_waypoints.push((g, w.weight));
+    }
+    Ok(out)
+}
+
+/// `network/IP` (an empty network is the default one) or `namespace/hostname`.
+fn convert_gateway(g: GatewayYaml, field: &str) -> Result<GatewayAddress, (String, String)> {
+    let Some((left, right)) = g.destination.rsplit_once('/') else {
+        return Err((
+            format!("{field}.destination"),
+            format!(
+                "{:?} is neither \"network/IP\" nor \"namespace/hostname\"",
+                g.destination
+            ),
+        ));
+    };
+    let destination = match right.parse::<IpAddr>() {
+        Ok(ip) => GatewayDestination::Address {
+            network: left.to_owned(),
+            ip,
+        },
+        Err(_) if !left.is_empty() && !right.is_empty() => GatewayDestination::Hostname {
+            namespace: left.to_owned(),
+            hostname: right.to_owned(),
+        },
+        Err(_) => {
+            return Err((
+                format!("{field}.destination"),
+                format!(
+                    "{:?} is neither \"network/IP\" nor \"namespace/hostname\"",
+                    g.destination
+                ),
+            ));
+        }
+    };
+    Ok(GatewayAddress {
+        destination,
+        hbone_mtls_port: g.hbone_mtls_port.unwrap_or(15008),
     })
 }
 

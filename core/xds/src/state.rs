@@ -1,12 +1,12 @@
 //! The store of workloads, services and policies, with the lookups the proxy needs.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ambit_policy::{Applicable, PolicySet, Target};
 
-use crate::types::{Service, Workload};
+use crate::types::{GatewayAddress, GatewayDestination, Service, Workload};
 
 /// Everything a node proxy knows about the mesh. Immutable once built; replaced whole on
 /// reload (cheap to share behind an `Arc`).
@@ -127,6 +127,40 @@ impl State {
             .collect();
         out.sort_by(|a, b| a.0.uid.cmp(&b.0.uid));
         out
+    }
+
+    /// The waypoint workload a [`GatewayAddress`] names and the address to dial it on; for a
+    /// hostname, one of the service's workloads picked by `random`. `None` when the state does
+    /// not know it (its identity could not be verified).
+    pub fn resolve_gateway(
+        &self,
+        g: &GatewayAddress,
+        random: u64,
+    ) -> Option<(Arc<Workload>, SocketAddr)> {
+        match &g.destination {
+            GatewayDestination::Address { network, ip } => {
+                let w = self.workload_by_addr(network, *ip)?;
+                Some((w.clone(), SocketAddr::new(*ip, g.hbone_mtls_port)))
+            }
+            GatewayDestination::Hostname {
+                namespace,
+                hostname,
+            } => {
+                let key = format!("{namespace}/{hostname}");
+                let mut ws: Vec<&Arc<Workload>> = self
+                    .workloads
+                    .values()
+                    .filter(|w| w.services.contains_key(&key) && !w.addresses.is_empty())
+                    .collect();
+                if ws.is_empty() {
+                    return None;
+                }
+                ws.sort_by(|a, b| a.uid.cmp(&b.uid));
+                let w = ws[(random % ws.len() as u64) as usize];
+                let ip = w.address()?;
+                Some((w.clone(), SocketAddr::new(ip, g.hbone_mtls_port)))
+            }
+        }
     }
 
     /// All workloads.

@@ -30,6 +30,74 @@ pub enum WorkloadType {
     Job,
 }
 
+/// Where a waypoint is reached (`GatewayAddress`): an address, or a service hostname whose
+/// endpoints are the waypoint's pods; HBONE on `hbone_mtls_port` (15008).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct GatewayAddress {
+    /// The address or hostname.
+    pub destination: GatewayDestination,
+    /// Its HBONE port.
+    pub hbone_mtls_port: u16,
+}
+
+/// The two forms of a [`GatewayAddress`] destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GatewayDestination {
+    /// `network/IP`.
+    Address {
+        /// Network (empty = default).
+        network: String,
+        /// IP.
+        ip: IpAddr,
+    },
+    /// `namespace/hostname` of a service.
+    Hostname {
+        /// Namespace.
+        namespace: String,
+        /// FQDN.
+        hostname: String,
+    },
+}
+
+impl GatewayAddress {
+    /// A waypoint at `ip` on the default network, port 15008.
+    pub fn ip(ip: IpAddr) -> Self {
+        Self {
+            destination: GatewayDestination::Address {
+                network: String::new(),
+                ip,
+            },
+            hbone_mtls_port: 15008,
+        }
+    }
+
+    /// A waypoint behind service `namespace/hostname`, port 15008.
+    pub fn hostname(namespace: &str, hostname: &str) -> Self {
+        Self {
+            destination: GatewayDestination::Hostname {
+                namespace: namespace.to_owned(),
+                hostname: hostname.to_owned(),
+            },
+            hbone_mtls_port: 15008,
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.destination {
+            GatewayDestination::Address { network, ip } => {
+                write!(f, "{network}/{ip}:{}", self.hbone_mtls_port)
+            }
+            GatewayDestination::Hostname {
+                namespace,
+                hostname,
+            } => write!(f, "{namespace}/{hostname}:{}", self.hbone_mtls_port),
+        }
+    }
+}
+
 /// A workload (pod or VM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -70,6 +138,8 @@ pub struct Workload {
     pub capacity: u32,
     /// Labels (ambit extension: lets Istio `selector` policies match local-config workloads).
     pub labels: BTreeMap<String, String>,
+    /// The waypoint that traffic addressed to this workload's IP goes through.
+    pub waypoint: Option<GatewayAddress>,
 }
 
 /// A service: a hostname, VIPs and port mappings; endpoints are the workloads that list it.
@@ -88,6 +158,11 @@ pub struct Service {
     pub ports: BTreeMap<u16, u16>,
     /// Extra identities a client accepts from its endpoints.
     pub subject_alt_names: Vec<String>,
+    /// The waypoint that traffic addressed to this service goes through.
+    pub waypoint: Option<GatewayAddress>,
+    /// Several waypoints chosen per connection by weight (`weighted_waypoints`, field 13);
+    /// when non-empty it takes precedence over `waypoint`.
+    pub weighted_waypoints: Vec<(GatewayAddress, u32)>,
 }
 
 impl Workload {
@@ -112,6 +187,7 @@ impl Workload {
             cluster_id: String::new(),
             capacity: 1,
             labels: BTreeMap::new(),
+            waypoint: None,
         }
     }
 
@@ -142,6 +218,20 @@ impl Workload {
 }
 
 impl Service {
+    /// A service with the given key fields and no VIPs, ports or waypoint.
+    pub fn new(name: &str, namespace: &str, hostname: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            hostname: hostname.to_owned(),
+            vips: Vec::new(),
+            ports: BTreeMap::new(),
+            subject_alt_names: Vec::new(),
+            waypoint: None,
+            weighted_waypoints: Vec::new(),
+        }
+    }
+
     /// `namespace/hostname`, the key workloads use in `services`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.hostname)

@@ -160,3 +160,67 @@ fn empty_file_is_an_empty_state() {
     let cfg = local::parse("", "empty.yaml").expect("empty is fine");
     assert_eq!(cfg.state.workloads().count(), 0);
 }
+
+#[test]
+fn waypoints_by_address_hostname_and_weight() {
+    let yaml = r#"
+workloads:
+- uid: wp-1
+  name: waypoint-1
+  namespace: shop
+  serviceAccount: waypoint
+  workloadIps: ["10.0.9.9"]
+  services: {"shop/waypoint.shop.svc.cluster.local": {15008: 15008}}
+- uid: app
+  name: app
+  namespace: shop
+  workloadIps: ["10.0.0.5"]
+  waypoint: {destination: "/10.0.9.9"}
+services:
+- name: cart
+  namespace: shop
+  hostname: cart.shop.svc.cluster.local
+  vips: ["/10.96.0.1"]
+  ports: {80: 8080}
+  waypoint: {destination: "shop/waypoint.shop.svc.cluster.local", hboneMtlsPort: 15009}
+- name: split
+  namespace: shop
+  hostname: split.shop.svc.cluster.local
+  weightedWaypoints:
+  - {destination: {destination: "/10.0.9.9"}, weight: 90}
+  - {destination: {destination: "/10.0.9.10"}, weight: 10}
+"#;
+    let cfg = local::parse(yaml, "wp.yaml").expect("loads");
+    let s = &cfg.state;
+    let app = s.workload("app").expect("app");
+    let wp = app.waypoint.as_ref().expect("workload waypoint");
+    let (w, addr) = s.resolve_gateway(wp, 7).expect("resolves by address");
+    assert_eq!(
+        (w.name.as_str(), addr.to_string().as_str()),
+        ("waypoint-1", "10.0.9.9:15008")
+    );
+
+    let cart = s.service("shop/cart.shop.svc.cluster.local").expect("cart");
+    let g = cart.waypoint.as_ref().expect("service waypoint");
+    let (w, addr) = s.resolve_gateway(g, 0).expect("resolves by hostname");
+    assert_eq!(
+        (w.uid.as_str(), addr.to_string().as_str()),
+        ("wp-1", "10.0.9.9:15009")
+    );
+
+    let split = s
+        .service("shop/split.shop.svc.cluster.local")
+        .expect("split");
+    let weights: Vec<u32> = split.weighted_waypoints.iter().map(|(_, w)| *w).collect();
+    assert_eq!(weights, [90, 10]);
+    assert!(
+        s.resolve_gateway(&split.weighted_waypoints[1].0, 0)
+            .is_none(),
+        "an unknown waypoint address does not resolve (its identity is unknown)"
+    );
+
+    let bad = yaml.replace("\"/10.0.9.9\"}\nservices", "\"nonsense\"}\nservices");
+    let e = local::parse(&bad, "wp.yaml").err().expect("refused");
+    assert_eq!(e.field, "waypoint.destination", "{e}");
+    assert!(e.message.contains("neither"), "{e}");
+}
