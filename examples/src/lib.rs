@@ -5,7 +5,14 @@
 pub use ambit_test_util::socks5::{SocksError, Target, socks5_connect};
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use ambit_identity::{
+    CaFiles, CaSource, CertificateAuthority, CredentialSource, PemFileSource, SystemClock,
+    TrustDomain,
+};
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,10 +20,22 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A minimal HTTP/1.1 GET over an open stream; returns (status, body).
 pub async fn http_get(s: &mut TcpStream, host: &str, path: &str) -> Result<(u16, String)> {
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    http_get_with(s, host, path, &[]).await
+}
+
+/// [`http_get`] with extra request headers.
+pub async fn http_get_with(
+    s: &mut TcpStream,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut raw))
         .await
@@ -81,6 +100,78 @@ pub async fn spawn_echo_app(addr: SocketAddr) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// Where a daemon's certificates come from, as its flags say.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFlags {
+    /// A CA directory made by `ambitctl ca init`.
+    pub ca_dir: Option<PathBuf>,
+    /// A PEM chain, with `key` and `root_cert`.
+    pub cert_chain: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// PEM trust bundle.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// The credential source the flags select: a CA directory, PEM files (re-read on change), or,
+/// with neither, an ephemeral built-in CA (demo only).
+pub fn credentials(td: TrustDomain, flags: &CredentialFlags) -> Result<Arc<dyn CredentialSource>> {
+    let day = Duration::from_secs(24 * 3600);
+    match (&flags.ca_dir, &flags.cert_chain) {
+        (Some(dir), _) => {
+            let read = |f: &str| -> Result<String> {
+                let p: &Path = dir;
+                std::fs::read_to_string(p.join(f))
+                    .with_context(|| format!("{}: cannot read", p.join(f).display()))
+            };
+            let mut files = CaFiles::default();
+            files.ca_cert = read("ca-cert.pem")?;
+            files.ca_key = read("ca-key.pem")?;
+            files.cert_chain = read("cert-chain.pem")?;
+            files.root_cert = read("root-cert.pem")?;
+            let ca = CertificateAuthority::from_files(&files, Some(td))
+                .with_context(|| format!("loading the CA in {}", dir.display()))?;
+            Ok(Arc::new(CaSource::new(
+                Arc::new(ca),
+                day,
+                Arc::new(SystemClock),
+            )))
+        }
+        (None, Some(chain)) => {
+            let (Some(key), Some(root)) = (&flags.key, &flags.root_cert) else {
+                anyhow::bail!("--cert-chain needs --key and --root-cert");
+            };
+            Ok(Arc::new(PemFileSource::new(chain, key, root)))
+        }
+        (None, None) => {
+            tracing::warn!(
+                "no --ca-dir or --cert-chain: using an ephemeral built-in CA (demo only; other nodes will not trust it)"
+            );
+            let ca = CertificateAuthority::new(td)?;
+            Ok(Arc::new(CaSource::new(
+                Arc::new(ca),
+                day,
+                Arc::new(SystemClock),
+            )))
+        }
+    }
+}
+
+/// `ip:port`, or `None` for "off".
+pub fn listen_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag} {v:?}: expected ip:port or \"off\""))
+}
+
+/// Content of the watched files (small), to notice any change, including atomic renames.
+pub fn fingerprint(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
 }
 
 /// Runs a daemon's async main on a multi-threaded runtime; errors print as `name: error`

@@ -1,4 +1,5 @@
-//! ambit's proxy behaviours on tokio. Today: the node proxy, Istio ztunnel's L4 data path.
+//! ambit's proxy behaviours on tokio: the node proxy (Istio ztunnel's L4 data path) and the
+//! waypoint (the L7 proxy of ambient mode).
 //!
 //! A [`NodeProxy`] serves the workloads of one node (those whose `node` field names it):
 //! - inbound HBONE on `<workload-ip>:15008`, presenting that workload's own certificate,
@@ -9,6 +10,11 @@
 //!   `:authority <pod-ip>:<target-port>` for mesh workloads, plain TCP otherwise;
 //! - inbound plaintext (15006), authorized with no identity;
 //! - readiness, Prometheus metrics with Istio's names, and `/config_dump`.
+//!
+//! Traffic for services and workloads that have a waypoint is tunnelled to it instead
+//! (authority = the original VIP or pod address). A [`Waypoint`] terminates those tunnels and
+//! serves HTTP/1.1 and HTTP/2 from them: JWT authentication, L7 authorization, Gateway API
+//! HTTPRoute, then HBONE to an endpoint with its own identity; see [`L7Config`].
 //!
 //! State comes in as an [`ambit_xds::State`] and is replaced whole with
 //! [`NodeProxy::update`]: listeners follow the local workloads and open connections that the
@@ -22,6 +28,7 @@ mod identities;
 mod inbound;
 mod outbound;
 mod route;
+mod waypoint;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -38,6 +45,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 pub use route::ILLEGAL_PORTS;
+pub use waypoint::{L7Config, L7ConfigError, Waypoint, WaypointBound, WaypointConfig};
 
 /// How a node proxy is set up. Every address is configurable; `None` turns a listener off.
 #[derive(Debug, Clone)]

@@ -271,7 +271,7 @@ async fn open(
         .filter(|w| w.node == node.config.node)
         .cloned()
         .ok_or(OutboundError::UnknownSource(peer.ip()))?;
-    let route = route(&state, net, dst)?;
+    let route = route(&state, net, Some(&src), dst)?;
     let src_id = src
         .identity()
         .map_err(|e| OutboundError::Credentials(e.to_string()))?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ambit_identity::SpiffeId;
-use ambit_xds::{Service, State, TunnelProtocol, Workload};
+use ambit_xds::{GatewayAddress, GatewayDestination, Service, State, TunnelProtocol, Workload};
 
 /// Ports a connection must never target: the proxy's own (loop protection).
 pub const ILLEGAL_PORTS: [u16; 4] = [15001, 15006, 15008, 15080];
@@ -40,33 +40,66 @@ pub(crate) enum RouteError {
     IllegalPort(u16),
     #[error("workload {0} has no usable identity: {1}")]
     Identity(String, String),
+    #[error("waypoint {0} is not known (no workload has its address or serves its hostname)")]
+    UnknownWaypoint(String),
 }
 
-pub(crate) fn route(state: &State, network: &str, dst: SocketAddr) -> Result<Route, RouteError> {
+/// Routes a connection from `src` to `dst`: through the destination's waypoint when it has one
+/// (service waypoint for service-addressed traffic, workload waypoint for pod-IP traffic, unless
+/// `src` is that waypoint), else straight to the endpoint.
+pub(crate) fn route(
+    state: &State,
+    network: &str,
+    src: Option<&Workload>,
+    dst: SocketAddr,
+) -> Result<Route, RouteError> {
     if ILLEGAL_PORTS.contains(&dst.port()) {
         return Err(RouteError::IllegalPort(dst.port()));
     }
-    let (workload, target_port, service) =
-        if let Some(svc) = state.service_by_vip(network, dst.ip()) {
-            if svc.target_port(dst.port()).is_none() {
-                return Err(RouteError::NoServicePort {
-                    service: svc.hostname.clone(),
-                    port: dst.port(),
-                });
-            }
-            let endpoints = state.endpoints(svc, dst.port());
-            let (w, port) =
-                pick(&endpoints).ok_or_else(|| RouteError::NoEndpoint(svc.hostname.clone()))?;
-            (w, port, Some(svc.clone()))
-        } else if let Some(w) = state.workload_by_addr(network, dst.ip()) {
-            (w.clone(), dst.port(), None)
-        } else {
-            return Ok(Route::Direct {
-                addr: dst,
-                workload: None,
-                service: None,
+    let service = state.service_by_vip(network, dst.ip());
+    let gateway = match service {
+        Some(svc) => service_waypoint(svc),
+        None => state
+            .workload_by_addr(network, dst.ip())
+            .and_then(|w| w.waypoint.as_ref()),
+    };
+    if let Some(g) = gateway
+        && !src.is_some_and(|s| is_waypoint(s, g))
+    {
+        let (waypoint, peer) = state
+            .resolve_gateway(g, random_u64())
+            .ok_or_else(|| RouteError::UnknownWaypoint(g.to_string()))?;
+        let id = waypoint
+            .identity()
+            .map_err(|e| RouteError::Identity(waypoint.uid.clone(), e.to_string()))?;
+        return Ok(Route::Hbone {
+            peer,
+            authority: dst,
+            expected: vec![id],
+            workload: waypoint,
+            service: service.cloned(),
+        });
+    }
+    let (workload, target_port, service) = if let Some(svc) = service {
+        if svc.target_port(dst.port()).is_none() {
+            return Err(RouteError::NoServicePort {
+                service: svc.hostname.clone(),
+                port: dst.port(),
             });
-        };
+        }
+        let endpoints = state.endpoints(svc, dst.port());
+        let (w, port) =
+            pick(&endpoints).ok_or_else(|| RouteError::NoEndpoint(svc.hostname.clone()))?;
+        (w, port, Some(svc.clone()))
+    } else if let Some(w) = state.workload_by_addr(network, dst.ip()) {
+        (w.clone(), dst.port(), None)
+    } else {
+        return Ok(Route::Direct {
+            addr: dst,
+            workload: None,
+            service: None,
+        });
+    };
     let ip = if workload.addresses.contains(&dst.ip()) {
         dst.ip()
     } else {
@@ -103,8 +136,40 @@ pub(crate) fn route(state: &State, network: &str, dst: SocketAddr) -> Result<Rou
     }
 }
 
+/// The service's waypoint; with weighted waypoints, one chosen by weight (0 = never).
+fn service_waypoint(svc: &Service) -> Option<&GatewayAddress> {
+    let total: u64 = svc
+        .weighted_waypoints
+        .iter()
+        .map(|(_, w)| u64::from(*w))
+        .sum();
+    if total == 0 {
+        return svc.waypoint.as_ref();
+    }
+    let mut r = random_u64() % total;
+    for (g, w) in &svc.weighted_waypoints {
+        let w = u64::from(*w);
+        if r < w {
+            return Some(g);
+        }
+        r -= w;
+    }
+    svc.waypoint.as_ref()
+}
+
+/// Whether `w` is (one of the pods of) the waypoint `g`, so its own traffic is not looped back.
+fn is_waypoint(w: &Workload, g: &GatewayAddress) -> bool {
+    match &g.destination {
+        GatewayDestination::Address { ip, .. } => w.addresses.contains(ip),
+        GatewayDestination::Hostname {
+            namespace,
+            hostname,
+        } => w.services.contains_key(&format!("{namespace}/{hostname}")),
+    }
+}
+
 /// Weighted-random choice by `capacity` (0 counts as 1, as unset does in Istio).
-fn pick(endpoints: &[(Arc<Workload>, u16)]) -> Option<(Arc<Workload>, u16)> {
+pub(crate) fn pick(endpoints: &[(Arc<Workload>, u16)]) -> Option<(Arc<Workload>, u16)> {
     let total: u64 = endpoints
         .iter()
         .map(|(w, _)| u64::from(w.capacity.max(1)))
@@ -123,7 +188,7 @@ fn pick(endpoints: &[(Arc<Workload>, u16)]) -> Option<(Arc<Workload>, u16)> {
     endpoints.last().cloned()
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         // Spread load even without OS randomness.

@@ -86,6 +86,9 @@ pub struct TcpCounters {
 /// A metric family: name, help text, and how to read it from a label set's counters.
 type Family = (&'static str, &'static str, fn(&TcpCounters) -> u64);
 
+/// A histogram family: name, help text, and which histogram of a label set's stats.
+type HistogramFamily = (&'static str, &'static str, fn(&HttpStats) -> &Histogram);
+
 /// A proxy's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -265,7 +268,7 @@ impl Metrics {
             let v = s.requests.load(Ordering::Relaxed);
             let _ = writeln!(out, "istio_requests_total{{{labels}}} {v}");
         }
-        let histograms: [(&str, &str, fn(&HttpStats) -> &Histogram); 3] = [
+        let histograms: [HistogramFamily; 3] = [
             (
                 "istio_request_duration_milliseconds",
                 "Request duration in milliseconds",

@@ -17,6 +17,7 @@ pub struct State {
     services: HashMap<String, Arc<Service>>,
     by_vip: HashMap<(String, IpAddr), String>,
     by_hostname: HashMap<String, Vec<String>>,
+    by_name: HashMap<(String, String), String>,
     policies: PolicySet,
 }
 
@@ -65,6 +66,8 @@ impl State {
             .entry(s.hostname.clone())
             .or_default()
             .push(key.clone());
+        self.by_name
+            .insert((s.namespace.clone(), s.name.clone()), key.clone());
         self.services.insert(key, Arc::new(s));
     }
 
@@ -102,6 +105,13 @@ impl State {
         self.by_hostname
             .get(hostname)
             .and_then(|keys| keys.first())
+            .and_then(|k| self.services.get(k))
+    }
+
+    /// A service by namespace and name (as Gateway API `backendRefs` name it).
+    pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
+        self.by_name
+            .get(&(namespace.to_owned(), name.to_owned()))
             .and_then(|k| self.services.get(k))
     }
 

@@ -1,18 +1,19 @@
 //! `ambit-demo`: a whole mesh in one process on loopback. A built-in CA, two node proxies
-//! (node-a on 127.0.0.2, node-b on 127.0.0.3), five workloads, Istio policies; it sends
-//! traffic through the mesh, prints who could talk to whom and which policy decided, and a
-//! metrics excerpt. `--serve` keeps it running for your own curl.
+//! (node-a on 127.0.0.2, node-b on 127.0.0.3), a waypoint (127.0.3.10), workloads, Istio
+//! policies; it sends traffic through the mesh, prints who could talk to whom and which policy
+//! decided, then the L7 part: a 90/10 canary, a header-routed feature flag and a JWT-protected
+//! path through the waypoint, with metrics excerpts. `--serve` keeps it running for your curl.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_examples::{
-    SocksError, Target, http_get, socks5_connect, spawn_echo_app, spawn_http_app,
+    SocksError, Target, http_get, http_get_with, socks5_connect, spawn_echo_app, spawn_http_app,
 };
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
 use ambit_policy::Connection;
-use ambit_proxy::{NodeConfig, NodeProxy};
+use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
 use ambit_tls::{Provider, TlsContext};
 use ambit_xds::local;
 use anyhow::{Context, Result, bail};
@@ -47,8 +48,30 @@ workloads:
   labels: {app: cart}
   services: {"shop/cart.shop.svc.cluster.local": {80: 8080}}
 - {uid: demo/db, name: db, namespace: shop, serviceAccount: db, workloadIps: [127.0.2.11], node: node-b, canonicalName: db, canonicalRevision: v1, labels: {app: db}}
+- uid: demo/reviews-v1
+  name: reviews-v1
+  namespace: shop
+  serviceAccount: reviews
+  workloadIps: [127.0.2.20]
+  node: node-b
+  canonicalName: reviews
+  canonicalRevision: v1
+  services: {"shop/reviews.shop.svc.cluster.local": {80: 9080}, "shop/reviews-v1.shop.svc.cluster.local": {80: 9080}}
+- uid: demo/reviews-v2
+  name: reviews-v2
+  namespace: shop
+  serviceAccount: reviews
+  workloadIps: [127.0.2.21]
+  node: node-b
+  canonicalName: reviews
+  canonicalRevision: v2
+  services: {"shop/reviews.shop.svc.cluster.local": {80: 9080}, "shop/reviews-v2.shop.svc.cluster.local": {80: 9080}}
+- {uid: demo/waypoint, name: waypoint, namespace: shop, serviceAccount: waypoint, workloadIps: [127.0.3.10], node: waypoint, canonicalName: waypoint}
 services:
 - {name: cart, namespace: shop, hostname: cart.shop.svc.cluster.local, vips: ["/10.96.0.10"], ports: {80: 8080}}
+- {name: reviews, namespace: shop, hostname: reviews.shop.svc.cluster.local, vips: ["/10.96.0.20"], ports: {80: 9080}, waypoint: {destination: "/127.0.3.10"}}
+- {name: reviews-v1, namespace: shop, hostname: reviews-v1.shop.svc.cluster.local, vips: ["/10.96.0.21"], ports: {80: 9080}}
+- {name: reviews-v2, namespace: shop, hostname: reviews-v2.shop.svc.cluster.local, vips: ["/10.96.0.22"], ports: {80: 9080}}
 istioPolicies:
 - apiVersion: security.istio.io/v1
   kind: AuthorizationPolicy
@@ -129,8 +152,8 @@ async fn run(args: Args) -> Result<()> {
         NodeProxy::start(
             node_config("node-b", [127, 0, 0, 3]),
             state.clone(),
-            credentials,
-            tls,
+            credentials.clone(),
+            tls.clone(),
         )
         .await
         .context(
@@ -252,8 +275,10 @@ async fn run(args: Args) -> Result<()> {
     if mismatches > 0 {
         bail!("{mismatches} data-path results disagree with the policy engine");
     }
-    let b = nodes[0].bound();
     println!("\nall data-path results match the policy engine.");
+
+    let waypoint = waypoint_tour(&nodes[0], state.clone(), credentials, tls).await?;
+    let b = nodes[0].bound();
     if !args.serve {
         println!("(run with --serve to keep the mesh up and try it yourself)");
         return Ok(());
@@ -267,14 +292,209 @@ async fn run(args: Args) -> Result<()> {
             "  curl --socks5-hostname {s} --interface 127.0.1.11 http://cart.shop.svc.cluster.local/   # denied"
         );
     }
+    if let Some(s) = b.socks5 {
+        println!(
+            "  curl --socks5-hostname {s} --interface 127.0.1.10 -H 'x-feature: beta' http://reviews.shop.svc.cluster.local/"
+        );
+    }
     for (name, n) in [("node-a", &nodes[0]), ("node-b", &nodes[1])] {
         let b = n.bound();
         if let (Some(m), Some(a)) = (b.metrics, b.admin) {
             println!("  {name}: metrics http://{m}/metrics   config http://{a}/config_dump");
         }
     }
+    if let Some(m) = waypoint.bound().metrics {
+        println!("  waypoint: metrics http://{m}/metrics");
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// The waypoint for `reviews`: a 90/10 canary, a header-routed feature flag, and a path that
+/// needs a JWT from the demo's own issuer.
+async fn waypoint_tour(
+    node_a: &NodeProxy,
+    state: ambit_xds::State,
+    credentials: Arc<CaSource>,
+    tls: TlsContext,
+) -> Result<Waypoint> {
+    let issuer = "https://auth.demo.local";
+    let key = DemoIssuer::new(issuer)?;
+    let l7 = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: reviews, port: 80}}]
+  rules:
+  - matches: [{{headers: [{{name: x-feature, value: beta}}]}}]
+    backendRefs: [{{name: reviews-v2, port: 80}}]
+  - backendRefs:
+    - {{name: reviews-v1, port: 80, weight: 90}}
+    - {{name: reviews-v2, port: 80, weight: 10}}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: demo-issuer, namespace: shop}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: reviews}}]
+  jwtRules: [{{issuer: "{issuer}", jwks: '{}'}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: admin-needs-jwt, namespace: shop}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: reviews}}]
+  action: DENY
+  rules:
+  - to: [{{operation: {{paths: ["/admin", "/admin/*"]}}}}]
+    from: [{{source: {{notRequestPrincipals: ["*"]}}}}]
+"#,
+        key.jwks
+    );
+    let (l7, warnings) = L7Config::from_yaml(&l7, "<demo routes and policies>", "istio-system")?;
+    for w in warnings {
+        println!("  warning: {w}");
+    }
+    let id = TrustDomain::new("cluster.local")?.workload_id("shop", "waypoint")?;
+    let mut config = WaypointConfig::new("waypoint", "shop", id);
+    config.hbone = "127.0.3.10:15008".parse()?;
+    config.metrics = Some("127.0.3.10:15020".parse()?);
+    config.readiness = None;
+    let waypoint = Waypoint::start(config, state, l7, credentials, tls)
+        .await
+        .context("starting the waypoint on 127.0.3.10 (are ports 15008/15020 free?)")?;
+    spawn_http_app("127.0.2.20:9080".parse()?, "reviews-v1").await?;
+    spawn_http_app("127.0.2.21:9080".parse()?, "reviews-v2").await?;
+
+    println!("\nL7: service reviews uses the waypoint shop/waypoint (127.0.3.10)");
+    println!(
+        "  HTTPRoute shop/reviews: x-feature: beta -> reviews-v2; else reviews-v1 90 / reviews-v2 10"
+    );
+    println!("  RequestAuthentication shop/demo-issuer ({issuer}); /admin needs a valid JWT\n");
+    let proxy = node_a.bound().socks5.context("socks5 listener")?;
+    let get = |headers: Vec<(&'static str, String)>, path: &'static str| async move {
+        let mut s = socks5_connect(
+            proxy,
+            IpAddr::from([127, 0, 1, 10]),
+            &Target::Host("reviews.shop.svc.cluster.local".into(), 80),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("SOCKS5 to reviews: {e:?}"))?;
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http_get_with(&mut s, "reviews.shop.svc.cluster.local", path, &h).await
+    };
+    let (mut v1, mut v2) = (0, 0);
+    for _ in 0..100 {
+        let (status, body) = get(vec![], "/").await?;
+        match (status, body.contains("reviews-v2")) {
+            (200, true) => v2 += 1,
+            (200, false) => v1 += 1,
+            _ => bail!("canary request failed: HTTP {status}: {body}"),
+        }
+    }
+    println!("  100 x GET /                      -> reviews-v1: {v1}, reviews-v2: {v2}");
+    let (status, body) = get(vec![("x-feature", "beta".into())], "/").await?;
+    println!(
+        "  GET / with x-feature: beta      -> HTTP {status}: {}",
+        body.trim()
+    );
+    if !body.contains("reviews-v2") {
+        bail!("the feature flag did not route to reviews-v2");
+    }
+    let checks = [
+        ("GET /admin without a token     ", vec![], 403),
+        (
+            "GET /admin with a demo JWT     ",
+            vec![(
+                "authorization",
+                format!("Bearer {}", key.token("alice", 600)?),
+            )],
+            200,
+        ),
+        (
+            "GET /admin with an expired JWT ",
+            vec![(
+                "authorization",
+                format!("Bearer {}", key.token("alice", -3600)?),
+            )],
+            401,
+        ),
+    ];
+    for (what, headers, want) in checks {
+        let (status, body) = get(headers, "/admin").await?;
+        println!("  {what} -> HTTP {status}: {}", body.trim());
+        if status != want {
+            bail!("expected HTTP {want}");
+        }
+    }
+    println!("\nwaypoint metrics (istio_requests_total, abridged):");
+    for line in waypoint
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+    {
+        let get = |k: &str| {
+            line.split(&format!("{k}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let value = line.rsplit(' ').next().unwrap_or("?");
+        println!(
+            "  reporter={} source_workload={} destination_workload={} response_code={} => {value}",
+            get("reporter"),
+            get("source_workload"),
+            get("destination_workload"),
+            get("response_code")
+        );
+    }
+    Ok(waypoint)
+}
+
+/// The demo's own token issuer: an ES256 key, its JWKS, and signed tokens.
+struct DemoIssuer {
+    issuer: &'static str,
+    der: Vec<u8>,
+    jwks: String,
+}
+
+impl DemoIssuer {
+    fn new(issuer: &'static str) -> Result<Self> {
+        use base64::Engine as _;
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let raw = kp.public_key_raw();
+        if raw.len() != 65 {
+            bail!("unexpected P-256 public key length {}", raw.len());
+        }
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"demo","x":"{}","y":"{}"}}]}}"#,
+            b64(&raw[1..33]),
+            b64(&raw[33..65])
+        );
+        Ok(Self {
+            issuer,
+            der: kp.serialize_der(),
+            jwks,
+        })
+    }
+
+    fn token(&self, sub: &str, expires_in: i64) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("demo".into());
+        let claims = serde_json::json!({"iss": self.issuer, "sub": sub, "iat": now, "exp": now + expires_in});
+        Ok(jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&self.der),
+        )?)
+    }
 }
 
 /// The policy decision node-b makes for this call, computed by the engine for display.

@@ -1,19 +1,15 @@
 //! `ambit-ztunnel`: a node proxy daemon with Istio ztunnel's behaviour, configured from
 //! ztunnel's local YAML config (plus Istio policy YAML), reloaded when the file changes.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_identity::{
-    CaFiles, CaSource, CertificateAuthority, CredentialSource, PemFileSource, SystemClock,
-    TrustDomain,
-};
+use ambit_examples::{CredentialFlags, fingerprint, listen_addr as addr};
+use ambit_identity::TrustDomain;
 use ambit_proxy::{NodeConfig, NodeProxy};
 use ambit_tls::{Provider, TlsContext};
 use ambit_xds::{LoadedConfig, local};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use tracing::{error, info, warn};
 
@@ -87,58 +83,21 @@ fn main() -> std::process::ExitCode {
     ambit_examples::run_main("ambit-ztunnel", run(args))
 }
 
-fn addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
-    if v == "off" {
-        return Ok(None);
-    }
-    v.parse()
-        .map(Some)
-        .with_context(|| format!("--{flag} {v:?}: expected ip:port or \"off\""))
-}
-
 async fn run(args: Args) -> Result<()> {
     let loaded = load(&args.config, &args.policies)?;
     for w in &loaded.warnings {
         warn!("{w}");
     }
     let td = TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
-    let credentials: Arc<dyn CredentialSource> = match (&args.ca_dir, &args.cert_chain) {
-        (Some(dir), _) => {
-            let read = |f: &str| {
-                std::fs::read_to_string(dir.join(f))
-                    .with_context(|| format!("{}: cannot read", dir.join(f).display()))
-            };
-            let mut files = CaFiles::default();
-            files.ca_cert = read("ca-cert.pem")?;
-            files.ca_key = read("ca-key.pem")?;
-            files.cert_chain = read("cert-chain.pem")?;
-            files.root_cert = read("root-cert.pem")?;
-            let ca = CertificateAuthority::from_files(&files, Some(td))
-                .with_context(|| format!("loading the CA in {}", dir.display()))?;
-            Arc::new(CaSource::new(
-                Arc::new(ca),
-                Duration::from_secs(24 * 3600),
-                Arc::new(SystemClock),
-            ))
-        }
-        (None, Some(chain)) => {
-            let (Some(key), Some(root)) = (&args.key, &args.root_cert) else {
-                bail!("--cert-chain needs --key and --root-cert");
-            };
-            Arc::new(PemFileSource::new(chain, key, root))
-        }
-        (None, None) => {
-            warn!(
-                "no --ca-dir or --cert-chain: using an ephemeral built-in CA (demo only; other nodes will not trust it)"
-            );
-            let ca = CertificateAuthority::new(td)?;
-            Arc::new(CaSource::new(
-                Arc::new(ca),
-                Duration::from_secs(24 * 3600),
-                Arc::new(SystemClock),
-            ))
-        }
-    };
+    let credentials = ambit_examples::credentials(
+        td,
+        &CredentialFlags {
+            ca_dir: args.ca_dir.clone(),
+            cert_chain: args.cert_chain.clone(),
+            key: args.key.clone(),
+            root_cert: args.root_cert.clone(),
+        },
+    )?;
     let mut config = NodeConfig::new(&args.node);
     config.inbound_port = args.hbone_port;
     config.socks5 = addr("socks5", &args.socks5)?;
@@ -203,9 +162,4 @@ fn load(config: &Path, policies: &[PathBuf]) -> Result<LoadedConfig> {
         local::add_istio_policies(&mut cfg, &yaml, &p.display().to_string())?;
     }
     Ok(cfg)
-}
-
-/// Content of the watched files (small), to notice any change, including atomic renames.
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    files.iter().map(|f| std::fs::read(f).ok()).collect()
 }

@@ -1,0 +1,448 @@
+//! The waypoint: Istio ambient's L7 proxy for the services and workloads bound to it.
+//!
+//! Accepts HBONE with its own identity; each CONNECT must target a service VIP or pod IP whose
+//! waypoint is this one (else 400). The tunnel then carries HTTP/1.1 or HTTP/2 (detected), and
+//! each request goes through JWT authentication (401), L7 authorization (403
+//! `RBAC: access denied`), HTTPRoute (404 no route, redirects, faults, rate limits), then to an
+//! endpoint of the chosen backend over a new HBONE tunnel with the waypoint's identity
+//! (authority `<pod-ip>:<target-port>`), with timeouts and retries. Every request is counted
+//! in Istio's HTTP metrics with `reporter="waypoint"` and written to the access log.
+
+mod body;
+mod jwks;
+mod request;
+mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambit_hbone::http::StatusCode;
+use ambit_hbone::{Authority, ConnectRequest, Handler, Responder};
+use ambit_identity::{CredentialSource, SpiffeId};
+use ambit_policy::{Authenticators, L7Policies};
+use ambit_route::RouteTable;
+use ambit_telemetry::{AccessLog, Metrics};
+use ambit_tls::{CredentialCell, ServerOptions, TlsContext};
+use ambit_xds::{GatewayAddress, GatewayDestination, Service, State, Workload};
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize as _;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{ProxyError, admin, identities};
+
+/// How a waypoint is set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WaypointConfig {
+    /// The waypoint Gateway's name (what `targetRefs` of kind Gateway name).
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its identity (Istio: `spiffe://<td>/ns/<namespace>/sa/<name>`).
+    pub identity: SpiffeId,
+    /// The network it is on (empty = default).
+    pub network: String,
+    /// The HBONE listener (15008).
+    pub hbone: SocketAddr,
+    /// Prometheus metrics (`/metrics`, `/stats/prometheus`).
+    pub metrics: Option<SocketAddr>,
+    /// Readiness (`/healthz/ready`).
+    pub readiness: Option<SocketAddr>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Access logs as JSON lines instead of text.
+    pub json_access_log: bool,
+    /// Request bodies are buffered up to this size when a retry or mirror needs to replay them;
+    /// larger bodies are sent once (no retry, no mirror).
+    pub max_buffered_body: usize,
+}
+
+impl WaypointConfig {
+    /// A waypoint named `name` in `namespace` with identity `identity`, HBONE on
+    /// `0.0.0.0:15008`, metrics on 15020 and readiness on 15021 (all interfaces, as a pod).
+    pub fn new(name: &str, namespace: &str, identity: SpiffeId) -> Self {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            identity,
+            network: String::new(),
+            hbone: any(15008),
+            metrics: Some(any(15020)),
+            readiness: Some(any(15021)),
+            connect_timeout: Duration::from_secs(10),
+            json_access_log: false,
+            max_buffered_body: 1 << 20,
+        }
+    }
+}
+
+/// The L7 configuration a waypoint enforces, replaced whole on reload.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct L7Config {
+    /// Gateway API HTTPRoutes.
+    pub routes: RouteTable,
+    /// AuthorizationPolicies (L7).
+    pub authorization: L7Policies,
+    /// RequestAuthentications (JWT).
+    pub authentication: Authenticators,
+}
+
+/// Why L7 config could not be loaded: the file, the object and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: {message}")]
+#[non_exhaustive]
+pub struct L7ConfigError {
+    /// The file (or label) the text came from.
+    pub file: String,
+    /// What is wrong, naming the object and field.
+    pub message: String,
+}
+
+impl L7Config {
+    /// Loads multi-document YAML holding any mix of Gateway API `HTTPRoute`, Istio
+    /// `AuthorizationPolicy` and `RequestAuthentication` objects (other kinds are reported as
+    /// warnings). Returns the config and the warnings of every part.
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        root_namespace: &str,
+    ) -> Result<(Self, Vec<String>), L7ConfigError> {
+        let err = |message: String| L7ConfigError {
+            file: file.to_owned(),
+            message,
+        };
+        let (mut routes, mut authz, mut authn) = (String::new(), String::new(), String::new());
+        let mut warnings = Vec::new();
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let v = serde_yaml_ng::Value::deserialize(doc)
+                .map_err(|e| err(format!("document {i} is not valid YAML: {e}")))?;
+            if v.is_null() {
+                continue;
+            }
+            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let out = match kind {
+                "HTTPRoute" => &mut routes,
+                "AuthorizationPolicy" => &mut authz,
+                "RequestAuthentication" => &mut authn,
+                other => {
+                    warnings.push(format!(
+                        "{file}: document {i}: kind {other:?} is not used by a waypoint; ignored"
+                    ));
+                    continue;
+                }
+            };
+            let text = serde_yaml_ng::to_string(&v).map_err(|e| err(e.to_string()))?;
+            out.push_str("---\n");
+            out.push_str(&text);
+        }
+        let loaded = RouteTable::parse(&routes, file).map_err(|e| err(e.to_string()))?;
+        warnings.extend(loaded.warnings.iter().map(ToString::to_string));
+        let (authorization, w) =
+            L7Policies::parse(&authz, file, root_namespace).map_err(|e| err(e.to_string()))?;
+        warnings.extend(w.iter().map(ToString::to_string));
+        let (authentication, w) =
+            Authenticators::parse(&authn, file, root_namespace).map_err(|e| err(e.to_string()))?;
+        warnings.extend(w.iter().map(ToString::to_string));
+        Ok((
+            Self::new(loaded.table, authorization, authentication),
+            warnings,
+        ))
+    }
+
+    /// A config from its three parts.
+    pub fn new(
+        routes: RouteTable,
+        authorization: L7Policies,
+        authentication: Authenticators,
+    ) -> Self {
+        Self {
+            routes,
+            authorization,
+            authentication,
+        }
+    }
+}
+
+/// The addresses a running waypoint bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaypointBound {
+    /// HBONE.
+    pub hbone: Option<SocketAddr>,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Readiness.
+    pub readiness: Option<SocketAddr>,
+}
+
+/// A running waypoint. Dropping it stops every listener.
+#[derive(Debug)]
+pub struct Waypoint {
+    inner: Arc<Inner>,
+    bound: WaypointBound,
+    server: ambit_hbone::Server<Connect>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What every tunnel and request of a waypoint shares.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: WaypointConfig,
+    pub(crate) state: Arc<ArcSwap<State>>,
+    pub(crate) l7: ArcSwap<L7Config>,
+    pub(crate) metrics: Metrics,
+    pub(crate) upstream: upstream::Upstreams,
+    pub(crate) jwks: jwks::Fetcher,
+}
+
+/// What a CONNECT targets, once found bound to this waypoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A service VIP and port.
+    Service(Arc<Service>, u16),
+    /// A pod IP and port.
+    Workload(Arc<Workload>, u16),
+}
+
+impl Waypoint {
+    /// Starts serving on the current tokio runtime; returns once listeners are bound and the
+    /// waypoint's certificate is loaded.
+    pub async fn start(
+        config: WaypointConfig,
+        state: State,
+        l7: L7Config,
+        credentials: Arc<dyn CredentialSource>,
+        tls: TlsContext,
+    ) -> Result<Self, ProxyError> {
+        let identities = identities::Identities::new(tls.clone(), credentials);
+        let cell: Arc<CredentialCell> = identities.cell(&config.identity).await?;
+        let server_config = tls
+            .server_config(&cell, &ServerOptions::default())
+            .map_err(|e| ProxyError::Credentials(format!("{}: {e}", config.identity)))?;
+        let state = Arc::new(ArcSwap::from_pointee(state));
+        let inner = Arc::new(Inner {
+            upstream: upstream::Upstreams::new(
+                tls,
+                cell,
+                state.clone(),
+                config.network.clone(),
+                config.connect_timeout,
+                // Connect from the waypoint's own address when it listens on one.
+                Some(config.hbone.ip()).filter(|ip| !ip.is_unspecified()),
+            ),
+            jwks: jwks::Fetcher::default(),
+            config,
+            state,
+            l7: ArcSwap::from_pointee(l7),
+            metrics: Metrics::new(),
+        });
+        let server = ambit_hbone::Server::new(
+            server_config,
+            Connect(inner.clone()),
+            ambit_hbone::ServerSettings::default(),
+        );
+        let mut bound = WaypointBound::default();
+        let mut tasks = Vec::new();
+        let l = admin::bind("HBONE", inner.config.hbone).await?;
+        bound.hbone = l.local_addr().ok();
+        let s = server.clone();
+        tasks.push(tokio::spawn(async move { drop(s.serve(l).await) }));
+        if let Some(a) = inner.config.metrics {
+            let l = admin::bind("metrics", a).await?;
+            bound.metrics = l.local_addr().ok();
+            let i = inner.clone();
+            let route = Arc::new(move |path: String| {
+                let i = i.clone();
+                async move {
+                    match path.split('?').next() {
+                        Some("/metrics" | "/stats/prometheus") => {
+                            (200, "text/plain; version=0.0.4", i.metrics.render())
+                        }
+                        _ => (404, "text/plain", "not found\n".to_owned()),
+                    }
+                }
+            });
+            tasks.push(tokio::spawn(admin::serve(l, route)));
+        }
+        if let Some(a) = inner.config.readiness {
+            let l = admin::bind("readiness", a).await?;
+            bound.readiness = l.local_addr().ok();
+            let route = Arc::new(|path: String| async move {
+                match path.as_str() {
+                    "/healthz/ready" => (200, "text/plain", "ready\n".to_owned()),
+                    _ => (404, "text/plain", "not found\n".to_owned()),
+                }
+            });
+            tasks.push(tokio::spawn(admin::serve(l, route)));
+        }
+        tasks.push(tokio::spawn(jwks::refresh_loop(inner.clone())));
+        info!(waypoint = %format!("{}/{}", inner.config.namespace, inner.config.name), ?bound, "waypoint ready");
+        Ok(Self {
+            inner,
+            bound,
+            server,
+            tasks,
+        })
+    }
+
+    /// The addresses bound.
+    pub fn bound(&self) -> &WaypointBound {
+        &self.bound
+    }
+
+    /// Replaces the workload/service state (new requests see it at once).
+    pub fn update_state(&self, state: State) {
+        self.inner.state.store(Arc::new(state));
+    }
+
+    /// Replaces the routes and policies (new requests see them at once; remote JWKS are fetched
+    /// in the background).
+    pub fn update_l7(&self, l7: L7Config) {
+        // Keys already fetched stay in use while the new config's are re-fetched.
+        l7.authentication
+            .adopt_jwks(&self.inner.l7.load().authentication);
+        self.inner.l7.store(Arc::new(l7));
+        self.inner.jwks.wake();
+    }
+
+    /// Fetches every remote JWKS the current config names now, and reports the first failure.
+    pub async fn refresh_jwks(&self) -> Result<(), String> {
+        jwks::refresh_once(&self.inner).await
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Stops accepting, lets open tunnels finish for up to `deadline`, then stops.
+    pub async fn shutdown(self, deadline: Duration) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.drain(deadline).await;
+    }
+}
+
+impl Drop for Waypoint {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn access_log(&self, line: String) {
+        info!(target: "access", "{line}");
+    }
+
+    /// Whether the waypoint `g` is this one: it resolves to the address the CONNECT arrived on.
+    fn is_me(&self, state: &State, g: &GatewayAddress, local: IpAddr) -> bool {
+        match &g.destination {
+            GatewayDestination::Address { ip, .. } => *ip == local || ip.is_unspecified(),
+            GatewayDestination::Hostname {
+                namespace,
+                hostname,
+            } => {
+                let key = format!("{namespace}/{hostname}");
+                state
+                    .workloads()
+                    .any(|w| w.services.contains_key(&key) && w.addresses.contains(&local))
+                    || (namespace == &self.config.namespace
+                        && hostname.split('.').next() == Some(self.config.name.as_str()))
+            }
+        }
+    }
+
+    /// The service or workload `authority` names, if its waypoint is this one.
+    fn target(&self, authority: &Authority, local: IpAddr) -> Result<Target, String> {
+        let Authority::Addr(a) = authority else {
+            return Err(format!("target {authority} is not an IP address and port"));
+        };
+        let state = self.state.load();
+        let net = &self.config.network;
+        if let Some(svc) = state.service_by_vip(net, a.ip()) {
+            let bound = svc.waypoint.iter().any(|g| self.is_me(&state, g, local))
+                || svc
+                    .weighted_waypoints
+                    .iter()
+                    .any(|(g, _)| self.is_me(&state, g, local));
+            if !bound {
+                return Err(format!(
+                    "service {} does not use this waypoint",
+                    svc.hostname
+                ));
+            }
+            if svc.target_port(a.port()).is_none() {
+                return Err(format!("service {} has no port {}", svc.hostname, a.port()));
+            }
+            return Ok(Target::Service(svc.clone(), a.port()));
+        }
+        if let Some(w) = state.workload_by_addr(net, a.ip()) {
+            if !w
+                .waypoint
+                .as_ref()
+                .is_some_and(|g| self.is_me(&state, g, local))
+            {
+                return Err(format!("workload {} does not use this waypoint", w.name));
+            }
+            return Ok(Target::Workload(w.clone(), a.port()));
+        }
+        Err(format!(
+            "{a} is neither a service nor a workload this waypoint knows"
+        ))
+    }
+}
+
+/// Answers each CONNECT: find the target, accept, serve HTTP on the tunnel.
+#[derive(Debug, Clone)]
+pub(crate) struct Connect(Arc<Inner>);
+
+impl Handler for Connect {
+    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+        let inner = self.0.clone();
+        let target = match inner.target(&req.authority, req.local_addr.ip()) {
+            Ok(t) => t,
+            Err(why) => {
+                warn!(authority = %req.authority, peer = %req.peer_id, reason = %why, "waypoint refused a tunnel");
+                responder.reject(StatusCode::BAD_REQUEST);
+                let log = AccessLog {
+                    src_addr: req.peer_addr.to_string(),
+                    src_identity: req.peer_id.to_string(),
+                    dst_addr: req.local_addr.to_string(),
+                    dst_hbone_addr: req.authority.to_string(),
+                    direction: "inbound",
+                    error: Some(format!("400: {why}")),
+                    ..AccessLog::default()
+                };
+                inner.access_log(if inner.config.json_access_log {
+                    log.to_json()
+                } else {
+                    log.to_text()
+                });
+                return;
+            }
+        };
+        let Ok(tunnel) = responder.accept(Default::default()) else {
+            return;
+        };
+        let conn = Arc::new(request::Downstream::new(&req, target));
+        let service = hyper::service::service_fn(move |r| {
+            let (inner, conn) = (inner.clone(), conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(request::handle(inner, conn, r).await) }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if let Err(e) = builder
+            .serve_connection(TokioIo::new(tunnel), service)
+            .await
+        {
+            tracing::debug!(error = %e, "waypoint HTTP connection ended with an error");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Body wrappers: count the bytes that pass, and report once the body is done (sent in full,
+//! or dropped because a side went away) so metrics and the access log see whole requests.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// Counts data bytes into a shared counter.
+#[derive(Debug)]
+pub(crate) struct Counted<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> Counted<B> {
+    pub(crate) fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        Self { inner, count }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Runs `done(bytes, complete)` once, when the body ends or is dropped.
+pub(crate) struct Finish<B> {
+    inner: B,
+    bytes: u64,
+    /// An empty body may be dropped unpolled; that still counts as complete.
+    empty: bool,
+    done: Option<Box<dyn FnOnce(u64, bool) + Send + Sync>>,
+}
+
+impl<B> std::fmt::Debug for Finish<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finish")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl<B: Body> Finish<B> {
+    pub(crate) fn new(inner: B, done: impl FnOnce(u64, bool) + Send + Sync + 'static) -> Self {
+        Self {
+            empty: inner.is_end_stream(),
+            inner,
+            bytes: 0,
+            done: Some(Box::new(done)),
+        }
+    }
+}
+
+impl<B> Finish<B> {
+    fn finish(&mut self, complete: bool) {
+        if let Some(d) = self.done.take() {
+            d(self.bytes, complete);
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Finish<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Finish<B> {
+    fn drop(&mut self) {
+        let complete = self.empty;
+        self.finish(complete);
+    }
+}

@@ -1,0 +1,643 @@
+//! One HTTP request through the waypoint: authenticate, authorize, route, forward, record.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ambit_hbone::headers::TraceParent;
+use ambit_hbone::{Baggage, ConnectRequest};
+use ambit_identity::SpiffeId;
+use ambit_policy::{AuthnOutcome, HttpRequest, WaypointTarget};
+use ambit_route::Outcome;
+use ambit_telemetry::{HttpLabels, Reporter, RequestLog, TcpLabels};
+use ambit_xds::{Service, State, Workload};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+
+use super::body::{Counted, Finish};
+use super::upstream::{Body, BoxError};
+use super::{Inner, Target};
+use crate::labels_for;
+use crate::route::{pick, random_u64};
+
+/// What every request on one tunnel shares: who sent it and what it targets.
+#[derive(Debug)]
+pub(crate) struct Downstream {
+    peer_id: SpiffeId,
+    peer_addr: SocketAddr,
+    local_addr: SocketAddr,
+    baggage: Baggage,
+    target: Target,
+}
+
+impl Downstream {
+    pub(crate) fn new(req: &ConnectRequest, target: Target) -> Self {
+        Self {
+            peer_id: req.peer_id.clone(),
+            peer_addr: req.peer_addr,
+            local_addr: req.local_addr,
+            baggage: req.baggage.clone(),
+            target,
+        }
+    }
+}
+
+/// The response type served downstream.
+type Reply = Response<Body>;
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What happened to a request, for metrics and the log.
+#[derive(Debug, Default)]
+struct Handled {
+    flags: &'static str,
+    reason: String,
+    route: String,
+    upstream: String,
+    attempts: u32,
+    principal: String,
+    service: Option<Arc<Service>>,
+    endpoint: Option<Arc<Workload>>,
+}
+
+pub(crate) async fn handle(
+    inner: Arc<Inner>,
+    conn: Arc<Downstream>,
+    req: Request<Incoming>,
+) -> Reply {
+    let start = Instant::now();
+    let state = inner.state.load_full();
+    let l7 = inner.l7.load_full();
+    let (mut parts, incoming) = req.into_parts();
+    let req_bytes = Arc::new(AtomicU64::new(0));
+    let mut log = RequestLog {
+        src_addr: conn.peer_addr.to_string(),
+        src_identity: conn.peer_id.to_string(),
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into()),
+        authority: host_of(&parts).to_owned(),
+        protocol: match parts.version {
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        }
+        .into(),
+        ..RequestLog::default()
+    };
+    let trace = child_span(&parts.headers);
+    log.trace_id = trace.to_string().get(3..35).unwrap_or_default().to_owned();
+    if let Ok(v) = HeaderValue::from_str(&trace.to_string()) {
+        parts.headers.insert("traceparent", v);
+    }
+    let grpc = is_grpc(&parts);
+
+    let mut out = Handled {
+        flags: "-",
+        ..Handled::default()
+    };
+    let (service, port) = match &conn.target {
+        Target::Service(s, p) => (Some(s.clone()), *p),
+        Target::Workload(_, p) => (None, *p),
+    };
+    out.service = service.clone();
+    let result = pipeline(
+        &inner,
+        &state,
+        &l7,
+        &conn,
+        &mut parts,
+        incoming,
+        req_bytes.clone(),
+        service.as_ref(),
+        port,
+        &mut out,
+    )
+    .await;
+    let mut response = match result {
+        Ok(r) => r,
+        Err((status, body)) => local_reply(status, body),
+    };
+    for h in &HOP_BY_HOP {
+        response.headers_mut().remove(h);
+    }
+
+    let mut labels = HttpLabels::default();
+    labels.peer = peer_labels(&inner, &state, &conn, &out);
+    labels.response_code = response.status().as_u16();
+    labels.grpc = grpc;
+    labels.peer.response_flags = out.flags.to_owned();
+    log.response_code = labels.response_code;
+    log.response_flags = out.flags.to_owned();
+    log.route = out.route;
+    log.upstream = out.upstream;
+    log.attempts = out.attempts;
+    log.reason = out.reason;
+    log.request_principal = out.principal;
+    log.dst_service = out
+        .service
+        .as_ref()
+        .map(|s| s.hostname.clone())
+        .unwrap_or_default();
+    let json = inner.config.json_access_log;
+    let stats = inner.metrics.http(&labels);
+    let (head, body) = response.into_parts();
+    let body = Finish::new(body, move |resp_bytes, _complete| {
+        let recv = req_bytes.load(Ordering::Relaxed);
+        stats.record(start.elapsed(), recv, resp_bytes);
+        log.bytes_recv = recv;
+        log.bytes_sent = resp_bytes;
+        log.duration = start.elapsed();
+        let line = if json { log.to_json() } else { log.to_text() };
+        inner.access_log(line);
+    });
+    Response::from_parts(head, body.boxed())
+}
+
+/// A local answer: `(status, body)`.
+type Local = (StatusCode, String);
+
+#[allow(clippy::too_many_arguments)]
+async fn pipeline(
+    inner: &Arc<Inner>,
+    state: &State,
+    l7: &super::L7Config,
+    conn: &Downstream,
+    parts: &mut http::request::Parts,
+    incoming: Incoming,
+    req_bytes: Arc<AtomicU64>,
+    service: Option<&Arc<Service>>,
+    port: u16,
+    out: &mut Handled,
+) -> Result<Reply, Local> {
+    let wt = WaypointTarget {
+        namespace: &inner.config.namespace,
+        name: &inner.config.name,
+        service: service.map(|s| (s.namespace.as_str(), s.name.as_str())),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+
+    // 1. RequestAuthentication: a bad token is refused; no token means no request principal.
+    let (auth, edits) =
+        match l7
+            .authentication
+            .authenticate(&wt, &parts.headers, &path_and_query, now)
+        {
+            AuthnOutcome::Anonymous { edits } => (None, edits),
+            AuthnOutcome::Authenticated { auth, edits } => {
+                out.principal = auth.principal();
+                (Some(auth), edits)
+            }
+            AuthnOutcome::Denied { reason } => {
+                out.reason = reason.to_string();
+                return Err((StatusCode::UNAUTHORIZED, reason.to_string()));
+            }
+            _ => return Err((StatusCode::UNAUTHORIZED, "Jwt verification fails".into())),
+        };
+
+    // 2. AuthorizationPolicy.
+    let host = host_of(parts).to_owned();
+    let decision = l7.authorization.evaluate(
+        &wt,
+        &HttpRequest {
+            source_id: Some(&conn.peer_id),
+            source_ip: conn.peer_addr.ip(),
+            remote_ip: conn.peer_addr.ip(),
+            destination_ip: conn.local_addr.ip(),
+            destination_port: port,
+            host: &host,
+            method: parts.method.as_str(),
+            path: &path_and_query,
+            headers: &parts.headers,
+            auth: auth.as_ref(),
+            sni: None,
+        },
+    );
+    if !decision.allowed {
+        out.reason = decision.to_string();
+        return Err((StatusCode::FORBIDDEN, "RBAC: access denied".into()));
+    }
+    edits.apply(&mut parts.headers);
+    let trimmed = edits.apply_to_path(&path_and_query);
+    if trimmed != path_and_query.as_str() {
+        let trimmed = trimmed.into_owned();
+        if let Ok(pq) = trimmed.parse::<http::uri::PathAndQuery>() {
+            let mut u = parts.uri.clone().into_parts();
+            u.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(u) {
+                parts.uri = uri;
+            }
+        }
+        path_and_query = trimmed;
+    }
+
+    // 3. HTTPRoute (service targets only; a pod target goes straight to the pod).
+    let mut backend = match &conn.target {
+        Target::Workload(w, p) => Backend::Workload(w.clone(), *p),
+        Target::Service(s, p) => Backend::Service(s.clone(), *p),
+    };
+    let mut timeouts = (None, None);
+    let mut retry = None;
+    let mut mirrors: Vec<(Arc<Service>, u16)> = Vec::new();
+    let mut response_edits = None;
+    if let Some(svc) = service {
+        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        let target = ambit_route::Target {
+            service_namespace: &svc.namespace,
+            service_name: &svc.name,
+            port,
+            waypoint: Some((&inner.config.namespace, &inner.config.name)),
+            authority: authority.as_deref(),
+        };
+        let mut rng = random_u64;
+        let decided = l7.routes.route(
+            &target,
+            &parts.method,
+            &path_and_query,
+            &parts.headers,
+            Instant::now(),
+            &mut rng,
+        );
+        match decided {
+            Outcome::Unrouted => {}
+            Outcome::NotFound => {
+                out.flags = "NR";
+                out.reason = "no HTTPRoute rule matched".into();
+                return Err((StatusCode::NOT_FOUND, "route not found".into()));
+            }
+            Outcome::NoBackend => {
+                out.flags = "UH";
+                out.reason = "the matched rule has no backend with weight".into();
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
+            }
+            Outcome::RateLimited => {
+                out.flags = "RL";
+                return Err((StatusCode::TOO_MANY_REQUESTS, "local_rate_limited".into()));
+            }
+            Outcome::Abort { status, delay } => {
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+                out.flags = "FI";
+                return Err((status, "fault filter abort".into()));
+            }
+            Outcome::Redirect { status, location } => {
+                let mut r = local_reply(status, String::new());
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                return Ok(r);
+            }
+            Outcome::Forward(f) => {
+                out.route = f.route.to_owned();
+                let ns = f.backend.namespace.as_str();
+                let name = f.backend.name.as_str();
+                let Some(b) = state.service_by_name(ns, name) else {
+                    out.flags = "UH";
+                    out.reason = format!("backend service {ns}/{name} is not known");
+                    return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
+                };
+                out.service = Some(b.clone());
+                backend = Backend::Service(b.clone(), f.backend.port.unwrap_or(port));
+                f.apply_request(parts);
+                timeouts = (f.timeouts.request, f.timeouts.backend_request);
+                retry = f.retry;
+                for m in f.mirrors() {
+                    if let Some(s) = state.service_by_name(&m.namespace, &m.name) {
+                        mirrors.push((s.clone(), m.port.unwrap_or(port)));
+                    }
+                }
+                if let Some(d) = f.delay {
+                    out.flags = "DI";
+                    tokio::time::sleep(d).await;
+                }
+                response_edits = Some(f);
+            }
+            _ => {
+                out.flags = "UH";
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
+            }
+        }
+    }
+
+    // 4. Upstream, with retries and timeouts.
+    for h in &HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    let attempts = 1 + retry.map(|r| r.attempts).unwrap_or(0);
+    let replayable = incoming.is_end_stream()
+        || incoming
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= inner.config.max_buffered_body as u64);
+    let (mut body, buffered) = if (attempts > 1 || !mirrors.is_empty()) && replayable {
+        match Counted::new(incoming, req_bytes.clone()).collect().await {
+            Ok(c) => (None, Some(c.to_bytes())),
+            Err(_) => {
+                out.flags = "DPE";
+                return Err((StatusCode::BAD_REQUEST, "request body was cut short".into()));
+            }
+        }
+    } else {
+        (
+            Some(
+                Counted::new(incoming, req_bytes.clone())
+                    .map_err(|e| Box::new(e) as BoxError)
+                    .boxed(),
+            ),
+            None,
+        )
+    };
+    if let Some(bytes) = &buffered {
+        for (s, p) in &mirrors {
+            mirror(inner, state, s, *p, parts, bytes.clone());
+        }
+    }
+    let h2 = is_grpc(parts);
+    let client = if h2 {
+        &inner.upstream.http2
+    } else {
+        &inner.upstream.http1
+    };
+    let whole = async {
+        let mut last: Result<Reply, Local> =
+            Err((StatusCode::SERVICE_UNAVAILABLE, "no upstream".into()));
+        for attempt in 1..=attempts {
+            out.attempts = attempt;
+            let Some((endpoint, addr)) = endpoint(state, &backend) else {
+                out.flags = "UH";
+                out.reason = format!("no healthy upstream for {}", backend.name());
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream".into(),
+                ));
+            };
+            out.upstream = addr.to_string();
+            out.endpoint = Some(endpoint);
+            let b = match (&buffered, body.take()) {
+                (Some(bytes), _) => Full::new(bytes.clone()).map_err(|e| match e {}).boxed(),
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            let mut p = parts.clone();
+            retarget(&mut p, addr, h2);
+            let fut = client.request(Request::from_parts(p, b));
+            let r = match timeouts.1 {
+                Some(t) if !t.is_zero() => tokio::time::timeout(t, fut).await,
+                _ => Ok(fut.await),
+            };
+            let last_try = attempt == attempts;
+            match r {
+                Ok(Ok(resp)) => {
+                    let retriable = retry.is_some_and(|r| r.retries_status(resp.status()));
+                    let (h, b) = resp.into_parts();
+                    let resp =
+                        Response::from_parts(h, b.map_err(|e| Box::new(e) as BoxError).boxed());
+                    if !retriable || last_try {
+                        out.flags = if out.flags == "DI" { "DI" } else { "-" };
+                        return Ok(resp);
+                    }
+                    last = Ok(resp);
+                }
+                Ok(Err(e)) => {
+                    out.flags = if attempts > 1 { "URX" } else { "UF" };
+                    out.reason = format!("upstream connect error: {}", error_chain(&e));
+                    last = Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "upstream connect error or disconnect/reset before headers".into(),
+                    ));
+                }
+                Err(_) => {
+                    out.flags = "UT";
+                    out.reason = "upstream per-try timeout".into();
+                    last = Err((
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout".into(),
+                    ));
+                }
+            }
+            if last_try || buffered.is_none() {
+                break;
+            }
+            // Exponential from the base interval (Envoy's 25 ms default), capped at 10x.
+            let base = retry
+                .and_then(|r| r.backoff)
+                .unwrap_or(Duration::from_millis(25));
+            tokio::time::sleep(
+                base.saturating_mul(1 << (attempt - 1).min(3))
+                    .min(base * 10),
+            )
+            .await;
+        }
+        last
+    };
+    let mut resp = match timeouts.0 {
+        Some(t) if !t.is_zero() => match tokio::time::timeout(t, whole).await {
+            Ok(r) => r?,
+            Err(_) => {
+                out.flags = "UT";
+                out.reason = "upstream request timeout".into();
+                return Err((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout".into(),
+                ));
+            }
+        },
+        _ => whole.await?,
+    };
+    if let Some(f) = response_edits {
+        f.apply_response(resp.headers_mut());
+    }
+    Ok(resp)
+}
+
+/// Where a request goes before an endpoint is picked.
+#[derive(Debug, Clone)]
+enum Backend {
+    Service(Arc<Service>, u16),
+    Workload(Arc<Workload>, u16),
+}
+
+impl Backend {
+    fn name(&self) -> String {
+        match self {
+            Backend::Service(s, p) => format!("{}:{p}", s.hostname),
+            Backend::Workload(w, p) => format!("{}:{p}", w.name),
+        }
+    }
+}
+
+/// An endpoint of `backend` by capacity, and its `ip:target-port`.
+fn endpoint(state: &State, backend: &Backend) -> Option<(Arc<Workload>, SocketAddr)> {
+    match backend {
+        Backend::Workload(w, p) => Some((w.clone(), SocketAddr::new(w.address()?, *p))),
+        Backend::Service(s, p) => {
+            let (w, port) = pick(&state.endpoints(s, *p))?;
+            let ip = w.address()?;
+            Some((w, SocketAddr::new(ip, port)))
+        }
+    }
+}
+
+/// Points the request at `addr` (the pool key), keeping Host for the application.
+fn retarget(p: &mut http::request::Parts, addr: SocketAddr, h2: bool) {
+    let host = host_of(p).to_owned();
+    let pq = p
+        .uri
+        .path_and_query()
+        .map(|x| x.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    if let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(pq)
+        .build()
+    {
+        p.uri = uri;
+    }
+    if h2 {
+        p.version = Version::HTTP_2;
+    } else {
+        p.version = Version::HTTP_11;
+        if !host.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&host)
+        {
+            p.headers.insert(header::HOST, v);
+        }
+    }
+}
+
+/// gRPC needs HTTP/2 end to end; everything else goes upstream as HTTP/1.1.
+fn is_grpc(p: &http::request::Parts) -> bool {
+    p.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Sends a copy to a mirror backend and forgets it.
+fn mirror(
+    inner: &Arc<Inner>,
+    state: &State,
+    svc: &Arc<Service>,
+    port: u16,
+    parts: &http::request::Parts,
+    body: Bytes,
+) {
+    let Some((_, addr)) = endpoint(state, &Backend::Service(svc.clone(), port)) else {
+        return;
+    };
+    let mut p = parts.clone();
+    // Envoy marks shadowed requests by suffixing the host with "-shadow".
+    let host = format!("{}-shadow", host_of(&p));
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        p.headers.insert(header::HOST, v);
+    }
+    retarget(&mut p, addr, false);
+    let client = inner.upstream.http1.clone();
+    tokio::spawn(async move {
+        let req = Request::from_parts(p, Full::new(body).map_err(|e| match e {}).boxed());
+        if let Ok(resp) = client.request(req).await {
+            drop(resp.into_body().collect().await);
+        }
+    });
+}
+
+/// The Host header, or the URI authority (HTTP/2).
+fn host_of(p: &http::request::Parts) -> &str {
+    p.headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| p.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// A new span in the caller's trace (or a new trace when none came in).
+fn child_span(headers: &HeaderMap) -> TraceParent {
+    let parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<TraceParent>().ok());
+    let fresh = TraceParent::random();
+    match parent {
+        Some(mut p) => {
+            p.parent_id = fresh.parent_id;
+            p
+        }
+        None => fresh,
+    }
+}
+
+fn local_reply(status: StatusCode, body: String) -> Reply {
+    let empty = body.is_empty();
+    let mut r = Response::new(if empty {
+        Empty::new().map_err(|e| match e {}).boxed()
+    } else {
+        Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed()
+    });
+    *r.status_mut() = status;
+    if !empty {
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    r
+}
+
+fn peer_labels(inner: &Inner, state: &State, conn: &Downstream, out: &Handled) -> TcpLabels {
+    let source = state
+        .workload_by_addr(&inner.config.network, conn.peer_addr.ip())
+        .cloned();
+    let mut l = labels_for(
+        Reporter::Waypoint,
+        source.as_deref(),
+        out.endpoint.as_deref(),
+        out.service.as_deref(),
+    );
+    if source.is_none() {
+        let b = &conn.baggage;
+        let or = |v: &Option<String>| v.clone().unwrap_or_default();
+        l.source_workload = or(&b.workload_name);
+        l.source_workload_namespace = or(&b.namespace);
+        l.source_canonical_service = or(&b.service);
+        l.source_canonical_revision = or(&b.revision);
+        l.source_cluster = or(&b.cluster);
+    }
+    l.source_principal = conn.peer_id.to_string();
+    l.mutual_tls = true;
+    l
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,488 @@
+//! A waypoint between two node proxies on loopback: client → SOCKS5 (node A) → HBONE to the
+//! waypoint → JWT, L7 policy, HTTPRoute → HBONE (waypoint identity) → node B → HTTP apps.
+//! HTTP is spoken by hyper on the client side and by small hyper apps on the server side.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
+use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
+use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_tls::{Provider, TlsContext};
+use ambit_xds::{GatewayAddress, Service, State, TunnelProtocol, Workload};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn ip(net: u8, host: [u8; 2]) -> IpAddr {
+    IpAddr::from([127, net, host[0], host[1]])
+}
+
+fn workload(net: u8, name: &str, sa: &str, node: &str, host: [u8; 2]) -> Workload {
+    let mut w = Workload::new(&format!("demo/{name}"), name, "demo", vec![ip(net, host)]);
+    w.service_account = sa.to_owned();
+    w.node = node.to_owned();
+    w.protocol = TunnelProtocol::Hbone;
+    w.canonical_name = name.to_owned();
+    w.canonical_revision = "v1".into();
+    w
+}
+
+fn service(net: u8, name: &str, vip: [u8; 2]) -> Service {
+    let mut s = Service::new(name, "demo", &format!("{name}.demo.svc.cluster.local"));
+    s.vips = vec![(String::new(), ip(net, vip))];
+    s.ports = BTreeMap::from([(80, 8080)]);
+    s
+}
+
+/// client (node A, 1.2); reviews-v1 (2.2), reviews-v2 (2.3), flaky (2.4) on node B; the
+/// waypoint at 3.2; service `reviews` (VIP 100.1) uses the waypoint and has both versions as
+/// endpoints; `reviews-v1`/`reviews-v2` (100.2/100.3) name each version; `flaky` (100.4).
+fn state(net: u8) -> State {
+    let mut s = State::new();
+    s.insert_workload(workload(net, "client", "client", "node-a", [1, 2]))
+        .expect("w");
+    let backends = [
+        ("reviews-v1", [2, 2], vec!["reviews", "reviews-v1"]),
+        ("reviews-v2", [2, 3], vec!["reviews", "reviews-v2"]),
+        ("flaky", [2, 4], vec!["flaky"]),
+    ];
+    for (name, host, svcs) in backends {
+        let mut w = workload(net, name, "reviews", "node-b", host);
+        for svc in svcs {
+            w.services.insert(
+                format!("demo/{svc}.demo.svc.cluster.local"),
+                BTreeMap::from([(80, 8080)]),
+            );
+        }
+        s.insert_workload(w).expect("w");
+    }
+    s.insert_workload(workload(net, "waypoint", "waypoint", "none", [3, 2]))
+        .expect("w");
+    let wp = GatewayAddress::ip(ip(net, [3, 2]));
+    for (name, vip) in [
+        ("reviews", [100, 1]),
+        ("reviews-v1", [100, 2]),
+        ("reviews-v2", [100, 3]),
+        ("flaky", [100, 4]),
+    ] {
+        let mut svc = service(net, name, vip);
+        svc.waypoint = Some(wp.clone());
+        s.insert_service(svc);
+    }
+    s
+}
+
+struct Mesh {
+    net: u8,
+    a: NodeProxy,
+    _b: NodeProxy,
+    waypoint: Waypoint,
+    flaky_hits: Arc<AtomicU32>,
+}
+
+impl Mesh {
+    async fn start(net: u8, l7_yaml: &str) -> Self {
+        let ca = Arc::new(
+            CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca"),
+        );
+        let source = Arc::new(CaSource::new(
+            ca,
+            Duration::from_secs(3600),
+            Arc::new(SystemClock),
+        ));
+        let tls = TlsContext::new(Provider::default());
+        let cfg = |node: &str, host: u8| {
+            let mut c = NodeConfig::new(node);
+            c.socks5 = Some(SocketAddr::new(ip(net, [0, host]), 0));
+            c.metrics = None;
+            c.readiness = None;
+            c.admin = None;
+            c
+        };
+        let st = state(net);
+        let a = NodeProxy::start(cfg("node-a", 1), st.clone(), source.clone(), tls.clone())
+            .await
+            .expect("node a");
+        let b = NodeProxy::start(cfg("node-b", 2), st.clone(), source.clone(), tls.clone())
+            .await
+            .expect("node b");
+        for (name, host) in [("reviews-v1", [2, 2]), ("reviews-v2", [2, 3])] {
+            app(SocketAddr::new(ip(net, host), 8080), name, None).await;
+        }
+        let flaky_hits = Arc::new(AtomicU32::new(0));
+        app(
+            SocketAddr::new(ip(net, [2, 4]), 8080),
+            "flaky",
+            Some(flaky_hits.clone()),
+        )
+        .await;
+        let id = TrustDomain::new("cluster.local")
+            .expect("td")
+            .workload_id("demo", "waypoint")
+            .expect("id");
+        let mut wc = WaypointConfig::new("waypoint", "demo", id);
+        wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
+        wc.metrics = None;
+        wc.readiness = None;
+        let (l7, warnings) = L7Config::from_yaml(l7_yaml, "test.yaml", "istio-system").expect("l7");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let waypoint = Waypoint::start(wc, st, l7, source, tls)
+            .await
+            .expect("waypoint");
+        Self {
+            net,
+            a,
+            _b: b,
+            waypoint,
+            flaky_hits,
+        }
+    }
+
+    /// One HTTP/1.1 request from the client workload to `service` port 80 through the mesh.
+    async fn request(
+        &self,
+        service_vip: [u8; 2],
+        req: Request<Full<Bytes>>,
+    ) -> (u16, String, http::HeaderMap) {
+        let proxy = self.a.bound().socks5.expect("socks5");
+        let to = SocketAddr::new(ip(self.net, service_vip), 80);
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+            .await
+            .expect("socks5 to the service");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .expect("http1 handshake");
+        tokio::spawn(conn);
+        let resp = tokio::time::timeout(STEP, send.send_request(req))
+            .await
+            .expect("response in time")
+            .expect("response");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    }
+
+    async fn get(&self, vip: [u8; 2], path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut b = Request::get(path).header("host", "reviews.demo.svc.cluster.local");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (s, body, _) = self
+            .request(vip, b.body(Full::new(Bytes::new())).expect("req"))
+            .await;
+        (s, body)
+    }
+}
+
+/// An HTTP/1.1 app answering `app=<name> path=<path> <selected headers>`; with `hits` (the
+/// flaky app), `/fail` is always 503, `/slow` sleeps 5 s, and other paths alternate 503, 200.
+async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>) {
+    let l = TcpListener::bind(addr).await.expect("bind app");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let hits = hits.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
+                    let hits = hits.clone();
+                    async move {
+                        let path = r.uri().to_string();
+                        let mut status = 200;
+                        if let Some(h) = &hits {
+                            match path.as_str() {
+                                "/slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+                                "/fail" => status = 503,
+                                _ if h.fetch_add(1, Ordering::SeqCst) % 2 == 0 => status = 503,
+                                _ => {}
+                            }
+                        }
+                        let seen = |k: &str| {
+                            r.headers()
+                                .get(k)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned()
+                        };
+                        let body = format!(
+                            "app={name} path={path} host={} auth={} x-added={} traceparent={}",
+                            seen("host"),
+                            seen("authorization"),
+                            seen("x-added"),
+                            seen("traceparent")
+                        );
+                        let mut resp = Response::new(Full::new(Bytes::from(body)));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+const ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-feature, value: beta}]}]
+    backendRefs: [{name: reviews-v2, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 301}
+  - matches: [{path: {type: PathPrefix, value: /v1}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {add: [{name: x-added, value: yes}]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-served-by, value: waypoint}]}
+    backendRefs: [{name: reviews-v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs:
+    - {name: reviews-v1, port: 80, weight: 90}
+    - {name: reviews-v2, port: 80, weight: 10}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: flaky, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: flaky}]
+  rules:
+  - matches: [{path: {type: Exact, value: /slow}}]
+    timeouts: {request: 300ms}
+    backendRefs: [{name: flaky, port: 80}]
+  - matches: [{path: {type: Exact, value: /fail}}]
+    backendRefs: [{name: flaky, port: 80}]
+  - matches: [{path: {type: Exact, value: /retry}}]
+    retry: {codes: [503], attempts: 2}
+    backendRefs: [{name: flaky, port: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_header_prefix_and_weight_with_filters_and_redirects() {
+    let mesh = Mesh::start(41, ROUTES).await;
+    let (s, body) = mesh
+        .get([100, 1], "/anything", &[("x-feature", "beta")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v2 path=/anything"), "{body}");
+    assert!(
+        body.contains("host=reviews.demo.svc.cluster.local"),
+        "Host reaches the app unchanged: {body}"
+    );
+    assert!(
+        !body.contains("traceparent=-"),
+        "a trace context is added: {body}"
+    );
+
+    let mut b = Request::get("/v1/items").header("host", "reviews");
+    b = b.header("x-added", "no");
+    let (s, body, headers) = mesh
+        .request([100, 1], b.body(Full::new(Bytes::new())).expect("req"))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v1 path=/v1/items"), "{body}");
+    assert!(
+        body.contains("x-added=no"),
+        "add keeps the first value: {body}"
+    );
+    assert_eq!(
+        headers.get("x-served-by").and_then(|v| v.to_str().ok()),
+        Some("waypoint")
+    );
+
+    let (s, _, headers) = mesh
+        .request(
+            [100, 1],
+            Request::get("/old/page?q=1")
+                .header("host", "reviews.demo")
+                .body(Full::new(Bytes::new()))
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(s, 301);
+    let loc = headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(loc.ends_with("/new/page?q=1"), "{loc}");
+
+    let mut v2 = 0;
+    for _ in 0..60 {
+        let (s, body) = mesh.get([100, 1], "/", &[]).await;
+        assert_eq!(s, 200, "{body}");
+        if body.starts_with("app=reviews-v2") {
+            v2 += 1;
+        }
+    }
+    // 10% of 60: P(0 hits) = 0.9^60 ≈ 0.2%, P(≥ 20) < 1e-5.
+    assert!((1..20).contains(&v2), "{v2} of 60 went to v2");
+
+    let metrics = mesh.waypoint.metrics();
+    assert!(
+        metrics.contains("istio_requests_total{reporter=\"waypoint\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("destination_workload=\"reviews-v2\"")
+            && metrics.contains("source_principal=\"spiffe://cluster.local/ns/demo/sa/client\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("response_code=\"301\""), "{metrics}");
+    assert!(
+        metrics.contains("istio_request_duration_milliseconds_bucket{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_timeouts_and_no_route() {
+    let mesh = Mesh::start(42, ROUTES).await;
+    let (s, body) = mesh.get([100, 4], "/fail", &[]).await;
+    assert_eq!(s, 503, "without retry the failure shows: {body}");
+    let (s, body) = mesh.get([100, 4], "/retry", &[]).await;
+    assert_eq!(s, 200, "the retry succeeds: {body}");
+    assert_eq!(
+        mesh.flaky_hits.load(Ordering::SeqCst),
+        2,
+        "one failed attempt, one retry"
+    );
+
+    let started = std::time::Instant::now();
+    let (s, body) = mesh.get([100, 4], "/slow", &[]).await;
+    assert_eq!(s, 504, "{body}");
+    assert_eq!(body, "upstream request timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "timed out early"
+    );
+
+    let (s, body) = mesh.get([100, 4], "/nothing-here", &[]).await;
+    assert_eq!(s, 404, "{body}");
+    let m = mesh.waypoint.metrics();
+    assert!(
+        m.contains("response_flags=\"NR\"") && m.contains("response_flags=\"UT\""),
+        "{m}"
+    );
+}
+
+/// A P-256 key as (PKCS#8 DER for signing, JWKS JSON with `kid`).
+fn jwk(kid: &str) -> (Vec<u8>, String) {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let raw = kp.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"{kid}","x":"{}","y":"{}"}}]}}"#,
+        b64(&raw[1..33]),
+        b64(&raw[33..65])
+    );
+    (kp.serialize_der(), jwks)
+}
+
+fn token(der: &[u8], kid: &str, iss: &str, sub: &str, exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(kid.to_owned());
+    let claims = serde_json::json!({"iss": iss, "sub": sub, "aud": "reviews", "exp": now + exp_in, "iat": now, "group": "admins"});
+    jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(der)).expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_and_l7_authorization() {
+    let (der, jwks) = jwk("k1");
+    let policies = format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  jwtRules:
+  - issuer: https://issuer.example
+    audiences: [reviews]
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: admin-needs-jwt, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  action: DENY
+  rules:
+  - to: [{{operation: {{paths: ["/admin/*"]}}}}]
+    from: [{{source: {{notRequestPrincipals: ["https://issuer.example/*"]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-delete, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]
+  action: DENY
+  rules:
+  - to: [{{operation: {{methods: [DELETE]}}}}]
+"#
+    );
+    let mesh = Mesh::start(43, &policies).await;
+    let (s, body) = mesh.get([100, 1], "/public", &[]).await;
+    assert_eq!(s, 200, "no token, no policy on this path: {body}");
+    let (s, body) = mesh.get([100, 1], "/admin/users", &[]).await;
+    assert_eq!((s, body.as_str()), (403, "RBAC: access denied"));
+
+    let good = token(&der, "k1", "https://issuer.example", "alice", 600);
+    let bearer = format!("Bearer {good}");
+    let (s, body) = mesh
+        .get([100, 1], "/admin/users", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("auth=-"),
+        "the token is not forwarded by default: {body}"
+    );
+
+    let expired = format!(
+        "Bearer {}",
+        token(&der, "k1", "https://issuer.example", "alice", -3600)
+    );
+    let (s, _) = mesh
+        .get([100, 1], "/public", &[("authorization", &expired)])
+        .await;
+    assert_eq!(
+        s, 401,
+        "an expired token is refused even where no policy needs one"
+    );
+    let (other, _) = jwk("k1");
+    let forged = format!(
+        "Bearer {}",
+        token(&other, "k1", "https://issuer.example", "mallory", 600)
+    );
+    let (s, _) = mesh
+        .get([100, 1], "/admin/x", &[("authorization", &forged)])
+        .await;
+    assert_eq!(s, 401, "a token signed by another key is refused");
+
+    let req = Request::delete("/public")
+        .header("host", "reviews")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let (s, _, _) = mesh.request([100, 1], req).await;
+    assert_eq!(s, 403, "a Gateway-attached policy applies to every service");
+}

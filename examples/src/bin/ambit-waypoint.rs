@@ -1,0 +1,166 @@
+//! `ambit-waypoint`: an Istio ambient waypoint (L7 proxy). Mesh state comes from ztunnel's local
+//! YAML config (which services and workloads use this waypoint, and their endpoints); routes and
+//! policies from Gateway API `HTTPRoute`, Istio `AuthorizationPolicy` and
+//! `RequestAuthentication` YAML. Every file is reloaded when it changes; a broken file keeps the
+//! last good config in force.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ambit_examples::{CredentialFlags, fingerprint, listen_addr};
+use ambit_identity::TrustDomain;
+use ambit_proxy::{L7Config, Waypoint, WaypointConfig};
+use ambit_tls::{Provider, TlsContext};
+use anyhow::{Context, Result};
+use clap::Parser;
+use tracing::{error, info, warn};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// An Istio ambient waypoint: HBONE in, JWT + L7 authorization + HTTPRoute, HBONE out.
+#[derive(Debug, Parser)]
+#[command(name = "ambit-waypoint", version, about)]
+struct Args {
+    /// Local config in ztunnel's LOCAL_XDS_PATH shape (workloads, services; services and
+    /// workloads name their waypoint with `waypoint: {destination: ...}`).
+    #[arg(long, env = "LOCAL_XDS_PATH")]
+    config: PathBuf,
+    /// HTTPRoute / AuthorizationPolicy / RequestAuthentication YAML files (multi-document).
+    #[arg(long = "l7")]
+    l7: Vec<PathBuf>,
+    /// The waypoint Gateway's name (what policies' `targetRefs` of kind Gateway name).
+    #[arg(long, default_value = "waypoint")]
+    name: String,
+    /// Its namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Its service account (default: the name, as Istio deploys waypoints).
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Trust domain.
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Istio's root namespace (for mesh-wide policies).
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// Directory with a CA made by `ambitctl ca init`.
+    #[arg(long, conflicts_with = "cert_chain")]
+    ca_dir: Option<PathBuf>,
+    /// PEM certificate chain of the waypoint identity, re-read when it changes.
+    #[arg(long, requires_all = ["key", "root_cert"])]
+    cert_chain: Option<PathBuf>,
+    /// PEM private key for --cert-chain.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// PEM trust bundle for --cert-chain.
+    #[arg(long)]
+    root_cert: Option<PathBuf>,
+    /// HBONE listener.
+    #[arg(long, default_value = "0.0.0.0:15008")]
+    hbone: String,
+    /// Prometheus metrics listener ("off" to disable).
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    metrics: String,
+    /// Readiness listener ("off" to disable).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    readiness: String,
+    /// Access log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// How often to check the files for changes.
+    #[arg(long, default_value = "1")]
+    reload_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    ambit_examples::init_logging("info");
+    let args = Args::parse();
+    ambit_examples::run_main("ambit-waypoint", run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let td = TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
+    let sa = args.service_account.clone().unwrap_or(args.name.clone());
+    let identity = td
+        .workload_id(&args.namespace, &sa)
+        .context("--namespace/--service-account do not form a SPIFFE id")?;
+    let credentials = ambit_examples::credentials(
+        td,
+        &CredentialFlags {
+            ca_dir: args.ca_dir.clone(),
+            cert_chain: args.cert_chain.clone(),
+            key: args.key.clone(),
+            root_cert: args.root_cert.clone(),
+        },
+    )?;
+    let state = ambit_xds::local::load_file(&args.config)?.state;
+    let l7 = load_l7(&args.l7, &args.root_namespace)?;
+    let mut config = WaypointConfig::new(&args.name, &args.namespace, identity.clone());
+    config.hbone = listen_addr("hbone", &args.hbone)?.context("--hbone cannot be off")?;
+    config.metrics = listen_addr("metrics", &args.metrics)?;
+    config.readiness = listen_addr("readiness", &args.readiness)?;
+    config.json_access_log = args.log_format == "json";
+    let waypoint = Waypoint::start(
+        config,
+        state,
+        l7,
+        credentials,
+        TlsContext::new(Provider::default()),
+    )
+    .await
+    .context("starting the waypoint")?;
+    info!(%identity, bound = ?waypoint.bound(), "ambit-waypoint ready");
+
+    let mut files = args.l7.clone();
+    files.push(args.config.clone());
+    let mut last = fingerprint(&files);
+    let mut tick = tokio::time::interval(Duration::from_secs(args.reload_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => {
+                info!("shutting down: draining for up to 5 s");
+                waypoint.shutdown(Duration::from_secs(5)).await;
+                return Ok(());
+            }
+        }
+        let now = fingerprint(&files);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match ambit_xds::local::load_file(&args.config) {
+            Ok(cfg) => waypoint.update_state(cfg.state),
+            Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),
+        }
+        match load_l7(&args.l7, &args.root_namespace) {
+            Ok(l7) => {
+                waypoint.update_l7(l7);
+                info!("routes and policies reloaded");
+            }
+            Err(e) => error!("routes and policies not reloaded, keeping the last good ones: {e:#}"),
+        }
+    }
+}
+
+/// All L7 files as one config (warnings logged).
+fn load_l7(files: &[PathBuf], root: &str) -> Result<L7Config> {
+    let mut text = String::new();
+    for f in files {
+        let t =
+            std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        text.push_str("\n---\n");
+        text.push_str(&t);
+    }
+    let label = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (l7, warnings) = L7Config::from_yaml(&text, &label, root)?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    Ok(l7)
+}
