@@ -147,6 +147,10 @@ struct Source {
     service_accounts: Vec<String>,
     #[serde(default)]
     not_service_accounts: Vec<String>,
+    #[serde(default)]
+    trust_domains: Vec<String>,
+    #[serde(default)]
+    not_trust_domains: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -424,6 +428,9 @@ impl IstioPolicies {
                 ("notRequestPrincipals", &s.not_request_principals),
                 ("remoteIpBlocks", &s.remote_ip_blocks),
                 ("notRemoteIpBlocks", &s.not_remote_ip_blocks),
+                // The workload API has no trust-domain match: ztunnel cannot enforce these.
+                ("trustDomains", &s.trust_domains),
+                ("notTrustDomains", &s.not_trust_domains),
             ] {
                 if !v.is_empty() {
                     l7.push(field.to_owned());
