@@ -37,6 +37,11 @@ async fn demo_runs_the_tour_and_exits_zero() {
         "cart           db :5432        allowed   allowed by shop/db-from-cart",
         "source_workload=batch destination_workload=cart response_flags=DENY => 1",
         "all data-path results match the policy engine.",
+        "GET / with x-feature: beta      -> HTTP 200: hello from reviews-v2",
+        "GET /admin without a token      -> HTTP 403: RBAC: access denied",
+        "GET /admin with a demo JWT      -> HTTP 200",
+        "GET /admin with an expired JWT  -> HTTP 401: Jwt is expired",
+        "reporter=waypoint source_workload=frontend destination_workload=reviews-v2 response_code=200",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -54,9 +59,32 @@ fn config(net: u8, policies: &str) -> String {
 struct Daemon {
     _child: Child,
     stderr: Lines<BufReader<ChildStderr>>,
+    name: &'static str,
 }
 
 impl Daemon {
+    /// Starts `bin` with `args` and waits for its ready line.
+    async fn spawn(name: &'static str, bin: &str, args: &[String], ready: &str) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut d = Self {
+            _child: child,
+            stderr,
+            name,
+        };
+        d.wait_for(ready).await;
+        d
+    }
+
     async fn start(dir: &Path, node: &str, host: u8, net: u8) -> Self {
         let at = |port: u16| format!("127.{net}.0.{host}:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ambit-ztunnel"))
@@ -85,6 +113,7 @@ impl Daemon {
         let mut d = Self {
             _child: child,
             stderr,
+            name: "ambit-ztunnel",
         };
         d.wait_for("ambit-ztunnel ready").await;
         d
@@ -106,7 +135,8 @@ impl Daemon {
         match found {
             Ok(Some(line)) => line,
             _ => panic!(
-                "ambit-ztunnel never logged {needle:?}; log:\n{}",
+                "{} never logged {needle:?}; log:\n{}",
+                self.name,
                 seen.join("\n")
             ),
         }
@@ -115,6 +145,11 @@ impl Daemon {
 
 /// Debian's curl through a SOCKS5 proxy, from a workload's address.
 async fn curl(socks: &str, from: &str, url: &str) -> (bool, String) {
+    curl_with(socks, from, url, &[]).await
+}
+
+/// [`curl`] with extra arguments.
+async fn curl_with(socks: &str, from: &str, url: &str, extra: &[&str]) -> (bool, String) {
     let out = Command::new("curl")
         .args([
             "--silent",
@@ -125,8 +160,9 @@ async fn curl(socks: &str, from: &str, url: &str) -> (bool, String) {
             socks,
             "--interface",
             from,
-            url,
         ])
+        .args(extra)
+        .arg(url)
         .stdin(Stdio::null())
         .output();
     let out = tokio::time::timeout(STEP, out)
@@ -233,4 +269,160 @@ async fn two_ztunnels_with_curl_socks5_and_live_reloads() {
         .expect("curl metrics");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(metrics.contains("response_flags=\"DENY\""), "{metrics}");
+}
+
+/// Two node proxies and an `ambit-waypoint`: Debian's curl (HTTP/1.1, and HTTP/2 with prior
+/// knowledge) through node A's SOCKS5 to a service VIP that uses the waypoint; header routing,
+/// an AuthorizationPolicy, and a live route reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_ztunnels_and_a_waypoint_daemon() {
+    let net = 22;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
+        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
+        .arg(dir.join("ca"))
+        .output()
+        .await
+        .expect("ambitctl");
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    let local = format!(
+        r#"workloads:
+- {{uid: t/client, name: client, namespace: demo, serviceAccount: client, workloadIps: [127.{net}.1.2], node: node-a}}
+- {{uid: t/v1, name: web-v1, namespace: demo, serviceAccount: web, workloadIps: [127.{net}.2.2], node: node-b, services: {{"demo/web.demo.svc.cluster.local": {{80: 8080}}, "demo/web-v1.demo.svc.cluster.local": {{80: 8080}}}}}}
+- {{uid: t/v2, name: web-v2, namespace: demo, serviceAccount: web, workloadIps: [127.{net}.2.3], node: node-b, services: {{"demo/web.demo.svc.cluster.local": {{80: 8080}}, "demo/web-v2.demo.svc.cluster.local": {{80: 8080}}}}}}
+- {{uid: t/wp, name: waypoint, namespace: demo, serviceAccount: waypoint, workloadIps: [127.{net}.3.2], node: none}}
+services:
+- {{name: web, namespace: demo, hostname: web.demo.svc.cluster.local, vips: ["/127.{net}.100.1"], ports: {{80: 8080}}, waypoint: {{destination: "/127.{net}.3.2"}}}}
+- {{name: web-v1, namespace: demo, hostname: web-v1.demo.svc.cluster.local, vips: ["/127.{net}.100.2"], ports: {{80: 8080}}}}
+- {{name: web-v2, namespace: demo, hostname: web-v2.demo.svc.cluster.local, vips: ["/127.{net}.100.3"], ports: {{80: 8080}}}}
+"#
+    );
+    std::fs::write(dir.join("local.yaml"), local).expect("write config");
+    let routes = |v2_header: &str| {
+        format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: demo}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: web, port: 80}}]
+  rules:
+  - matches: [{{headers: [{{name: {v2_header}, value: "on"}}]}}]
+    backendRefs: [{{name: web-v2, port: 80}}]
+  - backendRefs: [{{name: web-v1, port: 80}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-admin, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
+"#
+        )
+    };
+    std::fs::write(dir.join("l7.yaml"), routes("x-v2")).expect("write l7");
+
+    for (name, host) in [("web-v1", 2u8), ("web-v2", 3u8)] {
+        let app = TcpListener::bind(format!("127.{net}.2.{host}:8080"))
+            .await
+            .expect("bind app");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = app.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let line = head.lines().next().unwrap_or("").to_owned();
+                    let body = format!("{name} got {line}\n");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+    }
+    let _b = Daemon::start(dir, "node-b", 2, net).await;
+    let _a = Daemon::start(dir, "node-a", 1, net).await;
+    let at = |port: u16| format!("127.{net}.3.2:{port}");
+    let mut wp = Daemon::spawn(
+        "ambit-waypoint",
+        env!("CARGO_BIN_EXE_ambit-waypoint"),
+        &[
+            "--config".into(),
+            dir.join("local.yaml").display().to_string(),
+            "--l7".into(),
+            dir.join("l7.yaml").display().to_string(),
+            "--name".into(),
+            "waypoint".into(),
+            "--namespace".into(),
+            "demo".into(),
+            "--ca-dir".into(),
+            dir.join("ca").display().to_string(),
+            "--hbone".into(),
+            at(15008),
+            "--metrics".into(),
+            at(15020),
+            "--readiness".into(),
+            "off".into(),
+        ],
+        "ambit-waypoint ready",
+    )
+    .await;
+    let socks = format!("127.{net}.0.1:15080");
+    let from = format!("127.{net}.1.2");
+    let url = format!("http://127.{net}.100.1/items?x=1");
+
+    let (ok, text) = curl(&socks, &from, &url).await;
+    assert!(ok, "{text}");
+    assert_eq!(text, "web-v1 got GET /items?x=1 HTTP/1.1\n");
+    let (ok, text) = curl_with(
+        &socks,
+        &from,
+        &url,
+        &["-H", "x-v2: on", "--http2-prior-knowledge"],
+    )
+    .await;
+    assert!(ok, "{text}");
+    assert_eq!(
+        text, "web-v2 got GET /items?x=1 HTTP/1.1\n",
+        "HTTP/2 in, HTTP/1.1 to the app"
+    );
+    let admin = format!("http://127.{net}.100.1/admin/users");
+    let (ok, text) = curl_with(&socks, &from, &admin, &["--write-out", " %{http_code}"]).await;
+    assert!(ok, "{text}");
+    assert_eq!(text, "RBAC: access denied 403");
+
+    // Reload: the flag header is renamed; the old one no longer routes to v2.
+    std::fs::write(dir.join("l7.yaml"), routes("x-beta")).expect("rewrite l7");
+    wp.wait_for("routes and policies reloaded").await;
+    let (_, text) = curl_with(&socks, &from, &url, &["-H", "x-v2: on"]).await;
+    assert!(text.starts_with("web-v1"), "{text}");
+    let (_, text) = curl_with(&socks, &from, &url, &["-H", "x-beta: on"]).await;
+    assert!(text.starts_with("web-v2"), "{text}");
+
+    // A broken file keeps the last good routes.
+    std::fs::write(dir.join("l7.yaml"), "kind: HTTPRoute\nspec: [").expect("break l7");
+    let err = wp.wait_for("not reloaded").await;
+    assert!(err.contains("l7.yaml"), "{err}");
+    let (_, text) = curl_with(&socks, &from, &url, &["-H", "x-beta: on"]).await;
+    assert!(text.starts_with("web-v2"), "{text}");
+
+    let metrics = Command::new("curl")
+        .args(["--silent", &format!("http://{}/metrics", at(15020))])
+        .output()
+        .await
+        .expect("curl metrics");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("istio_requests_total{reporter=\"waypoint\",source_workload=\"client\"")
+            && metrics.contains("response_code=\"403\""),
+        "{metrics}"
+    );
 }
