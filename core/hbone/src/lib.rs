@@ -47,6 +47,8 @@ mod authority;
 mod client;
 mod copy;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzz_logic;
 pub mod headers;
 pub mod proxy_protocol;
 mod server;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -207,6 +208,17 @@ impl<H: Handler> Server<H> {
     }
 }
 
+#[cfg(fuzzing)]
+impl<H: Handler> Server<H> {
+    /// The post-TLS half of a connection, for `fuzz_logic`.
+    pub(crate) async fn serve_established<IO>(&self, io: IO, info: TunnelInfo) -> Result<(), String>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        serve_h2(&self.shared, io, info).await
+    }
+}
+
 impl<H> Clone for Server<H> {
     fn clone(&self) -> Self {
         Self {
@@ -258,7 +270,26 @@ async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, pe
         Ok(id) => id,
         Err(e) => return fail(&e),
     };
+    let info = TunnelInfo {
+        peer_id,
+        peer_addr: peer,
+        local_addr: local,
+    };
+    if let Err(why) = serve_h2(&shared, tls, info).await {
+        fail(&why);
+    }
+}
+
+/// HTTP/2 on an established, authenticated connection: the handshake, then one task per
+/// CONNECT stream until the client leaves, stops answering PINGs, or the server drains. Fails
+/// only when the HTTP/2 handshake does.
+async fn serve_h2<H, IO>(shared: &Arc<Shared<H>>, io: IO, info: TunnelInfo) -> Result<(), String>
+where
+    H: Handler,
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let s = &shared.settings;
+    let timeout = s.handshake_timeout;
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -266,22 +297,14 @@ async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, pe
         .max_concurrent_streams(s.max_concurrent_streams)
         .max_header_list_size(s.max_header_list_size)
         .max_send_buffer_size(s.max_send_buffer_size)
-        .handshake::<_, Bytes>(tls);
+        .handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return fail(&format_args!("HTTP/2 handshake: {e}")),
-        Err(_) => {
-            return fail(&format_args!(
-                "HTTP/2 preface not received within {timeout:?}"
-            ));
-        }
+        Ok(Err(e)) => return Err(format!("HTTP/2 handshake: {e}")),
+        Err(_) => return Err(format!("HTTP/2 preface not received within {timeout:?}")),
     };
+    let peer = info.peer_addr;
     shared.connections.send_modify(|n| *n += 1);
-    let info = TunnelInfo {
-        peer_id,
-        peer_addr: peer,
-        local_addr: local,
-    };
     let keepalive = crate::keepalive(conn.ping_pong(), s.ping_interval, s.ping_timeout);
     tokio::pin!(keepalive);
     let mut drain = shared.drain.subscribe();
@@ -318,6 +341,7 @@ async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, pe
     }
     drop(conn);
     shared.connections.send_modify(|n| *n -= 1);
+    Ok(())
 }
 
 async fn serve_stream<H: Handler>(
@@ -396,6 +420,9 @@ impl Responder {
         let (Some(mut respond), Some(recv)) = (self.respond.take(), self.recv.take()) else {
             return Err(HboneError::Request("responder already used".into()));
         };
+        // The guard owns the stream's place in `streams_active` from here on, also when the
+        // client has already reset the stream and the answer fails.
+        let guard = ActiveStream(self.stats.clone());
         let mut resp = Response::new(());
         *resp.headers_mut() = headers;
         let send = respond
@@ -404,7 +431,6 @@ impl Responder {
                 addr: self.info.peer_addr,
                 source,
             })?;
-        let guard = ActiveStream(self.stats.clone());
         Ok(Tunnel::new(
             send,
             recv,
@@ -455,5 +481,59 @@ struct ActiveStream(Arc<Stats>);
 impl Drop for ActiveStream {
     fn drop(&mut self) {
         self.0.streams_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A client that resets its CONNECT before the handler answers: `accept` fails, and the
+    /// stream no longer counts as active (it used to stay counted forever). Found by the
+    /// `hbone_server` fuzz target.
+    #[tokio::test]
+    async fn accept_after_client_reset_releases_the_stream() {
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |_req: ConnectRequest, mut responder: Responder| {
+            let done_tx = done_tx.clone();
+            async move {
+                let respond = responder.respond.as_mut().expect("unanswered");
+                std::future::poll_fn(|cx| respond.poll_reset(cx))
+                    .await
+                    .expect("reset");
+                let _ = done_tx.send(responder.accept(HeaderMap::new()).is_err());
+            }
+        };
+        let tls: HashMap<IpAddr, Arc<rustls::ServerConfig>> = HashMap::new();
+        let server = Server::new(tls, handler, ServerSettings::default());
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let info = TunnelInfo {
+            peer_id: SpiffeId::parse("spiffe://cluster.local/ns/a/sa/client").expect("id"),
+            peer_addr: ([10, 0, 0, 1], 40000).into(),
+            local_addr: ([10, 0, 0, 2], 15008).into(),
+        };
+        let shared = server.shared.clone();
+        tokio::spawn(async move { serve_h2(&shared, server_io, info).await });
+
+        let (mut send, conn) = h2::client::handshake(client_io).await.expect("h2");
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::CONNECT)
+            .uri("10.0.0.2:8080")
+            .body(())
+            .expect("request");
+        let (_response, mut stream) = send.send_request(req, false).expect("send");
+        stream.send_reset(Reason::CANCEL);
+
+        let failed = tokio::time::timeout(Duration::from_secs(5), done.recv())
+            .await
+            .expect("handler ran");
+        assert_eq!(failed, Some(true), "accept after a reset fails");
+        let stats = server.stats();
+        assert_eq!((stats.streams_accepted, stats.streams_active), (1, 0));
     }
 }
