@@ -1,6 +1,8 @@
 //! HBONE end to end over loopback: ambit client ↔ ambit server, and independent peers.
 //! One test binary (submodules under `hbone/`) to save link time.
 
+#[path = "hbone/adversarial.rs"]
+mod adversarial;
 #[path = "hbone/drain.rs"]
 mod drain;
 #[path = "hbone/echo.rs"]
