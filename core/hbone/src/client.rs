@@ -343,12 +343,16 @@ impl Client {
         let idle = s.idle_timeout;
         let watched = pooled.clone();
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        let owner = inner.clone();
         tokio::spawn(async move {
             let idle_check = async {
-                let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+                let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
                 loop {
                     tokio::time::sleep(tick).await;
-                    if watched.is_idle_for(idle) {
+                    // Idle long enough, or idle and its client is gone (nobody can reuse it).
+                    if watched.is_idle_for(idle)
+                        || (owner.strong_count() == 0 && watched.is_idle_for(Duration::ZERO))
+                    {
                         return;
                     }
                 }

@@ -13,5 +13,7 @@ mod envoy;
 mod failures;
 #[path = "hbone/interop.rs"]
 mod interop;
+#[path = "hbone/load.rs"]
+mod load;
 #[path = "hbone/pool.rs"]
 mod pool;

@@ -125,6 +125,13 @@ pub struct EchoHandler {
     seen: mpsc::UnboundedSender<Seen>,
 }
 
+impl EchoHandler {
+    /// A handler reporting each finished tunnel on `seen`.
+    pub fn new(seen: mpsc::UnboundedSender<Seen>) -> Self {
+        Self { seen }
+    }
+}
+
 impl ambit_hbone::Handler for EchoHandler {
     async fn handle(&self, req: ConnectRequest, responder: Responder) {
         let status = match req.authority.port() {
