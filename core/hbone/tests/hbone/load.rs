@@ -146,7 +146,7 @@ async fn rotating_both_certificates_under_load_fails_no_tunnel() {
                 done.fetch_add(1, Ordering::Relaxed);
                 // A fresh client (a new handshake) every 10 tunnels, so rotations meet both
                 // live connections and handshakes in progress.
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     client = ambit_hbone::Client::new(tls.clone(), Default::default());
                 }
                 if stop.load(Ordering::Relaxed) {
