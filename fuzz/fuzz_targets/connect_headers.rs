@@ -75,10 +75,12 @@ fn baggage_round_trip(b: Baggage) {
     ] {
         v.take_if(|v| v.is_empty());
     }
-    // The workload is sent only with a name and a kind that fits in a `k8s.<kind>.name` key.
+    // The workload is sent only with a name and a kind that fits in a `k8s.<kind>.name` key
+    // other than the cluster's and the namespace's.
     let kind_ok = expect.workload_kind.as_deref().is_some_and(|k| {
-        k.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        !matches!(k, "cluster" | "namespace")
+            && k.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     });
     if !kind_ok || expect.workload_name.is_none() {
         (expect.workload_kind, expect.workload_name) = (None, None);

@@ -132,7 +132,9 @@ impl Baggage {
         put("k8s.cluster.name", &self.cluster);
         put("k8s.namespace.name", &self.namespace);
         if let Some(kind) = self.workload_kind.as_deref().filter(|k| {
+            // Kinds `cluster` and `namespace` would spell the keys of those fields.
             !k.is_empty()
+                && !matches!(*k, "cluster" | "namespace")
                 && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         }) {

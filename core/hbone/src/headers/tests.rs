@@ -41,6 +41,24 @@ fn baggage_escapes_and_tolerates_junk() {
 }
 
 #[test]
+fn baggage_workload_kind_never_overwrites_cluster_or_namespace() {
+    for kind in ["cluster", "namespace"] {
+        let b = Baggage {
+            cluster: Some("c1".into()),
+            namespace: Some("shop".into()),
+            workload_kind: Some(kind.into()),
+            workload_name: Some("other".into()),
+            ..Baggage::default()
+        };
+        let s = b.encode().expect("encoded");
+        assert_eq!(s, "k8s.cluster.name=c1,k8s.namespace.name=shop");
+        let back = Baggage::parse(&s);
+        assert_eq!(back.cluster.as_deref(), Some("c1"));
+        assert_eq!(back.namespace.as_deref(), Some("shop"));
+    }
+}
+
+#[test]
 fn forwarded_round_trip() {
     let f = Forwarded {
         for_addr: Some("[fd00::1]:4000".parse().expect("addr")),
