@@ -9,10 +9,11 @@
 //! | [`identity`] | SPIFFE ids, trust bundles, chain verification, built-in CA, rotation |
 //! | [`tls`] | rustls configs for HBONE mutual TLS |
 //! | [`hbone`] | HBONE client (pooled), server, tunnels, header and PROXY v2 codecs |
-//! | [`policy`] | Istio L4 authorization: model, evaluator, Istio YAML |
+//! | [`policy`] | Istio authorization: L4 (node proxy) and L7 (waypoint: [`policy::L7Policies`]), and JWT `RequestAuthentication` ([`policy::Authenticators`]) |
+//! | [`route`] | Gateway API `HTTPRoute`: [`route::RouteTable`] decides each request's [`route::Outcome`] |
 //! | [`xds`] | workload/service state and ztunnel's local config |
 //! | [`telemetry`] | Istio metrics and access logs |
-//! | [`proxy`] | the node proxy |
+//! | [`proxy`] | the node proxy ([`proxy::NodeProxy`]) and the waypoint ([`proxy::Waypoint`], with [`proxy::L7Config`]) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub use ambit_hbone as hbone;
 pub use ambit_identity as identity;
 pub use ambit_policy as policy;
 pub use ambit_proxy as proxy;
+pub use ambit_route as route;
 pub use ambit_telemetry as telemetry;
 pub use ambit_tls as tls;
 pub use ambit_xds as xds;
@@ -58,7 +60,7 @@ impl Error {
         self.kind == Kind::Tunnel
     }
 
-    /// Configuration (YAML, policy) was refused.
+    /// Configuration (YAML, policy, routes, a JWKS) was refused.
     pub fn is_config(&self) -> bool {
         self.kind == Kind::Config
     }
@@ -127,6 +129,39 @@ from_errors! {
         identity::CredentialError, identity::SvidError;
     Tls: tls::TlsError;
     Tunnel: hbone::HboneError;
-    Config: policy::LoadError, xds::ConfigError;
+    Config: policy::LoadError, policy::JwksError, route::LoadError, proxy::L7ConfigError,
+        xds::ConfigError;
     Proxy: proxy::ProxyError;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waypoint_config_errors_are_config_errors() {
+        let bad_route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+                         metadata: {name: r, namespace: s}\nspec: {rules: [{matches: [{path: {type: Nope}}]}]}\n";
+        let e = Error::from(route::RouteTable::parse(bad_route, "r.yaml").expect_err("refused"));
+        assert!(e.is_config() && !e.is_proxy(), "{e:?}");
+        let field = e
+            .downcast_ref::<route::LoadError>()
+            .map(|l| l.field.as_str());
+        assert_eq!(field, Some("spec.rules[0].matches[0].path.type"));
+
+        let e = Error::from(
+            proxy::L7Config::from_yaml("kind: [", "l7.yaml", "istio-system").expect_err("refused"),
+        );
+        assert!(e.is_config(), "{e:?}");
+        assert!(e.to_string().starts_with("l7.yaml: "), "{e}");
+
+        let (authn, _) =
+            policy::Authenticators::parse("", "a.yaml", "istio-system").expect("empty");
+        let e = Error::from(
+            authn
+                .set_jwks("https://nowhere/jwks", "{}")
+                .expect_err("unknown"),
+        );
+        assert!(e.is_config(), "{e:?}");
+    }
 }

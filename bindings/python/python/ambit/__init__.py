@@ -1,49 +1,128 @@
 """ambit: an embeddable service-mesh data plane, wire-compatible with Istio's ambient mode.
 
-Identity (SPIFFE ids, a built-in CA), Istio L4 authorization decisions, HBONE tunnels as
-ordinary sockets, and node proxies you can start from a test.
+Identity (SPIFFE ids, a built-in CA), Istio authorization decisions (L4 and the waypoint's L7),
+JWT RequestAuthentication, Gateway API HTTPRoute decisions, HBONE tunnels as ordinary sockets
+(dialing and listening), and node proxies and waypoints you can start from a test.
 """
 
 from __future__ import annotations
 
 import asyncio as _asyncio
 import socket as _socket
+from collections.abc import Iterator as _Iterator
+from types import TracebackType as _TracebackType
 
 from ambit._native import (
     AmbitError,
+    Authenticators,
+    AuthnResult,
     CertificateAuthority,
     ConfigError,
     Credentials,
     Decision,
     IdentityError,
+    L7Decision,
+    L7Policies,
     NodeProxy,
     Policy,
+    RequestAuth,
+    Retry,
+    RouteResult,
+    Router,
     SpiffeId,
     TlsError,
     TunnelError,
+    Waypoint,
     __version__,
 )
+from ambit._native import HboneListener as _HboneListener
 from ambit._native import hbone_connect_fd as _hbone_connect_fd
 
 __all__ = [
     "AmbitError",
+    "Authenticators",
+    "AuthnResult",
     "CertificateAuthority",
     "ConfigError",
     "Credentials",
     "Decision",
+    "HboneListener",
     "IdentityError",
+    "L7Decision",
+    "L7Policies",
     "NodeProxy",
     "Policy",
+    "RequestAuth",
+    "Retry",
+    "RouteResult",
+    "Router",
     "SpiffeId",
     "TlsError",
     "TunnelError",
+    "Waypoint",
     "__version__",
     "hbone",
 ]
 
 
+class HboneListener:
+    """An HBONE server (from `hbone.serve`): every CONNECT is accepted, and `accept()` hands the
+    tunnels out as connected stream sockets. Iterating yields them until the listener is closed.
+    Closing stops new tunnels; sockets already handed out keep working."""
+
+    def __init__(self, native: _HboneListener) -> None:
+        self._native = native
+
+    @property
+    def address(self) -> str:
+        """The bound address as `ip:port`."""
+        return self._native.address
+
+    def accept(self, timeout: float | None = None) -> tuple[_socket.socket, SpiffeId, str]:
+        """The next tunnel as `(socket, client SpiffeId, requested authority)`. Waits up to
+        `timeout` seconds (None: forever) and raises TimeoutError after that; raises AmbitError
+        when the listener is closed. Ctrl-C interrupts the wait."""
+        got = self._native.accept(timeout)
+        if got is None:
+            raise AmbitError("the HBONE listener is closed")
+        fd, peer, authority = got
+        return _socket.socket(fileno=fd), peer, authority
+
+    def __iter__(self) -> _Iterator[tuple[_socket.socket, SpiffeId, str]]:
+        while True:
+            got = self._native.accept(None)
+            if got is None:
+                return
+            fd, peer, authority = got
+            yield _socket.socket(fileno=fd), peer, authority
+
+    def close(self) -> None:
+        """Stops listening (idempotent)."""
+        self._native.close()
+
+    def __enter__(self) -> HboneListener:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: _TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class hbone:  # noqa: N801 - a namespace, used as `ambit.hbone.connect(...)`
     """HBONE tunnels as sockets."""
+
+    Listener = HboneListener
+
+    @staticmethod
+    def serve(credentials: Credentials, address: str = "127.0.0.1:0") -> HboneListener:
+        """Listens for HBONE on `address` (`ip:port`, port 0 = any) presenting `credentials`;
+        clients must present a certificate from the same trust bundle. Use as a context manager
+        and iterate (or call `accept()`) for `(socket, client SpiffeId, authority)`."""
+        return HboneListener(_HboneListener(credentials, address))
 
     @staticmethod
     def connect(credentials: Credentials, peer: str, expected_id: SpiffeId | str, authority: str) -> _socket.socket:
