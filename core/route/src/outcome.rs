@@ -1,0 +1,367 @@
+//! What a lookup decides, and the request and response edits that go with forwarding.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, StatusCode, Uri};
+
+use crate::model::{
+    Backend, PathMatch, Redirect, Request, Retry, Scheme, Timeouts, WeightedBackend,
+};
+use crate::rng::{Rng, below};
+use crate::table::Entry;
+
+/// The decision for one request. Policy outcomes are values, not errors: each non-forwarding
+/// variant says which response the waypoint sends itself ([`Outcome::status`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome<'t> {
+    /// No HTTPRoute applies to this Service, port and host: forward to the original
+    /// destination Service, as a waypoint does by default.
+    Unrouted,
+    /// Routes apply, but none of their rules matches: answer 404.
+    NotFound,
+    /// Forward to a backend.
+    Forward(Forward<'t>),
+    /// Answer with a redirect (`RequestRedirect`).
+    Redirect {
+        /// 301, 302 (the default), 303, 307 or 308.
+        status: StatusCode,
+        /// The complete `Location` value. When the request had no host and the filter sets
+        /// none, only the path and query (a relative reference).
+        location: String,
+    },
+    /// Fault injection (ambit extension): answer with `status`, after `delay` if the delay
+    /// fault fired too (Envoy delays first, then aborts).
+    Abort {
+        /// The injected status.
+        status: StatusCode,
+        /// Wait this long before answering.
+        delay: Option<Duration>,
+    },
+    /// The rule's local rate limit (ambit extension) is exhausted: answer 429.
+    RateLimited,
+    /// Nothing valid to send to: every weight is 0, the rule has no backendRefs and no
+    /// redirect, the chosen backend is not a Service, or the rule uses a filter that cannot be
+    /// applied or resolved. Answer 500, as Gateway API requires.
+    NoBackend,
+}
+
+/// Forward the request: where to, with which limits, and the edits to make on the way.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Forward<'t> {
+    /// The matching HTTPRoute, `namespace/name`.
+    pub route: &'t str,
+    /// The index of the matching rule in `spec.rules`.
+    pub rule: usize,
+    /// The rule's `name`, if it has one.
+    pub rule_name: Option<&'t str>,
+    /// The chosen backend (by weight).
+    pub backend: &'t Backend,
+    /// The rule's timeouts.
+    pub timeouts: Timeouts,
+    /// The rule's retry policy; `None` when it has no `retry` stanza.
+    pub retry: Option<&'t Retry>,
+    /// Fault injection (ambit extension): hold the request this long before forwarding.
+    pub delay: Option<Duration>,
+    entry: &'t Entry,
+    backend_index: usize,
+    /// Bit i: mirror i was sampled.
+    mirrors: u32,
+}
+
+// === impl Outcome ===
+
+impl Outcome<'_> {
+    /// The status of the response the waypoint sends itself; `None` for [`Outcome::Forward`]
+    /// and [`Outcome::Unrouted`].
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Outcome::Unrouted | Outcome::Forward(_) => None,
+            Outcome::NotFound => Some(StatusCode::NOT_FOUND),
+            Outcome::Redirect { status, .. } | Outcome::Abort { status, .. } => Some(*status),
+            Outcome::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
+            Outcome::NoBackend => Some(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+// === impl Forward ===
+
+impl<'t> Forward<'t> {
+    /// The `RequestMirror` backends this request was sampled for: send each a copy and ignore
+    /// the responses.
+    pub fn mirrors(&self) -> impl Iterator<Item = &'t Backend> + 't {
+        let mask = self.mirrors;
+        self.entry
+            .rule
+            .rule
+            .filters
+            .mirrors
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i < 32 && mask & (1 << i) != 0)
+            .map(|(_, m)| &m.backend)
+    }
+
+    /// Edits the request before forwarding: the rule's `RequestHeaderModifier`, then the chosen
+    /// backendRef's, then `URLRewrite` (host and path; `ReplacePrefixMatch` replaces the prefix
+    /// that matched, and the query string is kept).
+    ///
+    /// A rewritten host replaces the URI's authority when it has one (HTTP/2), and the `Host`
+    /// header when the URI has none or the header is present.
+    pub fn apply_request(&self, parts: &mut http::request::Parts) {
+        let rule = &self.entry.rule.rule;
+        if let Some(m) = &rule.filters.request_headers {
+            m.apply(&mut parts.headers);
+        }
+        if let Some(m) = self.weighted().and_then(|b| b.request_headers.as_ref()) {
+            m.apply(&mut parts.headers);
+        }
+        let Some(rewrite) = &rule.filters.rewrite else {
+            return;
+        };
+        if let Some(modifier) = &rewrite.path {
+            let path = modifier.apply(parts.uri.path(), self.matched_prefix());
+            let pq = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            if let Some(uri) = with_path_and_query(&parts.uri, &pq) {
+                parts.uri = uri;
+            }
+        }
+        if let Some(host) = &rewrite.hostname {
+            let had_authority = parts.uri.authority().is_some();
+            if had_authority
+                && let Ok(h) = host.to_str()
+                && let Some(uri) = with_authority(&parts.uri, h)
+            {
+                parts.uri = uri;
+            }
+            if !had_authority || parts.headers.contains_key(HOST) {
+                parts.headers.insert(HOST, host.clone());
+            }
+        }
+    }
+
+    /// Edits the response before returning it: the rule's `ResponseHeaderModifier`, then the
+    /// chosen backendRef's.
+    pub fn apply_response(&self, headers: &mut HeaderMap) {
+        if let Some(m) = &self.entry.rule.rule.filters.response_headers {
+            m.apply(headers);
+        }
+        if let Some(m) = self.weighted().and_then(|b| b.response_headers.as_ref()) {
+            m.apply(headers);
+        }
+    }
+
+    fn weighted(&self) -> Option<&'t WeightedBackend> {
+        self.entry.rule.rule.backends.get(self.backend_index)
+    }
+
+    fn matched_prefix(&self) -> Option<&'t str> {
+        matched_prefix(self.entry)
+    }
+}
+
+fn matched_prefix(entry: &Entry) -> Option<&str> {
+    match &entry.m.path {
+        PathMatch::Prefix(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn with_path_and_query(uri: &Uri, pq: &str) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::from_str(pq).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+fn with_authority(uri: &Uri, host: &str) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(Authority::from_str(host).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// The request's host without port or trailing dot: `authority` if given, else the `Host`
+/// header.
+pub(crate) fn request_host<'a>(
+    authority: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Option<&'a str> {
+    let raw = match authority {
+        Some(a) => a,
+        None => headers.get(HOST)?.to_str().ok()?,
+    };
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    let host = if raw.starts_with('[') {
+        raw.find(']').map_or(raw, |i| &raw[..=i])
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// Applies a matched rule. Order, as in Envoy's filter chain: fault injection (delay and abort
+/// sampled independently), local rate limit, redirect, then the weighted backend choice and
+/// mirror sampling.
+pub(crate) fn decide<'t, R: Rng + ?Sized>(
+    entry: &'t Entry,
+    req: &Request<'_>,
+    host: Option<&str>,
+    port: u16,
+    now: Instant,
+    rng: &mut R,
+) -> Outcome<'t> {
+    let resolved = &*entry.rule;
+    let rule = &*resolved.rule;
+    if resolved.fail_closed {
+        return Outcome::NoBackend;
+    }
+    let mut delay = None;
+    if let Some(fault) = &resolved.fault {
+        if let Some((d, f)) = fault.delay
+            && f.sample(rng)
+        {
+            delay = Some(d);
+        }
+        if let Some((status, f)) = fault.abort
+            && f.sample(rng)
+        {
+            return Outcome::Abort { status, delay };
+        }
+    }
+    if let Some(bucket) = &resolved.bucket
+        && !bucket.try_acquire(now)
+    {
+        return Outcome::RateLimited;
+    }
+    if let Some(redirect) = &rule.filters.redirect {
+        return Outcome::Redirect {
+            status: redirect.status,
+            location: location(redirect, matched_prefix(entry), req, host, port),
+        };
+    }
+    if rule.total_weight == 0 {
+        return Outcome::NoBackend;
+    }
+    let backend_index = if rule.backends.len() == 1 {
+        0
+    } else {
+        let mut r = below(rng, rule.total_weight);
+        rule.backends
+            .iter()
+            .position(|b| {
+                let w = u64::from(b.weight);
+                if r < w {
+                    return true;
+                }
+                r -= w;
+                false
+            })
+            .unwrap_or(0)
+    };
+    let Some(weighted) = rule.backends.get(backend_index) else {
+        return Outcome::NoBackend;
+    };
+    let Some(backend) = weighted.backend.as_ref().filter(|_| !weighted.fail_closed) else {
+        return Outcome::NoBackend;
+    };
+    let mut mirrors = 0u32;
+    for (i, m) in rule.filters.mirrors.iter().enumerate().take(32) {
+        if m.fraction.sample(rng) {
+            mirrors |= 1 << i;
+        }
+    }
+    Outcome::Forward(Forward {
+        route: &resolved.route.key,
+        rule: rule.index,
+        rule_name: rule.name.as_deref(),
+        backend,
+        timeouts: rule.timeouts,
+        retry: rule.retry.as_ref(),
+        delay,
+        entry,
+        backend_index,
+        mirrors,
+    })
+}
+
+/// The `Location` of a `RequestRedirect`, per Gateway API: scheme from the filter or the
+/// request's (`http`: a waypoint sees plaintext HTTP inside HBONE); host from the filter or the
+/// request; port from the filter, else the scheme's well-known port when the filter sets a
+/// scheme, else the port the request was sent to (the "listener" port), omitted when it is the
+/// scheme's default; path from the filter's modifier or the request's; the query kept.
+fn location(
+    redirect: &Redirect,
+    prefix: Option<&str>,
+    req: &Request<'_>,
+    host: Option<&str>,
+    port: u16,
+) -> String {
+    let path = match &redirect.path {
+        Some(m) => m.apply(req.path, prefix),
+        None => Cow::Borrowed(req.path),
+    };
+    let mut out = String::with_capacity(64);
+    if let Some(host) = redirect.hostname.as_deref().or(host) {
+        let scheme = redirect.scheme.unwrap_or(Scheme::Http);
+        let port = redirect.port.unwrap_or(match redirect.scheme {
+            Some(Scheme::Http) => 80,
+            Some(Scheme::Https) => 443,
+            None => port,
+        });
+        let (name, default) = match scheme {
+            Scheme::Http => ("http", 80),
+            Scheme::Https => ("https", 443),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{name}://{host}");
+        if port != default {
+            let _ = write!(out, ":{port}");
+        }
+    }
+    out.push_str(&path);
+    if let Some(q) = req.query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_host_drops_port_and_dot() {
+        let h = HeaderMap::new();
+        let cases = [
+            ("example.com", Some("example.com")),
+            ("example.com:8080", Some("example.com")),
+            ("Example.COM.", Some("Example.COM")),
+            ("[::1]:80", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("user@host:1", Some("host")),
+            ("", None),
+            (":80", None),
+        ];
+        for (authority, want) in cases {
+            assert_eq!(request_host(Some(authority), &h), want, "{authority}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(HOST, "from-header:9080".parse().expect("header"));
+        assert_eq!(request_host(None, &h), Some("from-header"));
+        assert_eq!(request_host(Some("authority"), &h), Some("authority"));
+    }
+}
