@@ -205,7 +205,7 @@ impl L7Policies {
             }
         };
         let (mut set, warnings) =
-            RustL7Policies::parse(yaml, "<l7>", root_namespace).map_err(ambit_err)?;
+            RustL7Policies::parse(yaml, "", root_namespace).map_err(ambit_err)?;
         set.set_path_normalization(mode);
         Ok(Self {
             set,
@@ -398,7 +398,7 @@ impl Authenticators {
     #[pyo3(signature = (yaml, root_namespace = "istio-system"))]
     fn from_yaml(yaml: &str, root_namespace: &str) -> PyResult<Self> {
         let (inner, warnings) =
-            RustAuthenticators::parse(yaml, "<authn>", root_namespace).map_err(ambit_err)?;
+            RustAuthenticators::parse(yaml, "", root_namespace).map_err(ambit_err)?;
         Ok(Self {
             inner,
             warnings: warnings.iter().map(ToString::to_string).collect(),

@@ -29,7 +29,10 @@ impl NodeProxy {
     /// Starts serving `config` (ztunnel local-config YAML) as `node`, issuing workload
     /// certificates from `ca`. Listener addresses are `ip:port` (port 0 = any) or None (off).
     #[new]
-    #[pyo3(signature = (config, node, ca, socks5 = Some("127.0.0.1:0"), metrics = None, hbone_port = 15008))]
+    #[pyo3(
+        signature = (config, node, ca, socks5 = Some("127.0.0.1:0"), metrics = None, hbone_port = 15008),
+        text_signature = "(config, node, ca, socks5='127.0.0.1:0', metrics=None, hbone_port=15008)"
+    )]
     fn new(
         py: Python<'_>,
         config: &str,

@@ -57,3 +57,86 @@ def test_config_errors_and_warnings():
     assert not d and d.policy is None and "none allowed" in d.reason
     with pytest.raises(ValueError):
         p.evaluate("ns", None, 80, source_ip="not-an-ip")
+
+
+def test_shared_l7_table(repo):
+    """testdata/authz/l7-cases.yaml (shared with core/policy/tests/l7_table.rs), decided from
+    Python through ambit.L7Policies exactly as the engine decides it."""
+    import yaml
+
+    cases = yaml.safe_load((repo / "testdata/authz/l7-cases.yaml").read_text())["cases"]
+    assert len(cases) >= 35
+    failures = []
+    for case in cases:
+        policies = ambit.L7Policies.from_yaml(case["policies"])
+        want_warnings = case.get("warnings")
+        if want_warnings is None and policies.warnings:
+            failures.append(f"{case['name']}: unexpected warnings {policies.warnings}")
+        for w in want_warnings or []:
+            if not any(w in got for got in policies.warnings):
+                failures.append(f"{case['name']}: no warning contains {w!r}: {policies.warnings}")
+        target = case.get("target") or {}
+        service = target.get("service", "shop/cart")
+        r = case["request"] or {}
+        auth = ambit.RequestAuth.from_claims(r["auth"]) if "auth" in r else None
+        headers = [
+            (k, v) for k, vs in (r.get("headers") or {}).items() for v in (vs if isinstance(vs, list) else [vs])
+        ]
+        d = policies.evaluate(
+            waypoint=(target.get("namespace", "shop"), target.get("waypoint", "waypoint")),
+            service=tuple(service.split("/", 1)) if service else None,
+            source=None if r.get("plaintext") else r.get("source", "cluster.local/ns/shop/sa/frontend"),
+            source_ip=r.get("sourceIp", "10.0.0.1"),
+            remote_ip=r.get("remoteIp"),
+            destination_ip=r.get("destinationIp", "10.96.0.10"),
+            port=r.get("port", 80),
+            host=r.get("host", "cart.shop.svc.cluster.local"),
+            method=r.get("method", "GET"),
+            path=r.get("path", "/"),
+            headers=headers,
+            auth=auth,
+            sni=r.get("sni"),
+        )
+        want = case["expect"]
+        got = (d.allowed, d.policy, d.audit, d.dry_run)
+        expected = (want["allow"], want["policy"], want.get("audit", []), want.get("dryRun", []))
+        if got != expected or ("reason" in want and d.code != want["reason"]):
+            failures.append(f"{case['name']}: got {d!r} {got}, want {want}")
+    assert not failures, "\n".join(failures)
+
+
+L7_YAML = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admins-only, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: cart}]
+  rules:
+  - to: [{operation: {methods: [GET], paths: ["/items/{*}"]}}]
+  - when: [{key: "request.auth.claims[groups]", values: [admins]}]
+"""
+
+
+def test_l7_decisions_with_claims_and_errors():
+    p = ambit.L7Policies.from_yaml(L7_YAML)
+    assert len(p) == 1 and p.names == ["shop/admins-only"] and p.warnings == []
+    cart = dict(waypoint=("shop", "waypoint"), service=("shop", "cart"))
+    d = p.evaluate(**cart, method="GET", path="/items/./42?x=1")
+    assert d and d.policy == "shop/admins-only" and d.code == "AllowedByPolicy"
+    d = p.evaluate(**cart, method="DELETE", path="/items/42")
+    assert not d and d.code == "NoAllowMatched" and "none allowed" in d.reason
+    admin = ambit.RequestAuth.from_claims({"iss": "https://idp", "sub": "ann", "groups": ["admins"]})
+    assert admin.principal == "https://idp/ann" and admin.claims["groups"] == ["admins"]
+    assert p.evaluate(**cart, method="DELETE", path="/items/42", auth=admin)
+    # Not attached to another service.
+    assert p.evaluate(waypoint=("shop", "waypoint"), service=("shop", "orders"), method="DELETE").code == (
+        "NoAllowPolicies"
+    )
+    with pytest.raises(ValueError, match="iss"):
+        ambit.RequestAuth.from_claims({"sub": "x"})
+    with pytest.raises(ValueError, match="path_normalization"):
+        ambit.L7Policies.from_yaml(L7_YAML, path_normalization="SOMETIMES")
+    with pytest.raises(ambit.ConfigError) as e:
+        ambit.L7Policies.from_yaml(L7_YAML.replace("methods: [GET]", "methods: GET"))
+    assert e.value.object == "AuthorizationPolicy shop/admins-only"
+    assert e.value.field and e.value.field.startswith("spec.rules[0].to[0]")
