@@ -46,6 +46,11 @@ pub(crate) fn documents(yaml: &str, file: &str) -> Result<Vec<Doc>, LoadError> {
             format!("{file}: {s}")
         }
     };
+    ambit_yaml::check(yaml).map_err(|e| LoadError {
+        object: prefix("document".into()),
+        field: String::new(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let at = prefix(format!("document {}", i + 1));

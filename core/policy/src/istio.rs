@@ -215,6 +215,11 @@ impl IstioPolicies {
     /// error naming it and the field.
     pub fn parse(yaml: &str, root_namespace: &str) -> Result<Self, LoadError> {
         let mut out = IstioPolicies::default();
+        ambit_yaml::check(yaml).map_err(|e| LoadError {
+            object: "document".into(),
+            field: String::new(),
+            message: e.to_string(),
+        })?;
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
             let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| LoadError {
                 object: format!("document {}", i + 1),

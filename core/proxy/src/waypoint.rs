@@ -118,6 +118,7 @@ impl L7Config {
         };
         let (mut routes, mut authz, mut authn) = (String::new(), String::new(), String::new());
         let mut warnings = Vec::new();
+        ambit_yaml::check(text).map_err(|e| err(e.to_string()))?;
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let v = serde_yaml_ng::Value::deserialize(doc)
                 .map_err(|e| err(format!("document {i} is not valid YAML: {e}")))?;

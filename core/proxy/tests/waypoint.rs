@@ -486,3 +486,25 @@ spec:
     let (s, _, _) = mesh.request([100, 1], req).await;
     assert_eq!(s, 403, "a Gateway-attached policy applies to every service");
 }
+
+#[test]
+fn hostile_l7_yaml_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    for text in [
+        format!("kind: HTTPRoute\nspec: {}", "[".repeat(100_000)),
+        format!(
+            "kind: AuthorizationPolicy\nspec:\n{}x\n",
+            "- ".repeat(100_000)
+        ),
+    ] {
+        let e = L7Config::from_yaml(&text, "evil.yaml", "istio-system")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("nested too deep"), "{e}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -262,6 +262,7 @@ pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
         field,
         message,
     };
+    ambit_yaml::check(text).map_err(|e| err("document".into(), String::new(), e.to_string()))?;
     let top: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
         err(
             "document".into(),

@@ -224,3 +224,53 @@ services:
     assert_eq!(e.field, "waypoint.destination", "{e}");
     assert!(e.message.contains("neither"), "{e}");
 }
+
+#[test]
+fn hostile_yaml_is_refused_without_crashing() {
+    // 100,000 levels of nesting: an error, not a stack overflow.
+    let deep = format!("workloads: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let t = std::time::Instant::now();
+    let e = local::parse(&deep, "deep.yaml").err().expect("refused");
+    assert!(e.message.contains("nested too deep"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+    let dashes = format!("workloads:\n{}x\n", "- ".repeat(100_000));
+    let e = local::parse(&dashes, "dashes.yaml").err().expect("refused");
+    assert!(e.message.contains("line 2"), "{e}");
+
+    // An alias bomb (billion laughs): refused or bounded, never expanded into gigabytes.
+    let mut bomb =
+        String::from("a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n");
+    for i in 1..12 {
+        let prev = (b'a' + (i - 1) as u8) as char;
+        let this = (b'a' + i as u8) as char;
+        bomb.push_str(&format!(
+            "{this}: &{this} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let r = local::parse(&bomb, "bomb.yaml");
+    assert!(r.is_err(), "an alias bomb is not a config");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // A large but valid file: 20,000 workloads load, and every one is findable.
+    let mut big = String::from("workloads:\n");
+    for i in 0..20_000u32 {
+        big.push_str(&format!(
+            "- {{uid: w{i}, name: w{i}, namespace: load, workloadIps: [10.{}.{}.{}]}}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    let cfg = local::parse(&big, "big.yaml").expect("big file loads");
+    assert_eq!(cfg.state.workloads().count(), 20_000);
+    assert!(
+        cfg.state
+            .workload_by_addr("", "10.0.78.31".parse().expect("ip"))
+            .is_some_and(|w| w.name == "w19999")
+    );
+}
