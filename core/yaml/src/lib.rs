@@ -12,8 +12,7 @@
 //! ```
 //! assert!(ambit_yaml::check("a: [1, {b: [2]}]\n- - x\n").is_ok());
 //! let deep = "[".repeat(1000);
-//! let e = ambit_yaml::check(&deep).unwrap_err();
-//! assert_eq!(e.line, 1);
+//! assert_eq!(ambit_yaml::check(&deep).map_err(|e| e.line), Err(1));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
