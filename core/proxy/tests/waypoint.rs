@@ -497,9 +497,7 @@ fn hostile_l7_yaml_is_refused_quickly() {
             "- ".repeat(100_000)
         ),
     ] {
-        let e = L7Config::from_yaml(&text, "evil.yaml", "istio-system")
-            .err()
-            .expect("refused");
+        let e = L7Config::from_yaml(&text, "evil.yaml", "istio-system").expect_err("refused");
         assert!(e.to_string().contains("nested too deep"), "{e}");
     }
     assert!(

@@ -220,7 +220,7 @@ services:
     );
 
     let bad = yaml.replace("\"/10.0.9.9\"}\nservices", "\"nonsense\"}\nservices");
-    let e = local::parse(&bad, "wp.yaml").err().expect("refused");
+    let e = local::parse(&bad, "wp.yaml").expect_err("refused");
     assert_eq!(e.field, "waypoint.destination", "{e}");
     assert!(e.message.contains("neither"), "{e}");
 }
@@ -230,7 +230,7 @@ fn hostile_yaml_is_refused_without_crashing() {
     // 100,000 levels of nesting: an error, not a stack overflow.
     let deep = format!("workloads: {}{}", "[".repeat(100_000), "]".repeat(100_000));
     let t = std::time::Instant::now();
-    let e = local::parse(&deep, "deep.yaml").err().expect("refused");
+    let e = local::parse(&deep, "deep.yaml").expect_err("refused");
     assert!(e.message.contains("nested too deep"), "{e}");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(1),
@@ -238,7 +238,7 @@ fn hostile_yaml_is_refused_without_crashing() {
         t.elapsed()
     );
     let dashes = format!("workloads:\n{}x\n", "- ".repeat(100_000));
-    let e = local::parse(&dashes, "dashes.yaml").err().expect("refused");
+    let e = local::parse(&dashes, "dashes.yaml").expect_err("refused");
     assert!(e.message.contains("line 2"), "{e}");
 
     // An alias bomb (billion laughs): refused or bounded, never expanded into gigabytes.
