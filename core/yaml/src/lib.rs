@@ -123,10 +123,9 @@ mod tests {
         let flow = format!("a: {}", "[".repeat(MAX_DEPTH + 1));
         assert_eq!(check(&flow).map_err(|e| e.line), Err(1));
         let block = format!("x: 1\n{}x\n", "- ".repeat(MAX_DEPTH + 1));
-        let e = check(&block).unwrap_err();
         assert_eq!(
-            (e.line, e.what),
-            (2, "block collections nested too deep on one line")
+            check(&block).map_err(|e| (e.line, e.what)),
+            Err((2, "block collections nested too deep on one line"))
         );
         let spread = format!("a:\n{}", "{\n".repeat(MAX_DEPTH + 1));
         assert!(check(&spread).is_err(), "flow depth carries across lines");
