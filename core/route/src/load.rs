@@ -132,6 +132,7 @@ pub(crate) fn parse(yaml: &str, file: &str) -> Result<Parsed, LoadError> {
         file,
         out: Parsed::default(),
     };
+    ambit_yaml::check(yaml).map_err(|e| loader.error("document", "", e.to_string()))?;
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
         let at = format!("document {}", i + 1);
         let value = Value::deserialize(doc)
