@@ -63,12 +63,28 @@ struct Accepted {
 /// `accept` hands the tunnels out as file descriptors with the client's SPIFFE id and the
 /// requested authority.
 #[pyclass(frozen, module = "ambit")]
-#[derive(Debug)]
 pub(crate) struct HboneListener {
     address: SocketAddr,
     /// None once closed.
     queue: Mutex<Option<mpsc::Receiver<Accepted>>>,
+    /// The accept loop; ends when the server drains.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Starts the server's drain (taken once).
+    drain: Mutex<Option<Drain>>,
+}
+
+/// Starts a graceful drain of the listener's server on the runtime.
+type Drain = Box<dyn FnOnce() + Send>;
+
+/// How long a closed listener's connections may carry the tunnels already handed out.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+impl std::fmt::Debug for HboneListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HboneListener")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Accepted {
@@ -124,13 +140,20 @@ impl HboneListener {
             }
         };
         let server = Server::new(config, handler, ServerSettings::default());
+        let serving = server.clone();
         let task = runtime().spawn(async move {
-            let _ = server.serve(listener).await;
+            let _ = serving.serve(listener).await;
+        });
+        // Draining stops the accept loop and sends GOAWAY on every connection: no new tunnels,
+        // and each connection closes once the tunnels it carries have ended.
+        let drain: Drain = Box::new(move || {
+            runtime().spawn(async move { server.drain(DRAIN_DEADLINE).await });
         });
         Ok(Self {
             address,
             queue: Mutex::new(Some(rx)),
             task: Mutex::new(Some(task)),
+            drain: Mutex::new(Some(drain)),
         })
     }
 
@@ -202,8 +225,8 @@ impl HboneListener {
 
 impl Drop for HboneListener {
     fn drop(&mut self) {
-        if let Some(t) = self.task.get_mut().ok().and_then(Option::take) {
-            t.abort();
+        if let Some(drain) = self.drain.get_mut().ok().and_then(Option::take) {
+            drain();
         }
     }
 }

@@ -156,3 +156,142 @@ def test_ctrl_c_interrupts_a_blocking_dial_promptly():
     timer.join()
     silent.close()
     assert elapsed < 3, f"took {elapsed:.1f} s to honour Ctrl-C"
+
+
+# --- ambit.hbone.serve: an HBONE listener whose tunnels are sockets ----------------------------
+
+
+def echo_until_eof(sock):
+    with sock:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+
+
+def test_serve_against_our_own_connect():
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    with ambit.hbone.serve(server) as listener:
+        assert listener.address.startswith("127.0.0.1:")
+        seen = {}
+
+        def serve_one():
+            sock, peer, authority = listener.accept(timeout=10)
+            seen.update(peer=peer, authority=authority)
+            echo_until_eof(sock)
+
+        t = threading.Thread(target=serve_one)
+        t.start()
+        s = ambit.hbone.connect(client, listener.address, server.id, "10.1.2.3:8080")
+        s.settimeout(10)
+        payload = bytes(range(256)) * 1024
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        back = b""
+        while chunk := s.recv(65536):
+            back += chunk
+        s.close()
+        t.join(10)
+    assert back == payload
+    assert seen == {"peer": client.id, "authority": "10.1.2.3:8080"}
+
+
+def h2_connect_client(ca, creds, address, authority, payload):
+    """An independent HBONE client: Python's ssl (mTLS, ALPN h2) and the h2 library sending one
+    CONNECT, the payload, END_STREAM, and reading until the server ends the stream."""
+    d = tempfile.mkdtemp()
+    for name, text in [("cert", creds.chain_pem), ("key", creds.key_pem), ("ca", ca.root_pem)]:
+        with open(f"{d}/{name}.pem", "w") as f:
+            f.write(text)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # SPIFFE ids are URI SANs; the chain is still verified.
+    ctx.load_cert_chain(f"{d}/cert.pem", f"{d}/key.pem")
+    ctx.load_verify_locations(f"{d}/ca.pem")
+    ctx.set_alpn_protocols(["h2"])
+    host, port = address.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    tls = ctx.wrap_socket(raw)
+    assert tls.selected_alpn_protocol() == "h2"
+    server_san = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k == "URI"]
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)])
+    tls.sendall(conn.data_to_send())
+    status, back, sent = None, b"", False
+    while True:
+        data = tls.recv(65536)
+        if not data:
+            break
+        ended = False
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = dict(ev.headers)[b":status"].decode()
+                if status == "200" and not sent:
+                    conn.send_data(sid, payload, end_stream=True)
+                    sent = True
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                back += ev.data
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended = True
+        tls.sendall(conn.data_to_send())
+        if ended:
+            break
+    conn.close_connection()
+    tls.sendall(conn.data_to_send())
+    tls.close()
+    return status, back, server_san
+
+
+def test_serve_against_a_python_h2_client():
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/h2-client")
+    with ambit.hbone.serve(server) as listener:
+        got = []
+
+        def serve():
+            for sock, peer, authority in listener:
+                got.append((peer, authority))
+                echo_until_eof(sock)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        payload = b"hello from h2 " * 1000
+        status, back, san = h2_connect_client(ca, client, listener.address, "10.7.7.7:9000", payload)
+        listener.close()
+        t.join(10)
+    assert not t.is_alive(), "iteration ends when the listener closes"
+    assert (status, back) == ("200", payload)
+    assert san == ["spiffe://cluster.local/ns/py/sa/server"]
+    assert got == [(client.id, "10.7.7.7:9000")]
+
+
+def test_serve_timeouts_close_and_foreign_clients():
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    listener = ambit.hbone.serve(server)
+    with pytest.raises(TimeoutError):
+        listener.accept(timeout=0.1)
+    stranger = ambit.CertificateAuthority().issue("spiffe://cluster.local/ns/py/sa/stranger")
+    with pytest.raises(ambit.TunnelError):
+        ambit.hbone.connect(stranger, listener.address, server.id, "10.0.0.1:80")
+    with pytest.raises(TimeoutError):
+        listener.accept(timeout=0.2)
+    address = listener.address
+    listener.close()
+    listener.close()  # idempotent
+    with pytest.raises(ambit.AmbitError, match="closed"):
+        listener.accept(timeout=1)
+    assert list(listener) == []
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    with pytest.raises(ambit.TunnelError):
+        ambit.hbone.connect(client, address, server.id, "10.0.0.1:80")
+    with pytest.raises(ValueError):
+        ambit.hbone.serve(server, "nowhere")

@@ -1,9 +1,16 @@
-"""pytest plugin: a `mesh` fixture that starts node proxies on loopback for a test.
+"""pytest plugin: a `mesh` fixture that starts node proxies (and waypoints) on loopback for a
+test.
 
     def test_reach(mesh):
         mesh.start(config_yaml, nodes=["node-a", "node-b"])
         with mesh.connect("node-a", from_ip="127.0.1.2", to="127.0.2.2:8080") as s:
             ...
+
+    def test_l7(mesh):
+        mesh.start(config_yaml, nodes=["node-a", "node-b"], socks_ip="127.0.0.1")
+        mesh.start_waypoint(routes_yaml, hbone="127.0.3.2:15008", namespace="demo")
+        proxy = mesh.socks5_url("node-a")   # for an HTTP client; connect from the workload's IP
+        ...
 
 Everything is stopped when the test ends.
 """
@@ -19,19 +26,39 @@ import ambit
 
 
 class Mesh:
-    """Node proxies sharing one CA, and helpers to connect "as" a workload."""
+    """Node proxies and waypoints sharing one CA, and helpers to connect "as" a workload."""
 
     def __init__(self) -> None:
         self.ca = ambit.CertificateAuthority("cluster.local")
         self.nodes: dict[str, ambit.NodeProxy] = {}
+        self.waypoints: dict[str, ambit.Waypoint] = {}
+        self.config = ""
 
     def start(self, config: str, nodes: list[str], socks_ip: str = "127.0.0.1") -> None:
+        """Starts a node proxy per name in `nodes` for `config` (ztunnel local-config YAML)."""
+        self.config = config
         for name in nodes:
             self.nodes[name] = ambit.NodeProxy(config, name, self.ca, socks5=f"{socks_ip}:0")
 
+    def start_waypoint(
+        self, l7: str, hbone: str, name: str = "waypoint", namespace: str = "default"
+    ) -> ambit.Waypoint:
+        """Starts the waypoint `namespace/name` on `hbone` (its address in the config, port
+        15008) enforcing `l7` (HTTPRoute / AuthorizationPolicy / RequestAuthentication YAML)."""
+        w = ambit.Waypoint(self.config, l7, self.ca, hbone, name=name, namespace=namespace)
+        self.waypoints[f"{namespace}/{name}"] = w
+        return w
+
+    def socks5_url(self, node: str) -> str:
+        """`socks5://ip:port` of `node`'s SOCKS5 listener, for HTTP clients' proxy settings."""
+        return f"socks5://{self.nodes[node].socks5_address}"
+
     def reload(self, config: str) -> None:
+        self.config = config
         for node in self.nodes.values():
             node.reload(config)
+        for w in self.waypoints.values():
+            w.reload(config)
 
     def connect(self, node: str, from_ip: str, to: str, timeout: float = 10.0) -> socket.socket:
         """A connection from workload address `from_ip` through `node`'s SOCKS5 port to `to`
@@ -59,6 +86,9 @@ class Mesh:
         return s
 
     def close(self) -> None:
+        for w in self.waypoints.values():
+            w.close()
+        self.waypoints.clear()
         for node in self.nodes.values():
             node.close()
         self.nodes.clear()
