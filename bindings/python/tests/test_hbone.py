@@ -295,3 +295,20 @@ def test_serve_timeouts_close_and_foreign_clients():
         ambit.hbone.connect(client, address, server.id, "10.0.0.1:80")
     with pytest.raises(ValueError):
         ambit.hbone.serve(server, "nowhere")
+
+
+def test_ctrl_c_interrupts_a_blocking_accept_promptly():
+    import os
+    import signal
+    import time
+
+    ca = ambit.CertificateAuthority()
+    with ambit.hbone.serve(ca.issue("spiffe://cluster.local/ns/py/sa/server")) as listener:
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            listener.accept()
+        elapsed = time.monotonic() - start
+        timer.join()
+    assert elapsed < 3, f"took {elapsed:.1f} s to honour Ctrl-C"
