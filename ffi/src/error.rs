@@ -1,6 +1,9 @@
 //! Result codes and rich errors.
 
-use crate::macros::{ffi_boundary, try_out, try_ref, write_out};
+use crate::macros::{
+    Castable, OwnershipBox, ffi_panic_boundary, free_box, to_boxed_mut_ptr, try_out,
+    try_ref_from_ptr, write_out,
+};
 
 /// What a call did. Numbers are stable: they are never reused or renumbered.
 #[repr(u32)]
@@ -21,6 +24,8 @@ pub enum ambit_result {
     AMBIT_RESULT_WOULD_BLOCK = 1005,
     /// An operating-system error (sockets, threads).
     AMBIT_RESULT_IO = 1006,
+    /// The item asked for does not exist (an index past the end, a claim the token lacks).
+    AMBIT_RESULT_NOT_FOUND = 1007,
     // --- 1100: identity ---
     /// Not a valid SPIFFE id.
     AMBIT_RESULT_INVALID_SPIFFE_ID = 1100,
@@ -51,6 +56,12 @@ pub enum ambit_result {
     AMBIT_RESULT_PROXY_HEADER_INCOMPLETE = 1300,
     /// Bytes that are not a valid PROXY v2 header.
     AMBIT_RESULT_PROXY_HEADER_INVALID = 1301,
+    // --- 1400: authentication and authorization (denials are values, not result codes) ---
+    /// No RequestAuthentication rule uses this `jwksUri`.
+    AMBIT_RESULT_JWKS_UNKNOWN_URI = 1400,
+    /// Not a usable JSON Web Key Set (malformed, or no key that can verify signatures), or an
+    /// OpenID discovery document without `jwks_uri`; the `ambit_error` says which.
+    AMBIT_RESULT_JWKS_INVALID = 1401,
     // --- 1500: config ---
     /// Configuration (YAML, policy) was refused; the `ambit_error` says where and why.
     AMBIT_RESULT_CONFIG_INVALID = 1500,
@@ -63,6 +74,11 @@ pub enum ambit_result {
 #[derive(Debug)]
 pub struct ambit_error {
     _private: [u8; 0],
+}
+
+impl Castable for ambit_error {
+    type Ownership = OwnershipBox;
+    type RustType = Error;
 }
 
 pub(crate) struct Error {
@@ -79,7 +95,7 @@ impl Error {
         let code = self.code;
         if !out.is_null() {
             // SAFETY: `out` is non-NULL and the caller guarantees it is writable.
-            unsafe { *out = Box::into_raw(Box::new(self)).cast() };
+            unsafe { *out = to_boxed_mut_ptr(self) };
         }
         code
     }
@@ -88,8 +104,8 @@ impl Error {
 /// The code of an error. Returns `AMBIT_RESULT_NULL_PARAMETER` for NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_error_code(err: *const ambit_error) -> ambit_result {
-    ffi_boundary!({
-        let e: &Error = try_ref!(err.cast::<Error>());
+    ffi_panic_boundary!({
+        let e: &Error = try_ref_from_ptr!(err);
         e.code
     })
 }
@@ -103,8 +119,8 @@ pub extern "C" fn ambit_error_message(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let e: &Error = try_ref!(err.cast::<Error>());
+    ffi_panic_boundary!({
+        let e: &Error = try_ref_from_ptr!(err);
         let out_n = try_out!(out_n);
         // SAFETY: `out_n` checked non-NULL; `buf`/`len` per this function's contract.
         unsafe { write_out(e.message.as_bytes(), buf, len, out_n) }
@@ -114,12 +130,10 @@ pub extern "C" fn ambit_error_message(
 /// Frees an error. NULL is a no-op; freeing twice is undefined behaviour.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_error_free(err: *mut ambit_error) {
-    ffi_boundary!((), {
-        if !err.is_null() {
-            // SAFETY: non-NULL pointers passed here come from `Error::give` (a leaked Box) and
-            // the caller frees each once.
-            drop(unsafe { Box::from_raw(err.cast::<Error>()) });
-        }
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or an error made by `Error::give` (a leaked Box) that the caller frees
+        // once.
+        unsafe { free_box(err) }
     })
 }
 
@@ -132,7 +146,7 @@ pub extern "C" fn ambit_result_message(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let out_n = try_out!(out_n);
         let text = describe(result);
         // SAFETY: `out_n` checked non-NULL; `buf`/`len` per this function's contract.
@@ -156,6 +170,15 @@ fn describe(code: u32) -> &'static str {
         (R::AMBIT_RESULT_INSUFFICIENT_SIZE, "output buffer too small"),
         (R::AMBIT_RESULT_WOULD_BLOCK, "nothing ready yet"),
         (R::AMBIT_RESULT_IO, "operating-system error"),
+        (R::AMBIT_RESULT_NOT_FOUND, "no such item"),
+        (
+            R::AMBIT_RESULT_JWKS_UNKNOWN_URI,
+            "no RequestAuthentication rule uses this jwksUri",
+        ),
+        (
+            R::AMBIT_RESULT_JWKS_INVALID,
+            "not a usable JSON Web Key Set",
+        ),
         (
             R::AMBIT_RESULT_TUNNEL_FAILED,
             "HBONE tunnel could not be opened",

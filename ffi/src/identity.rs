@@ -7,7 +7,7 @@ use facade::identity::pki_types::pem::PemObject;
 use facade::identity::{ChainVerifier, SpiffeId, TrustBundle, TrustDomain, Usage, VerifyError};
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_out, try_str, write_out};
+use crate::macros::{ffi_panic_boundary, try_out, try_slice, try_str, write_out};
 
 /// Which part of a SPIFFE id to read.
 #[repr(u32)]
@@ -42,7 +42,7 @@ pub extern "C" fn ambit_spiffe_id_check(
     id_len: usize,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let s = try_str!(id, id_len);
         match SpiffeId::parse(s) {
             Ok(_) => ambit_result::AMBIT_RESULT_OK,
@@ -70,7 +70,7 @@ pub extern "C" fn ambit_spiffe_id_part(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let s = try_str!(id, id_len);
         let out_n = try_out!(out_n);
         let Ok(id) = SpiffeId::parse(s) else {
@@ -115,9 +115,9 @@ pub extern "C" fn ambit_verify_peer_chain(
     id_n: *mut usize,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let chain = crate::macros::try_slice!(chain_pem, chain_len);
-        let bundle = crate::macros::try_slice!(bundle_pem, bundle_len);
+    ffi_panic_boundary!({
+        let chain = try_slice!(chain_pem, chain_len);
+        let bundle = try_slice!(bundle_pem, bundle_len);
         let td = try_str!(trust_domain, trust_domain_len);
         let id_n = try_out!(id_n);
         let usage = match usage {

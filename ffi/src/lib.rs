@@ -19,14 +19,27 @@
     reason = "these are C entry points; each documents its pointer contract"
 )]
 
+mod authn;
 mod error;
 mod identity;
+mod l7;
 mod macros;
 mod node;
 mod policy;
 mod proxy_v2;
+mod route;
 mod runtime;
+mod strings;
 
+pub use authn::{
+    ambit_authenticators, ambit_authenticators_authenticate, ambit_authenticators_free,
+    ambit_authenticators_from_yaml, ambit_authenticators_jwks_uri,
+    ambit_authenticators_jwks_uri_count, ambit_authenticators_len, ambit_authenticators_set_jwks,
+    ambit_authenticators_warnings, ambit_authn_outcome, ambit_authn_result,
+    ambit_authn_result_claim, ambit_authn_result_edits, ambit_authn_result_free,
+    ambit_authn_result_outcome, ambit_authn_result_path, ambit_authn_result_principal,
+    ambit_authn_result_reason, ambit_jwks_uri_from_openid_configuration,
+};
 pub use error::{
     ambit_error, ambit_error_code, ambit_error_free, ambit_error_message, ambit_result,
     ambit_result_message,
@@ -34,6 +47,11 @@ pub use error::{
 pub use identity::{
     ambit_cert_usage, ambit_spiffe_id_check, ambit_spiffe_id_part, ambit_spiffe_id_part_kind,
     ambit_verify_peer_chain,
+};
+pub use l7::{
+    ambit_http_request, ambit_l7_policies, ambit_l7_policies_decide, ambit_l7_policies_free,
+    ambit_l7_policies_from_yaml, ambit_l7_policies_len, ambit_l7_policies_warnings,
+    ambit_l7_reason, ambit_waypoint_target,
 };
 pub use node::{
     ambit_node_listeners, ambit_node_proxy, ambit_node_proxy_free, ambit_node_proxy_metrics,
@@ -45,12 +63,28 @@ pub use policy::{
     ambit_policy_set_len, ambit_spiffe_id, ambit_spiffe_id_free, ambit_spiffe_id_new,
 };
 pub use proxy_v2::{ambit_proxy_v2_decode, ambit_proxy_v2_encode, ambit_socket_addr};
+pub use route::{
+    ambit_route_decision, ambit_route_decision_authority, ambit_route_decision_backend_name,
+    ambit_route_decision_backend_namespace, ambit_route_decision_backend_port,
+    ambit_route_decision_free, ambit_route_decision_kind, ambit_route_decision_limits,
+    ambit_route_decision_location, ambit_route_decision_mirror, ambit_route_decision_mirror_count,
+    ambit_route_decision_path, ambit_route_decision_request_edits,
+    ambit_route_decision_response_edits, ambit_route_decision_retries_status,
+    ambit_route_decision_route, ambit_route_decision_status, ambit_route_kind, ambit_route_limits,
+    ambit_route_request, ambit_route_table, ambit_route_table_decide, ambit_route_table_free,
+    ambit_route_table_from_yaml, ambit_route_table_len, ambit_route_table_warnings,
+};
 pub use runtime::{
     ambit_ca, ambit_ca_free, ambit_ca_issue, ambit_ca_new, ambit_credentials,
     ambit_credentials_free, ambit_credentials_from_pem, ambit_hbone_dial, ambit_hbone_listener,
     ambit_hbone_listener_accept, ambit_hbone_listener_fd, ambit_hbone_listener_free,
     ambit_hbone_listener_local_addr, ambit_hbone_listener_new, ambit_runtime, ambit_runtime_free,
     ambit_runtime_new,
+};
+
+pub use strings::{
+    ambit_header, ambit_header_edits, ambit_header_edits_free, ambit_header_edits_get,
+    ambit_header_edits_len, ambit_header_op, ambit_str,
 };
 
 /// The library version, e.g. "0.1.0", as a NUL-terminated static string.

@@ -4,12 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use facade::identity::{CaSource, CertificateAuthority, SystemClock};
+use facade::identity::{CaSource, SystemClock};
 use facade::proxy::{NodeConfig, NodeProxy};
 use facade::xds::local;
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_clone_arc, try_out, try_ref, try_str, write_out};
+use crate::macros::{
+    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, to_boxed_mut_ptr,
+    try_clone_arc, try_out, try_ref_from_ptr, try_str, write_out,
+};
 use crate::runtime::Runtime;
 
 /// A running node proxy.
@@ -42,7 +45,17 @@ pub struct ambit_node_listeners {
     pub hbone_port: u16,
 }
 
-struct Node {
+impl Castable for ambit_node_proxy {
+    type Ownership = OwnershipBox;
+    type RustType = Node;
+}
+
+impl Castable for ambit_node_listeners {
+    type Ownership = OwnershipRef;
+    type RustType = ambit_node_listeners;
+}
+
+pub(crate) struct Node {
     proxy: Arc<NodeProxy>,
     handle: tokio::runtime::Handle,
 }
@@ -84,12 +97,12 @@ pub extern "C" fn ambit_node_proxy_start(
     out: *mut *mut ambit_node_proxy,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
         let yaml = try_str!(config_yaml, config_len);
         let node = try_str!(node, node_len);
-        let ca = try_clone_arc!(ca, CertificateAuthority);
-        let l = try_ref!(listeners);
+        let ca = try_clone_arc!(ca);
+        let l = try_ref_from_ptr!(listeners);
         let out = try_out!(out);
         let cfg = match local::parse(yaml, "<config>") {
             Ok(c) => c,
@@ -128,12 +141,12 @@ pub extern "C" fn ambit_node_proxy_start(
         match started {
             Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
             Ok(Ok(proxy)) => {
-                let node = Box::new(Node {
+                let node = Node {
                     proxy: Arc::new(proxy),
                     handle: rt.rt.handle().clone(),
-                });
+                };
                 // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = Box::into_raw(node).cast() };
+                unsafe { *out = to_boxed_mut_ptr(node) };
                 ambit_result::AMBIT_RESULT_OK
             }
             Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
@@ -151,8 +164,8 @@ pub extern "C" fn ambit_node_proxy_reload(
     config_len: usize,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let node: &Node = try_ref!(node.cast::<Node>());
+    ffi_panic_boundary!({
+        let node: &Node = try_ref_from_ptr!(node);
         let yaml = try_str!(config_yaml, config_len);
         match local::parse(yaml, "<config>") {
             Ok(c) => {
@@ -183,8 +196,8 @@ pub extern "C" fn ambit_node_proxy_metrics(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let node: &Node = try_ref!(node.cast::<Node>());
+    ffi_panic_boundary!({
+        let node: &Node = try_ref_from_ptr!(node);
         let out_n = try_out!(out_n);
         // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
         unsafe { write_out(node.proxy.metrics().as_bytes(), buf, len, out_n) }
@@ -199,8 +212,8 @@ pub extern "C" fn ambit_node_proxy_socks5_addr(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let node: &Node = try_ref!(node.cast::<Node>());
+    ffi_panic_boundary!({
+        let node: &Node = try_ref_from_ptr!(node);
         let out_n = try_out!(out_n);
         let Some(a) = node.proxy.bound().socks5 else {
             return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
@@ -213,10 +226,9 @@ pub extern "C" fn ambit_node_proxy_socks5_addr(
 /// Stops the node proxy (inbound tunnels get up to 1 s to finish). NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_node_proxy_free(node: *mut ambit_node_proxy) {
-    ffi_boundary!((), {
-        if !node.is_null() {
-            // SAFETY: non-NULL nodes come from `ambit_node_proxy_start` and are freed once.
-            let n = unsafe { Box::from_raw(node.cast::<Node>()) };
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a node from `ambit_node_proxy_start` freed once.
+        if let Some(n) = unsafe { take_box(node) } {
             let Node { proxy, handle } = *n;
             if let Ok(proxy) = Arc::try_unwrap(proxy) {
                 let _ = handle.block_on(handle.spawn(proxy.shutdown(Duration::from_secs(1))));

@@ -8,7 +8,10 @@ use facade::identity::SpiffeId;
 use facade::policy::{Connection, IstioPolicies, PolicySet, Target};
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_out};
+use crate::macros::{
+    Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, to_arc_const_ptr, try_from,
+    try_out, try_ref_from_ptr, try_slice, try_str, write_out,
+};
 
 /// A compiled set of authorization policies.
 ///
@@ -17,6 +20,11 @@ use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_ou
 #[derive(Debug)]
 pub struct ambit_policy_set {
     _private: [u8; 0],
+}
+
+impl Castable for ambit_policy_set {
+    type Ownership = OwnershipArc;
+    type RustType = PolicySet;
 }
 
 /// A workload label (`key=value`), borrowed for the duration of a call.
@@ -31,6 +39,11 @@ pub struct ambit_label {
     pub value: *const u8,
     /// Value length.
     pub value_len: usize,
+}
+
+impl Castable for ambit_l4_attributes {
+    type Ownership = OwnershipRef;
+    type RustType = ambit_l4_attributes;
 }
 
 /// What L4 policy sees of one connection, borrowed for the duration of a call. Strings are
@@ -74,7 +87,7 @@ pub extern "C" fn ambit_policy_set_from_istio_yaml(
     set_out: *mut *const ambit_policy_set,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let set_out = try_out!(set_out);
         let mut set = PolicySet::new();
@@ -82,7 +95,7 @@ pub extern "C" fn ambit_policy_set_from_istio_yaml(
             Ok(loaded) => {
                 loaded.apply_to(&mut set);
                 // SAFETY: `set_out` checked non-NULL and writable per the contract.
-                unsafe { *set_out = Arc::into_raw(Arc::new(set)).cast() };
+                unsafe { *set_out = to_arc_const_ptr(Arc::new(set)) };
                 ambit_result::AMBIT_RESULT_OK
             }
             Err(e) => {
@@ -100,14 +113,10 @@ pub extern "C" fn ambit_policy_set_from_istio_yaml(
 /// Number of authorization policies in the set (0 for NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_policy_set_len(set: *const ambit_policy_set) -> usize {
-    ffi_boundary!(0, {
-        if set.is_null() {
-            return 0;
-        }
-        // SAFETY: non-NULL sets come from `ambit_policy_set_from_istio_yaml` (an Arc that the
+    ffi_panic_boundary!(0, {
+        // SAFETY: NULL, or a set from `ambit_policy_set_from_istio_yaml` (an Arc that the
         // caller has not freed yet).
-        let set = unsafe { &*set.cast::<PolicySet>() };
-        set.len()
+        unsafe { try_from(set) }.map_or(0, PolicySet::len)
     })
 }
 
@@ -124,23 +133,19 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
     policy_buf_len: usize,
     policy_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let set: &PolicySet = try_ref!(set.cast::<PolicySet>());
-        let a = try_ref!(attrs);
+    ffi_panic_boundary!({
+        let set: &PolicySet = try_ref_from_ptr!(set);
+        let a = try_ref_from_ptr!(attrs);
         let allowed_out = try_out!(allowed_out);
         let policy_n = try_out!(policy_n);
         let ns = try_str!(a.destination_namespace, a.destination_namespace_len);
         let principal = try_str!(a.source_principal, a.source_principal_len);
         let parse_ip = |p: *const u8, n: usize| -> Result<IpAddr, ambit_result> {
-            let s = std::str::from_utf8(match (p, n) {
-                (_, 0) => &[][..],
-                (p, _) if p.is_null() => {
-                    return Err(ambit_result::AMBIT_RESULT_NULL_PARAMETER);
-                }
-                // SAFETY: non-NULL with `n` readable bytes per the struct's contract.
-                (p, n) => unsafe { std::slice::from_raw_parts(p, n) },
-            })
-            .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)?;
+            // SAFETY: `n` readable bytes at a non-NULL `p`, per the struct's contract.
+            let bytes = unsafe { crate::macros::try_slice_from(p, n) }
+                .ok_or(ambit_result::AMBIT_RESULT_NULL_PARAMETER)?;
+            let s = std::str::from_utf8(bytes)
+                .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)?;
             s.parse()
                 .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)
         };
@@ -161,14 +166,7 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
             }
         };
         let mut labels = BTreeMap::new();
-        let raw: &[ambit_label] = if a.destination_labels_len == 0 {
-            &[]
-        } else if a.destination_labels.is_null() {
-            return ambit_result::AMBIT_RESULT_NULL_PARAMETER;
-        } else {
-            // SAFETY: non-NULL with `destination_labels_len` elements per the contract.
-            unsafe { std::slice::from_raw_parts(a.destination_labels, a.destination_labels_len) }
-        };
+        let raw: &[ambit_label] = try_slice!(a.destination_labels, a.destination_labels_len);
         for l in raw {
             let k = try_slice!(l.key, l.key_len);
             let v = try_slice!(l.value, l.value_len);
@@ -204,12 +202,9 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
 /// returned; freeing twice is undefined behaviour.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_policy_set_free(set: *const ambit_policy_set) {
-    ffi_boundary!((), {
-        if !set.is_null() {
-            // SAFETY: non-NULL sets come from `Arc::into_raw` in
-            // `ambit_policy_set_from_istio_yaml`, and the caller releases each once.
-            drop(unsafe { Arc::from_raw(set.cast::<PolicySet>()) });
-        }
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a set from `ambit_policy_set_from_istio_yaml` released once.
+        unsafe { free_arc(set) }
     })
 }
 
@@ -221,6 +216,11 @@ pub struct ambit_spiffe_id {
     _private: [u8; 0],
 }
 
+impl Castable for ambit_spiffe_id {
+    type Ownership = OwnershipArc;
+    type RustType = SpiffeId;
+}
+
 /// Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_spiffe_id_new(
@@ -228,13 +228,13 @@ pub extern "C" fn ambit_spiffe_id_new(
     id_len: usize,
     out: *mut *const ambit_spiffe_id,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let s = try_str!(id, id_len);
         let out = try_out!(out);
         match SpiffeId::from_principal(s) {
             Ok(id) => {
                 // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = Arc::into_raw(Arc::new(id)).cast() };
+                unsafe { *out = to_arc_const_ptr(Arc::new(id)) };
                 ambit_result::AMBIT_RESULT_OK
             }
             Err(_) => ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
@@ -245,12 +245,9 @@ pub extern "C" fn ambit_spiffe_id_new(
 /// Releases a SPIFFE id handle. NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_spiffe_id_free(id: *const ambit_spiffe_id) {
-    ffi_boundary!((), {
-        if !id.is_null() {
-            // SAFETY: non-NULL handles come from `Arc::into_raw` in `ambit_spiffe_id_new` and
-            // are released once.
-            drop(unsafe { Arc::from_raw(id.cast::<SpiffeId>()) });
-        }
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a handle from `ambit_spiffe_id_new` released once.
+        unsafe { free_arc(id) }
     })
 }
 
@@ -271,19 +268,15 @@ pub extern "C" fn ambit_policy_set_decide(
     policy_buf_len: usize,
     policy_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let set: &PolicySet = try_ref!(set.cast::<PolicySet>());
-        let src = try_ref!(source);
-        let dst = try_ref!(destination);
+    ffi_panic_boundary!({
+        let set: &PolicySet = try_ref_from_ptr!(set);
+        let src = try_ref_from_ptr!(source);
+        let dst = try_ref_from_ptr!(destination);
         let ns = try_str!(destination_namespace, destination_namespace_len);
         let allowed_out = try_out!(allowed_out);
         let policy_n = try_out!(policy_n);
-        let id: Option<&SpiffeId> = if source_id.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL handles come from `ambit_spiffe_id_new` and are live.
-            Some(unsafe { &*source_id.cast::<SpiffeId>() })
-        };
+        // SAFETY: NULL (plaintext), or a live handle from `ambit_spiffe_id_new`.
+        let id: Option<&SpiffeId> = unsafe { try_from(source_id) };
         let (Some(s), Some(d)) = (src.to_rust(), dst.to_rust()) else {
             return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
         };

@@ -5,7 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use facade::hbone::proxy_protocol::{ProxyError, ProxyHeader};
 
 use crate::error::ambit_result;
-use crate::macros::{ffi_boundary, try_out, try_ref, try_slice, try_str, write_out};
+use crate::macros::{
+    Castable, OwnershipRef, ffi_panic_boundary, try_out, try_ref_from_ptr, try_slice, try_str,
+    write_out,
+};
 
 /// An IP socket address: `family` 4 (first 4 bytes of `ip` used) or 6; 0 means "none" (a LOCAL
 /// PROXY header).
@@ -18,6 +21,11 @@ pub struct ambit_socket_addr {
     pub ip: [u8; 16],
     /// Port.
     pub port: u16,
+}
+
+impl Castable for ambit_socket_addr {
+    type Ownership = OwnershipRef;
+    type RustType = ambit_socket_addr;
 }
 
 impl ambit_socket_addr {
@@ -62,9 +70,9 @@ pub extern "C" fn ambit_proxy_v2_encode(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let src = try_ref!(src);
-        let dst = try_ref!(dst);
+    ffi_panic_boundary!({
+        let src = try_ref_from_ptr!(src);
+        let dst = try_ref_from_ptr!(dst);
         let id = try_str!(identity, identity_len);
         let out_n = try_out!(out_n);
         let (Some(s), Some(d)) = (src.to_rust(), dst.to_rust()) else {
@@ -99,7 +107,7 @@ pub extern "C" fn ambit_proxy_v2_decode(
     id_buf_len: usize,
     id_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let bytes = try_slice!(buf, len);
         let consumed_out = try_out!(consumed_out);
         let src_out = try_out!(src_out);

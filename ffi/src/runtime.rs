@@ -18,7 +18,11 @@ use facade::identity::{
 use facade::tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 
 use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_boundary, try_clone_arc, try_out, try_ref, try_slice, try_str, write_out};
+use crate::macros::{
+    Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_arc, take_box, to_arc_const_ptr,
+    to_boxed_mut_ptr, try_clone_arc, try_from, try_mut_from_ptr, try_out, try_ref_from_ptr,
+    try_slice, try_str, write_out,
+};
 
 /// tokio worker threads owned by ambit, plus an HBONE client pool.
 ///
@@ -54,6 +58,26 @@ pub struct ambit_hbone_listener {
     _private: [u8; 0],
 }
 
+impl Castable for ambit_runtime {
+    type Ownership = OwnershipBox;
+    type RustType = Runtime;
+}
+
+impl Castable for ambit_credentials {
+    type Ownership = OwnershipArc;
+    type RustType = CredentialCell;
+}
+
+impl Castable for ambit_ca {
+    type Ownership = OwnershipArc;
+    type RustType = CertificateAuthority;
+}
+
+impl Castable for ambit_hbone_listener {
+    type Ownership = OwnershipBox;
+    type RustType = Listener;
+}
+
 pub(crate) struct Runtime {
     pub(crate) rt: tokio::runtime::Runtime,
     pub(crate) tls: TlsContext,
@@ -81,7 +105,7 @@ fn fail(code: ambit_result, message: String, err_out: *mut *mut ambit_error) -> 
 /// Starts a runtime with `threads` worker threads (0 = one per core).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_runtime_new(threads: u32, out: *mut *mut ambit_runtime) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let out = try_out!(out);
         let mut b = tokio::runtime::Builder::new_multi_thread();
         if threads > 0 {
@@ -99,9 +123,9 @@ pub extern "C" fn ambit_runtime_new(threads: u32, out: *mut *mut ambit_runtime) 
         };
         let tls = TlsContext::new(Provider::default());
         let client = Client::new(tls.clone(), ClientSettings::default());
-        let runtime = Box::new(Runtime { rt, tls, client });
+        let runtime = Runtime { rt, tls, client };
         // SAFETY: `out` checked non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(runtime).cast() };
+        unsafe { *out = to_boxed_mut_ptr(runtime) };
         ambit_result::AMBIT_RESULT_OK
     })
 }
@@ -109,10 +133,9 @@ pub extern "C" fn ambit_runtime_new(threads: u32, out: *mut *mut ambit_runtime) 
 /// Stops the runtime's threads (waiting up to 1 s for tasks to end). NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_runtime_free(rt: *mut ambit_runtime) {
-    ffi_boundary!((), {
-        if !rt.is_null() {
-            // SAFETY: non-NULL runtimes come from `ambit_runtime_new` and are freed once.
-            let r = unsafe { Box::from_raw(rt.cast::<Runtime>()) };
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a runtime from `ambit_runtime_new` freed once.
+        if let Some(r) = unsafe { take_box(rt) } {
             r.rt.shutdown_timeout(Duration::from_secs(1));
         }
     })
@@ -126,7 +149,7 @@ pub extern "C" fn ambit_ca_new(
     out: *mut *const ambit_ca,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
+    ffi_panic_boundary!({
         let td = try_str!(trust_domain, trust_domain_len);
         let out = try_out!(out);
         let td = match TrustDomain::new(td) {
@@ -142,7 +165,7 @@ pub extern "C" fn ambit_ca_new(
         match CertificateAuthority::new(td) {
             Ok(ca) => {
                 // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = Arc::into_raw(Arc::new(ca)).cast() };
+                unsafe { *out = to_arc_const_ptr(Arc::new(ca)) };
                 ambit_result::AMBIT_RESULT_OK
             }
             Err(e) => fail(
@@ -157,11 +180,9 @@ pub extern "C" fn ambit_ca_new(
 /// Releases a CA. NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_ca_free(ca: *const ambit_ca) {
-    ffi_boundary!((), {
-        if !ca.is_null() {
-            // SAFETY: non-NULL CAs come from `Arc::into_raw` in `ambit_ca_new`, released once.
-            drop(unsafe { Arc::from_raw(ca.cast::<CertificateAuthority>()) });
-        }
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a CA from `ambit_ca_new` released once.
+        unsafe { free_arc(ca) }
     })
 }
 
@@ -176,9 +197,9 @@ pub extern "C" fn ambit_ca_issue(
     out: *mut *const ambit_credentials,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
-        let ca: &CertificateAuthority = try_ref!(ca.cast::<CertificateAuthority>());
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let ca: &CertificateAuthority = try_ref_from_ptr!(ca);
         let id = try_str!(id, id_len);
         let out = try_out!(out);
         let Ok(id) = SpiffeId::parse(id) else {
@@ -217,8 +238,8 @@ pub extern "C" fn ambit_credentials_from_pem(
     out: *mut *const ambit_credentials,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
         let chain = try_slice!(chain_pem, chain_len);
         let key = try_slice!(key_pem, key_len);
         let bundle = try_slice!(bundle_pem, bundle_len);
@@ -256,7 +277,7 @@ fn give_cell(
     match rt.tls.credential_cell(creds) {
         Ok(cell) => {
             // SAFETY: `out` was checked non-NULL by the caller and is writable.
-            unsafe { *out = Arc::into_raw(cell).cast() };
+            unsafe { *out = to_arc_const_ptr(cell) };
             ambit_result::AMBIT_RESULT_OK
         }
         Err(e) => fail(
@@ -270,12 +291,9 @@ fn give_cell(
 /// Releases credentials. NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_credentials_free(creds: *const ambit_credentials) {
-    ffi_boundary!((), {
-        if !creds.is_null() {
-            // SAFETY: non-NULL credentials come from `Arc::into_raw` in this module and are
-            // released once.
-            drop(unsafe { Arc::from_raw(creds.cast::<CredentialCell>()) });
-        }
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or credentials made in this module, released once.
+        unsafe { free_arc(creds) }
     })
 }
 
@@ -299,9 +317,9 @@ pub extern "C" fn ambit_hbone_dial(
     fd_out: *mut i32,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
-        let cell = try_clone_arc!(source, CredentialCell);
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let cell = try_clone_arc!(source);
         let peer = try_str!(peer, peer_len);
         let expected = try_str!(expected_id, expected_id_len);
         let authority = try_str!(authority, authority_len);
@@ -371,9 +389,9 @@ pub extern "C" fn ambit_hbone_listener_new(
     out: *mut *mut ambit_hbone_listener,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
-    ffi_boundary!({
-        let rt: &Runtime = try_ref!(rt.cast::<Runtime>());
-        let cell = try_clone_arc!(server, CredentialCell);
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let cell = try_clone_arc!(server);
         let bind = try_str!(bind, bind_len);
         let out = try_out!(out);
         let Ok(bind) = bind.parse::<SocketAddr>() else {
@@ -443,14 +461,14 @@ pub extern "C" fn ambit_hbone_listener_new(
         let task = rt.rt.spawn(async move {
             let _ = server.serve(listener).await;
         });
-        let l = Box::new(Listener {
+        let l = Listener {
             addr,
             ready,
             notify_read,
             task,
-        });
+        };
         // SAFETY: `out` checked non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(l).cast() };
+        unsafe { *out = to_boxed_mut_ptr(l) };
         ambit_result::AMBIT_RESULT_OK
     })
 }
@@ -459,14 +477,10 @@ pub extern "C" fn ambit_hbone_listener_new(
 /// close it yourself.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_hbone_listener_fd(listener: *const ambit_hbone_listener) -> i32 {
-    ffi_boundary!(-1, {
-        if listener.is_null() {
-            return -1;
-        }
+    ffi_panic_boundary!(-1, {
         use std::os::fd::AsRawFd;
-        // SAFETY: non-NULL listeners come from `ambit_hbone_listener_new` and are live.
-        let l = unsafe { &*listener.cast::<Listener>() };
-        l.notify_read.as_raw_fd()
+        // SAFETY: NULL, or a live listener from `ambit_hbone_listener_new`.
+        unsafe { try_from(listener) }.map_or(-1, |l: &Listener| l.notify_read.as_raw_fd())
     })
 }
 
@@ -478,8 +492,8 @@ pub extern "C" fn ambit_hbone_listener_local_addr(
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let l: &Listener = try_ref!(listener.cast::<Listener>());
+    ffi_panic_boundary!({
+        let l: &Listener = try_ref_from_ptr!(listener);
         let out_n = try_out!(out_n);
         // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
         unsafe { write_out(l.addr.to_string().as_bytes(), buf, len, out_n) }
@@ -502,8 +516,8 @@ pub extern "C" fn ambit_hbone_listener_accept(
     authority_len: usize,
     authority_n: *mut usize,
 ) -> ambit_result {
-    ffi_boundary!({
-        let l: &Listener = try_ref!(listener.cast_const().cast::<Listener>());
+    ffi_panic_boundary!({
+        let l: &mut Listener = try_mut_from_ptr!(listener);
         let fd_out = try_out!(fd_out);
         let peer_id_n = try_out!(peer_id_n);
         let authority_n = try_out!(authority_n);
@@ -544,10 +558,9 @@ pub extern "C" fn ambit_hbone_listener_accept(
 /// Stops the listener; queued tunnels not yet accepted are closed. NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_hbone_listener_free(listener: *mut ambit_hbone_listener) {
-    ffi_boundary!((), {
-        if !listener.is_null() {
-            // SAFETY: non-NULL listeners come from `ambit_hbone_listener_new`, freed once.
-            let l = unsafe { Box::from_raw(listener.cast::<Listener>()) };
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a listener from `ambit_hbone_listener_new` freed once.
+        if let Some(l) = unsafe { take_box(listener) } {
             l.task.abort();
             let mut q = l.ready.lock().unwrap_or_else(|p| p.into_inner());
             for a in q.drain(..) {

@@ -1,7 +1,9 @@
 //! The C programs, compiled with -Wall -Wextra -Wpedantic -Werror against the committed header
-//! and the static library, run as a C host would: once plain, once under ASan + UBSan. The
+//! and the static library, run as a C host would: plain, under ASan + UBSan (with the leak
+//! checker), and under valgrind (invalid accesses and definite or indirect leaks fail). The
 //! policy-check example decides every case of the shared table like the Rust engine does.
 
+use std::ffi::OsStr;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,6 +61,74 @@ fn compile(src: &str, out: &Path, sanitize: bool) {
         "compiling {src} failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    if sanitize {
+        // The sanitizers really are in: an ignored flag would quietly make the run plain.
+        let nm = Command::new("nm").arg(out).output().expect("nm (binutils)");
+        assert!(
+            String::from_utf8_lossy(&nm.stdout).contains("__asan_init"),
+            "{src}: no __asan_init in the sanitized build"
+        );
+    }
+}
+
+/// How a C test program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// ASan (with LeakSanitizer) + UBSan; any report is fatal.
+    Sanitized,
+    /// The plain build under valgrind: invalid accesses and definite or indirect leaks fail.
+    Valgrind,
+}
+
+/// Compiles `src`, runs it with `args` in `mode`, and checks that it ended with "N passed, 0
+/// failed" for at least `min_checks` checks and that no sanitizer or valgrind complained.
+fn run_c(src: &str, args: &[&OsStr], mode: Mode, min_checks: u32) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = tmp.path().join("prog");
+    compile(src, &exe, mode == Mode::Sanitized);
+    let mut cmd = if mode == Mode::Valgrind {
+        let mut c = Command::new("valgrind");
+        c.args([
+            "--quiet",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+        ])
+        .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .expect("run the C program (scripts/test installs valgrind)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{src} ({mode:?}) failed (exit {:?}):\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+    let passed: u32 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(
+        passed >= min_checks,
+        "{src}: only {passed} checks ran:\n{stdout}"
+    );
+    eprintln!("{src} ({mode:?}): {}", stdout.trim_end());
+    assert!(
+        !stderr.contains("AddressSanitizer")
+            && !stderr.contains("LeakSanitizer")
+            && !stderr.contains("runtime error"),
+        "{src} ({mode:?}):\n{stderr}"
+    );
 }
 
 fn pem_files(dir: &Path) -> [PathBuf; 4] {
@@ -86,36 +156,107 @@ fn pem_files(dir: &Path) -> [PathBuf; 4] {
     files.map(|(p, _)| p)
 }
 
-fn run_api(sanitize: bool) {
+// === api.c: identity, L4 policy, PROXY v2, errors ===
+
+fn run_api(mode: Mode) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = tmp.path().join("api");
-    compile("tests/c/api.c", &exe, sanitize);
     let pems = pem_files(tmp.path());
-    let out = Command::new(&exe).args(&pems).output().expect("run api");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "api failed:\n{stdout}\n{stderr}");
-    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
-    let passed: u32 = stdout
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("count");
-    assert!(passed >= 60, "only {passed} checks ran:\n{stdout}");
-    assert!(
-        !stderr.contains("ERROR: AddressSanitizer") && !stderr.contains("runtime error"),
-        "{stderr}"
-    );
+    let args: Vec<&OsStr> = pems.iter().map(|p| p.as_os_str()).collect();
+    run_c("tests/c/api.c", &args, mode, 60);
 }
 
 #[test]
 fn c_api_checks_pass() {
-    run_api(false);
+    run_api(Mode::Plain);
 }
 
 #[test]
 fn c_api_checks_pass_under_asan_and_ubsan() {
-    run_api(true);
+    run_api(Mode::Sanitized);
+}
+
+#[test]
+fn c_api_checks_are_clean_under_valgrind() {
+    run_api(Mode::Valgrind);
+}
+
+// === waypoint.c: routes, JWT, L7 authorization ===
+
+/// The time the test tokens are made for.
+const JWT_NOW: u64 = 1_700_000_000;
+
+/// Writes an ES256 key set and tokens for the C program: `valid.jwt` (Alice, an admin, valid
+/// for an hour from [`JWT_NOW`]), `expired.jwt`, `none.jwt` (`alg: none`, no signature) and
+/// `badsig.jwt` (signed by another key under the same `kid`).
+fn jwt_files(dir: &Path) {
+    use base64::Engine;
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    let new_key = || {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("encoding key")
+    };
+    let (signing, impostor) = (new_key(), new_key());
+    let mut jwk = Jwk::from_encoding_key(&signing, Algorithm::ES256).expect("jwk");
+    jwk.common.key_id = Some("k1".into());
+    let jwks = serde_json::json!({ "keys": [jwk] });
+    let claims = |exp: u64| {
+        serde_json::json!({
+            "iss": "https://issuer.example", "sub": "alice", "aud": "cart",
+            "iat": JWT_NOW - 10, "exp": exp, "realm": {"role": "admin"}, "level": 3,
+        })
+    };
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let sign = |exp: u64, key: &EncodingKey| {
+        jsonwebtoken::encode(&header, &claims(exp), key).expect("sign")
+    };
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(claims(JWT_NOW + 3600))
+    );
+    let files = [
+        ("jwks.json", jwks.to_string()),
+        ("valid.jwt", sign(JWT_NOW + 3600, &signing)),
+        ("expired.jwt", sign(JWT_NOW - 3600, &signing)),
+        ("none.jwt", none),
+        ("badsig.jwt", sign(JWT_NOW + 3600, &impostor)),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+}
+
+fn run_waypoint(mode: Mode) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    jwt_files(tmp.path());
+    let now = JWT_NOW.to_string();
+    run_c(
+        "tests/c/waypoint.c",
+        &[tmp.path().as_os_str(), OsStr::new(&now)],
+        mode,
+        250,
+    );
+}
+
+#[test]
+fn c_waypoint_decisions_pass() {
+    run_waypoint(Mode::Plain);
+}
+
+#[test]
+fn c_waypoint_decisions_pass_under_asan_and_ubsan() {
+    run_waypoint(Mode::Sanitized);
+}
+
+#[test]
+fn c_waypoint_decisions_are_clean_under_valgrind() {
+    run_waypoint(Mode::Valgrind);
 }
 
 #[derive(Deserialize)]
@@ -215,22 +356,22 @@ fn policy_check_example_agrees_with_the_rust_engine_on_the_shared_table() {
 }
 
 #[test]
-fn committed_header_declares_every_exported_function() {
+fn committed_header_declares_and_documents_every_exported_function() {
     let header = std::fs::read_to_string(manifest().join("include/ambit.h")).expect("header");
-    let sources = [
-        "src/lib.rs",
-        "src/error.rs",
-        "src/identity.rs",
-        "src/policy.rs",
-        "src/proxy_v2.rs",
-    ];
     let mut count = 0;
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(manifest().join("src"))
+        .expect("src")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    sources.sort();
     for s in sources {
-        let text = std::fs::read_to_string(manifest().join(s)).expect("source");
-        for line in text
-            .lines()
-            .filter(|l| l.trim_start().starts_with("pub extern \"C\" fn "))
-        {
+        let text = std::fs::read_to_string(&s).expect("source");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with("pub extern \"C\" fn ") {
+                continue;
+            }
             let name = line
                 .split("fn ")
                 .nth(1)
@@ -240,70 +381,48 @@ fn committed_header_declares_every_exported_function() {
                 header.contains(&format!("{name}(")),
                 "{name} missing from ambit.h: run scripts/header"
             );
+            // The doc comment (which becomes the header's) sits above the attributes.
+            let doc = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim_start().starts_with("#["))
+                .is_some_and(|l| l.trim_start().starts_with("///"));
+            assert!(doc, "{name} ({}) has no doc comment", s.display());
             count += 1;
         }
     }
-    assert!(count >= 14, "found only {count} exports");
+    assert!(count >= 80, "found only {count} exports");
     assert!(
         header.contains("#define AMBIT_VERSION_MINOR 1"),
         "version macros out of date"
     );
 }
 
-#[test]
-fn c_api_checks_are_clean_under_valgrind() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = tmp.path().join("api");
-    compile("tests/c/api.c", &exe, false);
-    let pems = pem_files(tmp.path());
-    let out = Command::new("valgrind")
-        .args([
-            "--quiet",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite,indirect",
-        ])
-        .arg(&exe)
-        .args(&pems)
-        .output()
-        .expect("valgrind (scripts/test installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "valgrind found problems (exit {:?}):\n{stderr}\n{stdout}",
-        out.status.code()
-    );
-    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
-}
+// === hbone_echo.c and node_proxy.c: the managed runtime ===
 
-fn run_hbone_echo(sanitize: bool) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = tmp.path().join("hbone_echo");
-    compile("tests/c/hbone_echo.c", &exe, sanitize);
-    let out = Command::new(&exe).output().expect("run hbone_echo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "hbone_echo failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+fn run_hbone_echo(mode: Mode) {
+    run_c("tests/c/hbone_echo.c", &[], mode, 10);
 }
 
 #[test]
 fn c_host_runs_hbone_through_file_descriptors() {
-    run_hbone_echo(false);
+    run_hbone_echo(Mode::Plain);
 }
 
 #[test]
 fn c_host_runs_hbone_through_file_descriptors_under_asan_and_ubsan() {
-    run_hbone_echo(true);
+    run_hbone_echo(Mode::Sanitized);
+}
+
+#[test]
+fn c_host_runs_hbone_through_file_descriptors_cleanly_under_valgrind() {
+    run_hbone_echo(Mode::Valgrind);
 }
 
 #[test]
 fn c_host_starts_reloads_and_stops_node_proxies() {
-    // The application behind node B: an echo server on its workload address.
+    // The application behind node B: an echo server on its workload address. One test runs
+    // every mode in turn, since the address can be bound once.
     let app = std::net::TcpListener::bind("127.31.2.2:8080").expect("bind app");
     std::thread::spawn(move || {
         for s in app.incoming() {
@@ -314,17 +433,9 @@ fn c_host_starts_reloads_and_stops_node_proxies() {
             });
         }
     });
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = tmp.path().join("node_proxy");
-    compile("tests/c/node_proxy.c", &exe, false);
-    let out = Command::new(&exe).output().expect("run node_proxy");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "node_proxy failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+    for mode in [Mode::Plain, Mode::Sanitized, Mode::Valgrind] {
+        run_c("tests/c/node_proxy.c", &[], mode, 10);
+    }
 }
 
 #[test]
