@@ -199,3 +199,104 @@ pub(crate) fn random_u64() -> u64 {
     }
     u64::from_le_bytes(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::IpAddr;
+
+    use super::*;
+
+    fn wl(uid: &str, ip: [u8; 4]) -> Workload {
+        let mut w = Workload::new(uid, uid, "ns", vec![IpAddr::from(ip)]);
+        w.protocol = TunnelProtocol::Hbone;
+        w
+    }
+
+    fn state() -> State {
+        let mut s = State::new();
+        for (uid, ip) in [
+            ("wp-a", [10, 0, 9, 1]),
+            ("wp-b", [10, 0, 9, 2]),
+            ("client", [10, 0, 1, 1]),
+        ] {
+            s.insert_workload(wl(uid, ip)).expect("workload");
+        }
+        let mut app = wl("app", [10, 0, 2, 1]);
+        app.waypoint = Some(GatewayAddress::ip(IpAddr::from([10, 0, 9, 1])));
+        app.services
+            .insert("ns/svc.ns".into(), BTreeMap::from([(80, 8080)]));
+        s.insert_workload(app).expect("workload");
+        let mut svc = Service::new("svc", "ns", "svc.ns");
+        svc.vips = vec![(String::new(), IpAddr::from([10, 96, 0, 1]))];
+        svc.ports = BTreeMap::from([(80, 8080)]);
+        svc.weighted_waypoints = vec![
+            (GatewayAddress::ip(IpAddr::from([10, 0, 9, 1])), 90),
+            (GatewayAddress::ip(IpAddr::from([10, 0, 9, 2])), 10),
+            (GatewayAddress::ip(IpAddr::from([10, 0, 9, 3])), 0),
+        ];
+        s.insert_service(svc);
+        s
+    }
+
+    #[test]
+    fn service_traffic_goes_to_weighted_waypoints_with_the_vip_as_authority() {
+        let s = state();
+        let client = s.workload("client").cloned();
+        let dst: SocketAddr = "10.96.0.1:80".parse().expect("addr");
+        let mut hits: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..2000 {
+            match route(&s, "", client.as_deref(), dst) {
+                Ok(Route::Hbone {
+                    peer,
+                    authority,
+                    workload,
+                    ..
+                }) => {
+                    assert_eq!(authority, dst, "the waypoint sees the original VIP");
+                    assert_eq!(peer.port(), 15008);
+                    *hits.entry(workload.uid.clone()).or_default() += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let (a, b) = (hits["wp-a"], hits.get("wp-b").copied().unwrap_or(0));
+        assert_eq!(a + b, 2000, "weight 0 is never chosen: {hits:?}");
+        // 10% of 2000 = 200, σ ≈ 13.4: ±4σ.
+        assert!((146..=254).contains(&b), "{hits:?}");
+    }
+
+    #[test]
+    fn pod_traffic_goes_to_the_workload_waypoint_unless_it_comes_from_it() {
+        let s = state();
+        let dst: SocketAddr = "10.0.2.1:8080".parse().expect("addr");
+        let client = s.workload("client").cloned();
+        match route(&s, "", client.as_deref(), dst) {
+            Ok(Route::Hbone {
+                peer, authority, ..
+            }) => {
+                assert_eq!(peer, "10.0.9.1:15008".parse().expect("addr"));
+                assert_eq!(authority, dst);
+            }
+            other => panic!("{other:?}"),
+        }
+        let waypoint = s.workload("wp-a").cloned();
+        match route(&s, "", waypoint.as_deref(), dst) {
+            Ok(Route::Hbone {
+                peer, authority, ..
+            }) => {
+                assert_eq!(peer, "10.0.2.1:15008".parse().expect("addr"), "no loop");
+                assert_eq!(authority, dst);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut lost = state();
+        let mut app = (**lost.workload("app").expect("app")).clone();
+        app.waypoint = Some(GatewayAddress::ip(IpAddr::from([10, 0, 9, 99])));
+        lost.insert_workload(app).expect("workload");
+        assert!(matches!(
+            route(&lost, "", client.as_deref(), dst),
+            Err(RouteError::UnknownWaypoint(_))
+        ));
+    }
+}

@@ -58,6 +58,10 @@ fn state(net: u8) -> State {
     ];
     for (name, host, svcs) in backends {
         let mut w = workload(net, name, "reviews", "node-b", host);
+        if name == "reviews-v1" {
+            // Pod-addressed traffic to v1 goes through the waypoint too.
+            w.waypoint = Some(GatewayAddress::ip(ip(net, [3, 2])));
+        }
         for svc in svcs {
             w.services.insert(
                 format!("demo/{svc}.demo.svc.cluster.local"),
@@ -171,6 +175,30 @@ impl Mesh {
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    }
+
+    /// HTTP/1.1 GET to `host:port` (a pod address) through node A.
+    async fn get_pod(&self, host: [u8; 2], port: u16, path: &str) -> (u16, String) {
+        let proxy = self.a.bound().socks5.expect("socks5");
+        let to = SocketAddr::new(ip(self.net, host), port);
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+            .await
+            .expect("socks5 to the pod");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .expect("http1 handshake");
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", "pod")
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        let resp = tokio::time::timeout(STEP, send.send_request(req))
+            .await
+            .expect("in time")
+            .expect("response");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     async fn get(&self, vip: [u8; 2], path: &str, headers: &[(&str, &str)]) -> (u16, String) {
@@ -504,5 +532,33 @@ fn hostile_l7_yaml_is_refused_quickly() {
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_addressed_traffic_goes_through_the_workload_waypoint() {
+    let mesh = Mesh::start(44, ROUTES).await;
+    let before = mesh
+        .waypoint
+        .metrics()
+        .matches("istio_requests_total{")
+        .count();
+    // v1 has a waypoint: policy and telemetry apply, no HTTPRoute (routes attach to services).
+    let (s, body) = mesh.get_pod([2, 2], 8080, "/direct").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v1 path=/direct"), "{body}");
+    assert!(
+        !body.contains("traceparent=-"),
+        "the waypoint added a trace context: {body}"
+    );
+    let m = mesh.waypoint.metrics();
+    assert!(m.matches("istio_requests_total{").count() > before, "{m}");
+    assert!(m.contains("destination_workload=\"reviews-v1\""), "{m}");
+    // v2 has none: node A tunnels straight to it, and no trace context is invented.
+    let (s, body) = mesh.get_pod([2, 3], 8080, "/direct").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("traceparent=-"),
+        "bypassed the waypoint: {body}"
     );
 }
