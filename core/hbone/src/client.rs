@@ -480,10 +480,29 @@ pub async fn connect_from(
         } else {
             tokio::net::TcpSocket::new_v6()?
         };
+        // Choose the source port at connect time, by the full 4-tuple: binding port 0 first
+        // would pick one blind to the destination, which can collide (EADDRNOTAVAIL) under load.
+        #[cfg(target_os = "linux")]
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        );
         if socket.bind(SocketAddr::new(ip, 0)).is_ok() {
-            return socket.connect(peer).await;
+            match socket.connect(peer).await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse
+                    ) =>
+                {
+                    debug!(%ip, error = %e, "no source port free for the workload address; using the system's choice");
+                }
+                r => return r,
+            }
+        } else {
+            debug!(%ip, "cannot connect from the source workload address; using the system's choice");
         }
-        debug!(%ip, "cannot connect from the source workload address; using the system's choice");
     }
     TcpStream::connect(peer).await
 }

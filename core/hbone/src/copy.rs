@@ -75,7 +75,9 @@ where
 
 /// Like [`copy_bidirectional`] for a tunnel and another stream (normally a TCP socket), but
 /// without copying tunnel bytes through an intermediate buffer: DATA frames are written out
-/// as received, and bytes read from `other` are handed to HTTP/2 as they are.
+/// as received, and bytes read from `other` are handed to HTTP/2 as they are. If `other` fails
+/// (a reset, an error), the tunnel is reset with CONNECT_ERROR so the peer knows the stream was
+/// cut short; on an error the caller should reset `other` too (for TCP, SO_LINGER 0).
 pub async fn copy_tunnel<S>(tunnel: crate::Tunnel, other: S) -> io::Result<Transferred>
 where
     S: AsyncRead + AsyncWrite,
@@ -105,8 +107,13 @@ where
             tw.write_chunk(buf.split().freeze()).await?;
         }
     };
-    let (a_to_b, b_to_a) = tokio::try_join!(down, up)?;
-    Ok(Transferred { a_to_b, b_to_a })
+    match tokio::try_join!(down, up) {
+        Ok((a_to_b, b_to_a)) => Ok(Transferred { a_to_b, b_to_a }),
+        Err(e) => {
+            tw.abort_connect_error();
+            Err(e)
+        }
+    }
 }
 
 /// Bridges a tunnel to one end of a new Unix socketpair and returns the other end, for hosts

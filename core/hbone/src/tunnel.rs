@@ -234,6 +234,13 @@ impl TunnelWriter {
         self.send.send_reset(Reason::CANCEL);
     }
 
+    /// Resets the stream with CONNECT_ERROR (RFC 9113 §8.5): the connection behind the tunnel
+    /// was reset or closed abnormally, so the peer must not take the stream as complete (CANCEL
+    /// and NO_ERROR read as a clean end, as in ztunnel).
+    pub fn abort_connect_error(&mut self) {
+        self.send.send_reset(Reason::CONNECT_ERROR);
+    }
+
     /// Waits until at least one byte of send credit is available; returns how much.
     fn poll_capacity(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         if self.closed {

@@ -234,10 +234,14 @@ impl Handler for Inbound {
         };
         let counters = node.metrics.tcp(&labels);
         counters.opened();
+        let mut upstream = upstream;
         let result = tokio::select! {
-            r = ambit_hbone::copy_tunnel(tunnel, upstream) => r.map_err(|e| e.to_string()),
+            r = ambit_hbone::copy_tunnel(tunnel, &mut upstream) => r.map_err(|e| e.to_string()),
             reason = &mut revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
         };
+        if result.is_err() {
+            crate::outbound::reset(&upstream);
+        }
         let (sent, recv, error) = match result {
             Ok(t) => (t.b_to_a, t.a_to_b, None),
             Err(e) => (0, 0, Some(e)),

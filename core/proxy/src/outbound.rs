@@ -385,20 +385,34 @@ async fn open(
     }
 }
 
+/// Makes closing `s` send a TCP reset (SO_LINGER 0): how an abnormal end is passed on.
+pub(crate) fn reset(s: &TcpStream) {
+    let _ = s.set_zero_linger();
+}
+
 /// Copies between the application and the upstream, then records metrics and the access log.
-async fn pump(node: &Node, app: TcpStream, o: Opened) {
+async fn pump(node: &Node, mut app: TcpStream, o: Opened) {
     let start = Instant::now();
     let counters = node.metrics.tcp(&o.labels);
     counters.opened();
     let result = match o.upstream {
         // a = tunnel: a_to_b is what came back from the destination.
-        Upstream::Tunnel(t) => ambit_hbone::copy_tunnel(t, app)
+        Upstream::Tunnel(t) => ambit_hbone::copy_tunnel(t, &mut app)
             .await
             .map(|t| (t.b_to_a, t.a_to_b)),
-        Upstream::Tcp(s) => ambit_hbone::copy_bidirectional(app, s)
-            .await
-            .map(|t| (t.a_to_b, t.b_to_a)),
+        Upstream::Tcp(mut s) => {
+            let r = ambit_hbone::copy_bidirectional(&mut app, &mut s).await;
+            if r.is_err() {
+                reset(&s);
+            }
+            r.map(|t| (t.a_to_b, t.b_to_a))
+        }
     };
+    if result.is_err() {
+        // The other side ended abnormally: say so with a reset, not a clean FIN, so the
+        // application cannot take a truncated stream for a complete one.
+        reset(&app);
+    }
     let mut log = o.log;
     let (sent, received, err) = match result {
         Ok((to_dst, from_dst)) => (to_dst, from_dst, None),
@@ -454,10 +468,15 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
     let counters = node.metrics.tcp(&labels);
     counters.opened();
     let start = Instant::now();
+    let (mut app, mut up) = (app, up);
     let result = tokio::select! {
-        r = ambit_hbone::copy_bidirectional(app, up) => r.map_err(|e| e.to_string()),
+        r = ambit_hbone::copy_bidirectional(&mut app, &mut up) => r.map_err(|e| e.to_string()),
         reason = &mut revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
     };
+    if result.is_err() {
+        reset(&app);
+        reset(&up);
+    }
     drop(registration);
     let (sent, recv, err) = match result {
         Ok(t) => (t.b_to_a, t.a_to_b, None),

@@ -288,3 +288,79 @@ async fn clients_ride_through_a_node_restart() {
     }
     drop(b2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upstreams_and_apps_dying_mid_stream_end_promptly() {
+    let net = 54;
+    let f = Fixture::new();
+    let a = f.node(net, "node-a", 1, state(net, 0)).await;
+    let b = f.node(net, "node-b", 2, state(net, 0)).await;
+    let proxy = a.bound().socks5.expect("socks5");
+    // Nothing listens on server:9999: SOCKS5 "connection refused" (5), counted as CONNECT.
+    let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 9999));
+    let r = tokio::time::timeout(STEP, socks5_connect(proxy, ip(net, [1, 2]), &to))
+        .await
+        .expect("answered in time");
+    assert!(
+        matches!(r, Err(ambit_test_util::socks5::SocksError::Refused(_))),
+        "{r:?}"
+    );
+    assert!(
+        b.metrics().contains("response_flags=\"CONNECT\""),
+        "{}",
+        b.metrics()
+    );
+
+    // An app that sends data and, once the client has seen some of it, dies with a reset in
+    // the middle of the transfer.
+    let app = TcpListener::bind(SocketAddr::new(ip(net, [2, 2]), 7000))
+        .await
+        .expect("bind");
+    let (die_tx, die_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = app.accept().await {
+            let (_, mut w) = s.split();
+            let send = async {
+                loop {
+                    if w.write_all(&[7u8; 16 * 1024]).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = send => {}
+                _ = die_rx => {}
+            }
+            let _ = s.set_zero_linger();
+            drop(s);
+        }
+    });
+    let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 7000));
+    let mut s = socks5_connect(proxy, ip(net, [1, 2]), &to)
+        .await
+        .expect("connected");
+    let mut first = vec![0u8; 64 * 1024];
+    s.read_exact(&mut first).await.expect("the first bytes");
+    let _ = die_tx.send(());
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(STEP, s.read_to_end(&mut got))
+        .await
+        .expect("the client learns of the end promptly");
+    eprintln!(
+        "app died mid-stream: client read {} more bytes, then {r:?}",
+        got.len()
+    );
+    assert!(
+        first.iter().chain(&got).all(|b| *b == 7),
+        "no foreign bytes"
+    );
+    let e = r.expect_err("a reset, not a clean end: the stream was truncated");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    tokio::time::timeout(STEP, async {
+        while b.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("node-b forgets the connection");
+}
