@@ -1,4 +1,4 @@
-//! The end-to-end bench harness runs and reports all four paths (tiny sizes: this checks
+//! The end-to-end bench harness runs and reports all five paths (tiny sizes: this checks
 //! that it works, not how fast anything is).
 
 #[test]
@@ -17,11 +17,21 @@ fn harness_smoke_run_writes_a_table_and_json() {
         "ambit-bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for path in ["direct TCP", "TLS relay", "HBONE", "two nodes"] {
+    for path in [
+        "direct TCP",
+        "TLS relay",
+        "HBONE",
+        "HBONE fd (C ABI)",
+        "two nodes",
+    ] {
         assert!(stdout.contains(path), "{path} missing:\n{stdout}");
     }
     assert!(stdout.contains("HBONE / TLS relay: throughput"), "{stdout}");
+    assert!(
+        stdout.contains("HBONE fd (C ABI) / HBONE: throughput"),
+        "{stdout}"
+    );
     let json = std::fs::read_to_string(&json).expect("json written");
-    assert_eq!(json.matches("\"throughput_gbps\"").count(), 4, "{json}");
+    assert_eq!(json.matches("\"throughput_gbps\"").count(), 5, "{json}");
     assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
 }

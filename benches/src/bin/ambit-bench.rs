@@ -1,8 +1,14 @@
 //! End-to-end bench harness: the same workloads over (a) direct TCP, (b) a TLS-only relay
-//! (rustls, same provider, mutual TLS) and (c) HBONE (client → HBONE server → upstream), in
-//! one run on loopback, so the ratios are comparable on a noisy machine.
+//! (rustls, same provider, mutual TLS), (c) HBONE (client → HBONE server → upstream), (d) the
+//! same HBONE tunnel opened through the C ABI (`ambit_hbone_dial`: the host reads and writes a
+//! socketpair descriptor that ambit's runtime bridges to the tunnel) and (e) two node proxies,
+//! in one run on loopback, so the ratios are comparable on a noisy machine.
 //!
 //! `cargo run --release -p ambit-benches --bin ambit-bench -- [--quick] [--json FILE]`
+//!
+//! The C ABI's cost on bulk data alone:
+//! `cargo run --release -p ambit-benches --bin ambit-bench -- --throughput-only --path HBONE
+//! --path "HBONE fd (C ABI)"`
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -80,7 +86,7 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "ambit-bench [--quick | --smoke] [--path \"direct TCP\"|\"TLS relay\"|HBONE]... [--json FILE]"
+                    "ambit-bench [--quick | --smoke] [--throughput-only] [--path \"direct TCP\"|\"TLS relay\"|HBONE|\"HBONE fd (C ABI)\"|\"two nodes\"]... [--json FILE]"
                 );
                 return Ok(());
             }
@@ -163,6 +169,8 @@ async fn run(opts: Opts) -> Result<()> {
 
 struct Env {
     client_cell: Arc<CredentialCell>,
+    /// The client's credentials as PEM (chain, key, bundle), for the C ABI path.
+    client_pem: [String; 3],
     server_id: SpiffeId,
     server_config: Arc<rustls::ServerConfig>,
     client_config: Arc<rustls::ClientConfig>,
@@ -182,7 +190,13 @@ impl Env {
         let client_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/client")?;
         let ttl = Duration::from_secs(24 * 3600);
         let server_cell = tls.credential_cell(&ca.credentials(&server_id, ttl)?)?;
-        let client_cell = tls.credential_cell(&ca.credentials(&client_id, ttl)?)?;
+        let client_creds = ca.credentials(&client_id, ttl)?;
+        let client_cell = tls.credential_cell(&client_creds)?;
+        let client_pem = [
+            client_creds.svid.chain_pem(),
+            client_creds.svid.key_pem(),
+            client_creds.bundle.to_pem(),
+        ];
         let server_config = tls.server_config(&server_cell, &ServerOptions::default())?;
         let client_config = tls.client_config(&client_cell, [server_id.clone()])?;
         // The HBONE server does what a node proxy's inbound does: connect to the authority
@@ -199,6 +213,7 @@ impl Env {
             _nodes: nodes,
             hbone: Client::new(tls, ClientSettings::default()),
             client_cell,
+            client_pem,
             server_id,
             server_config,
             client_config,
@@ -274,6 +289,10 @@ enum Path {
     Direct,
     TlsRelay,
     Hbone,
+    /// HBONE through the C ABI: `ambit_hbone_dial` hands back a socketpair descriptor that
+    /// ambit's own runtime bridges to the tunnel; the bench reads and writes it as a C host
+    /// would.
+    HboneFd,
     /// client → node A (SOCKS5) → HBONE → node B → server: the whole node-proxy data path.
     TwoNodes,
 }
@@ -289,13 +308,20 @@ fn server_ip(net: u8) -> IpAddr {
 }
 
 impl Path {
-    const ALL: [Path; 4] = [Path::Direct, Path::TlsRelay, Path::Hbone, Path::TwoNodes];
+    const ALL: [Path; 5] = [
+        Path::Direct,
+        Path::TlsRelay,
+        Path::Hbone,
+        Path::HboneFd,
+        Path::TwoNodes,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Path::Direct => "direct TCP",
             Path::TlsRelay => "TLS relay",
             Path::Hbone => "HBONE",
+            Path::HboneFd => "HBONE fd (C ABI)",
             Path::TwoNodes => "two nodes",
         }
     }
@@ -351,7 +377,118 @@ impl Path {
                     Box::pin(async move { Ok(Box::new(client.connect(&dial).await?) as Conn) })
                 })
             }
+            Path::HboneFd => {
+                let host = Arc::new(c_abi::Host::new(&env.client_pem)?);
+                let peer = env.hbone_server.to_string();
+                let expected = env.server_id.to_string();
+                Arc::new(move || {
+                    let (host, peer, expected) = (host.clone(), peer.clone(), expected.clone());
+                    Box::pin(async move {
+                        // The dial blocks (as documented): keep it off the async workers.
+                        let fd = tokio::task::spawn_blocking(move || {
+                            host.dial(&peer, &expected, &target.to_string())
+                        })
+                        .await??;
+                        Ok(Box::new(fd) as Conn)
+                    })
+                })
+            }
         })
+    }
+}
+
+/// The C ABI as a C host uses it, called through its Rust symbols.
+mod c_abi {
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    use ambit::{ambit_credentials, ambit_result, ambit_runtime};
+    use anyhow::{Result, bail};
+
+    /// An `ambit_runtime` (its own worker threads) and the client's `ambit_credentials`.
+    pub(super) struct Host {
+        rt: *mut ambit_runtime,
+        creds: *const ambit_credentials,
+    }
+
+    // SAFETY: the runtime and credentials are documented thread-safe (`ambit_hbone_dial` may be
+    // called from any thread); `Host` frees them once, in `drop`.
+    #[allow(unsafe_code)]
+    unsafe impl Send for Host {}
+    // SAFETY: as above; no method takes `&mut self`.
+    #[allow(unsafe_code)]
+    unsafe impl Sync for Host {}
+
+    impl Host {
+        pub(super) fn new(pem: &[String; 3]) -> Result<Self> {
+            let mut rt = std::ptr::null_mut();
+            if ambit::ambit_runtime_new(0, &mut rt) != ambit_result::AMBIT_RESULT_OK {
+                bail!("ambit_runtime_new failed");
+            }
+            let mut creds = std::ptr::null();
+            let [chain, key, bundle] = pem;
+            let r = ambit::ambit_credentials_from_pem(
+                rt,
+                chain.as_ptr(),
+                chain.len(),
+                key.as_ptr(),
+                key.len(),
+                bundle.as_ptr(),
+                bundle.len(),
+                &mut creds,
+                std::ptr::null_mut(),
+            );
+            let host = Self { rt, creds };
+            if r != ambit_result::AMBIT_RESULT_OK {
+                bail!("ambit_credentials_from_pem: {r:?}");
+            }
+            Ok(host)
+        }
+
+        /// `ambit_hbone_dial` (blocking), as a tokio stream over the descriptor it returns.
+        pub(super) fn dial(
+            &self,
+            peer: &str,
+            expected_id: &str,
+            authority: &str,
+        ) -> Result<tokio::net::UnixStream> {
+            let mut fd = -1;
+            let r = ambit::ambit_hbone_dial(
+                self.rt,
+                self.creds,
+                peer.as_ptr(),
+                peer.len(),
+                expected_id.as_ptr(),
+                expected_id.len(),
+                authority.as_ptr(),
+                authority.len(),
+                &mut fd,
+                std::ptr::null_mut(),
+            );
+            if r != ambit_result::AMBIT_RESULT_OK {
+                bail!("ambit_hbone_dial: {r:?}");
+            }
+            // SAFETY: on success `fd` is a new socketpair descriptor that the caller owns.
+            #[allow(unsafe_code)]
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(tokio::net::UnixStream::from_std(s)?)
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let free = || {
+                ambit::ambit_credentials_free(self.creds);
+                // Waits up to 1 s for ambit's threads: not allowed on an async worker.
+                ambit::ambit_runtime_free(self.rt);
+            };
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::task::block_in_place(free);
+            } else {
+                free();
+            }
+        }
     }
 }
 
@@ -540,6 +677,8 @@ async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
     // The two-node path holds four (client, node A, node B's upstream, server).
     let n = match path {
         Path::Hbone => want,
+        // The host's end and the bridge's end of each socketpair.
+        Path::HboneFd => want.min((fd_limit().saturating_sub(512) / 2).max(100)),
         Path::TwoNodes => want.min((fd_limit().saturating_sub(512) / 4).max(100)),
         _ => want.min((fd_limit().saturating_sub(512) / 2).max(100)),
     };
@@ -572,7 +711,7 @@ async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
 fn print_table(rows: &[(&str, Figures)], bulk: u64) {
     println!();
     println!(
-        "{:<12} {:>16} {:>11} {:>11} {:>14} {:>18}",
+        "{:<17} {:>16} {:>11} {:>11} {:>14} {:>18}",
         "path",
         format!("{} MiB Gbit/s", bulk >> 20),
         "p50 µs",
@@ -582,7 +721,7 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
     );
     for (name, f) in rows {
         println!(
-            "{:<12} {:>16.2} {:>11.1} {:>11.1} {:>14.0} {:>12.1} (n={})",
+            "{:<17} {:>16.2} {:>11.1} {:>11.1} {:>14.0} {:>12.1} (n={})",
             name,
             f.throughput_gbps,
             f.p50_us,
@@ -598,6 +737,14 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
             "two nodes / direct TCP: throughput {:.2}x, p50 latency {:.2}x",
             nodes.throughput_gbps / direct.throughput_gbps,
             nodes.p50_us / direct.p50_us
+        );
+    }
+    if let (Some(hb), Some(fd)) = (find("HBONE"), find("HBONE fd (C ABI)")) {
+        println!(
+            "HBONE fd (C ABI) / HBONE: throughput {:.2}x, p50 latency {:.2}x, new conns {:.2}x",
+            fd.throughput_gbps / hb.throughput_gbps,
+            fd.p50_us / hb.p50_us,
+            fd.conns_per_sec / hb.conns_per_sec
         );
     }
     if let (Some(tls), Some(hb)) = (find("TLS relay"), find("HBONE")) {
