@@ -511,3 +511,39 @@ fn hbone_cat_example_tunnels_stdin_to_an_hbone_server() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over hbone\n");
     drop(rt);
 }
+
+#[test]
+fn every_result_code_in_the_header_is_unique_and_described() {
+    let header = std::fs::read_to_string(manifest().join("include/ambit.h")).expect("header");
+    let mut seen = std::collections::BTreeMap::new();
+    for line in header.lines() {
+        let Some((name, rest)) = line.trim().split_once(" = ") else {
+            continue;
+        };
+        if !name.starts_with("AMBIT_RESULT_") {
+            continue;
+        }
+        let n: u32 = rest.trim_end_matches(',').parse().expect("number");
+        assert!(
+            seen.insert(n, name.to_owned()).is_none(),
+            "{name} reuses {n}"
+        );
+        let mut buf = [0u8; 128];
+        let mut len = 0;
+        assert_eq!(
+            ambit::ambit_result_message(n, buf.as_mut_ptr(), buf.len(), &mut len),
+            ambit::ambit_result::AMBIT_RESULT_OK
+        );
+        let text = std::str::from_utf8(&buf[..len]).expect("utf-8");
+        assert_ne!(text, "unknown result code", "{name} has no description");
+    }
+    assert!(seen.len() >= 25, "{seen:?}");
+    // The ranges (STYLE.md §2.3): glue 1000, identity 1100, HBONE 1300, authn/authz 1400,
+    // config 1500.
+    for (n, name) in &seen {
+        assert!(
+            [10, 11, 13, 14, 15].contains(&(n / 100)),
+            "{name} = {n} is outside every range"
+        );
+    }
+}
