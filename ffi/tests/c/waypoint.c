@@ -437,6 +437,15 @@ static void route_misuse(void) {
     ambit_header_op op;
     CHECK(ambit_header_edits_len(NULL) == 0);
     CHECK(ambit_header_edits_get(NULL, 0, &op, &a, &b) == AMBIT_RESULT_NULL_PARAMETER);
+    ambit_header with_secret[] = {hdr("x-secret", "s")};
+    d = decide(t, route_req("reviews", "/api/x", with_secret, 1, 1));
+    const ambit_header_edits *edits = ambit_route_decision_request_edits(d);
+    CHECK(ambit_header_edits_len(edits) > 0);
+    CHECK(ambit_header_edits_get(edits, 0, NULL, &a, &b) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_header_edits_get(edits, 0, &op, NULL, &b) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_header_edits_get(edits, 0, &op, &a, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_header_edits_get(edits, 0, &op, &a, &b) == AMBIT_RESULT_OK);
+    ambit_route_decision_free(d);
     ambit_route_table_free(t);
 }
 
