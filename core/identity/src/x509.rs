@@ -118,8 +118,12 @@ fn single_spiffe_id<'a>(uris: impl Iterator<Item = &'a str>) -> Result<SpiffeId,
     for uri in uris {
         // The scheme is matched case-insensitively here so that a mis-cased SPIFFE URI is
         // reported as invalid rather than silently ignored.
-        if uri.len() >= SCHEME_PREFIX.len()
-            && uri[..SCHEME_PREFIX.len()].eq_ignore_ascii_case(SCHEME_PREFIX)
+        // Compared as bytes: a URI SAN may hold non-ASCII text, and slicing the `str` at
+        // a byte offset inside a character would panic.
+        if uri
+            .as_bytes()
+            .get(..SCHEME_PREFIX.len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SCHEME_PREFIX.as_bytes()))
         {
             count += 1;
             found.get_or_insert(uri);
@@ -148,4 +152,44 @@ pub fn format_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{t}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ca::{CertificateAuthority, LeafRequest};
+    use crate::spiffe::TrustDomain;
+
+    /// A URI SAN with a multi-byte character across the scheme's length used to panic
+    /// (`str` sliced inside a character) before the chain was even verified: any TLS peer
+    /// could crash the verifier. Found by the `x509_chain` fuzz target.
+    #[test]
+    fn non_ascii_uri_san_is_not_a_spiffe_id_and_does_not_panic() {
+        assert!(matches!(
+            single_spiffe_id(["spiffe:/\u{3dc}luster.local/ns/a/sa/b"].into_iter()),
+            Err(VerifyError::NoSpiffeId)
+        ));
+        assert!(matches!(
+            single_spiffe_id(["SPIFFE://\u{3dc}"].into_iter()),
+            Err(VerifyError::InvalidSpiffeId { .. })
+        ));
+
+        // The same through a certificate: ASCII placeholder patched to U+03DC (2 bytes).
+        let ca =
+            CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca");
+        let mut req = LeafRequest::new(vec!["spiffe:/ZZluster.local/ns/a/sa/b".into()]);
+        req.ttl = Duration::from_secs(3600);
+        let mut der = ca.issue_leaf(&req).expect("leaf").chain[0].to_vec();
+        let at = der
+            .windows(10)
+            .position(|w| w == b"spiffe:/ZZ")
+            .expect("URI in DER");
+        der[at + 8..at + 10].copy_from_slice("\u{3dc}".as_bytes());
+        assert!(matches!(spiffe_id_of(&der), Err(VerifyError::NoSpiffeId)));
+        let info = CertificateInfo::from_der(&der).expect("parses");
+        assert_eq!(info.uri_sans, ["spiffe:/\u{3dc}luster.local/ns/a/sa/b"]);
+        assert!(matches!(info.spiffe_id(), Err(VerifyError::NoSpiffeId)));
+    }
 }
