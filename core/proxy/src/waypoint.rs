@@ -343,6 +343,12 @@ impl Inner {
         info!(target: "access", "{line}");
     }
 
+    /// Whether an access log line would be recorded; when not (no subscriber, or `access`
+    /// filtered out), request lines are not formatted at all.
+    pub(crate) fn access_log_enabled(&self) -> bool {
+        tracing::enabled!(target: "access", tracing::Level::INFO)
+    }
+
     /// Whether the waypoint `g` is this one: it resolves to the address the CONNECT arrived on.
     fn is_me(&self, state: &State, g: &GatewayAddress, local: IpAddr) -> bool {
         match &g.destination {
