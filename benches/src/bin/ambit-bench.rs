@@ -740,12 +740,19 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
         );
     }
     if let (Some(hb), Some(fd)) = (find("HBONE"), find("HBONE fd (C ABI)")) {
-        println!(
-            "HBONE fd (C ABI) / HBONE: throughput {:.2}x, p50 latency {:.2}x, new conns {:.2}x",
-            fd.throughput_gbps / hb.throughput_gbps,
-            fd.p50_us / hb.p50_us,
-            fd.conns_per_sec / hb.conns_per_sec
+        let mut line = format!(
+            "HBONE fd (C ABI) / HBONE: throughput {:.2}x",
+            fd.throughput_gbps / hb.throughput_gbps
         );
+        if hb.p50_us > 0.0 && hb.conns_per_sec > 0.0 {
+            let _ = write!(
+                line,
+                ", p50 latency {:.2}x, new conns {:.2}x",
+                fd.p50_us / hb.p50_us,
+                fd.conns_per_sec / hb.conns_per_sec
+            );
+        }
+        println!("{line}");
     }
     if let (Some(tls), Some(hb)) = (find("TLS relay"), find("HBONE")) {
         println!();
