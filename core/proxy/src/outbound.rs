@@ -69,6 +69,9 @@ where
     Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
     while let Ok((s, peer)) = listener.accept().await {
+        // Relayed writes must not wait for the application's delayed ACK (Nagle): a response
+        // that reaches us in two pieces would otherwise stall ~40 ms.
+        let _ = s.set_nodelay(true);
         let work = handle(node.clone(), s, peer);
         tokio::spawn(async move {
             if let Err(e) = work.await {
