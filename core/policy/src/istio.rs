@@ -18,6 +18,7 @@ use crate::model::{
 };
 use crate::peer::{MtlsMode, PeerAuthentication};
 use crate::set::{Labels, PolicySet};
+use crate::wire::{FromEntry, ToEntry};
 
 /// What a YAML stream of Istio security objects turned into.
 #[derive(Debug, Clone, Default)]
@@ -104,74 +105,6 @@ struct ApRule {
     to: Vec<ToEntry>,
     #[serde(default)]
     when: Vec<Condition>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FromEntry {
-    #[serde(default)]
-    source: Source,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToEntry {
-    #[serde(default)]
-    operation: Operation,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Source {
-    #[serde(default)]
-    principals: Vec<String>,
-    #[serde(default)]
-    not_principals: Vec<String>,
-    #[serde(default)]
-    request_principals: Vec<String>,
-    #[serde(default)]
-    not_request_principals: Vec<String>,
-    #[serde(default)]
-    namespaces: Vec<String>,
-    #[serde(default)]
-    not_namespaces: Vec<String>,
-    #[serde(default)]
-    ip_blocks: Vec<String>,
-    #[serde(default)]
-    not_ip_blocks: Vec<String>,
-    #[serde(default)]
-    remote_ip_blocks: Vec<String>,
-    #[serde(default)]
-    not_remote_ip_blocks: Vec<String>,
-    #[serde(default)]
-    service_accounts: Vec<String>,
-    #[serde(default)]
-    not_service_accounts: Vec<String>,
-    #[serde(default)]
-    trust_domains: Vec<String>,
-    #[serde(default)]
-    not_trust_domains: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Operation {
-    #[serde(default)]
-    hosts: Vec<String>,
-    #[serde(default)]
-    not_hosts: Vec<String>,
-    #[serde(default)]
-    ports: Vec<serde_yaml_ng::Value>,
-    #[serde(default)]
-    not_ports: Vec<serde_yaml_ng::Value>,
-    #[serde(default)]
-    methods: Vec<String>,
-    #[serde(default)]
-    not_methods: Vec<String>,
-    #[serde(default)]
-    paths: Vec<String>,
-    #[serde(default)]
-    not_paths: Vec<String>,
 }
 
 #[derive(Deserialize)]

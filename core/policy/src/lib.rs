@@ -118,6 +118,7 @@ pub mod model;
 mod peer;
 mod set;
 mod waypoint;
+mod wire;
 
 pub use istio::{IstioPolicies, LoadError, LoadWarning};
 pub use jwt::{
