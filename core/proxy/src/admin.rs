@@ -66,6 +66,47 @@ where
 }
 
 /// Binds `addr` for an endpoint, naming it in the error.
+/// Serves `/metrics` and `/stats/prometheus` on `addr` with the text `render` returns; returns
+/// the bound address and the serving task.
+pub(crate) async fn spawn_metrics<F>(
+    addr: SocketAddr,
+    render: F,
+) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError>
+where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    let l = bind("metrics", addr).await?;
+    let bound = l.local_addr().ok();
+    let render = Arc::new(render);
+    let route = Arc::new(move |path: String| {
+        let render = render.clone();
+        async move {
+            match path.split('?').next() {
+                Some("/metrics" | "/stats/prometheus") => {
+                    (200, "text/plain; version=0.0.4", render())
+                }
+                _ => (404, "text/plain", "not found\n".to_owned()),
+            }
+        }
+    });
+    Ok((bound, tokio::spawn(serve(l, route))))
+}
+
+/// Serves `/healthz/ready` on `addr` (ready once listening).
+pub(crate) async fn spawn_readiness(
+    addr: SocketAddr,
+) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError> {
+    let l = bind("readiness", addr).await?;
+    let bound = l.local_addr().ok();
+    let route = Arc::new(|path: String| async move {
+        match path.as_str() {
+            "/healthz/ready" => (200, "text/plain", "ready\n".to_owned()),
+            _ => (404, "text/plain", "not found\n".to_owned()),
+        }
+    });
+    Ok((bound, tokio::spawn(serve(l, route))))
+}
+
 pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::ProxyError> {
     TcpListener::bind(addr)
         .await

@@ -209,32 +209,15 @@ impl NodeProxy {
             )));
         }
         if let Some(a) = c.metrics {
-            let l = admin::bind("metrics", a).await?;
-            bound.metrics = l.local_addr().ok();
             let n = node.clone();
-            let route = Arc::new(move |path: String| {
-                let n = n.clone();
-                async move {
-                    match path.split('?').next() {
-                        Some("/metrics" | "/stats/prometheus") => {
-                            (200, "text/plain; version=0.0.4", n.metrics.render())
-                        }
-                        _ => (404, "text/plain", "not found\n".to_owned()),
-                    }
-                }
-            });
-            tasks.push(tokio::spawn(admin::serve(l, route)));
+            let (addr, task) = admin::spawn_metrics(a, move || n.metrics.render()).await?;
+            bound.metrics = addr;
+            tasks.push(task);
         }
         if let Some(a) = c.readiness {
-            let l = admin::bind("readiness", a).await?;
-            bound.readiness = l.local_addr().ok();
-            let route = Arc::new(|path: String| async move {
-                match path.as_str() {
-                    "/healthz/ready" => (200, "text/plain", "ready\n".to_owned()),
-                    _ => (404, "text/plain", "not found\n".to_owned()),
-                }
-            });
-            tasks.push(tokio::spawn(admin::serve(l, route)));
+            let (addr, task) = admin::spawn_readiness(a).await?;
+            bound.readiness = addr;
+            tasks.push(task);
         }
         if let Some(a) = c.admin {
             let l = admin::bind("admin", a).await?;

@@ -254,32 +254,15 @@ impl Waypoint {
         let s = server.clone();
         tasks.push(tokio::spawn(async move { drop(s.serve(l).await) }));
         if let Some(a) = inner.config.metrics {
-            let l = admin::bind("metrics", a).await?;
-            bound.metrics = l.local_addr().ok();
             let i = inner.clone();
-            let route = Arc::new(move |path: String| {
-                let i = i.clone();
-                async move {
-                    match path.split('?').next() {
-                        Some("/metrics" | "/stats/prometheus") => {
-                            (200, "text/plain; version=0.0.4", i.metrics.render())
-                        }
-                        _ => (404, "text/plain", "not found\n".to_owned()),
-                    }
-                }
-            });
-            tasks.push(tokio::spawn(admin::serve(l, route)));
+            let (addr, task) = admin::spawn_metrics(a, move || i.metrics.render()).await?;
+            bound.metrics = addr;
+            tasks.push(task);
         }
         if let Some(a) = inner.config.readiness {
-            let l = admin::bind("readiness", a).await?;
-            bound.readiness = l.local_addr().ok();
-            let route = Arc::new(|path: String| async move {
-                match path.as_str() {
-                    "/healthz/ready" => (200, "text/plain", "ready\n".to_owned()),
-                    _ => (404, "text/plain", "not found\n".to_owned()),
-                }
-            });
-            tasks.push(tokio::spawn(admin::serve(l, route)));
+            let (addr, task) = admin::spawn_readiness(a).await?;
+            bound.readiness = addr;
+            tasks.push(task);
         }
         tasks.push(tokio::spawn(jwks::refresh_loop(inner.clone())));
         info!(waypoint = %format!("{}/{}", inner.config.namespace, inner.config.name), ?bound, "waypoint ready");
