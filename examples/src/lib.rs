@@ -169,9 +169,44 @@ pub fn listen_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
         .with_context(|| format!("--{flag} {v:?}: expected ip:port or \"off\""))
 }
 
-/// Content of the watched files (small), to notice any change, including atomic renames.
-pub fn fingerprint(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    files.iter().map(|f| std::fs::read(f).ok()).collect()
+/// Watches config files by content (small files; atomic renames included) for a daemon's reload
+/// loop, and Ctrl-C for its shutdown.
+#[derive(Debug)]
+pub struct FileWatch {
+    files: Vec<PathBuf>,
+    last: Vec<Option<Vec<u8>>>,
+    tick: tokio::time::Interval,
+}
+
+impl FileWatch {
+    /// Watches `files`, checking every `every` (at least a second).
+    pub fn new(files: Vec<PathBuf>, every: Duration) -> Self {
+        let last = Self::read(&files);
+        Self {
+            files,
+            last,
+            tick: tokio::time::interval(every.max(Duration::from_secs(1))),
+        }
+    }
+
+    /// Waits until a file's content changes (`true`) or Ctrl-C arrives (`false`).
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            tokio::select! {
+                _ = self.tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => return false,
+            }
+            let now = Self::read(&self.files);
+            if now != self.last {
+                self.last = now;
+                return true;
+            }
+        }
+    }
+
+    fn read(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+        files.iter().map(|f| std::fs::read(f).ok()).collect()
+    }
 }
 
 /// Runs a daemon's async main on a multi-threaded runtime; errors print as `name: error`

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ambit_examples::{CredentialFlags, fingerprint, listen_addr};
+use ambit_examples::{CredentialFlags, FileWatch, listen_addr};
 use ambit_identity::TrustDomain;
 use ambit_proxy::{L7Config, Waypoint, WaypointConfig};
 use ambit_tls::{Provider, TlsContext};
@@ -114,22 +114,8 @@ async fn run(args: Args) -> Result<()> {
 
     let mut files = args.l7.clone();
     files.push(args.config.clone());
-    let mut last = fingerprint(&files);
-    let mut tick = tokio::time::interval(Duration::from_secs(args.reload_secs.max(1)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => {
-                info!("shutting down: draining for up to 5 s");
-                waypoint.shutdown(Duration::from_secs(5)).await;
-                return Ok(());
-            }
-        }
-        let now = fingerprint(&files);
-        if now == last {
-            continue;
-        }
-        last = now;
+    let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
+    while watch.changed().await {
         match ambit_xds::local::load_file(&args.config) {
             Ok(cfg) => waypoint.update_state(cfg.state),
             Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),
@@ -142,6 +128,9 @@ async fn run(args: Args) -> Result<()> {
             Err(e) => error!("routes and policies not reloaded, keeping the last good ones: {e:#}"),
         }
     }
+    info!("shutting down: draining for up to 5 s");
+    waypoint.shutdown(Duration::from_secs(5)).await;
+    Ok(())
 }
 
 /// All L7 files as one config (warnings logged).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ambit_examples::{CredentialFlags, fingerprint, listen_addr as addr};
+use ambit_examples::{CredentialFlags, FileWatch, listen_addr as addr};
 use ambit_identity::TrustDomain;
 use ambit_proxy::{NodeConfig, NodeProxy};
 use ambit_tls::{Provider, TlsContext};
@@ -125,22 +125,8 @@ async fn run(args: Args) -> Result<()> {
 
     let mut files = args.policies.clone();
     files.push(args.config.clone());
-    let mut last = fingerprint(&files);
-    let mut tick = tokio::time::interval(Duration::from_secs(args.reload_secs.max(1)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => {
-                info!("shutting down: draining for up to 5 s");
-                proxy.shutdown(Duration::from_secs(5)).await;
-                return Ok(());
-            }
-        }
-        let now = fingerprint(&files);
-        if now == last {
-            continue;
-        }
-        last = now;
+    let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
+    while watch.changed().await {
         match load(&args.config, &args.policies) {
             Ok(cfg) => {
                 for w in &cfg.warnings {
@@ -152,6 +138,9 @@ async fn run(args: Args) -> Result<()> {
             Err(e) => error!("configuration not reloaded, keeping the last good one: {e:#}"),
         }
     }
+    info!("shutting down: draining for up to 5 s");
+    proxy.shutdown(Duration::from_secs(5)).await;
+    Ok(())
 }
 
 fn load(config: &Path, policies: &[PathBuf]) -> Result<LoadedConfig> {
