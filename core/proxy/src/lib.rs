@@ -108,6 +108,9 @@ pub enum ProxyError {
     /// Credentials for a workload could not be obtained or loaded.
     #[error("credentials for {0}")]
     Credentials(String),
+    /// A setting is unusable (the message names it).
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// The addresses a running node proxy actually bound (ports resolved when 0 was asked for).

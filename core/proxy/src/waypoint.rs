@@ -58,6 +58,8 @@ pub struct WaypointConfig {
     /// Request bodies are buffered up to this size when a retry or mirror needs to replay them;
     /// larger bodies are sent once (no retry, no mirror).
     pub max_buffered_body: usize,
+    /// Extra trust anchors (PEM) for `https://` `jwksUri`s, beside the system's.
+    pub jwks_ca_pem: Option<String>,
 }
 
 impl WaypointConfig {
@@ -76,6 +78,7 @@ impl WaypointConfig {
             connect_timeout: Duration::from_secs(10),
             json_access_log: false,
             max_buffered_body: 1 << 20,
+            jwks_ca_pem: None,
         }
     }
 }
@@ -226,6 +229,7 @@ impl Waypoint {
             .server_config(&cell, &ServerOptions::default())
             .map_err(|e| ProxyError::Credentials(format!("{}: {e}", config.identity)))?;
         let state = Arc::new(ArcSwap::from_pointee(state));
+        let tls_provider = tls.provider().clone();
         let inner = Arc::new(Inner {
             upstream: upstream::Upstreams::new(
                 tls,
@@ -236,7 +240,8 @@ impl Waypoint {
                 // Connect from the waypoint's own address when it listens on one.
                 Some(config.hbone.ip()).filter(|ip| !ip.is_unspecified()),
             ),
-            jwks: jwks::Fetcher::default(),
+            jwks: jwks::Fetcher::new(tls_provider, config.jwks_ca_pem.as_deref())
+                .map_err(ProxyError::Config)?,
             config,
             state,
             l7: ArcSwap::from_pointee(l7),

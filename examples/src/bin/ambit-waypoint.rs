@@ -56,6 +56,9 @@ struct Args {
     /// PEM trust bundle for --cert-chain.
     #[arg(long)]
     root_cert: Option<PathBuf>,
+    /// Extra trust anchors (PEM file) for https jwksUri fetches, beside the system's.
+    #[arg(long)]
+    jwks_ca: Option<PathBuf>,
     /// HBONE listener.
     #[arg(long, default_value = "0.0.0.0:15008")]
     hbone: String,
@@ -101,6 +104,11 @@ async fn run(args: Args) -> Result<()> {
     config.metrics = listen_addr("metrics", &args.metrics)?;
     config.readiness = listen_addr("readiness", &args.readiness)?;
     config.json_access_log = args.log_format == "json";
+    if let Some(f) = &args.jwks_ca {
+        config.jwks_ca_pem = Some(
+            std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?,
+        );
+    }
     let waypoint = Waypoint::start(
         config,
         state,
