@@ -250,28 +250,17 @@ async fn run(args: Args) -> Result<()> {
         println!("{:<14} {:<15} {:<9}   {}", "", "", "", detail);
     }
     println!();
-    let metrics = nodes[1].metrics();
     println!("node-b metrics (istio_tcp_connections_opened_total, abridged):");
-    for line in metrics
-        .lines()
-        .filter(|l| l.starts_with("istio_tcp_connections_opened_total{"))
-    {
-        let get = |k: &str| {
-            line.split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("?")
-                .to_owned()
-        };
-        let value = line.rsplit(' ').next().unwrap_or("?");
-        println!(
-            "  reporter={} source_workload={} destination_workload={} response_flags={} => {value}",
-            get("reporter"),
-            get("source_workload"),
-            get("destination_workload"),
-            get("response_flags")
-        );
-    }
+    print_series(
+        &nodes[1].metrics(),
+        "istio_tcp_connections_opened_total",
+        &[
+            "reporter",
+            "source_workload",
+            "destination_workload",
+            "response_flags",
+        ],
+    );
     if mismatches > 0 {
         bail!("{mismatches} data-path results disagree with the policy engine");
     }
@@ -430,28 +419,33 @@ spec:
         }
     }
     println!("\nwaypoint metrics (istio_requests_total, abridged):");
-    for line in waypoint
-        .metrics()
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{"))
-    {
+    print_series(
+        &waypoint.metrics(),
+        "istio_requests_total",
+        &[
+            "reporter",
+            "source_workload",
+            "destination_workload",
+            "response_code",
+        ],
+    );
+    Ok(waypoint)
+}
+
+/// Prints each series of `family` in Prometheus text as `label=value ... => count`.
+fn print_series(metrics: &str, family: &str, labels: &[&str]) {
+    let prefix = format!("{family}{{");
+    for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
         let get = |k: &str| {
             line.split(&format!("{k}=\""))
                 .nth(1)
                 .and_then(|r| r.split('"').next())
                 .unwrap_or("?")
-                .to_owned()
         };
+        let shown: Vec<String> = labels.iter().map(|k| format!("{k}={}", get(k))).collect();
         let value = line.rsplit(' ').next().unwrap_or("?");
-        println!(
-            "  reporter={} source_workload={} destination_workload={} response_code={} => {value}",
-            get("reporter"),
-            get("source_workload"),
-            get("destination_workload"),
-            get("response_code")
-        );
+        println!("  {} => {value}", shown.join(" "));
     }
-    Ok(waypoint)
 }
 
 /// The demo's own token issuer: an ES256 key, its JWKS, and signed tokens.
