@@ -135,7 +135,7 @@ def test_asyncio_open_connection():
     assert seen["authority"] == "10.9.9.9:1"
 
 
-def test_ctrl_c_interrupts_a_blocking_dial_promptly():
+def test_ctrl_c_interrupts_a_blocking_dial_promptly(default_sigint):
     import os
     import signal
     import time
@@ -297,7 +297,8 @@ def test_serve_timeouts_close_and_foreign_clients():
         ambit.hbone.serve(server, "nowhere")
 
 
-def test_ctrl_c_interrupts_a_blocking_accept_promptly():
+def test_ctrl_c_interrupts_a_blocking_accept_promptly(default_sigint):
+    # A bounded wait, so a broken interrupt fails the test instead of hanging it.
     import os
     import signal
     import time
@@ -308,7 +309,7 @@ def test_ctrl_c_interrupts_a_blocking_accept_promptly():
         timer.start()
         start = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            listener.accept()
+            listener.accept(timeout=10)
         elapsed = time.monotonic() - start
         timer.join()
     assert elapsed < 3, f"took {elapsed:.1f} s to honour Ctrl-C"
