@@ -434,7 +434,7 @@ impl Handler for Connect {
         });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         if let Err(e) = builder
-            .serve_connection(TokioIo::new(tunnel), service)
+            .serve_connection_with_upgrades(TokioIo::new(tunnel), service)
             .await
         {
             tracing::debug!(error = %e, "waypoint HTTP connection ended with an error");

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const STEP: Duration = Duration::from_secs(30);
@@ -229,6 +230,9 @@ async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>)
                 let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
                     let hits = hits.clone();
                     async move {
+                        if let Some(proto) = r.headers().get("upgrade").cloned() {
+                            return Ok::<_, Infallible>(echo_upgrade(r, proto, name));
+                        }
                         let path = r.uri().to_string();
                         let mut status = 200;
                         if let Some(h) = &hits {
@@ -260,10 +264,44 @@ async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
                     .await;
             });
         }
     });
+}
+
+/// Switches to `proto` and echoes every byte; when the client half-closes, writes
+/// `app=<name> done` and closes.
+fn echo_upgrade(
+    mut r: Request<hyper::body::Incoming>,
+    proto: http::HeaderValue,
+    name: &'static str,
+) -> Response<Full<Bytes>> {
+    let on = hyper::upgrade::on(&mut r);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut io = TokioIo::new(up);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = io.write_all(format!("app={name} done").as_bytes()).await;
+        let _ = io.shutdown().await;
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut().insert("upgrade", proto);
+    resp.headers_mut()
+        .insert("connection", http::HeaderValue::from_static("upgrade"));
+    resp
 }
 
 const ROUTES: &str = r#"
@@ -687,4 +725,85 @@ spec:
     );
     let (s, _) = mesh.get([100, 1], "/", &[("authorization", &forged)]).await;
     assert_eq!(s, 401);
+}
+
+const NO_PRIVATE: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-private, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews-v1}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/private*"]}}]}]
+"#;
+
+/// Sends an HTTP/1.1 upgrade request for `path` to `reviews-v1` through node A and the
+/// waypoint; returns the response head and the stream, positioned after the head.
+async fn upgrade_request(mesh: &Mesh, path: &str) -> (String, tokio::net::TcpStream, Vec<u8>) {
+    let proxy = mesh.a.bound().socks5.expect("socks5");
+    let to = SocketAddr::new(ip(mesh.net, [100, 2]), 80);
+    let mut s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &Target::Addr(to))
+        .await
+        .expect("socks5 to the service");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: reviews-v1.demo.svc.cluster.local\r\n\
+         Connection: keep-alive, Upgrade\r\nUpgrade: ambit-echo\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(STEP, s.read(&mut buf))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        assert!(n > 0, "closed before a response head: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let rest = got.split_off(end);
+    (String::from_utf8_lossy(&got).to_lowercase(), s, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
+    let mesh = Mesh::start(87, &format!("{ROUTES}---{NO_PRIVATE}")).await;
+
+    // Denied by L7 policy: a plain 403, and nothing switches.
+    let (head, _, _) = upgrade_request(&mesh, "/private/ws").await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(!head.contains("upgrade: ambit-echo"), "{head}");
+
+    // Allowed: 101 with the protocol, then 1 MiB each way, in order, and half-close both ways.
+    let (head, s, early) = upgrade_request(&mesh, "/ws").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: ambit-echo"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    let payload: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (mut rd, mut wr) = s.into_split();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in sent.chunks(7919) {
+            wr.write_all(chunk).await.expect("write");
+        }
+        wr.shutdown().await.expect("half-close");
+    });
+    let mut echoed = early;
+    tokio::time::timeout(STEP, rd.read_to_end(&mut echoed))
+        .await
+        .expect("echo and close in time")
+        .expect("read");
+    writer.await.expect("writer");
+    let tail = b"app=reviews-v1 done";
+    assert!(echoed.ends_with(tail), "no close marker after the echo");
+    assert_eq!(echoed.len(), payload.len() + tail.len());
+    assert!(echoed[..payload.len()] == payload[..], "echo differs");
+
+    let metrics = mesh.waypoint.metrics();
+    assert!(metrics.contains("response_code=\"101\""), "{metrics}");
+    assert!(metrics.contains("response_code=\"403\""), "{metrics}");
 }

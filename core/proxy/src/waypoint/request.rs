@@ -17,6 +17,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 
 use super::body::{Counted, Finish};
 use super::upstream::{Body, BoxError};
@@ -134,8 +136,10 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err((status, body)) => local_reply(status, body),
     };
-    for h in &HOP_BY_HOP {
-        response.headers_mut().remove(h);
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        for h in &HOP_BY_HOP {
+            response.headers_mut().remove(h);
+        }
     }
 
     let mut labels = HttpLabels::default();
@@ -347,6 +351,7 @@ async fn pipeline(
     }
 
     // 4. Upstream, with retries and timeouts.
+    let upgrade = Upgrade::requested(parts);
     for h in &HOP_BY_HOP {
         parts.headers.remove(h);
     }
@@ -379,7 +384,10 @@ async fn pipeline(
             mirror(inner, state, s, *p, parts, bytes.clone());
         }
     }
-    let h2 = is_grpc(parts);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
+    let h2 = upgrade.is_none() && is_grpc(parts);
     let client = if h2 {
         &inner.upstream.http2
     } else {
@@ -482,10 +490,83 @@ async fn pipeline(
         },
         _ => whole.await?,
     };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(u) = upgrade else {
+            out.flags = "UPE";
+            out.reason = "upstream switched protocols without being asked to".into();
+            return Err((StatusCode::BAD_GATEWAY, "upstream protocol error".into()));
+        };
+        u.splice(&mut resp);
+    }
     if let Some(f) = response_edits {
         f.apply_response(resp.headers_mut());
     }
     Ok(resp)
+}
+
+/// An HTTP/1.1 `Upgrade` (WebSocket and friends) asked for downstream: forwarded upstream with
+/// its `Connection: upgrade`, and when the upstream answers `101` the two connections are joined
+/// byte for byte until both sides have closed.
+struct Upgrade {
+    protocol: HeaderValue,
+    downstream: OnUpgrade,
+}
+
+impl Upgrade {
+    /// The upgrade a request asks for: HTTP/1.1, `Upgrade` present and `upgrade` among the
+    /// `Connection` tokens (RFC 9110 §7.8). Takes the request's handle on its connection.
+    fn requested(parts: &mut http::request::Parts) -> Option<Self> {
+        if parts.version != Version::HTTP_11 {
+            return None;
+        }
+        let asked = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        let protocol = parts.headers.get(header::UPGRADE)?.clone();
+        if !asked {
+            return None;
+        }
+        let downstream = parts.extensions.remove::<OnUpgrade>()?;
+        Some(Self {
+            protocol,
+            downstream,
+        })
+    }
+
+    /// Puts the upgrade request headers back after the hop-by-hop ones were removed.
+    fn restore(&self, headers: &mut HeaderMap) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, self.protocol.clone());
+    }
+
+    /// Joins the downstream connection to the upstream one once both have switched.
+    fn splice(self, resp: &mut Reply) {
+        let Some(upstream) = resp.extensions_mut().remove::<OnUpgrade>() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (down, up) = match tokio::join!(self.downstream, upstream) {
+                (Ok(d), Ok(u)) => (d, u),
+                (d, u) => {
+                    let e = d
+                        .err()
+                        .or(u.err())
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    tracing::debug!(error = %e, "upgraded connection did not start");
+                    return;
+                }
+            };
+            let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        });
+    }
 }
 
 /// Upstream HTTP/1.1 bodies with a declared length up to this are read whole before the
