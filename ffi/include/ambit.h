@@ -478,6 +478,14 @@ typedef struct ambit_runtime ambit_runtime;
 typedef struct ambit_spiffe_id ambit_spiffe_id;
 
 /*
+ A running waypoint.
+
+ Thread-safe for reading metrics and reloading; corresponds to `Box<Waypoint>`. Free it
+ before the runtime it was started on.
+ */
+typedef struct ambit_waypoint ambit_waypoint;
+
+/*
  A string as pointer + length: UTF-8 unless a field's doc says bytes, need not be
  NUL-terminated; `data` may be NULL when `len` is 0.
 
@@ -795,6 +803,63 @@ typedef struct ambit_route_limits {
    */
   uint64_t retry_backoff_ms;
 } ambit_route_limits;
+
+/*
+ How a waypoint is named and where it listens. Text fields are UTF-8 with their lengths; a
+ NULL/0-length optional field takes its default.
+ */
+typedef struct ambit_waypoint_options {
+  /*
+   The waypoint Gateway's name (required): what `targetRefs` of kind Gateway and the
+   config's `waypoint` references name.
+   */
+  const uint8_t *name;
+  /*
+   Its length.
+   */
+  size_t name_len;
+  /*
+   Its namespace (required). The identity is `spiffe://<ca's trust domain>/ns/<ns>/sa/<name>`.
+   */
+  const uint8_t *ns;
+  /*
+   Its length.
+   */
+  size_t ns_len;
+  /*
+   The HBONE listener, `ip:port` (required): the waypoint's address in the config, port
+   15008 unless the config says otherwise.
+   */
+  const uint8_t *hbone;
+  /*
+   Its length.
+   */
+  size_t hbone_len;
+  /*
+   Prometheus metrics `ip:port` (optional; off when empty).
+   */
+  const uint8_t *metrics;
+  /*
+   Its length.
+   */
+  size_t metrics_len;
+  /*
+   The network it is on (optional; default network when empty).
+   */
+  const uint8_t *network;
+  /*
+   Its length.
+   */
+  size_t network_len;
+  /*
+   Istio's root namespace, whose policies apply mesh-wide (optional; `istio-system`).
+   */
+  const uint8_t *root_namespace;
+  /*
+   Its length.
+   */
+  size_t root_namespace_len;
+} ambit_waypoint_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1491,6 +1556,75 @@ ambit_result ambit_header_edits_get(const struct ambit_header_edits *edits,
  behaviour.
  */
 void ambit_header_edits_free(struct ambit_header_edits *edits);
+
+/*
+ Starts a waypoint on `rt` for the mesh in `config_yaml` (ztunnel-shaped local config, the
+ same the node proxy takes: services and workloads name their waypoint with `waypoint:
+ {destination: "/<ip>"}`), enforcing `l7_yaml` (Gateway API HTTPRoute, Istio
+ AuthorizationPolicy and RequestAuthentication; empty = none), with a certificate from `ca`.
+ BLOCKS until its listeners are bound. Bad YAML is `AMBIT_RESULT_CONFIG_INVALID`, a bad
+ option `AMBIT_RESULT_INVALID_PARAMETER`, a listener that cannot bind `AMBIT_RESULT_IO`;
+ details in `*err_out`. What the L7 YAML had that was skipped: `ambit_waypoint_warnings`.
+ */
+ambit_result ambit_waypoint_start(const struct ambit_runtime *rt,
+                                  const uint8_t *config_yaml,
+                                  size_t config_len,
+                                  const uint8_t *l7_yaml,
+                                  size_t l7_len,
+                                  const struct ambit_ca *ca,
+                                  const struct ambit_waypoint_options *options,
+                                  struct ambit_waypoint **out,
+                                  struct ambit_error **err_out);
+
+/*
+ Replaces the mesh state (local-config YAML). Invalid YAML changes nothing and returns
+ `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`).
+ */
+ambit_result ambit_waypoint_reload(const struct ambit_waypoint *waypoint,
+                                   const uint8_t *config_yaml,
+                                   size_t config_len,
+                                   struct ambit_error **err_out);
+
+/*
+ Replaces the routes and policies (L7 YAML as for `ambit_waypoint_start`); requests already
+ started finish under the old ones. Invalid YAML changes nothing and returns
+ `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`); otherwise the warnings are replaced.
+ */
+ambit_result ambit_waypoint_reload_l7(const struct ambit_waypoint *waypoint,
+                                      const uint8_t *l7_yaml,
+                                      size_t l7_len,
+                                      struct ambit_error **err_out);
+
+/*
+ What the last L7 YAML loaded had that was skipped or accepted with a caveat, one per line
+ (empty when none), into `buf`; `*out_n` gets the length or the size needed.
+ */
+ambit_result ambit_waypoint_warnings(const struct ambit_waypoint *waypoint,
+                                     uint8_t *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/*
+ The waypoint's metrics (`istio_requests_total{reporter="waypoint",...}` and the request
+ histograms) in Prometheus text format, into `buf` (`*out_n` = length, or the size needed).
+ */
+ambit_result ambit_waypoint_metrics(const struct ambit_waypoint *waypoint,
+                                    uint8_t *buf,
+                                    size_t len,
+                                    size_t *out_n);
+
+/*
+ The bound HBONE address as `ip:port` text.
+ */
+ambit_result ambit_waypoint_hbone_addr(const struct ambit_waypoint *waypoint,
+                                       uint8_t *buf,
+                                       size_t len,
+                                       size_t *out_n);
+
+/*
+ Stops the waypoint (requests in flight get up to 1 s to finish). NULL is a no-op.
+ */
+void ambit_waypoint_free(struct ambit_waypoint *waypoint);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -30,6 +30,7 @@ mod proxy_v2;
 mod route;
 mod runtime;
 mod strings;
+mod waypoint;
 
 pub use authn::{
     ambit_authenticators, ambit_authenticators_authenticate, ambit_authenticators_free,
@@ -80,6 +81,12 @@ pub use runtime::{
     ambit_hbone_listener_accept, ambit_hbone_listener_fd, ambit_hbone_listener_free,
     ambit_hbone_listener_local_addr, ambit_hbone_listener_new, ambit_runtime, ambit_runtime_free,
     ambit_runtime_new,
+};
+
+pub use waypoint::{
+    ambit_waypoint, ambit_waypoint_free, ambit_waypoint_hbone_addr, ambit_waypoint_metrics,
+    ambit_waypoint_options, ambit_waypoint_reload, ambit_waypoint_reload_l7, ambit_waypoint_start,
+    ambit_waypoint_warnings,
 };
 
 pub use strings::{

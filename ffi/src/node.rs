@@ -60,7 +60,7 @@ pub(crate) struct Node {
     handle: tokio::runtime::Handle,
 }
 
-fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, String> {
+pub(crate) fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, String> {
     if n == 0 {
         return Ok(None);
     }
@@ -76,7 +76,11 @@ fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, String
         .ok_or_else(|| format!("{what}: expected ip:port"))
 }
 
-fn fail(code: ambit_result, message: String, err_out: *mut *mut ambit_error) -> ambit_result {
+pub(crate) fn fail(
+    code: ambit_result,
+    message: String,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
     // SAFETY: `err_out` is NULL or writable per every caller's contract.
     unsafe { Error { code, message }.give(err_out) }
 }

@@ -439,6 +439,57 @@ fn c_host_starts_reloads_and_stops_node_proxies() {
 }
 
 #[test]
+fn c_host_starts_reloads_and_stops_a_waypoint() {
+    // The application behind the waypoint: answers each HTTP/1.1 request with its request line
+    // and the x-routed header it saw, then closes.
+    let app = std::net::TcpListener::bind("127.32.2.2:8080").expect("bind app");
+    std::thread::spawn(move || {
+        for s in app.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || answer_request_line(s));
+        }
+    });
+    for mode in [Mode::Plain, Mode::Sanitized, Mode::Valgrind] {
+        run_c("tests/c/waypoint_proxy.c", &[], mode, 40);
+    }
+}
+
+fn answer_request_line(s: std::net::TcpStream) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut r = BufReader::new(&s);
+    let mut first = String::new();
+    if r.read_line(&mut first).is_err() {
+        return;
+    }
+    let mut routed = String::from("-");
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("x-routed")
+                {
+                    routed = v.trim().to_owned();
+                }
+            }
+        }
+    }
+    let mut parts = first.split_whitespace();
+    let body = format!(
+        "{} {} x-routed={routed}",
+        parts.next().unwrap_or("?"),
+        parts.next().unwrap_or("?")
+    );
+    let _ = write!(
+        &s,
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
 fn hbone_cat_example_tunnels_stdin_to_an_hbone_server() {
     use facade::hbone::{Server, ServerSettings};
     let tmp = tempfile::tempdir().expect("tempdir");

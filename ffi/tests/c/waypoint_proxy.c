@@ -1,0 +1,211 @@
+/* A waypoint and two node proxies started, reloaded and stopped from C. The client workload
+ * (127.32.1.2) sends HTTP/1.1 through node A's SOCKS5 port to the `web` service VIP
+ * (127.32.100.1:80); node A tunnels it to the waypoint (127.32.3.2), which authorizes and
+ * routes it and tunnels on to node B and the app (run by the test harness on 127.32.2.2:8080,
+ * answering with the request line and the x-routed header it saw).
+ * Ends with "N passed, 0 failed". */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "ambit.h"
+
+static int passed, failed;
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        if (cond) passed++;                                                         \
+        else { failed++; fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); } \
+    } while (0)
+#define S(lit) (const uint8_t *)(lit), strlen(lit)
+
+static const char *CONFIG =
+    "workloads:\n"
+    "- {uid: c/client, name: client, namespace: demo, serviceAccount: client, workloadIps: [127.32.1.2], node: node-a}\n"
+    "- {uid: c/web, name: web, namespace: demo, serviceAccount: web, workloadIps: [127.32.2.2], node: node-b,\n"
+    "   services: {\"demo/web.demo.svc.cluster.local\": {80: 8080}}}\n"
+    "- {uid: c/wp, name: waypoint, namespace: demo, serviceAccount: waypoint, workloadIps: [127.32.3.2], node: none}\n"
+    "services:\n"
+    "- {name: web, namespace: demo, hostname: web.demo.svc.cluster.local, vips: [\"/127.32.100.1\"],\n"
+    "   ports: {80: 8080}, waypoint: {destination: \"/127.32.3.2\"}}\n";
+
+static const char *L7 =
+    "apiVersion: gateway.networking.k8s.io/v1\n"
+    "kind: HTTPRoute\n"
+    "metadata: {name: web, namespace: demo}\n"
+    "spec:\n"
+    "  parentRefs: [{group: \"\", kind: Service, name: web, port: 80}]\n"
+    "  rules:\n"
+    "  - filters:\n"
+    "    - type: RequestHeaderModifier\n"
+    "      requestHeaderModifier: {set: [{name: x-routed, value: c-host}]}\n"
+    "    backendRefs: [{name: web, port: 80}]\n"
+    "---\n"
+    "apiVersion: security.istio.io/v1\n"
+    "kind: AuthorizationPolicy\n"
+    "metadata: {name: no-admin, namespace: demo}\n"
+    "spec:\n"
+    "  targetRefs: [{kind: Service, group: \"\", name: web}]\n"
+    "  action: DENY\n"
+    "  rules: [{to: [{operation: {paths: [\"/admin*\"]}}]}]\n"
+    "---\n"
+    "apiVersion: v1\n"
+    "kind: ConfigMap\n"
+    "metadata: {name: ignored, namespace: demo}\n";
+
+/* GET `path` from 127.32.1.2 via SOCKS5 `proxy` (ip:port) to the web VIP; returns the status
+ * code (-1 on a transport failure) and the response (head and body, NUL-terminated) in buf. */
+static int http_get(const char *proxy, const char *path, char *buf, size_t cap) {
+    char host[32];
+    const char *colon = strrchr(proxy, ':');
+    if (!colon || (size_t)(colon - proxy) >= sizeof host) return -1;
+    memcpy(host, proxy, (size_t)(colon - proxy));
+    host[colon - proxy] = 0;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.32.1.2", &from.sin_addr);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &to.sin_addr);
+    unsigned char hello[3] = {5, 1, 0}, r[10];
+    unsigned char req[10] = {5, 1, 0, 1, 127, 32, 100, 1, 0, 80};
+    size_t got = 0;
+    if (bind(s, (struct sockaddr *)&from, sizeof from) != 0 ||
+        connect(s, (struct sockaddr *)&to, sizeof to) != 0 || write(s, hello, 3) != 3 ||
+        read(s, r, 2) != 2 || r[1] != 0 || write(s, req, 10) != 10) {
+        close(s);
+        return -1;
+    }
+    while (got < 10) {
+        ssize_t n = read(s, r + got, 10 - got);
+        if (n <= 0) { close(s); return -1; }
+        got += (size_t)n;
+    }
+    if (r[1] != 0) { close(s); return -1; }
+    char request[256];
+    int len = snprintf(request, sizeof request,
+                       "GET %s HTTP/1.1\r\nHost: web.demo.svc.cluster.local\r\nConnection: close\r\n\r\n", path);
+    if (write(s, request, (size_t)len) != len) { close(s); return -1; }
+    got = 0;
+    for (;;) {
+        ssize_t n = read(s, buf + got, cap - 1 - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == cap - 1) break;
+    }
+    buf[got] = 0;
+    close(s);
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) return -1;
+    return status;
+}
+
+int main(void) {
+    ambit_runtime *rt = NULL;
+    CHECK(ambit_runtime_new(2, &rt) == AMBIT_RESULT_OK);
+    const ambit_ca *ca = NULL;
+    CHECK(ambit_ca_new(S("cluster.local"), &ca, NULL) == AMBIT_RESULT_OK);
+    ambit_node_listeners la = {.socks5 = (const uint8_t *)"127.32.0.1:0", .socks5_len = 12, .hbone_port = 15008};
+    ambit_node_listeners lb = {.hbone_port = 15008};
+    ambit_node_proxy *a = NULL, *b = NULL;
+    ambit_error *err = NULL;
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-a"), ca, &la, &a, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-b"), ca, &lb, &b, &err) == AMBIT_RESULT_OK);
+
+    ambit_waypoint_options o = {
+        .name = (const uint8_t *)"waypoint", .name_len = 8,
+        .ns = (const uint8_t *)"demo", .ns_len = 4,
+        .hbone = (const uint8_t *)"127.32.3.2:15008", .hbone_len = 16,
+        .metrics = (const uint8_t *)"127.32.3.2:0", .metrics_len = 12,
+    };
+    ambit_waypoint *w = NULL;
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, &w, &err) == AMBIT_RESULT_OK);
+    CHECK(err == NULL && w != NULL);
+    char text[1 << 12];
+    size_t n = 0;
+    CHECK(ambit_waypoint_hbone_addr(w, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
+    text[n] = 0;
+    CHECK(strcmp(text, "127.32.3.2:15008") == 0);
+    CHECK(ambit_waypoint_warnings(w, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
+    text[n] = 0;
+    CHECK(strstr(text, "ConfigMap") != NULL);
+
+    char proxy[64];
+    CHECK(ambit_node_proxy_socks5_addr(a, (uint8_t *)proxy, sizeof proxy - 1, &n) == AMBIT_RESULT_OK);
+    proxy[n] = 0;
+    static char resp[1 << 14];
+    CHECK(http_get(proxy, "/hello?x=1", resp, sizeof resp) == 200);
+    CHECK(strstr(resp, "GET /hello?x=1 x-routed=c-host") != NULL);
+    CHECK(http_get(proxy, "/admin/users", resp, sizeof resp) == 403);
+    CHECK(strstr(resp, "RBAC: access denied") != NULL);
+
+    /* New L7: only the header changes. Broken L7: refused, the last good one stays. */
+    char *l7b = strdup(L7);
+    memcpy(strstr(l7b, "c-host"), "reload", 6);
+    CHECK(ambit_waypoint_reload_l7(w, (const uint8_t *)l7b, strlen(l7b), &err) == AMBIT_RESULT_OK);
+    free(l7b);
+    CHECK(http_get(proxy, "/again", resp, sizeof resp) == 200);
+    CHECK(strstr(resp, "GET /again x-routed=reload") != NULL);
+    CHECK(ambit_waypoint_reload_l7(w, S("kind: HTTPRoute\nspec: [nope"), &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(err != NULL);
+    CHECK(ambit_error_message(err, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_OK && n > 0);
+    ambit_error_free(err);
+    err = NULL;
+    CHECK(http_get(proxy, "/still", resp, sizeof resp) == 200);
+    CHECK(strstr(resp, "x-routed=reload") != NULL);
+    CHECK(ambit_waypoint_reload(w, S("workloads: [{uid: x}]"), &err) == AMBIT_RESULT_CONFIG_INVALID);
+    ambit_error_free(err);
+    err = NULL;
+    CHECK(ambit_waypoint_reload(w, S(CONFIG), NULL) == AMBIT_RESULT_OK);
+
+    /* The histograms make this large: ask for the size, then read. */
+    size_t need = 0;
+    CHECK(ambit_waypoint_metrics(w, NULL, 0, &need) == AMBIT_RESULT_INSUFFICIENT_SIZE);
+    char *metrics = malloc(need + 1);
+    CHECK(ambit_waypoint_metrics(w, (uint8_t *)metrics, need, &n) == AMBIT_RESULT_OK);
+    metrics[n] = 0;
+    CHECK(strstr(metrics, "istio_requests_total{reporter=\"waypoint\"") != NULL);
+    CHECK(strstr(metrics, "response_code=\"403\"") != NULL);
+
+    /* Refusals: each with a clear code, nothing started. */
+    ambit_waypoint *w2 = NULL;
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, &w2, &err) == AMBIT_RESULT_IO); /* port taken */
+    ambit_error_free(err);
+    err = NULL;
+    ambit_waypoint_options bad = o;
+    bad.hbone = (const uint8_t *)"nowhere";
+    bad.hbone_len = 7;
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, &err) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_error_message(err, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
+    text[n] = 0;
+    CHECK(strstr(text, "hbone") != NULL);
+    ambit_error_free(err);
+    err = NULL;
+    bad = o;
+    bad.name_len = 0;
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_start(rt, S("not: [valid"), S(L7), ca, &o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S("kind: ["), ca, &o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(ambit_waypoint_start(NULL, S(CONFIG), S(L7), ca, &o, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, NULL, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(w2 == NULL);
+    CHECK(ambit_waypoint_metrics(NULL, (uint8_t *)metrics, need, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    free(metrics);
+    CHECK(ambit_waypoint_reload_l7(NULL, S(L7), NULL) == AMBIT_RESULT_NULL_PARAMETER);
+
+    ambit_waypoint_free(w);
+    ambit_waypoint_free(NULL);
+    ambit_node_proxy_free(a);
+    ambit_node_proxy_free(b);
+    ambit_ca_free(ca);
+    ambit_runtime_free(rt);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
