@@ -85,6 +85,21 @@ pub(crate) fn fail(
     unsafe { Error { code, message }.give(err_out) }
 }
 
+/// Ztunnel-shaped local config YAML, or `AMBIT_RESULT_CONFIG_INVALID` with the details given
+/// through `err_out`.
+pub(crate) fn parse_local(
+    yaml: &str,
+    err_out: *mut *mut ambit_error,
+) -> Result<local::LoadedConfig, ambit_result> {
+    local::parse(yaml, "<config>").map_err(|e| {
+        fail(
+            ambit_result::AMBIT_RESULT_CONFIG_INVALID,
+            e.to_string(),
+            err_out,
+        )
+    })
+}
+
 /// Starts a node proxy named `node` on `rt` from ztunnel-shaped local config YAML
 /// (`workloads`, `services`, `policies`, `istioPolicies`), issuing workload certificates from
 /// `ca`. BLOCKS until every listener is bound.
@@ -108,15 +123,9 @@ pub extern "C" fn ambit_node_proxy_start(
         let ca = try_clone_arc!(ca);
         let l = try_ref_from_ptr!(listeners);
         let out = try_out!(out);
-        let cfg = match local::parse(yaml, "<config>") {
+        let cfg = match parse_local(yaml, err_out) {
             Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    e.to_string(),
-                    err_out,
-                );
-            }
+            Err(code) => return code,
         };
         let mut config = NodeConfig::new(node);
         if l.hbone_port != 0 {
@@ -171,22 +180,17 @@ pub extern "C" fn ambit_node_proxy_reload(
     ffi_panic_boundary!({
         let node: &Node = try_ref_from_ptr!(node);
         let yaml = try_str!(config_yaml, config_len);
-        match local::parse(yaml, "<config>") {
-            Ok(c) => {
-                let proxy = node.proxy.clone();
-                let done = node.handle.block_on(node.handle.spawn(async move {
-                    proxy.sync(c.state).await;
-                }));
-                match done {
-                    Ok(()) => ambit_result::AMBIT_RESULT_OK,
-                    Err(_) => ambit_result::AMBIT_RESULT_PANIC,
-                }
-            }
-            Err(e) => fail(
-                ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                e.to_string(),
-                err_out,
-            ),
+        let c = match parse_local(yaml, err_out) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let proxy = node.proxy.clone();
+        let done = node.handle.block_on(node.handle.spawn(async move {
+            proxy.sync(c.state).await;
+        }));
+        match done {
+            Ok(()) => ambit_result::AMBIT_RESULT_OK,
+            Err(_) => ambit_result::AMBIT_RESULT_PANIC,
         }
     })
 }

@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use facade::identity::{CaSource, SystemClock};
 use facade::proxy::{L7Config, Waypoint, WaypointConfig};
-use facade::xds::local;
 
 use crate::error::{ambit_error, ambit_result};
 use crate::macros::{
     Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, to_boxed_mut_ptr,
     try_clone_arc, try_out, try_ref_from_ptr, try_str, write_out,
 };
-use crate::node::{addr, fail};
+use crate::node::{addr, fail, parse_local};
 use crate::runtime::Runtime;
 
 /// A running waypoint.
@@ -152,15 +151,9 @@ pub extern "C" fn ambit_waypoint_start(
             Ok(p) => p,
             Err(m) => return fail(ambit_result::AMBIT_RESULT_INVALID_PARAMETER, m, err_out),
         };
-        let cfg = match local::parse(yaml, "<config>") {
+        let cfg = match parse_local(yaml, err_out) {
             Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    e.to_string(),
-                    err_out,
-                );
-            }
+            Err(code) => return code,
         };
         let (l7, warnings) = match load_l7(l7_yaml, &root_namespace) {
             Ok(l) => l,
@@ -205,16 +198,12 @@ pub extern "C" fn ambit_waypoint_reload(
     ffi_panic_boundary!({
         let w: &Running = try_ref_from_ptr!(waypoint);
         let yaml = try_str!(config_yaml, config_len);
-        match local::parse(yaml, "<config>") {
+        match parse_local(yaml, err_out) {
             Ok(c) => {
                 w.waypoint.update_state(c.state);
                 ambit_result::AMBIT_RESULT_OK
             }
-            Err(e) => fail(
-                ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                e.to_string(),
-                err_out,
-            ),
+            Err(code) => code,
         }
     })
 }

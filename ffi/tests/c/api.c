@@ -8,20 +8,7 @@
 #include <string.h>
 
 #include "ambit.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (cond) {                                                             \
-            passed++;                                                           \
-        } else {                                                                \
-            failed++;                                                           \
-            fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                       \
-    } while (0)
-
-#define S(lit) (const uint8_t *)(lit), strlen(lit)
+#include "check.h"
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -229,6 +216,5 @@ int main(int argc, char **argv) {
     chains(argv);
     proxy_v2();
     policies();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish();
 }

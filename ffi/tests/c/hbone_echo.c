@@ -12,14 +12,7 @@
 #include <unistd.h>
 
 #include "ambit.h"
-
-static int passed, failed;
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (cond) passed++;                                                         \
-        else { failed++; fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); } \
-    } while (0)
-#define S(lit) (const uint8_t *)(lit), strlen(lit)
+#include "check.h"
 
 #define SIZE (1024 * 1024)
 
@@ -123,6 +116,5 @@ int main(void) {
     ambit_ca_free(NULL);
     ambit_runtime_free(rt);
     ambit_runtime_free(NULL);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish();
 }

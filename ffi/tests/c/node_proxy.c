@@ -12,14 +12,8 @@
 #include <unistd.h>
 
 #include "ambit.h"
-
-static int passed, failed;
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (cond) passed++;                                                         \
-        else { failed++; fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); } \
-    } while (0)
-#define S(lit) (const uint8_t *)(lit), strlen(lit)
+#include "check.h"
+#include "socks5.h"
 
 static const char *CONFIG =
     "workloads:\n"
@@ -36,38 +30,9 @@ static const char *DENY =
     "    rules:\n"
     "    - from: [{source: {principals: [\"cluster.local/ns/demo/sa/client\"]}}]\n";
 
-/* SOCKS5 CONNECT from 127.31.1.2 via `proxy` (ip:port) to 127.31.2.2:8080; returns the reply
- * code (0 = success) and the connected socket in *fd. */
+/* SOCKS5 CONNECT from the client (127.31.1.2) via `proxy` to the app at 127.31.2.2:8080. */
 static int socks_connect(const char *proxy, int *fd) {
-    char host[32];
-    int port = 0;
-    const char *colon = strrchr(proxy, ':');
-    if (!colon || (size_t)(colon - proxy) >= sizeof host) return -1;
-    memcpy(host, proxy, (size_t)(colon - proxy));
-    host[colon - proxy] = 0;
-    port = atoi(colon + 1);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in from = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.31.1.2", &from.sin_addr);
-    if (bind(s, (struct sockaddr *)&from, sizeof from) != 0) { close(s); return -1; }
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, host, &to.sin_addr);
-    if (connect(s, (struct sockaddr *)&to, sizeof to) != 0) { close(s); return -1; }
-    unsigned char hello[3] = {5, 1, 0}, r[10];
-    if (write(s, hello, 3) != 3 || read(s, r, 2) != 2 || r[1] != 0) { close(s); return -1; }
-    unsigned char req[10] = {5, 1, 0, 1, 127, 31, 2, 2, 8080 >> 8, 8080 & 0xff};
-    if (write(s, req, 10) != 10) { close(s); return -1; }
-    size_t got = 0;
-    while (got < 10) {
-        ssize_t n = read(s, r + got, 10 - got);
-        if (n <= 0) { close(s); return -1; }
-        got += (size_t)n;
-    }
-    if (r[1] != 0) { close(s); return r[1]; }
-    *fd = s;
-    return 0;
+    return socks5_connect(proxy, "127.31.1.2", "127.31.2.2", 8080, fd);
 }
 
 int main(void) {
@@ -135,6 +100,5 @@ int main(void) {
     ambit_node_proxy_free(NULL);
     ambit_ca_free(ca);
     ambit_runtime_free(rt);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish();
 }

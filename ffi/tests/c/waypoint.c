@@ -12,20 +12,7 @@
 #include <string.h>
 
 #include "ambit.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (cond) {                                                             \
-            passed++;                                                           \
-        } else {                                                                \
-            failed++;                                                           \
-            fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                       \
-    } while (0)
-
-#define S(lit) (const uint8_t *)(lit), strlen(lit)
+#include "check.h"
 
 static ambit_str str(const char *s) {
     ambit_str out = {(const uint8_t *)s, strlen(s)};
@@ -874,6 +861,5 @@ int main(int argc, char **argv) {
     l7(argv[1], now, a);
     ambit_authenticators_free(a);
     free_null_is_a_no_op_for_every_type();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish();
 }

@@ -15,14 +15,8 @@
 #include <unistd.h>
 
 #include "ambit.h"
-
-static int passed, failed;
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (cond) passed++;                                                         \
-        else { failed++; fprintf(stderr, "FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); } \
-    } while (0)
-#define S(lit) (const uint8_t *)(lit), strlen(lit)
+#include "check.h"
+#include "socks5.h"
 
 static const char *CONFIG =
     "workloads:\n"
@@ -61,38 +55,13 @@ static const char *L7 =
 /* GET `path` from 127.32.1.2 via SOCKS5 `proxy` (ip:port) to the web VIP; returns the status
  * code (-1 on a transport failure) and the response (head and body, NUL-terminated) in buf. */
 static int http_get(const char *proxy, const char *path, char *buf, size_t cap) {
-    char host[32];
-    const char *colon = strrchr(proxy, ':');
-    if (!colon || (size_t)(colon - proxy) >= sizeof host) return -1;
-    memcpy(host, proxy, (size_t)(colon - proxy));
-    host[colon - proxy] = 0;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 20};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in from = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.32.1.2", &from.sin_addr);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &to.sin_addr);
-    unsigned char hello[3] = {5, 1, 0}, r[10];
-    unsigned char req[10] = {5, 1, 0, 1, 127, 32, 100, 1, 0, 80};
-    size_t got = 0;
-    if (bind(s, (struct sockaddr *)&from, sizeof from) != 0 ||
-        connect(s, (struct sockaddr *)&to, sizeof to) != 0 || write(s, hello, 3) != 3 ||
-        read(s, r, 2) != 2 || r[1] != 0 || write(s, req, 10) != 10) {
-        close(s);
-        return -1;
-    }
-    while (got < 10) {
-        ssize_t n = read(s, r + got, 10 - got);
-        if (n <= 0) { close(s); return -1; }
-        got += (size_t)n;
-    }
-    if (r[1] != 0) { close(s); return -1; }
+    int s = -1;
+    if (socks5_connect(proxy, "127.32.1.2", "127.32.100.1", 80, &s) != 0) return -1;
     char request[256];
     int len = snprintf(request, sizeof request,
                        "GET %s HTTP/1.1\r\nHost: web.demo.svc.cluster.local\r\nConnection: close\r\n\r\n", path);
     if (write(s, request, (size_t)len) != len) { close(s); return -1; }
-    got = 0;
+    size_t got = 0;
     for (;;) {
         ssize_t n = read(s, buf + got, cap - 1 - got);
         if (n <= 0) break;
@@ -206,6 +175,5 @@ int main(void) {
     ambit_node_proxy_free(b);
     ambit_ca_free(ca);
     ambit_runtime_free(rt);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return finish();
 }

@@ -1,0 +1,50 @@
+/* A SOCKS5 CONNECT from a chosen workload address, as an application behind a node proxy. */
+#ifndef AMBIT_TEST_SOCKS5_H
+#define AMBIT_TEST_SOCKS5_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* Connects from `from` (an IPv4 address) through the SOCKS5 proxy at `proxy` ("ip:port") to
+ * `to`:`port`. Returns the SOCKS5 reply code (0 = success, with the socket in *fd; reads time
+ * out after 20 s) or -1 when the proxy could not be reached or spoke nonsense. */
+static inline int socks5_connect(const char *proxy, const char *from, const char *to, uint16_t port, int *fd) {
+    char host[32];
+    const char *colon = strrchr(proxy, ':');
+    if (!colon || (size_t)(colon - proxy) >= sizeof host) return -1;
+    memcpy(host, proxy, (size_t)(colon - proxy));
+    host[colon - proxy] = 0;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    unsigned char req[10] = {5, 1, 0, 1, 0, 0, 0, 0, (unsigned char)(port >> 8), (unsigned char)port};
+    if (inet_pton(AF_INET, from, &src.sin_addr) != 1 || inet_pton(AF_INET, host, &dst.sin_addr) != 1 ||
+        inet_pton(AF_INET, to, req + 4) != 1)
+        return -1;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return -1;
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char hello[3] = {5, 1, 0}, r[10];
+    if (bind(s, (struct sockaddr *)&src, sizeof src) != 0 || connect(s, (struct sockaddr *)&dst, sizeof dst) != 0 ||
+        write(s, hello, 3) != 3 || read(s, r, 2) != 2 || r[1] != 0 || write(s, req, 10) != 10) {
+        close(s);
+        return -1;
+    }
+    size_t got = 0;
+    while (got < 10) {
+        ssize_t n = read(s, r + got, 10 - got);
+        if (n <= 0) { close(s); return -1; }
+        got += (size_t)n;
+    }
+    if (r[1] != 0) { close(s); return r[1]; }
+    *fd = s;
+    return 0;
+}
+
+#endif
