@@ -803,7 +803,27 @@ async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
     assert_eq!(echoed.len(), payload.len() + tail.len());
     assert!(echoed[..payload.len()] == payload[..], "echo differs");
 
-    let metrics = mesh.waypoint.metrics();
-    assert!(metrics.contains("response_code=\"101\""), "{metrics}");
+    // Recorded once the joined connections have closed, with the bytes that crossed them.
+    let sum = |metrics: &str, name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}_sum{{")) && l.contains("response_code=\"101\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + STEP;
+    let metrics = loop {
+        let m = mesh.waypoint.metrics();
+        if sum(&m, "istio_response_bytes").is_some() || tokio::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert!(metrics.contains("response_code=\"403\""), "{metrics}");
+    let up = sum(&metrics, "istio_request_bytes").expect("101 request bytes recorded");
+    let down = sum(&metrics, "istio_response_bytes").expect("101 response bytes recorded");
+    assert_eq!(up, payload.len() as f64);
+    assert_eq!(down, (payload.len() + tail.len()) as f64);
 }

@@ -1,5 +1,6 @@
 //! Body wrappers: count the bytes that pass, and report once the body is done (sent in full,
-//! or dropped because a side went away) so metrics and the access log see whole requests.
+//! or dropped because a side went away) so metrics and the access log see whole requests; and
+//! the same count for the connections an upgrade joins.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Counts data bytes into a shared counter.
 #[derive(Debug)]
@@ -124,5 +126,51 @@ impl<B> Drop for Finish<B> {
     fn drop(&mut self) {
         let complete = self.empty;
         self.finish(complete);
+    }
+}
+
+/// An upgraded connection that counts the bytes read from it (for the request's metrics and
+/// log once the joined connections close).
+#[derive(Debug)]
+pub(crate) struct CountReads<T> {
+    inner: T,
+    pub(crate) read: u64,
+}
+
+impl<T> CountReads<T> {
+    pub(crate) fn new(inner: T) -> Self {
+        Self { inner, read: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountReads<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountReads<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -20,7 +20,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::body::{Counted, Finish};
+use super::body::{CountReads, Counted, Finish};
 use super::upstream::{Body, BoxError};
 use super::{Inner, Target};
 use crate::labels_for;
@@ -73,6 +73,8 @@ struct Handled {
     principal: String,
     service: Option<Arc<Service>>,
     endpoint: Option<Arc<Workload>>,
+    /// Set when the upstream switched protocols: the connections to join after the 101.
+    upgraded: Option<Splice>,
 }
 
 pub(crate) async fn handle(
@@ -136,6 +138,7 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err((status, body)) => local_reply(status, body),
     };
+    let upgraded = out.upgraded.take();
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         for h in &HOP_BY_HOP {
             response.headers_mut().remove(h);
@@ -161,17 +164,26 @@ pub(crate) async fn handle(
         .unwrap_or_default();
     let json = inner.config.json_access_log;
     let stats = inner.metrics.http(&labels);
-    let (head, body) = response.into_parts();
-    let body = Finish::new(body, move |resp_bytes, _complete| {
-        let recv = req_bytes.load(Ordering::Relaxed);
-        stats.record(start.elapsed(), recv, resp_bytes);
+    let mut record = move |recv: u64, sent: u64| {
+        stats.record(start.elapsed(), recv, sent);
         log.bytes_recv = recv;
-        log.bytes_sent = resp_bytes;
+        log.bytes_sent = sent;
         log.duration = start.elapsed();
         if inner.access_log_enabled() {
             let line = if json { log.to_json() } else { log.to_text() };
             inner.access_log(line);
         }
+    };
+    let (head, body) = response.into_parts();
+    if let Some(splice) = upgraded {
+        // An upgraded connection is one request that ends when the joined connections do.
+        tokio::spawn(splice.run(move |up, down| {
+            record(req_bytes.load(Ordering::Relaxed) + up, down);
+        }));
+        return Response::from_parts(head, body);
+    }
+    let body = Finish::new(body, move |resp_bytes, _complete| {
+        record(req_bytes.load(Ordering::Relaxed), resp_bytes);
     });
     Response::from_parts(head, body.boxed())
 }
@@ -496,7 +508,7 @@ async fn pipeline(
             out.reason = "upstream switched protocols without being asked to".into();
             return Err((StatusCode::BAD_GATEWAY, "upstream protocol error".into()));
         };
-        u.splice(&mut resp);
+        out.upgraded = u.switch(&mut resp);
     }
     if let Some(f) = response_edits {
         f.apply_response(resp.headers_mut());
@@ -543,29 +555,45 @@ impl Upgrade {
         headers.insert(header::UPGRADE, self.protocol.clone());
     }
 
-    /// Joins the downstream connection to the upstream one once both have switched.
-    fn splice(self, resp: &mut Reply) {
-        let Some(upstream) = resp.extensions_mut().remove::<OnUpgrade>() else {
-            return;
-        };
-        tokio::spawn(async move {
-            let (down, up) = match tokio::join!(self.downstream, upstream) {
-                (Ok(d), Ok(u)) => (d, u),
-                (d, u) => {
-                    let e = d
-                        .err()
-                        .or(u.err())
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
-                    tracing::debug!(error = %e, "upgraded connection did not start");
-                    return;
-                }
-            };
-            let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                tracing::debug!(error = %e, "upgraded connection ended with an error");
+    /// The two connections to join, once the upstream has answered `resp` (a 101).
+    fn switch(self, resp: &mut Reply) -> Option<Splice> {
+        Some(Splice {
+            downstream: self.downstream,
+            upstream: resp.extensions_mut().remove::<OnUpgrade>()?,
+        })
+    }
+}
+
+/// A downstream and an upstream connection that have both switched protocols.
+#[derive(Debug)]
+struct Splice {
+    downstream: OnUpgrade,
+    upstream: OnUpgrade,
+}
+
+impl Splice {
+    /// Copies both ways until both sides have closed (half-close passed on), then calls
+    /// `done(bytes from downstream, bytes from upstream)`.
+    async fn run(self, done: impl FnOnce(u64, u64)) {
+        let (down, up) = match tokio::join!(self.downstream, self.upstream) {
+            (Ok(d), Ok(u)) => (d, u),
+            (d, u) => {
+                let e = d
+                    .err()
+                    .or(u.err())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                tracing::debug!(error = %e, "upgraded connection did not start");
+                done(0, 0);
+                return;
             }
-        });
+        };
+        let mut down = CountReads::new(TokioIo::new(down));
+        let mut up = CountReads::new(TokioIo::new(up));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        }
+        done(down.read, up.read);
     }
 }
 
