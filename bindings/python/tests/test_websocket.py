@@ -4,6 +4,7 @@ HBONE to the waypoint, which authorizes and routes the HTTP/1.1 upgrade, HBONE o
 and the server; after `101 Switching Protocols` the waypoint joins the two connections."""
 
 import threading
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -14,11 +15,13 @@ from ambit.testing import Mesh
 
 NET = 47
 CLIENT_IP = f"127.{NET}.1.2"
+METER_IP = f"127.{NET}.1.3"  # a client of its own, so its metrics series is this test's alone
 CHAT = f"127.{NET}.100.1:80"
 
 CONFIG = f"""
 workloads:
 - {{uid: t/client, name: client, namespace: demo, serviceAccount: client, workloadIps: [{CLIENT_IP}], node: node-a}}
+- {{uid: t/meter, name: meter, namespace: demo, serviceAccount: meter, workloadIps: [{METER_IP}], node: node-a}}
 - {{uid: t/chat, name: chat, namespace: demo, serviceAccount: chat, workloadIps: [127.{NET}.2.2], node: node-b,
    services: {{"demo/chat.demo.svc.cluster.local": {{80: 8080}}}}}}
 - {{uid: t/wp, name: waypoint, namespace: demo, serviceAccount: waypoint, workloadIps: [127.{NET}.3.2], node: none}}
@@ -70,9 +73,11 @@ def mesh():
     server.shutdown()
 
 
-def open_ws(mesh, path):
-    sock = mesh.connect("node-a", CLIENT_IP, CHAT)
-    return ws_connect(f"ws://chat.demo.svc.cluster.local{path}", sock=sock, max_size=None, open_timeout=20)
+def open_ws(mesh, path, source=CLIENT_IP):
+    sock = mesh.connect("node-a", source, CHAT)
+    return ws_connect(
+        f"ws://chat.demo.svc.cluster.local{path}", sock=sock, max_size=None, open_timeout=20, compression=None
+    )
 
 
 def test_messages_cross_the_waypoint_in_order(mesh):
@@ -100,9 +105,29 @@ def test_denied_upgrade_is_a_plain_403(mesh):
     assert b"RBAC: access denied" in e.value.response.body
 
 
-def test_upgrades_are_counted_as_101(mesh):
-    with open_ws(mesh, "/room/2") as ws:
+def bytes_sum(metrics, name, source):
+    """The `<name>_sum` of the 101 series from workload `source`, or None before it exists."""
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_sum{{") and f'source_workload="{source}"' in line and 'response_code="101"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_upgrades_are_counted_as_101_when_they_close(mesh):
+    waypoint = mesh.waypoints["demo/waypoint"]
+    with open_ws(mesh, "/room/2", source=METER_IP) as ws:
         ws.recv(timeout=20)
-    metrics = mesh.waypoints["demo/waypoint"].metrics()
-    assert 'response_code="101"' in metrics
+        ws.send(b"x" * 100_000)
+        assert len(ws.recv(timeout=20)) == 100_000
+    # Recorded once both connections have closed, which follows the close handshake.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        m = waypoint.metrics()
+        if all((bytes_sum(m, h, "meter") or 0) > 100_000 for h in ("istio_request_bytes", "istio_response_bytes")):
+            break
+        time.sleep(0.01)
+    metrics = waypoint.metrics()
+    # The frames both ways, not just the handshake.
+    assert (bytes_sum(metrics, "istio_request_bytes", "meter") or 0) > 100_000, metrics
+    assert (bytes_sum(metrics, "istio_response_bytes", "meter") or 0) > 100_000, metrics
     assert 'destination_service="chat.demo.svc.cluster.local"' in metrics
