@@ -297,6 +297,70 @@ def test_serve_timeouts_close_and_foreign_clients():
         ambit.hbone.serve(server, "nowhere")
 
 
+def test_asyncio_server_and_clients():
+    """hbone.start_server with 20 concurrent asyncio clients: each tunnel is served in its own
+    task with the client's identity and authority, bytes echoed whole after half-close; after
+    close, wait_closed waits for the handlers and new tunnels are refused."""
+    import asyncio
+    import os
+
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    clients = [ca.issue(f"spiffe://cluster.local/ns/py/sa/c{i}") for i in range(4)]
+    release = asyncio.Event
+    finished = []
+
+    async def run():
+        slow_done = release()
+        slow_seen = release()
+
+        async def handler(reader, writer, peer, authority):
+            if authority == "10.0.0.99:80":  # held open until the server has been closed
+                slow_seen.set()
+                await slow_done.wait()
+                writer.write(b"late")
+                finished.append(authority)
+                return
+            data = await reader.read()
+            writer.write(f"{peer}|{authority}|".encode() + data)
+            writer.write_eof()
+            await writer.drain()
+
+        srv = await ambit.hbone.start_server(handler, server)
+        payloads = [os.urandom(64 * 1024 + i) for i in range(20)]
+
+        async def one(i):
+            creds = clients[i % 4]
+            reader, writer = await ambit.hbone.open_connection(creds, srv.address, server.id, f"10.0.0.{i}:80")
+            writer.write(payloads[i])
+            writer.write_eof()
+            got = await asyncio.wait_for(reader.read(), 20)
+            writer.close()
+            return got, f"{creds.id}|10.0.0.{i}:80|".encode() + payloads[i]
+
+        for got, want in await asyncio.gather(*(one(i) for i in range(20))):
+            assert got == want
+
+        reader, writer = await ambit.hbone.open_connection(clients[0], srv.address, server.id, "10.0.0.99:80")
+        await asyncio.wait_for(slow_seen.wait(), 20)
+        srv.close()
+        closing = asyncio.ensure_future(srv.wait_closed())
+        await asyncio.wait_for(srv.serve_forever(), 20)  # the accept loop has ended
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not closing.done(), "wait_closed returned while a handler was running"
+        slow_done.set()
+        await asyncio.wait_for(closing, 20)
+        assert finished == ["10.0.0.99:80"]
+        assert await asyncio.wait_for(reader.read(), 20) == b"late"
+        writer.close()
+        loop = asyncio.get_running_loop()
+        with pytest.raises(ambit.TunnelError):
+            await loop.run_in_executor(None, ambit.hbone.connect, clients[0], srv.address, server.id, "10.0.0.1:80")
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
 def test_ctrl_c_interrupts_a_blocking_accept_promptly(default_sigint):
     # A bounded wait, so a broken interrupt fails the test instead of hanging it.
     import os

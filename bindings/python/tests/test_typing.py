@@ -102,3 +102,24 @@ def test_hbone_types() -> None:
         assert_type(authority, str)
         s.close()
         peer_socket.close()
+
+
+def test_async_hbone_types() -> None:
+    import asyncio
+
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/t/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/t/sa/c")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: ambit.SpiffeId, authority: str) -> None:
+        writer.write(f"{peer.service_account}@{authority}".encode())
+
+    async def run() -> bytes:
+        async with await ambit.hbone.start_server(handler, server) as srv:
+            assert_type(srv, ambit.AsyncHboneServer)
+            reader, writer = await ambit.hbone.open_connection(client, srv.address, server.id, "10.0.0.1:1")
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return data
+
+    assert asyncio.run(run()) == b"c@10.0.0.1:1"

@@ -8,7 +8,10 @@ JWT RequestAuthentication, Gateway API HTTPRoute decisions, HBONE tunnels as ord
 from __future__ import annotations
 
 import asyncio as _asyncio
+import os as _os
 import socket as _socket
+from collections.abc import Awaitable as _Awaitable
+from collections.abc import Callable as _Callable
 from collections.abc import Iterator as _Iterator
 from types import TracebackType as _TracebackType
 
@@ -38,7 +41,10 @@ from ambit._native import (
 from ambit._native import HboneListener as _HboneListener
 from ambit._native import hbone_connect_fd as _hbone_connect_fd
 
+_TunnelHandler = _Callable[[_asyncio.StreamReader, _asyncio.StreamWriter, SpiffeId, str], _Awaitable[None]]
+
 __all__ = [
+    "AsyncHboneServer",
     "AmbitError",
     "Authenticators",
     "AuthnResult",
@@ -112,6 +118,79 @@ class HboneListener:
         self.close()
 
 
+class AsyncHboneServer:
+    """An HBONE server for asyncio (from `hbone.start_server`): each tunnel is handed to the
+    handler as `(reader, writer, client SpiffeId, authority)` in a task of its own. Use as an
+    async context manager, or call `close()` and `await wait_closed()`."""
+
+    def __init__(self, listener: HboneListener, handler: _TunnelHandler) -> None:
+        self._listener = listener
+        self._handler = handler
+        self._closing = False
+        self._tasks: set[_asyncio.Task[None]] = set()
+        self._loop = _asyncio.get_running_loop()
+        self._accepting = self._loop.create_task(self._accept_loop())
+
+    @property
+    def address(self) -> str:
+        """The bound address as `ip:port`."""
+        return self._listener.address
+
+    def _accept_one(self) -> tuple[int, SpiffeId, str] | None:
+        # Runs in the default executor: the native accept waits without the GIL.
+        got = self._listener._native.accept(None)
+        if got is not None and self._closing:
+            _os.close(got[0])
+            return None
+        return got
+
+    async def _accept_loop(self) -> None:
+        while True:
+            got = await self._loop.run_in_executor(None, self._accept_one)
+            if got is None:
+                return
+            fd, peer, authority = got
+            sock = _socket.socket(fileno=fd)
+            sock.setblocking(False)
+            task = self._loop.create_task(self._serve(sock, peer, authority))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, sock: _socket.socket, peer: SpiffeId, authority: str) -> None:
+        reader, writer = await _asyncio.open_connection(sock=sock)
+        try:
+            await self._handler(reader, writer, peer, authority)
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        """Stops accepting (idempotent); tunnels being handled continue."""
+        self._closing = True
+        self._listener.close()
+
+    async def wait_closed(self) -> None:
+        """Waits for the accept loop to end and for the handlers running to return."""
+        await self._accepting
+        while self._tasks:
+            await _asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def serve_forever(self) -> None:
+        """Serves until the server is closed."""
+        await self._accepting
+
+    async def __aenter__(self) -> AsyncHboneServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: _TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
 class hbone:  # noqa: N801 - a namespace, used as `ambit.hbone.connect(...)`
     """HBONE tunnels as sockets."""
 
@@ -123,6 +202,15 @@ class hbone:  # noqa: N801 - a namespace, used as `ambit.hbone.connect(...)`
         clients must present a certificate from the same trust bundle. Use as a context manager
         and iterate (or call `accept()`) for `(socket, client SpiffeId, authority)`."""
         return HboneListener(_HboneListener(credentials, address))
+
+    @staticmethod
+    async def start_server(
+        handler: _TunnelHandler, credentials: Credentials, address: str = "127.0.0.1:0"
+    ) -> AsyncHboneServer:
+        """Like `serve`, for asyncio (as `asyncio.start_server`): every tunnel is handed to
+        `await handler(reader, writer, client_id, authority)` in a task of its own; the writer
+        is closed when the handler returns, and `writer.write_eof()` half-closes."""
+        return AsyncHboneServer(HboneListener(_HboneListener(credentials, address)), handler)
 
     @staticmethod
     def connect(credentials: Credentials, peer: str, expected_id: SpiffeId | str, authority: str) -> _socket.socket:
