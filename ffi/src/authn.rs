@@ -1,16 +1,14 @@
 //! Istio `RequestAuthentication` (JWT) for hosts that run their own HTTP stack: verify the
 //! tokens of a request, read its principal and claims, and the header edits to forward with.
 
-use std::sync::Arc;
-
 use facade::policy::jwt::jwks_uri_from_openid_configuration;
 use facade::policy::{Authenticators, AuthnOutcome, JwksError, RequestAuth};
 
-use crate::error::{Error, ambit_error, ambit_result};
+use crate::error::{Error, ambit_error, ambit_result, give_loaded, warning_lines};
 use crate::l7::{ambit_waypoint_target, waypoint_target};
 use crate::macros::{
-    Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_arc, free_box, to_arc_const_ptr,
-    to_boxed_mut_ptr, try_from, try_out, try_ref_from_ptr, try_str, write_out,
+    Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_arc, free_box, to_boxed_mut_ptr,
+    try_from, try_out, try_ref_from_ptr, try_str, write_out,
 };
 use crate::strings::{HeaderEdits, ambit_header, ambit_header_edits, ambit_str, header_map};
 
@@ -88,30 +86,15 @@ pub extern "C" fn ambit_authenticators_from_yaml(
     ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let out = try_out!(authenticators_out);
-        match Authenticators::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE) {
-            Ok((authenticators, warnings)) => {
-                let warnings = warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let a = Authn {
+        let loaded =
+            Authenticators::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE).map(
+                |(authenticators, warnings)| Authn {
                     authenticators,
-                    warnings,
-                };
-                // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = to_arc_const_ptr(Arc::new(a)) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Err(e) => {
-                let err = Error {
-                    code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
-        }
+                    warnings: warning_lines(&warnings),
+                },
+            );
+        // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_loaded(loaded, out, err_out) }
     })
 }
 

@@ -1,8 +1,8 @@
 //! Result codes and rich errors.
 
 use crate::macros::{
-    Castable, OwnershipBox, ffi_panic_boundary, free_box, to_boxed_mut_ptr, try_out,
-    try_ref_from_ptr, write_out,
+    Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_box, to_arc_const_ptr,
+    to_boxed_mut_ptr, try_out, try_ref_from_ptr, write_out,
 };
 
 /// What a call did. Numbers are stable: they are never reused or renumbered.
@@ -99,6 +99,46 @@ impl Error {
         }
         code
     }
+}
+
+/// Hands a freshly loaded object to C as a shared handle through `out`, or the load error as
+/// `AMBIT_RESULT_CONFIG_INVALID` through `err_out`: what every `_from_yaml` returns.
+///
+/// # Safety
+/// `out` must be non-NULL and valid for a pointer write; `err_out` NULL or valid for one.
+pub(crate) unsafe fn give_loaded<C, E>(
+    loaded: Result<C::RustType, E>,
+    out: *mut *const C,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result
+where
+    C: Castable<Ownership = OwnershipArc>,
+    E: std::fmt::Display,
+{
+    match loaded {
+        Ok(v) => {
+            // SAFETY: `out` is non-NULL and writable per this function's contract.
+            unsafe { *out = to_arc_const_ptr(std::sync::Arc::new(v)) };
+            ambit_result::AMBIT_RESULT_OK
+        }
+        Err(e) => {
+            let err = Error {
+                code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
+                message: e.to_string(),
+            };
+            // SAFETY: `err_out` is NULL or writable per this function's contract.
+            unsafe { err.give(err_out) }
+        }
+    }
+}
+
+/// Load warnings as C reads them: one per line, empty when none.
+pub(crate) fn warning_lines<T: std::fmt::Display>(warnings: &[T]) -> String {
+    warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The code of an error. Returns `AMBIT_RESULT_NULL_PARAMETER` for NULL.

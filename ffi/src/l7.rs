@@ -1,16 +1,14 @@
 //! Istio `AuthorizationPolicy` as a waypoint enforces it (HTTP attributes), for hosts that run
 //! their own HTTP stack.
 
-use std::sync::Arc;
-
 use facade::identity::SpiffeId;
 use facade::policy::{HttpRequest, L7Policies, L7Reason, WaypointTarget};
 
 use crate::authn::AuthnResult;
-use crate::error::{Error, ambit_error, ambit_result};
+use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
 use crate::macros::{
-    Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, to_arc_const_ptr,
-    try_ambit_str, try_from, try_out, try_ref_from_ptr, try_str, write_out,
+    Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, try_ambit_str, try_from,
+    try_out, try_ref_from_ptr, try_str, write_out,
 };
 use crate::policy::ambit_spiffe_id;
 use crate::proxy_v2::ambit_socket_addr;
@@ -153,27 +151,13 @@ pub extern "C" fn ambit_l7_policies_from_yaml(
     ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let out = try_out!(policies_out);
-        match L7Policies::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE) {
-            Ok((policies, warnings)) => {
-                let warnings = warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let p = Policies { policies, warnings };
-                // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = to_arc_const_ptr(Arc::new(p)) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Err(e) => {
-                let err = Error {
-                    code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
-        }
+        let loaded = L7Policies::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE)
+            .map(|(policies, warnings)| Policies {
+                policies,
+                warnings: warning_lines(&warnings),
+            });
+        // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_loaded(loaded, out, err_out) }
     })
 }
 

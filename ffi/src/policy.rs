@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facade::identity::SpiffeId;
 use facade::policy::{Connection, IstioPolicies, PolicySet, Target};
 
-use crate::error::{Error, ambit_error, ambit_result};
+use crate::error::{ambit_error, ambit_result, give_loaded};
 use crate::macros::{
     Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, to_arc_const_ptr, try_from,
     try_out, try_ref_from_ptr, try_slice, try_str, write_out,
@@ -91,22 +91,12 @@ pub extern "C" fn ambit_policy_set_from_istio_yaml(
         let text = try_str!(yaml, yaml_len);
         let set_out = try_out!(set_out);
         let mut set = PolicySet::new();
-        match IstioPolicies::parse(text, set.root_namespace()) {
-            Ok(loaded) => {
-                loaded.apply_to(&mut set);
-                // SAFETY: `set_out` checked non-NULL and writable per the contract.
-                unsafe { *set_out = to_arc_const_ptr(Arc::new(set)) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Err(e) => {
-                let err = Error {
-                    code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
-        }
+        let loaded = IstioPolicies::parse(text, set.root_namespace()).map(|loaded| {
+            loaded.apply_to(&mut set);
+            set
+        });
+        // SAFETY: `set_out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_loaded(loaded, set_out, err_out) }
     })
 }
 

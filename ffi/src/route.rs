@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use facade::route::{Backend, Forward, Outcome, RouteTable, SplitMix64, Target};
 use http::{HeaderMap, Method, Uri};
 
-use crate::error::{Error, ambit_error, ambit_result};
+use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
 use crate::macros::{
     Castable, OwnershipArc, OwnershipBox, OwnershipRef, ffi_panic_boundary, free_arc, free_box,
-    to_arc_const_ptr, to_boxed_mut_ptr, try_ambit_str, try_clone_arc, try_from, try_out,
-    try_ref_from_ptr, try_str, write_out,
+    to_boxed_mut_ptr, try_ambit_str, try_clone_arc, try_from, try_out, try_ref_from_ptr, try_str,
+    write_out,
 };
 use crate::strings::{HeaderEdits, ambit_header, ambit_header_edits, ambit_str, header_map};
 
@@ -154,31 +154,12 @@ pub extern "C" fn ambit_route_table_from_yaml(
     ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let table_out = try_out!(table_out);
-        match RouteTable::parse(text, "<routes>") {
-            Ok(loaded) => {
-                let warnings = loaded
-                    .warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let routes = Routes {
-                    table: loaded.table,
-                    warnings,
-                };
-                // SAFETY: `table_out` checked non-NULL and writable per the contract.
-                unsafe { *table_out = to_arc_const_ptr(Arc::new(routes)) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Err(e) => {
-                let err = Error {
-                    code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
-        }
+        let loaded = RouteTable::parse(text, "<routes>").map(|loaded| Routes {
+            warnings: warning_lines(&loaded.warnings),
+            table: loaded.table,
+        });
+        // SAFETY: `table_out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_loaded(loaded, table_out, err_out) }
     })
 }
 
