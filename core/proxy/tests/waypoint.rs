@@ -234,6 +234,12 @@ async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>)
                             return Ok::<_, Infallible>(echo_upgrade(r, proto, name));
                         }
                         let path = r.uri().to_string();
+                        if path == "/rogue-101" {
+                            // Switches protocols although nobody asked.
+                            let mut resp = Response::new(Full::new(Bytes::new()));
+                            *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                            return Ok(resp);
+                        }
                         let mut status = 200;
                         if let Some(h) = &hits {
                             match path.as_str() {
@@ -775,6 +781,10 @@ async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
     let (head, _, _) = upgrade_request(&mesh, "/private/ws").await;
     assert!(head.starts_with("http/1.1 403"), "{head}");
     assert!(!head.contains("upgrade: ambit-echo"), "{head}");
+
+    // An upstream that switches protocols unasked is a protocol error, not a tunnel.
+    let (status, body) = mesh.get([100, 2], "/rogue-101", &[]).await;
+    assert_eq!((status, body.as_str()), (502, "upstream protocol error"));
 
     // Allowed: 101 with the protocol, then 1 MiB each way, in order, and half-close both ways.
     let (head, s, early) = upgrade_request(&mesh, "/ws").await;
