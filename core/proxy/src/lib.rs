@@ -138,7 +138,7 @@ pub struct Bound {
 pub struct NodeProxy {
     node: Arc<Node>,
     bound: Bound,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
     server: ambit_hbone::Server<inbound::Inbound>,
     listeners: Arc<Mutex<inbound::Listeners>>,
 }
@@ -185,7 +185,38 @@ impl NodeProxy {
         let listeners = Arc::new(Mutex::new(inbound::Listeners::default()));
         inbound::reconcile(&node, &server, &mut *listeners.lock().await).await;
 
-        let mut tasks = Vec::new();
+        // Until the proxy is built, a failed bind must not leave what is already bound running.
+        let mut tasks = Tasks::default();
+        let started = Self::bind_all(&node, &mut tasks).await;
+        let bound = match started {
+            Ok(b) => b,
+            Err(e) => {
+                for (_, t) in listeners.lock().await.tasks.drain() {
+                    t.abort();
+                }
+                return Err(e);
+            }
+        };
+        // Follows state changes: listeners and certificates for new local workloads.
+        let (n, s, ls) = (node.clone(), server.clone(), listeners.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                n.changed.notified().await;
+                inbound::reconcile(&n, &s, &mut *ls.lock().await).await;
+            }
+        }));
+        info!(node = %node.config.node, ?bound, "node proxy ready");
+        Ok(Self {
+            node,
+            bound,
+            tasks,
+            server,
+            listeners,
+        })
+    }
+
+    /// Binds and serves the outbound, metrics, readiness and admin listeners the config asks for.
+    async fn bind_all(node: &Arc<Node>, tasks: &mut Tasks) -> Result<Bound, ProxyError> {
         let mut bound = Bound::default();
         let c = node.config.clone();
         if let Some(a) = c.socks5 {
@@ -237,22 +268,7 @@ impl NodeProxy {
             });
             tasks.push(tokio::spawn(admin::serve(l, route)));
         }
-        // Follows state changes: listeners and certificates for new local workloads.
-        let (n, s, ls) = (node.clone(), server.clone(), listeners.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                n.changed.notified().await;
-                inbound::reconcile(&n, &s, &mut *ls.lock().await).await;
-            }
-        }));
-        info!(node = %node.config.node, ?bound, "node proxy ready");
-        Ok(Self {
-            node,
-            bound,
-            tasks,
-            server,
-            listeners,
-        })
+        Ok(bound)
     }
 
     /// The addresses bound.
@@ -294,9 +310,7 @@ impl NodeProxy {
 
     /// Stops accepting, lets inbound tunnels finish for up to `deadline`, then stops.
     pub async fn shutdown(self, deadline: Duration) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
         self.server.drain(deadline).await;
         for (_, t) in self.listeners.lock().await.tasks.drain() {
             t.abort();
@@ -306,14 +320,34 @@ impl NodeProxy {
 
 impl Drop for NodeProxy {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
         if let Ok(mut l) = self.listeners.try_lock() {
             for (_, t) in l.tasks.drain() {
                 t.abort();
             }
         }
+    }
+}
+
+/// Spawned tasks that are aborted when dropped, so that a proxy which fails to start halfway,
+/// or is dropped without `shutdown`, leaves nothing running.
+#[derive(Debug, Default)]
+pub(crate) struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    pub(crate) fn push(&mut self, t: JoinHandle<()>) {
+        self.0.push(t);
+    }
+
+    pub(crate) fn abort_all(&self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.abort_all();
     }
 }
 

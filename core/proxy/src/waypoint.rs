@@ -28,10 +28,9 @@ use ambit_xds::{GatewayAddress, GatewayDestination, Service, State, Workload};
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize as _;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::{ProxyError, admin, identities};
+use crate::{ProxyError, Tasks, admin, identities};
 
 /// How a waypoint is set up.
 #[derive(Debug, Clone)]
@@ -190,7 +189,7 @@ pub struct Waypoint {
     inner: Arc<Inner>,
     bound: WaypointBound,
     server: ambit_hbone::Server<Connect>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 /// What every tunnel and request of a waypoint shares.
@@ -253,7 +252,8 @@ impl Waypoint {
             ambit_hbone::ServerSettings::default(),
         );
         let mut bound = WaypointBound::default();
-        let mut tasks = Vec::new();
+        // Dropped on a failed bind below, which stops what is already serving.
+        let mut tasks = Tasks::default();
         let l = admin::bind("HBONE", inner.config.hbone).await?;
         bound.hbone = l.local_addr().ok();
         let s = server.clone();
@@ -311,18 +311,8 @@ impl Waypoint {
 
     /// Stops accepting, lets open tunnels finish for up to `deadline`, then stops.
     pub async fn shutdown(self, deadline: Duration) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
         self.server.drain(deadline).await;
-    }
-}
-
-impl Drop for Waypoint {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
     }
 }
 

@@ -364,3 +364,71 @@ async fn refused_upstreams_and_apps_dying_mid_stream_end_promptly() {
     .await
     .expect("node-b forgets the connection");
 }
+
+/// Binds `addr` as soon as whatever held it has let go (`Err` after a generous wait).
+async fn bind_when_free(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_halfway_leaves_nothing_listening() {
+    let net = 55;
+    let f = Fixture::new();
+    // Metrics (bound after the inbound HBONE and SOCKS5 listeners) is taken.
+    let taken = TcpListener::bind(SocketAddr::new(ip(net, [0, 9]), 0))
+        .await
+        .expect("bind");
+    let metrics = taken.local_addr().expect("addr");
+
+    let mut c = NodeConfig::new("node-b");
+    c.socks5 = Some(SocketAddr::new(ip(net, [0, 2]), 15080));
+    c.metrics = Some(metrics);
+    c.readiness = None;
+    c.admin = None;
+    let e = NodeProxy::start(c, state(net, 0), f.source.clone(), f.tls.clone())
+        .await
+        .expect_err("metrics address in use");
+    assert!(e.to_string().contains("metrics"), "{e}");
+    // The SOCKS5 port and the workloads' HBONE ports were bound before; they are free again.
+    for a in [
+        SocketAddr::new(ip(net, [0, 2]), 15080),
+        SocketAddr::new(ip(net, [2, 2]), 15008),
+        SocketAddr::new(ip(net, [2, 3]), 15008),
+    ] {
+        bind_when_free(a)
+            .await
+            .unwrap_or_else(|e| panic!("{a} still held: {e}"));
+    }
+
+    let id = TrustDomain::new("cluster.local")
+        .expect("td")
+        .workload_id("demo", "waypoint")
+        .expect("id");
+    let mut wc = ambit_proxy::WaypointConfig::new("waypoint", "demo", id);
+    wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
+    wc.metrics = Some(metrics);
+    wc.readiness = None;
+    let e = ambit_proxy::Waypoint::start(
+        wc,
+        state(net, 0),
+        ambit_proxy::L7Config::default(),
+        f.source.clone(),
+        f.tls.clone(),
+    )
+    .await
+    .expect_err("metrics address in use");
+    assert!(e.to_string().contains("metrics"), "{e}");
+    bind_when_free(SocketAddr::new(ip(net, [3, 2]), 15008))
+        .await
+        .expect("the waypoint's HBONE port is free again");
+    drop(taken);
+}

@@ -745,7 +745,11 @@ spec:
 
 /// Sends an HTTP/1.1 upgrade request for `path` to `reviews-v1` through node A and the
 /// waypoint; returns the response head and the stream, positioned after the head.
-async fn upgrade_request(mesh: &Mesh, path: &str) -> (String, tokio::net::TcpStream, Vec<u8>) {
+async fn upgrade_request(
+    mesh: &Mesh,
+    path: &str,
+    protocol: &str,
+) -> (String, tokio::net::TcpStream, Vec<u8>) {
     let proxy = mesh.a.bound().socks5.expect("socks5");
     let to = SocketAddr::new(ip(mesh.net, [100, 2]), 80);
     let mut s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &Target::Addr(to))
@@ -753,7 +757,7 @@ async fn upgrade_request(mesh: &Mesh, path: &str) -> (String, tokio::net::TcpStr
         .expect("socks5 to the service");
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: reviews-v1.demo.svc.cluster.local\r\n\
-         Connection: keep-alive, Upgrade\r\nUpgrade: ambit-echo\r\n\r\n"
+         Connection: keep-alive, Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("write request");
     let mut got = Vec::new();
@@ -778,18 +782,26 @@ async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
     let mesh = Mesh::start(87, &format!("{ROUTES}---{NO_PRIVATE}")).await;
 
     // Denied by L7 policy: a plain 403, and nothing switches.
-    let (head, _, _) = upgrade_request(&mesh, "/private/ws").await;
+    let (head, _, _) = upgrade_request(&mesh, "/private/ws", "websocket").await;
     assert!(head.starts_with("http/1.1 403"), "{head}");
-    assert!(!head.contains("upgrade: ambit-echo"), "{head}");
+    assert!(!head.contains("upgrade:"), "{head}");
+
+    // Only WebSocket is offered: an h2c (or any other) upgrade goes on as a plain request, its
+    // upgrade headers removed, so the app answers it as one.
+    for other in ["h2c", "ambit-echo"] {
+        let (head, _, _) = upgrade_request(&mesh, "/ws", other).await;
+        assert!(head.starts_with("http/1.1 200"), "{other}: {head}");
+        assert!(!head.contains("upgrade:"), "{other}: {head}");
+    }
 
     // An upstream that switches protocols unasked is a protocol error, not a tunnel.
     let (status, body) = mesh.get([100, 2], "/rogue-101", &[]).await;
     assert_eq!((status, body.as_str()), (502, "upstream protocol error"));
 
     // Allowed: 101 with the protocol, then 1 MiB each way, in order, and half-close both ways.
-    let (head, s, early) = upgrade_request(&mesh, "/ws").await;
+    let (head, s, early) = upgrade_request(&mesh, "/ws", "WebSocket").await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: ambit-echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("connection: upgrade"), "{head}");
     let payload: Vec<u8> = (0..1u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

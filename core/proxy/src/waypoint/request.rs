@@ -139,10 +139,11 @@ pub(crate) async fn handle(
         Err((status, body)) => local_reply(status, body),
     };
     let upgraded = out.upgraded.take();
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        for h in &HOP_BY_HOP {
-            response.headers_mut().remove(h);
-        }
+    for h in &HOP_BY_HOP {
+        response.headers_mut().remove(h);
+    }
+    if upgraded.is_some() {
+        Upgrade::mark(response.headers_mut());
     }
 
     let mut labels = HttpLabels::default();
@@ -163,9 +164,12 @@ pub(crate) async fn handle(
         .map(|s| s.hostname.clone())
         .unwrap_or_default();
     let json = inner.config.json_access_log;
-    let stats = inner.metrics.http(&labels);
+    // The series is looked up when the request ends, so none shows while it is in flight.
     let mut record = move |recv: u64, sent: u64| {
-        stats.record(start.elapsed(), recv, sent);
+        inner
+            .metrics
+            .http(&labels)
+            .record(start.elapsed(), recv, sent);
         log.bytes_recv = recv;
         log.bytes_sent = sent;
         log.duration = start.elapsed();
@@ -396,8 +400,8 @@ async fn pipeline(
             mirror(inner, state, s, *p, parts, bytes.clone());
         }
     }
-    if let Some(u) = &upgrade {
-        u.restore(&mut parts.headers);
+    if upgrade.is_some() {
+        Upgrade::mark(&mut parts.headers);
     }
     let h2 = upgrade.is_none() && is_grpc(parts);
     let client = if h2 {
@@ -503,12 +507,18 @@ async fn pipeline(
         _ => whole.await?,
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(u) = upgrade else {
+        let spliced = match upgrade {
+            Some(u) if Upgrade::is_websocket(resp.headers().get(header::UPGRADE)) => {
+                u.switch(&mut resp)
+            }
+            _ => None,
+        };
+        if spliced.is_none() {
             out.flags = "UPE";
             out.reason = "upstream switched protocols without being asked to".into();
             return Err((StatusCode::BAD_GATEWAY, "upstream protocol error".into()));
-        };
-        out.upgraded = u.switch(&mut resp);
+        }
+        out.upgraded = spliced;
     }
     if let Some(f) = response_edits {
         f.apply_response(resp.headers_mut());
@@ -516,19 +526,22 @@ async fn pipeline(
     Ok(resp)
 }
 
-/// An HTTP/1.1 `Upgrade` (WebSocket and friends) asked for downstream: forwarded upstream with
-/// its `Connection: upgrade`, and when the upstream answers `101` the two connections are joined
-/// byte for byte until both sides have closed.
+/// An HTTP/1.1 WebSocket upgrade asked for downstream: forwarded upstream with its
+/// `Connection: upgrade`, and when the upstream answers `101` the two connections are joined
+/// byte for byte until both sides have closed. Other upgrades (`h2c`, ...) are not offered:
+/// their headers are removed like any hop-by-hop header and the request goes on as a plain one,
+/// since after a switch nothing on the connection would be authorized or routed again.
 struct Upgrade {
-    protocol: HeaderValue,
     downstream: OnUpgrade,
 }
 
 impl Upgrade {
-    /// The upgrade a request asks for: HTTP/1.1, `Upgrade` present and `upgrade` among the
+    /// The upgrade a request asks for: HTTP/1.1, `Upgrade: websocket` and `upgrade` among the
     /// `Connection` tokens (RFC 9110 §7.8). Takes the request's handle on its connection.
     fn requested(parts: &mut http::request::Parts) -> Option<Self> {
-        if parts.version != Version::HTTP_11 {
+        if parts.version != Version::HTTP_11
+            || !Self::is_websocket(parts.headers.get(header::UPGRADE))
+        {
             return None;
         }
         let asked = parts
@@ -538,21 +551,23 @@ impl Upgrade {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-        let protocol = parts.headers.get(header::UPGRADE)?.clone();
         if !asked {
             return None;
         }
         let downstream = parts.extensions.remove::<OnUpgrade>()?;
-        Some(Self {
-            protocol,
-            downstream,
-        })
+        Some(Self { downstream })
     }
 
-    /// Puts the upgrade request headers back after the hop-by-hop ones were removed.
-    fn restore(&self, headers: &mut HeaderMap) {
+    /// `Upgrade: websocket`, one token, any case.
+    fn is_websocket(v: Option<&HeaderValue>) -> bool {
+        v.is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    }
+
+    /// Puts the upgrade headers (back) on a request or a 101 after the hop-by-hop ones were
+    /// removed.
+    fn mark(headers: &mut HeaderMap) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, self.protocol.clone());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 
     /// The two connections to join, once the upstream has answered `resp` (a 101).
