@@ -60,20 +60,47 @@ pub(crate) struct Node {
     handle: tokio::runtime::Handle,
 }
 
-pub(crate) fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, String> {
+/// An optional `ip:port` field of an options struct: `None` when empty, `NULL_PARAMETER` for a
+/// NULL pointer with a nonzero length, `INVALID_PARAMETER` for anything else not an address.
+///
+/// # Safety
+/// `p` is NULL or valid for reading `n` bytes.
+pub(crate) unsafe fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, Error> {
+    // SAFETY: forwarded from this function's contract.
+    let Some(s) = (unsafe { field(p, n, what) })? else {
+        return Ok(None);
+    };
+    s.parse().map(Some).map_err(|_| Error {
+        code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+        message: format!("{what}: expected ip:port"),
+    })
+}
+
+/// A text field of an options struct: `None` when empty, `NULL_PARAMETER` for a NULL pointer
+/// with a nonzero length, `INVALID_PARAMETER` when not UTF-8.
+///
+/// # Safety
+/// `p` is NULL or valid for reading `n` bytes.
+pub(crate) unsafe fn field<'a>(
+    p: *const u8,
+    n: usize,
+    what: &str,
+) -> Result<Option<&'a str>, Error> {
     if n == 0 {
         return Ok(None);
     }
     if p.is_null() {
-        return Err(format!("{what}: NULL with a nonzero length"));
+        return Err(Error {
+            code: ambit_result::AMBIT_RESULT_NULL_PARAMETER,
+            message: format!("{what}: NULL with a nonzero length"),
+        });
     }
-    // SAFETY: non-NULL with `n` readable bytes per the struct's contract.
+    // SAFETY: non-NULL with `n` readable bytes per this function's contract.
     let bytes = unsafe { std::slice::from_raw_parts(p, n) };
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Some)
-        .ok_or_else(|| format!("{what}: expected ip:port"))
+    std::str::from_utf8(bytes).map(Some).map_err(|_| Error {
+        code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+        message: format!("{what}: not UTF-8"),
+    })
 }
 
 pub(crate) fn fail(
@@ -131,14 +158,16 @@ pub extern "C" fn ambit_node_proxy_start(
         if l.hbone_port != 0 {
             config.inbound_port = l.hbone_port;
         }
-        let parsed = (|| -> Result<(), String> {
+        // SAFETY: each pointer/length pair is NULL or readable per `ambit_node_listeners`.
+        let parsed = (|| unsafe {
             config.socks5 = addr(l.socks5, l.socks5_len, "socks5")?;
             config.http_connect = addr(l.http_connect, l.http_connect_len, "http_connect")?;
             config.metrics = addr(l.metrics, l.metrics_len, "metrics")?;
-            Ok(())
+            Ok::<_, Error>(())
         })();
-        if let Err(m) = parsed {
-            return fail(ambit_result::AMBIT_RESULT_INVALID_PARAMETER, m, err_out);
+        if let Err(e) = parsed {
+            // SAFETY: `err_out` is NULL or writable per the contract.
+            return unsafe { e.give(err_out) };
         }
         config.readiness = None;
         config.admin = None;

@@ -6,12 +6,12 @@ use std::time::Duration;
 use facade::identity::{CaSource, SystemClock};
 use facade::proxy::{L7Config, Waypoint, WaypointConfig};
 
-use crate::error::{ambit_error, ambit_result};
+use crate::error::{Error, ambit_error, ambit_result};
 use crate::macros::{
     Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, to_boxed_mut_ptr,
     try_clone_arc, try_out, try_ref_from_ptr, try_str, write_out,
 };
-use crate::node::{addr, fail, parse_local};
+use crate::node::{addr, fail, field, parse_local};
 use crate::runtime::Runtime;
 
 /// A running waypoint.
@@ -74,21 +74,6 @@ pub(crate) struct Running {
     warnings: Mutex<String>,
 }
 
-/// `p`/`n` as text, or `default` when empty.
-fn text(p: *const u8, n: usize, what: &str, default: &str) -> Result<String, String> {
-    if n == 0 {
-        return Ok(default.to_owned());
-    }
-    if p.is_null() {
-        return Err(format!("{what}: NULL with a nonzero length"));
-    }
-    // SAFETY: non-NULL with `n` readable bytes per the struct's contract.
-    let bytes = unsafe { std::slice::from_raw_parts(p, n) };
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| format!("{what}: not UTF-8"))
-}
-
 fn load_l7(yaml: &str, root_namespace: &str) -> Result<(L7Config, String), String> {
     L7Config::from_yaml(yaml, "<l7>", root_namespace)
         .map(|(l7, warnings)| (l7, warnings.join("\n")))
@@ -122,34 +107,39 @@ pub extern "C" fn ambit_waypoint_start(
         let ca = try_clone_arc!(ca);
         let o = try_ref_from_ptr!(options);
         let out = try_out!(out);
-        let parsed = (|| -> Result<(WaypointConfig, String), String> {
-            let name = text(o.name, o.name_len, "name", "")?;
-            let ns = text(o.ns, o.ns_len, "ns", "")?;
+        let invalid = |message: String| Error {
+            code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+            message,
+        };
+        // SAFETY: each pointer/length pair is NULL or readable per `ambit_waypoint_options`.
+        let parsed = (|| unsafe {
+            let name = field(o.name, o.name_len, "name")?.unwrap_or_default();
+            let ns = field(o.ns, o.ns_len, "ns")?.unwrap_or_default();
             if name.is_empty() || ns.is_empty() {
-                return Err("name and ns are required".into());
+                return Err(invalid("name and ns are required".into()));
             }
             let hbone = addr(o.hbone, o.hbone_len, "hbone")?
-                .ok_or_else(|| "hbone: required (ip:port)".to_owned())?;
+                .ok_or_else(|| invalid("hbone: required (ip:port)".into()))?;
             let identity = ca
                 .trust_domain()
-                .workload_id(&ns, &name)
-                .map_err(|e| format!("name/ns: {e}"))?;
-            let mut wc = WaypointConfig::new(&name, &ns, identity);
+                .workload_id(ns, name)
+                .map_err(|e| invalid(format!("name/ns: {e}")))?;
+            let mut wc = WaypointConfig::new(name, ns, identity);
             wc.hbone = hbone;
             wc.metrics = addr(o.metrics, o.metrics_len, "metrics")?;
             wc.readiness = None;
-            wc.network = text(o.network, o.network_len, "network", "")?;
-            let root = text(
-                o.root_namespace,
-                o.root_namespace_len,
-                "root_namespace",
-                "istio-system",
-            )?;
+            wc.network = field(o.network, o.network_len, "network")?
+                .unwrap_or_default()
+                .to_owned();
+            let root = field(o.root_namespace, o.root_namespace_len, "root_namespace")?
+                .unwrap_or("istio-system")
+                .to_owned();
             Ok((wc, root))
         })();
         let (config, root_namespace) = match parsed {
             Ok(p) => p,
-            Err(m) => return fail(ambit_result::AMBIT_RESULT_INVALID_PARAMETER, m, err_out),
+            // SAFETY: `err_out` is NULL or writable per the contract.
+            Err(e) => return unsafe { e.give(err_out) },
         };
         let cfg = match parse_local(yaml, err_out) {
             Ok(c) => c,
@@ -223,8 +213,11 @@ pub extern "C" fn ambit_waypoint_reload_l7(
         let yaml = try_str!(l7_yaml, l7_len);
         match load_l7(yaml, &w.root_namespace) {
             Ok((l7, warnings)) => {
+                // Held across the swap so that concurrent reloads leave a config and its own
+                // warnings.
+                let mut held = w.warnings.lock().unwrap_or_else(PoisonError::into_inner);
                 w.waypoint.update_l7(l7);
-                *w.warnings.lock().unwrap_or_else(PoisonError::into_inner) = warnings;
+                *held = warnings;
                 ambit_result::AMBIT_RESULT_OK
             }
             Err(m) => fail(ambit_result::AMBIT_RESULT_CONFIG_INVALID, m, err_out),

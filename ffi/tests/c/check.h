@@ -4,6 +4,7 @@
 #ifndef AMBIT_TEST_CHECK_H
 #define AMBIT_TEST_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -11,6 +11,17 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Reads exactly `n` bytes (1 = done, 0 = EOF, error or timeout first). */
+static inline int read_full(int s, unsigned char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(s, buf + got, n - got);
+        if (k <= 0) return 0;
+        got += (size_t)k;
+    }
+    return 1;
+}
+
 /* Connects from `from` (an IPv4 address) through the SOCKS5 proxy at `proxy` ("ip:port") to
  * `to`:`port`. Returns the SOCKS5 reply code (0 = success, with the socket in *fd; reads time
  * out after 20 s) or -1 when the proxy could not be reached or spoke nonsense. */
@@ -32,15 +43,10 @@ static inline int socks5_connect(const char *proxy, const char *from, const char
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     unsigned char hello[3] = {5, 1, 0}, r[10];
     if (bind(s, (struct sockaddr *)&src, sizeof src) != 0 || connect(s, (struct sockaddr *)&dst, sizeof dst) != 0 ||
-        write(s, hello, 3) != 3 || read(s, r, 2) != 2 || r[1] != 0 || write(s, req, 10) != 10) {
+        write(s, hello, 3) != 3 || !read_full(s, r, 2) || r[1] != 0 || write(s, req, 10) != 10 ||
+        !read_full(s, r, 10)) {
         close(s);
         return -1;
-    }
-    size_t got = 0;
-    while (got < 10) {
-        ssize_t n = read(s, r + got, 10 - got);
-        if (n <= 0) { close(s); return -1; }
-        got += (size_t)n;
     }
     if (r[1] != 0) { close(s); return r[1]; }
     *fd = s;

@@ -116,6 +116,8 @@ int main(void) {
 
     /* New L7: only the header changes. Broken L7: refused, the last good one stays. */
     char *l7b = strdup(L7);
+    CHECK(l7b != NULL);
+    if (!l7b) return finish();
     memcpy(strstr(l7b, "c-host"), "reload", 6);
     CHECK(ambit_waypoint_reload_l7(w, (const uint8_t *)l7b, strlen(l7b), &err) == AMBIT_RESULT_OK);
     free(l7b);
@@ -137,8 +139,11 @@ int main(void) {
     size_t need = 0;
     CHECK(ambit_waypoint_metrics(w, NULL, 0, &need) == AMBIT_RESULT_INSUFFICIENT_SIZE);
     char *metrics = malloc(need + 1);
-    CHECK(ambit_waypoint_metrics(w, (uint8_t *)metrics, need, &n) == AMBIT_RESULT_OK);
-    metrics[n] = 0;
+    CHECK(metrics != NULL);
+    if (!metrics) return finish();
+    ambit_result r = ambit_waypoint_metrics(w, (uint8_t *)metrics, need, &n);
+    CHECK(r == AMBIT_RESULT_OK);
+    metrics[r == AMBIT_RESULT_OK ? n : 0] = 0;
     CHECK(strstr(metrics, "istio_requests_total{reporter=\"waypoint\"") != NULL);
     CHECK(strstr(metrics, "response_code=\"403\"") != NULL);
 
@@ -156,6 +161,9 @@ int main(void) {
     CHECK(strstr(text, "hbone") != NULL);
     ambit_error_free(err);
     err = NULL;
+    bad = o;
+    bad.metrics = NULL; /* with a nonzero length */
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     bad = o;
     bad.name_len = 0;
     CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
