@@ -205,9 +205,11 @@ impl HboneListener {
     /// Stops listening: no new connections; tunnels not yet accepted are closed; tunnels
     /// already handed out keep working (idempotent).
     fn close(&self, py: Python<'_>) {
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
-        py.detach(move || {
+        // The locks are taken without the GIL: an `accept` in another thread holds the queue
+        // for up to one wait slice.
+        py.detach(|| {
+            let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(t) = task {
                 t.abort();
                 // Wait for the accept loop to let go of the listening socket.

@@ -361,6 +361,34 @@ def test_asyncio_server_and_clients():
     asyncio.run(asyncio.wait_for(run(), 60))
 
 
+def test_asyncio_server_reports_failing_handlers_and_survives_cancellation():
+    import asyncio
+
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+
+    async def run():
+        reported = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+
+        async def handler(reader, writer, peer, authority):
+            raise ValueError(f"no service for {authority}")
+
+        srv = await ambit.hbone.start_server(handler, server)
+        # Cancelling a wait does not stop or break the server.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(srv.serve_forever(), 0.05)
+        reader, writer = await ambit.hbone.open_connection(client, srv.address, server.id, "10.0.0.7:80")
+        assert await asyncio.wait_for(reader.read(), 20) == b""  # closed after the failure
+        writer.close()
+        srv.close()
+        await asyncio.wait_for(srv.wait_closed(), 20)
+        assert [str(c.get("exception")) for c in reported] == ["no service for 10.0.0.7:80"]
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
 def test_ctrl_c_interrupts_a_blocking_accept_promptly(default_sigint):
     # A bounded wait, so a broken interrupt fails the test instead of hanging it.
     import os

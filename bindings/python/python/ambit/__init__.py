@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio as _asyncio
 import os as _os
 import socket as _socket
+import threading as _threading
 from collections.abc import Awaitable as _Awaitable
 from collections.abc import Callable as _Callable
 from collections.abc import Iterator as _Iterator
@@ -121,7 +122,8 @@ class HboneListener:
 class AsyncHboneServer:
     """An HBONE server for asyncio (from `hbone.start_server`): each tunnel is handed to the
     handler as `(reader, writer, client SpiffeId, authority)` in a task of its own. Use as an
-    async context manager, or call `close()` and `await wait_closed()`."""
+    async context manager, or call `close()` and `await wait_closed()`. A handler that raises
+    is reported to the event loop's exception handler."""
 
     def __init__(self, listener: HboneListener, handler: _TunnelHandler) -> None:
         self._listener = listener
@@ -129,32 +131,52 @@ class AsyncHboneServer:
         self._closing = False
         self._tasks: set[_asyncio.Task[None]] = set()
         self._loop = _asyncio.get_running_loop()
-        self._accepting = self._loop.create_task(self._accept_loop())
+        self._stopped = _asyncio.Event()
+        # Accepts wait in a thread of the server's own (without the GIL), not in the default
+        # executor, which they would hold for as long as the server runs.
+        self._thread = _threading.Thread(target=self._accept_thread, name="ambit-hbone-accept", daemon=True)
+        self._thread.start()
 
     @property
     def address(self) -> str:
         """The bound address as `ip:port`."""
         return self._listener.address
 
-    def _accept_one(self) -> tuple[int, SpiffeId, str] | None:
-        # Runs in the default executor: the native accept waits without the GIL.
-        got = self._listener._native.accept(None)
-        if got is not None and self._closing:
-            _os.close(got[0])
-            return None
-        return got
+    def _accept_thread(self) -> None:
+        try:
+            while True:
+                got = self._listener._native.accept(None)
+                if got is None:
+                    return
+                try:
+                    self._loop.call_soon_threadsafe(self._start, got)
+                except RuntimeError:  # the event loop is closed: nobody will serve it
+                    _os.close(got[0])
+                    self._listener.close()
+                    return
+        finally:
+            try:
+                self._loop.call_soon_threadsafe(self._stopped.set)
+            except RuntimeError:
+                pass
 
-    async def _accept_loop(self) -> None:
-        while True:
-            got = await self._loop.run_in_executor(None, self._accept_one)
-            if got is None:
-                return
-            fd, peer, authority = got
-            sock = _socket.socket(fileno=fd)
-            sock.setblocking(False)
-            task = self._loop.create_task(self._serve(sock, peer, authority))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _start(self, got: tuple[int, SpiffeId, str]) -> None:
+        fd, peer, authority = got
+        if self._closing:
+            _os.close(fd)
+            return
+        sock = _socket.socket(fileno=fd)
+        sock.setblocking(False)
+        task = self._loop.create_task(self._serve(sock, peer, authority))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: _asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._loop.call_exception_handler(
+                {"message": "HBONE tunnel handler failed", "exception": exc, "task": task}
+            )
 
     async def _serve(self, sock: _socket.socket, peer: SpiffeId, authority: str) -> None:
         reader, writer = await _asyncio.open_connection(sock=sock)
@@ -169,14 +191,14 @@ class AsyncHboneServer:
         self._listener.close()
 
     async def wait_closed(self) -> None:
-        """Waits for the accept loop to end and for the handlers running to return."""
-        await self._accepting
+        """Waits until no more tunnels are accepted and the handlers running have returned."""
+        await self._stopped.wait()
         while self._tasks:
             await _asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def serve_forever(self) -> None:
         """Serves until the server is closed."""
-        await self._accepting
+        await self._stopped.wait()
 
     async def __aenter__(self) -> AsyncHboneServer:
         return self
