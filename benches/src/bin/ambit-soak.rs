@@ -4,6 +4,11 @@
 //! half L7 (SOCKS5 → waypoint → HTTP app). Every `--every` seconds it prints RSS, open fds, round
 //! trips and failures; at the end it compares the middle and the last third of the samples and
 //! exits 1 on growth, failures or corrupted echoes. Not part of CI (`scripts/soak` runs it).
+//!
+//! New connections are paced (`--rate`, default 400 per second): every one the client closes
+//! first stays in TIME_WAIT for 60 s, and a client bound to one address has ~28,000 ephemeral
+//! ports (Linux's default range) for one destination, so an unpaced run measures the kernel
+//! running out of ports (stalls in `bind`, then EADDRINUSE), not the mesh.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +39,7 @@ fn main() -> Result<()> {
     let mut seconds = 600u64;
     let mut every = 10u64;
     let mut workers = 16usize;
+    let mut rate = 400u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> Result<u64> {
@@ -46,9 +52,10 @@ fn main() -> Result<()> {
             "--minutes" => seconds = num("--minutes")? * 60,
             "--seconds" => seconds = num("--seconds")?,
             "--every" => every = num("--every")?.max(1),
-            "--workers" => workers = num("--workers")? as usize,
+            "--workers" => workers = num("--workers")?.max(1) as usize,
+            "--rate" => rate = num("--rate")?.max(1),
             other => bail!(
-                "unknown argument {other:?} (--minutes N | --seconds N | --every S | --workers N)"
+                "unknown argument {other:?} (--minutes N | --seconds N | --every S | --workers N | --rate PER_SECOND)"
             ),
         }
     }
@@ -60,6 +67,7 @@ fn main() -> Result<()> {
             Duration::from_secs(seconds),
             Duration::from_secs(every),
             workers,
+            rate,
         ))
 }
 
@@ -106,7 +114,7 @@ fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
-async fn run(total: Duration, every: Duration, workers: usize) -> Result<()> {
+async fn run(total: Duration, every: Duration, workers: usize, rate: u64) -> Result<()> {
     let ca = Arc::new(CertificateAuthority::new(TrustDomain::new(
         "cluster.local",
     )?)?);
@@ -149,9 +157,15 @@ async fn run(total: Duration, every: Duration, workers: usize) -> Result<()> {
     for w in 0..workers {
         let (stop, ok, failed, corrupt) =
             (stop.clone(), ok.clone(), failed.clone(), corrupt.clone());
+        // Each worker opens one connection per period, the workers evenly staggered.
+        let period = Duration::from_secs_f64(workers as f64 / rate as f64);
+        let first = tokio::time::Instant::now() + period.mul_f64(w as f64 / workers as f64);
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(first, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
                 n += 1;
                 let r = if w % 2 == 0 {
                     l4(w, n).await
@@ -166,6 +180,7 @@ async fn run(total: Duration, every: Duration, workers: usize) -> Result<()> {
             }
         });
     }
+    println!("{workers} workers, {rate} new connections per second");
     println!(
         "{:>6} {:>9} {:>6} {:>10} {:>7} {:>8}",
         "t(s)", "RSS(KiB)", "fds", "round trips", "failed", "corrupt"
