@@ -177,23 +177,44 @@ pub extern "C" fn ambit_node_proxy_start(
             Arc::new(SystemClock),
         ));
         let tls = rt.tls.clone();
-        let started = crate::runtime::on_workers(&rt.rt, async move {
-            NodeProxy::start(config, cfg.state, source, tls).await
-        });
-        match started {
-            Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
-            Ok(Ok(proxy)) => {
-                let node = Node {
-                    proxy: Arc::new(proxy),
-                    handle: rt.rt.handle().clone(),
-                };
-                // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = to_boxed_mut_ptr(node) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
-        }
+        let start = NodeProxy::start(config, cfg.state, source, tls);
+        let wrap = |proxy, handle| Node {
+            proxy: Arc::new(proxy),
+            handle,
+        };
+        // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_started(rt, start, wrap, out, err_out) }
     })
+}
+
+/// Runs a proxy's `start` on the runtime's workers and hands the outcome to C: the running
+/// proxy, wrapped with the runtime's handle, through `out`; a failure to bind or load
+/// credentials as `AMBIT_RESULT_IO` through `err_out`.
+///
+/// # Safety
+/// `out` must be non-NULL and writable; `err_out` NULL or writable.
+pub(crate) unsafe fn give_started<C, P, E>(
+    rt: &Runtime,
+    start: impl Future<Output = Result<P, E>> + Send + 'static,
+    wrap: impl FnOnce(P, tokio::runtime::Handle) -> C::RustType,
+    out: *mut *mut C,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result
+where
+    C: Castable<Ownership = OwnershipBox>,
+    P: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match crate::runtime::on_workers(&rt.rt, start) {
+        Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
+        Ok(Ok(proxy)) => {
+            let running = wrap(proxy, rt.rt.handle().clone());
+            // SAFETY: `out` is non-NULL and writable per this function's contract.
+            unsafe { *out = to_boxed_mut_ptr(running) };
+            ambit_result::AMBIT_RESULT_OK
+        }
+        Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
+    }
 }
 
 /// Replaces the node proxy's config with new YAML. Invalid YAML changes nothing and returns

@@ -8,10 +8,10 @@ use facade::proxy::{L7Config, Waypoint, WaypointConfig};
 
 use crate::error::{Error, ambit_error, ambit_result};
 use crate::macros::{
-    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, to_boxed_mut_ptr,
-    try_clone_arc, try_out, try_ref_from_ptr, try_str, write_out,
+    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, try_clone_arc, try_out,
+    try_ref_from_ptr, try_str, write_out,
 };
-use crate::node::{addr, fail, field, parse_local};
+use crate::node::{addr, fail, field, give_started, parse_local};
 use crate::runtime::Runtime;
 
 /// A running waypoint.
@@ -155,24 +155,15 @@ pub extern "C" fn ambit_waypoint_start(
             Arc::new(SystemClock),
         ));
         let tls = rt.tls.clone();
-        let started = crate::runtime::on_workers(&rt.rt, async move {
-            Waypoint::start(config, cfg.state, l7, source, tls).await
-        });
-        match started {
-            Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
-            Ok(Ok(waypoint)) => {
-                let running = Running {
-                    waypoint: Arc::new(waypoint),
-                    handle: rt.rt.handle().clone(),
-                    root_namespace,
-                    warnings: Mutex::new(warnings),
-                };
-                // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = to_boxed_mut_ptr(running) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
-        }
+        let start = Waypoint::start(config, cfg.state, l7, source, tls);
+        let wrap = |waypoint, handle| Running {
+            waypoint: Arc::new(waypoint),
+            handle,
+            root_namespace,
+            warnings: Mutex::new(warnings),
+        };
+        // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
+        unsafe { give_started(rt, start, wrap, out, err_out) }
     })
 }
 
