@@ -65,7 +65,6 @@ where
     }
 }
 
-/// Binds `addr` for an endpoint, naming it in the error.
 /// Serves `/metrics` and `/stats/prometheus` on `addr` with the text `render` returns; returns
 /// the bound address and the serving task.
 pub(crate) async fn spawn_metrics<F>(
@@ -107,6 +106,7 @@ pub(crate) async fn spawn_readiness(
     Ok((bound, tokio::spawn(serve(l, route))))
 }
 
+/// Binds `addr` for an endpoint, naming it in the error.
 pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::ProxyError> {
     TcpListener::bind(addr)
         .await

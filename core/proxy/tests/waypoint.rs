@@ -87,6 +87,19 @@ fn state(net: u8) -> State {
     s
 }
 
+/// The waypoint `demo/waypoint` on 3.2:15008, with its Istio identity and no admin listeners.
+fn waypoint_config(net: u8) -> WaypointConfig {
+    let id = TrustDomain::new("cluster.local")
+        .expect("td")
+        .workload_id("demo", "waypoint")
+        .expect("id");
+    let mut wc = WaypointConfig::new("waypoint", "demo", id);
+    wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
+    wc.metrics = None;
+    wc.readiness = None;
+    wc
+}
+
 struct Mesh {
     net: u8,
     a: NodeProxy,
@@ -135,14 +148,7 @@ impl Mesh {
             Some(flaky_hits.clone()),
         )
         .await;
-        let id = TrustDomain::new("cluster.local")
-            .expect("td")
-            .workload_id("demo", "waypoint")
-            .expect("id");
-        let mut wc = WaypointConfig::new("waypoint", "demo", id);
-        wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
-        wc.metrics = None;
-        wc.readiness = None;
+        let mut wc = waypoint_config(net);
         wc.jwks_ca_pem = jwks_ca_pem;
         let (l7, warnings) = L7Config::from_yaml(l7_yaml, "test.yaml", "istio-system").expect("l7");
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -681,14 +687,7 @@ spec:
         Duration::from_secs(3600),
         Arc::new(SystemClock),
     ));
-    let id = TrustDomain::new("cluster.local")
-        .expect("td")
-        .workload_id("demo", "waypoint")
-        .expect("id");
-    let mut wc = WaypointConfig::new("waypoint", "demo", id);
-    wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
-    wc.metrics = None;
-    wc.readiness = None;
+    let wc = waypoint_config(net);
     // Without the server's CA the fetch fails on the certificate, and says so.
     let untrusting = Waypoint::start(
         wc.clone(),
