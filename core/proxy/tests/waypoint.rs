@@ -236,7 +236,11 @@ async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>)
                 let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
                     let hits = hits.clone();
                     async move {
-                        if let Some(proto) = r.headers().get("upgrade").cloned() {
+                        if let Some(mut proto) = r.headers().get("upgrade").cloned() {
+                            if r.uri().path() == "/ws-other-protocol" {
+                                // Switches, but to something else than was asked for.
+                                proto = http::HeaderValue::from_static("h2c");
+                            }
                             return Ok::<_, Infallible>(echo_upgrade(r, proto, name));
                         }
                         let path = r.uri().to_string();
@@ -796,6 +800,8 @@ async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
     // An upstream that switches protocols unasked is a protocol error, not a tunnel.
     let (status, body) = mesh.get([100, 2], "/rogue-101", &[]).await;
     assert_eq!((status, body.as_str()), (502, "upstream protocol error"));
+    let (head, _, _) = upgrade_request(&mesh, "/ws-other-protocol", "websocket").await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
 
     // Allowed: 101 with the protocol, then 1 MiB each way, in order, and half-close both ways.
     let (head, s, early) = upgrade_request(&mesh, "/ws", "WebSocket").await;
