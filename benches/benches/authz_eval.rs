@@ -4,11 +4,11 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 
-use ambit_identity::SpiffeId;
-use ambit_policy::{
-    Action, Authorization, Clause, Connection, Labels, Match, PolicySet, Rule, Scope, StringMatch,
-    Target,
+use ambit_authz::{
+    Action, Authorization, Clause, Connection, Labels, Match, PolicySet, PolicyTarget as Target,
+    Rule, Scope, StringMatch,
 };
+use ambit_identity::SpiffeId;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn policy(ns: usize, i: usize) -> Authorization {

@@ -6,8 +6,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use ambit::{ambit_l4_attributes, ambit_policy_set, ambit_result};
+use ambit_authz::{Connection, IstioPolicies, PolicySet, PolicyTarget as Target};
 use ambit_identity::SpiffeId;
-use ambit_policy::{Connection, IstioPolicies, PolicySet, Target};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const YAML: &str = r#"
@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     let (src, dst) = ("10.0.0.1", "10.0.0.2");
 
     let mut set = PolicySet::new();
-    IstioPolicies::parse(YAML, "istio-system")
+    IstioPolicies::parse(YAML, "", "istio-system")
         .expect("yaml")
         .apply_to(&mut set);
     let id = SpiffeId::parse(principal).expect("id");

@@ -6,10 +6,9 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 
+use ambit_authn::{Authenticators, AuthnOutcome};
+use ambit_authz::{HttpRequest, L7Policies, RequestAuth, WaypointTarget};
 use ambit_identity::SpiffeId;
-use ambit_policy::{
-    Authenticators, AuthnOutcome, HttpRequest, L7Policies, RequestAuth, WaypointTarget,
-};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::jwk::Jwk;

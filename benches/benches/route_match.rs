@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use ambit_route::{Outcome, RouteTable, SplitMix64, Target};
+use ambit_route::{Outcome, RouteTable, RouteTarget as Target, SplitMix64};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 

@@ -1,8 +1,8 @@
 //! Istio `RequestAuthentication` (JWT) for hosts that run their own HTTP stack: verify the
 //! tokens of a request, read its principal and claims, and the header edits to forward with.
 
-use facade::policy::jwt::jwks_uri_from_openid_configuration;
-use facade::policy::{Authenticators, AuthnOutcome, JwksError, RequestAuth};
+use facade::authn::jwks_uri_from_openid_configuration;
+use facade::authn::{Authenticators, AuthnOutcome, JwksError, RequestAuth};
 
 use crate::error::{Error, ambit_error, ambit_result, give_loaded, warning_lines};
 use crate::l7::{ambit_waypoint_target, waypoint_target};
@@ -86,13 +86,11 @@ pub extern "C" fn ambit_authenticators_from_yaml(
     ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let out = try_out!(authenticators_out);
-        let loaded =
-            Authenticators::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE).map(
-                |(authenticators, warnings)| Authn {
-                    authenticators,
-                    warnings: warning_lines(&warnings),
-                },
-            );
+        let loaded = Authenticators::parse(text, "<config>", facade::authz::DEFAULT_ROOT_NAMESPACE)
+            .map(|(authenticators, warnings)| Authn {
+                authenticators,
+                warnings: warning_lines(&warnings),
+            });
         // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
         unsafe { give_loaded(loaded, out, err_out) }
     })

@@ -1,8 +1,8 @@
 //! Istio `AuthorizationPolicy` as a waypoint enforces it (HTTP attributes), for hosts that run
 //! their own HTTP stack.
 
+use facade::authz::{HttpRequest, L7Policies, L7Reason, WaypointTarget};
 use facade::identity::SpiffeId;
-use facade::policy::{HttpRequest, L7Policies, L7Reason, WaypointTarget};
 
 use crate::authn::AuthnResult;
 use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
@@ -151,7 +151,7 @@ pub extern "C" fn ambit_l7_policies_from_yaml(
     ffi_panic_boundary!({
         let text = try_str!(yaml, yaml_len);
         let out = try_out!(policies_out);
-        let loaded = L7Policies::parse(text, "<config>", facade::policy::DEFAULT_ROOT_NAMESPACE)
+        let loaded = L7Policies::parse(text, "<config>", facade::authz::DEFAULT_ROOT_NAMESPACE)
             .map(|(policies, warnings)| Policies {
                 policies,
                 warnings: warning_lines(&warnings),

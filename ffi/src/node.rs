@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facade::identity::{CaSource, SystemClock};
-use facade::proxy::{NodeConfig, NodeProxy};
-use facade::xds::local;
+use facade::node::{NodeConfig, NodeProxy};
+use facade::state::local;
 
 use crate::error::{Error, ambit_error, ambit_result};
 use crate::macros::{

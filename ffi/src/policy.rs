@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use facade::authz::{Connection, IstioPolicies, PolicySet, PolicyTarget};
 use facade::identity::SpiffeId;
-use facade::policy::{Connection, IstioPolicies, PolicySet, Target};
 
 use crate::error::{ambit_error, ambit_result, give_loaded};
 use crate::macros::{
@@ -91,7 +91,7 @@ pub extern "C" fn ambit_policy_set_from_istio_yaml(
         let text = try_str!(yaml, yaml_len);
         let set_out = try_out!(set_out);
         let mut set = PolicySet::new();
-        let loaded = IstioPolicies::parse(text, set.root_namespace()).map(|loaded| {
+        let loaded = IstioPolicies::parse(text, "<config>", set.root_namespace()).map(|loaded| {
             loaded.apply_to(&mut set);
             set
         });
@@ -171,7 +171,7 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
             destination_ip,
             destination_port: a.destination_port,
         };
-        let target = Target {
+        let target = PolicyTarget {
             namespace: ns,
             labels: &labels,
             policy_keys: &[],
@@ -278,7 +278,7 @@ pub extern "C" fn ambit_policy_set_decide(
             destination_port: d.port(),
         };
         let d = set.evaluate(
-            Target {
+            PolicyTarget {
                 namespace: ns,
                 labels: &labels,
                 policy_keys: &[],

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facade::route::{Backend, Forward, Outcome, RouteTable, SplitMix64, Target};
+use facade::route::{Backend, Forward, Outcome, RouteTable, RouteTarget, SplitMix64};
 use http::{HeaderMap, Method, Uri};
 
 use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
@@ -246,7 +246,7 @@ pub extern "C" fn ambit_route_table_decide(
             Ok(h) => h,
             Err(e) => return e,
         };
-        let target = Target {
+        let target = RouteTarget {
             service_namespace,
             service_name,
             port: r.port,

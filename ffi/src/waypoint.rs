@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use facade::identity::{CaSource, SystemClock};
-use facade::proxy::{L7Config, Waypoint, WaypointConfig};
+use facade::waypoint::{L7Config, Waypoint, WaypointConfig};
 
 use crate::error::{Error, ambit_error, ambit_result};
 use crate::macros::{
@@ -76,7 +76,15 @@ pub(crate) struct Running {
 
 fn load_l7(yaml: &str, root_namespace: &str) -> Result<(L7Config, String), String> {
     L7Config::from_yaml(yaml, "<l7>", root_namespace)
-        .map(|(l7, warnings)| (l7, warnings.join("\n")))
+        .map(|(l7, w)| {
+            (
+                l7,
+                w.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })
         .map_err(|e| e.to_string())
 }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use facade::authz::{Connection, IstioPolicies, PolicySet, PolicyTarget as Target};
 use facade::identity::{CertificateAuthority, SpiffeId, TrustDomain};
-use facade::policy::{Connection, IstioPolicies, PolicySet, Target};
 use serde::Deserialize;
 
 fn manifest() -> PathBuf {
@@ -325,7 +325,7 @@ fn policy_check_example_agrees_with_the_rust_engine_on_the_shared_table() {
         let c_says = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
         let mut set = PolicySet::new();
-        IstioPolicies::parse(&case.policies, "istio-system")
+        IstioPolicies::parse(&case.policies, "", "istio-system")
             .expect("policies")
             .apply_to(&mut set);
         let id = case

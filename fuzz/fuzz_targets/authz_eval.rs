@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ambit_identity::SpiffeId;
-use ambit_policy::{
+use ambit_authz::{
     Action, Authorization, Clause, Connection, Labels, Match, PolicySet, Reason, Rule, Scope,
     ServiceAccountMatch, StringMatch, Target,
 };

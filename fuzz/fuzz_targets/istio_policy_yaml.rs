@@ -3,11 +3,11 @@
 #![no_main]
 
 use ambit_identity::SpiffeId;
-use ambit_policy::{Connection, IstioPolicies, Labels, PolicySet, Target};
+use ambit_authz::{Connection, IstioPolicies, Labels, PolicySet, Target};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {
-    let Ok(loaded) = IstioPolicies::parse(s, "istio-system") else {
+    let Ok(loaded) = IstioPolicies::parse(s, "", "istio-system") else {
         return;
     };
     let mut set = PolicySet::new();

@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use ambit_policy::{Authenticators, AuthnOutcome, WaypointTarget};
+use ambit_authn::{Authenticators, AuthnOutcome};
+use ambit_authz::WaypointTarget;
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;

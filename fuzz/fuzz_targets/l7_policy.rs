@@ -3,7 +3,7 @@
 #![no_main]
 
 use ambit_identity::SpiffeId;
-use ambit_policy::{HttpRequest, L7Policies, WaypointTarget};
+use ambit_authz::{HttpRequest, L7Policies, WaypointTarget};
 use arbitrary::{Arbitrary, Unstructured};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;

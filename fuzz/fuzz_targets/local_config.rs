@@ -1,12 +1,12 @@
-//! ztunnel-shaped local config YAML (`ambit_xds::local::parse`): no panic on any text, and a
+//! ztunnel-shaped local config YAML (`ambit_state::local::parse`): no panic on any text, and a
 //! config that loads answers its own lookups and evaluates its policies deterministically.
 #![no_main]
 
-use ambit_policy::Connection;
+use ambit_authz::Connection;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {
-    let Ok(cfg) = ambit_xds::local::parse(s, "fuzz.yaml") else {
+    let Ok(cfg) = ambit_state::local::parse(s, "fuzz.yaml") else {
         return;
     };
     let state = &cfg.state;

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use ambit_route::{Outcome, RouteTable, SplitMix64, Target};
+use ambit_route::{Outcome, RouteTable, SplitMix64, RouteTarget as Target};
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;

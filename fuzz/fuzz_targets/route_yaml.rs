@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ambit_route::{Outcome, RouteTable, SplitMix64, Target};
+use ambit_route::{Outcome, RouteTable, SplitMix64, RouteTarget as Target};
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
 

@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 use ambit_identity::{
     CaSource, CertificateAuthority, PemFileSource, SpiffeId, SystemClock, TrustDomain,
 };
-use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
 use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
-use ambit_xds::{GatewayAddress, Service, State, TunnelProtocol, Workload};
+use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -21,10 +21,10 @@ use ambit_hbone::{
     Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings,
 };
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
-use ambit_proxy::{NodeConfig, NodeProxy};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::{State, Workload};
 use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
-use ambit_xds::{State, Workload};
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
-use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
 use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_test_util::{payload, rss_kib};
 use ambit_tls::{Provider, TlsContext};
-use ambit_xds::{GatewayAddress, Service, State, TunnelProtocol, Workload};
+use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

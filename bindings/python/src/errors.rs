@@ -67,22 +67,13 @@ pub(crate) fn ambit_err(e: impl Into<facade::Error>) -> PyErr {
     })
 }
 
-/// Where a configuration error is: (file, object, field), each when the source error says.
+/// Where a configuration error is: (file, object, field), each when the error says.
 fn config_location(e: &facade::Error) -> (Option<String>, Option<String>, Option<String>) {
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    if let Some(e) = e.downcast_ref::<facade::route::LoadError>() {
-        return (some(&e.file), some(&e.object), some(&e.field));
+    match e.location() {
+        Some(at) => (some(at.file), some(at.object), some(at.field)),
+        None => (None, None, None),
     }
-    if let Some(e) = e.downcast_ref::<facade::xds::ConfigError>() {
-        return (some(&e.file), some(&e.object), some(&e.field));
-    }
-    if let Some(e) = e.downcast_ref::<facade::policy::LoadError>() {
-        return (None, some(&e.object), some(&e.field));
-    }
-    if let Some(e) = e.downcast_ref::<facade::proxy::L7ConfigError>() {
-        return (some(&e.file), None, None);
-    }
-    (None, None, None)
 }
 
 /// A `ValueError` (an argument Python passed is malformed, not an ambit configuration).

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use facade::policy::{
-    Authenticators as RustAuthenticators, AuthnOutcome, Connection, HttpRequest, IstioPolicies,
-    L7Decision as RustL7Decision, L7Policies as RustL7Policies, L7Reason, PathNormalization,
-    PolicySet, RequestAuth as RustRequestAuth, Target, WaypointTarget,
+use facade::authn::{Authenticators as RustAuthenticators, AuthnOutcome};
+use facade::authz::{
+    Connection, HttpRequest, IstioPolicies, L7Decision as RustL7Decision,
+    L7Policies as RustL7Policies, L7Reason, PathNormalization, PolicySet, PolicyTarget as Target,
+    RequestAuth as RustRequestAuth, WaypointTarget,
 };
 use pyo3::prelude::*;
 
@@ -55,7 +56,7 @@ impl Policy {
     #[pyo3(signature = (yaml, root_namespace = "istio-system"))]
     fn from_yaml(yaml: &str, root_namespace: &str) -> PyResult<Self> {
         let mut set = PolicySet::with_root_namespace(root_namespace);
-        let loaded = IstioPolicies::parse(yaml, root_namespace).map_err(ambit_err)?;
+        let loaded = IstioPolicies::parse(yaml, "<policy>", root_namespace).map_err(ambit_err)?;
         loaded.apply_to(&mut set);
         Ok(Self {
             set: Arc::new(set),

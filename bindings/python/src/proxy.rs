@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use facade::proxy::{
-    L7Config, NodeConfig, NodeProxy as RustNodeProxy, Waypoint as RustWaypoint, WaypointConfig,
-};
-use facade::xds::local;
+use facade::node::{NodeConfig, NodeProxy as RustNodeProxy};
+use facade::state::local;
+use facade::waypoint::{L7Config, Waypoint as RustWaypoint, WaypointConfig};
 use pyo3::prelude::*;
 
 use crate::convert::opt_socket_addr;
@@ -119,7 +118,9 @@ impl NodeProxy {
 
 /// Loads L7 YAML (HTTPRoute, AuthorizationPolicy, RequestAuthentication in any mix).
 fn load_l7(yaml: &str, root_namespace: &str) -> PyResult<(L7Config, Vec<String>)> {
-    L7Config::from_yaml(yaml, "<l7>", root_namespace).map_err(ambit_err)
+    L7Config::from_yaml(yaml, "<l7>", root_namespace)
+        .map(|(l7, w)| (l7, w.iter().map(ToString::to_string).collect()))
+        .map_err(ambit_err)
 }
 
 /// A waypoint (Istio ambient's L7 proxy) running on the shared runtime: HBONE in with its own

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use facade::hbone::http::{HeaderMap, Request};
 use facade::route::{
-    Backend, Forward, Outcome, Retry as RustRetry, Rng, RouteTable, SplitMix64, Target,
+    Backend, Forward, Outcome, Retry as RustRetry, Rng, RouteTable, RouteTarget as Target,
+    SplitMix64,
 };
 use pyo3::prelude::*;
 

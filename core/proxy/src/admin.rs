@@ -11,10 +11,10 @@ use tokio::net::TcpListener;
 use tracing::debug;
 
 /// A response: status, content type, body.
-pub(crate) type Reply = (u16, &'static str, String);
+pub type Reply = (u16, &'static str, String);
 
 /// Serves `route(path)` on `listener` until the task is dropped.
-pub(crate) async fn serve<F, Fut>(listener: TcpListener, route: Arc<F>)
+pub async fn serve<F, Fut>(listener: TcpListener, route: Arc<F>)
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send,
@@ -67,7 +67,7 @@ where
 
 /// Serves `/metrics` and `/stats/prometheus` on `addr` with the text `render` returns; returns
 /// the bound address and the serving task.
-pub(crate) async fn spawn_metrics<F>(
+pub async fn spawn_metrics<F>(
     addr: SocketAddr,
     render: F,
 ) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError>
@@ -92,7 +92,7 @@ where
 }
 
 /// Serves `/healthz/ready` on `addr` (ready once listening).
-pub(crate) async fn spawn_readiness(
+pub async fn spawn_readiness(
     addr: SocketAddr,
 ) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError> {
     let l = bind("readiness", addr).await?;
@@ -107,7 +107,7 @@ pub(crate) async fn spawn_readiness(
 }
 
 /// Binds `addr` for an endpoint, naming it in the error.
-pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::ProxyError> {
+pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::ProxyError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| crate::ProxyError::Bind(what.to_owned(), addr, e))

@@ -12,7 +12,7 @@ use crate::ProxyError;
 
 /// Hands out live credentials for the workloads a node proxy impersonates.
 #[derive(Debug)]
-pub(crate) struct Identities {
+pub struct Identities {
     tls: TlsContext,
     manager: Arc<CredentialManager>,
     cells: Mutex<HashMap<SpiffeId, Arc<CredentialCell>>>,
@@ -20,7 +20,7 @@ pub(crate) struct Identities {
 
 impl Identities {
     /// Starts the renewal task on the current runtime.
-    pub(crate) fn new(tls: TlsContext, source: Arc<dyn CredentialSource>) -> Arc<Self> {
+    pub fn new(tls: TlsContext, source: Arc<dyn CredentialSource>) -> Arc<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let manager = CredentialManager::new(source, clock);
         tokio::spawn(manager.clone().run());
@@ -31,12 +31,13 @@ impl Identities {
         })
     }
 
-    pub(crate) fn tls(&self) -> &TlsContext {
+    /// The TLS context the credentials are loaded into.
+    pub fn tls(&self) -> &TlsContext {
         &self.tls
     }
 
     /// The live credentials of `id`, fetched on first use.
-    pub(crate) async fn cell(&self, id: &SpiffeId) -> Result<Arc<CredentialCell>, ProxyError> {
+    pub async fn cell(&self, id: &SpiffeId) -> Result<Arc<CredentialCell>, ProxyError> {
         if let Some(c) = self.lock().get(id) {
             return Ok(c.clone());
         }

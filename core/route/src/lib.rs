@@ -5,7 +5,7 @@
 //!
 //! The waypoint loads route YAML into a [`RouteTable`] ([`RouteTable::parse`],
 //! [`insert`](RouteTable::insert), [`merge`](RouteTable::merge)), and for each request calls
-//! [`RouteTable::route`] with the HBONE target ([`Target`]), the method, path, headers, the
+//! [`RouteTable::route`] with the HBONE target ([`RouteTarget`]), the method, path, headers, the
 //! current [`Instant`](std::time::Instant) and a random source ([`Rng`]). The answer is an
 //! [`Outcome`]: forward ([`Forward`], with backend, timeouts, retry, mirrors and the request and
 //! response edits), redirect, 404, 500, 429, an injected fault, or [`Outcome::Unrouted`] (no
@@ -42,8 +42,8 @@
 //!
 //! Loading checks what the API server's validation would (enums, ranges, limits, the CEL
 //! rules such as "RequestRedirect and URLRewrite are exclusive"): a violation is a
-//! [`LoadError`] naming the file, object and field. Unknown fields and unsupported features are
-//! [`LoadWarning`]s.
+//! [`ambit_config::ConfigError`] naming the file, object and field. Unknown fields and
+//! unsupported features are [`ambit_config::ConfigWarning`]s.
 //!
 //! # ambit extensions
 //!
@@ -98,7 +98,7 @@
 //! ```
 //! use std::time::Instant;
 //!
-//! use ambit_route::{Outcome, RouteTable, SplitMix64, Target};
+//! use ambit_route::{Outcome, RouteTable, RouteTarget, SplitMix64};
 //! use http::{HeaderMap, Method};
 //!
 //! let yaml = r#"
@@ -116,7 +116,7 @@
 //! assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 //! let table = loaded.table;
 //!
-//! let target = Target {
+//! let target = RouteTarget {
 //!     service_namespace: "shop",
 //!     service_name: "reviews",
 //!     port: 9080,
@@ -137,7 +137,7 @@
 //! let outcome = table.route(&target, &Method::GET, "/v1", &headers, now, &mut rng);
 //! assert!(matches!(outcome, Outcome::NotFound));
 //! // No route at all for another Service: forward to it unchanged.
-//! let other = Target { service_name: "ratings", ..target };
+//! let other = RouteTarget { service_name: "ratings", ..target };
 //! let outcome = table.route(&other, &Method::GET, "/", &headers, now, &mut rng);
 //! assert!(matches!(outcome, Outcome::Unrouted));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -145,7 +145,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod duration;
 mod load;
 mod model;
 mod outcome;
@@ -153,8 +152,7 @@ mod ratelimit;
 mod rng;
 mod table;
 
-pub use load::{LoadError, LoadWarning};
 pub use model::{Backend, Retry, Timeouts};
 pub use outcome::{Forward, Outcome};
 pub use rng::{Rng, SplitMix64};
-pub use table::{LoadedRoutes, RouteTable, Target};
+pub use table::{LoadedRoutes, RouteTable, RouteTarget};

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method};
 
-use crate::load::{self, Ext, LoadError, LoadWarning, Parsed};
+use ambit_config::{ConfigError, ConfigWarning};
+
+use crate::load::{self, Ext, Parsed};
 use crate::model::{ExtensionKind, Fault, Match, Parent, PathMatch, Request, Route, Rule};
 use crate::outcome::{self, Outcome};
 use crate::ratelimit::{RateLimit, TokenBucket};
@@ -38,12 +40,12 @@ pub struct LoadedRoutes {
     /// A table holding this stream's objects only.
     pub table: RouteTable,
     /// What was skipped or accepted with a caveat.
-    pub warnings: Vec<LoadWarning>,
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Where a request is going, as the waypoint knows it from the HBONE CONNECT target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target<'a> {
+pub struct RouteTarget<'a> {
     /// Namespace of the destination Service.
     pub service_namespace: &'a str,
     /// Name of the destination Service.
@@ -175,30 +177,45 @@ impl RouteTable {
     ///
     /// Anything the Kubernetes API server would refuse is an error naming the object and the
     /// field; unknown fields and unsupported features are warnings.
-    pub fn parse(yaml: &str, file: &str) -> Result<LoadedRoutes, LoadError> {
+    pub fn parse(yaml: &str, file: &str) -> Result<LoadedRoutes, ConfigError> {
         let parsed = load::parse(yaml, file)?;
         let mut table = RouteTable::new();
         let warnings = table.rebuild(|defs, warnings| defs.add(parsed, warnings));
         Ok(LoadedRoutes { table, warnings })
     }
 
+    /// The HTTPRoutes and ambit extensions among `objects` (read once with
+    /// [`ambit_config::objects`] and shared with other loaders); other kinds are left to those
+    /// loaders, silently. Warnings go to `report`, with those of building the table.
+    pub fn from_objects(
+        objects: &[ambit_config::Object],
+        report: &mut ambit_config::Report,
+    ) -> Result<RouteTable, ConfigError> {
+        let parsed = load::from_objects(objects, report, false)?;
+        let mut table = RouteTable::new();
+        for w in table.rebuild(|defs, warnings| defs.add(parsed, warnings)) {
+            report.warn(&w.object, &w.field, w.message);
+        }
+        Ok(table)
+    }
+
     /// Parses `yaml` and adds its objects to this table; see [`parse`](Self::parse). An object
     /// with the same kind, namespace and name as one already loaded replaces it (with a
     /// warning). On error the table is unchanged.
-    pub fn insert(&mut self, yaml: &str, file: &str) -> Result<Vec<LoadWarning>, LoadError> {
+    pub fn insert(&mut self, yaml: &str, file: &str) -> Result<Vec<ConfigWarning>, ConfigError> {
         let parsed = load::parse(yaml, file)?;
         Ok(self.rebuild(|defs, warnings| defs.add(parsed, warnings)))
     }
 
     /// Adds every object of `other` to this table, replacing same-named ones (with a warning).
     /// Returns what is wrong with the combination (duplicates, references still unresolved).
-    pub fn merge(&mut self, other: &RouteTable) -> Vec<LoadWarning> {
+    pub fn merge(&mut self, other: &RouteTable) -> Vec<ConfigWarning> {
         let theirs = other.inner.defs.clone();
         self.rebuild(|defs, warnings| defs.merge(theirs, warnings))
     }
 
     /// Drops every object loaded from `file`, e.g. before re-inserting a file that changed.
-    pub fn remove_file(&mut self, file: &str) -> Vec<LoadWarning> {
+    pub fn remove_file(&mut self, file: &str) -> Vec<ConfigWarning> {
         self.rebuild(|defs, _| {
             defs.routes.retain(|_, r| r.file != file);
             defs.faults.retain(|_, f| f.file != file);
@@ -238,7 +255,7 @@ impl RouteTable {
     /// the regex engine's scratch space).
     pub fn route<'t, R: Rng + ?Sized>(
         &'t self,
-        target: &Target<'_>,
+        target: &RouteTarget<'_>,
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
@@ -295,8 +312,8 @@ impl RouteTable {
     /// Applies `change` to a copy of the definitions and rebuilds the index from it.
     fn rebuild(
         &mut self,
-        change: impl FnOnce(&mut Defs, &mut Vec<LoadWarning>),
-    ) -> Vec<LoadWarning> {
+        change: impl FnOnce(&mut Defs, &mut Vec<ConfigWarning>),
+    ) -> Vec<ConfigWarning> {
         let mut warnings = Vec::new();
         let mut defs = self.inner.defs.clone();
         change(&mut defs, &mut warnings);
@@ -331,7 +348,7 @@ fn ascii_lowercase<'b>(host: &str, buf: &'b mut [u8; 253]) -> Option<&'b str> {
 // === impl Defs ===
 
 impl Defs {
-    fn add(&mut self, parsed: Parsed, warnings: &mut Vec<LoadWarning>) {
+    fn add(&mut self, parsed: Parsed, warnings: &mut Vec<ConfigWarning>) {
         warnings.extend(parsed.warnings);
         for route in parsed.routes {
             let (key, file) = (route.key.clone(), route.file.clone());
@@ -351,7 +368,7 @@ impl Defs {
         }
     }
 
-    fn merge(&mut self, other: Defs, warnings: &mut Vec<LoadWarning>) {
+    fn merge(&mut self, other: Defs, warnings: &mut Vec<ConfigWarning>) {
         for (key, route) in other.routes {
             let file = route.file.clone();
             if let Some(old) = self.routes.insert(key.clone(), route) {
@@ -373,19 +390,19 @@ impl Defs {
     }
 }
 
-fn replaced(kind: &str, key: &str, file: &str, old_file: &str) -> LoadWarning {
-    LoadWarning {
-        file: file.to_owned(),
-        object: format!("{kind} {key}"),
-        field: "metadata.name".into(),
-        message: format!("replaces the {kind} of the same name from {old_file}"),
-    }
+fn replaced(kind: &str, key: &str, file: &str, old_file: &str) -> ConfigWarning {
+    ConfigWarning::new(
+        file,
+        &format!("{kind} {key}"),
+        "metadata.name",
+        format!("replaces the {kind} of the same name from {old_file}"),
+    )
 }
 
 // === impl Index ===
 
 impl Index {
-    fn build(defs: &Defs, previous: &Index, warnings: &mut Vec<LoadWarning>) -> Index {
+    fn build(defs: &Defs, previous: &Index, warnings: &mut Vec<ConfigWarning>) -> Index {
         let mut buckets = HashMap::new();
         // Each route's rules, resolved once and shared by every table the route is in.
         let attached: Vec<(&Arc<Route>, Vec<Arc<RuleEntry>>)> = defs
@@ -493,7 +510,7 @@ fn resolve(
     defs: &Defs,
     previous: &Index,
     buckets: &mut HashMap<(String, usize), (RateLimit, Arc<TokenBucket>)>,
-    warnings: &mut Vec<LoadWarning>,
+    warnings: &mut Vec<ConfigWarning>,
 ) -> Arc<RuleEntry> {
     let mut entry = RuleEntry {
         route: route.clone(),
@@ -524,14 +541,14 @@ fn resolve(
                 ExtensionKind::LocalRateLimit => "LocalRateLimit",
             };
             entry.fail_closed = true;
-            warnings.push(LoadWarning {
-                file: route.file.clone(),
-                object: format!("HTTPRoute {}", route.key),
-                field: ext.field.clone(),
-                message: format!(
+            warnings.push(ConfigWarning::new(
+                &route.file,
+                &format!("HTTPRoute {}", route.key),
+                &ext.field,
+                format!(
                     "{kind} {key} is not loaded; requests matching this rule get 500 until it is"
                 ),
-            });
+            ));
         }
     }
     Arc::new(entry)

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ambit_route::{Outcome, Rng, RouteTable, SplitMix64, Target};
+use ambit_route::{Outcome, Rng, RouteTable, RouteTarget as Target, SplitMix64};
 use http::{HeaderMap, Method};
 
 const TARGET: Target<'static> = Target {

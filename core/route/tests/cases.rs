@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ambit_route::{Forward, LoadError, Outcome, RouteTable, Target};
+use ambit_config::ConfigError as LoadError;
+use ambit_route::{Forward, Outcome, RouteTable, RouteTarget as Target};
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request};
 use serde::{Deserialize, Deserializer};
@@ -213,7 +214,10 @@ fn check_error(e: &LoadError, want: &ExpectError) -> Result<(), String> {
     Ok(())
 }
 
-fn check_warnings(got: &[ambit_route::LoadWarning], want: &[ExpectWarning]) -> Result<(), String> {
+fn check_warnings(
+    got: &[ambit_config::ConfigWarning],
+    want: &[ExpectWarning],
+) -> Result<(), String> {
     let mut unmatched: Vec<_> = got.iter().collect();
     for w in want {
         let Some(i) = unmatched

@@ -1,7 +1,14 @@
-//! Fixtures shared by ambit's tests and benches: a test PKI with one CA, HBONE servers that
-//! echo, deterministic payloads. Real parts only: real certificates, real sockets on loopback.
+//! Fixtures shared by ambit's tests, benches and the demo, so that none of them keeps its own
+//! copy: a test PKI with one CA ([`TestPki`]), HBONE servers that echo ([`EchoServer`]), the
+//! loopback mesh vocabulary ([`mesh`]: addresses, workloads, services), small applications
+//! ([`apps`]: a TCP echo, an HTTP hello), a JWT signer ([`jwt`]), a SOCKS5 client
+//! ([`socks5`]), deterministic payloads. Real parts only: real certificates, real sockets on
+//! loopback. Not published; failures here are test failures, so helpers panic with a message.
 #![forbid(unsafe_code)]
 
+pub mod apps;
+pub mod jwt;
+pub mod mesh;
 pub mod socks5;
 
 use std::net::SocketAddr;
@@ -70,6 +77,16 @@ impl TestPki {
         self.tls
             .server_config(&self.cell(id), &ServerOptions::default())
             .expect("test server config")
+    }
+
+    /// A credential source issuing from this CA (certificates valid for [`TTL`]), as node
+    /// proxies and waypoints take it.
+    pub fn source(&self) -> Arc<ambit_identity::CaSource> {
+        Arc::new(ambit_identity::CaSource::new(
+            self.ca.clone(),
+            TTL,
+            Arc::new(ambit_identity::SystemClock),
+        ))
     }
 
     /// An HBONE client with default settings.

@@ -8,14 +8,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ambit_authz::Connection;
 use ambit_examples::{
     SocksError, Target, http_get, http_get_with, socks5_connect, spawn_echo_app, spawn_http_app,
 };
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
-use ambit_policy::Connection;
-use ambit_proxy::{L7Config, NodeConfig, NodeProxy, Waypoint, WaypointConfig};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::local;
 use ambit_tls::{Provider, TlsContext};
-use ambit_xds::local;
+use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -303,7 +304,7 @@ async fn run(args: Args) -> Result<()> {
 /// needs a JWT from the demo's own issuer.
 async fn waypoint_tour(
     node_a: &NodeProxy,
-    state: ambit_xds::State,
+    state: ambit_state::State,
     credentials: Arc<CaSource>,
     tls: TlsContext,
 ) -> Result<Waypoint> {
@@ -493,10 +494,10 @@ impl DemoIssuer {
 
 /// The policy decision node-b makes for this call, computed by the engine for display.
 fn explain(
-    state: &ambit_xds::State,
+    state: &ambit_state::State,
     from: IpAddr,
     target: &Target,
-) -> Result<ambit_policy::Decision> {
+) -> Result<ambit_authz::Decision> {
     let src = state
         .workload_by_addr("", from)
         .context("source workload")?;

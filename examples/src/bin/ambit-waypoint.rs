@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ambit_examples::{CredentialFlags, FileWatch, listen_addr};
 use ambit_identity::TrustDomain;
-use ambit_proxy::{L7Config, Waypoint, WaypointConfig};
 use ambit_tls::{Provider, TlsContext};
+use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -97,7 +97,7 @@ async fn run(args: Args) -> Result<()> {
             root_cert: args.root_cert.clone(),
         },
     )?;
-    let state = ambit_xds::local::load_file(&args.config)?.state;
+    let state = ambit_state::local::load_file(&args.config)?.state;
     let l7 = load_l7(&args.l7, &args.root_namespace)?;
     let mut config = WaypointConfig::new(&args.name, &args.namespace, identity.clone());
     config.hbone = listen_addr("hbone", &args.hbone)?.context("--hbone cannot be off")?;
@@ -124,7 +124,7 @@ async fn run(args: Args) -> Result<()> {
     files.push(args.config.clone());
     let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
     while watch.changed().await {
-        match ambit_xds::local::load_file(&args.config) {
+        match ambit_state::local::load_file(&args.config) {
             Ok(cfg) => waypoint.update_state(cfg.state),
             Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),
         }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ambit_examples::{CredentialFlags, FileWatch, listen_addr as addr};
 use ambit_identity::TrustDomain;
-use ambit_proxy::{NodeConfig, NodeProxy};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::{LoadedConfig, local};
 use ambit_tls::{Provider, TlsContext};
-use ambit_xds::{LoadedConfig, local};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing::{error, info, warn};

@@ -1,0 +1,274 @@
+//! Inbound HBONE (15008): validate the target, authorize, connect to the workload, copy.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ambit_authz::Connection;
+use ambit_hbone::http::StatusCode;
+use ambit_hbone::{Authority, ConfigSelector, ConnectRequest, Handler, Responder};
+use ambit_telemetry::{AccessLog, Reporter};
+use ambit_tls::ServerOptions;
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use ambit_proxy::labels_for;
+
+use crate::Node;
+use crate::steer::ILLEGAL_PORTS;
+
+/// The TLS config for each local workload address, swapped as workloads come and go.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Selector {
+    configs: Arc<ArcSwap<HashMap<IpAddr, Arc<rustls::ServerConfig>>>>,
+}
+
+impl ConfigSelector for Selector {
+    fn server_config(&self, local: SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
+        self.configs.load().get(&local.ip()).cloned()
+    }
+}
+
+/// Answers each CONNECT for a local workload.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbound(pub(crate) Arc<Node>);
+
+/// The listeners, one per local workload address.
+#[derive(Debug, Default)]
+pub(crate) struct Listeners {
+    pub(crate) tasks: HashMap<IpAddr, JoinHandle<()>>,
+}
+
+/// Brings the HBONE listeners and certificates in line with the local workloads of `node`'s
+/// current state.
+pub(crate) async fn reconcile(
+    node: &Arc<Node>,
+    server: &ambit_hbone::Server<Inbound>,
+    listeners: &mut Listeners,
+) {
+    let state = node.state.load_full();
+    let mut configs = HashMap::new();
+    for w in state.workloads() {
+        if w.node != node.config.node || w.protocol != ambit_state::TunnelProtocol::Hbone {
+            continue;
+        }
+        let Ok(id) = w.identity() else { continue };
+        let cell = match node.identities.cell(&id).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(workload = %w.name, error = %e, "no certificate for local workload; its HBONE port stays closed");
+                continue;
+            }
+        };
+        let Ok(config) = node
+            .identities
+            .tls()
+            .server_config(&cell, &ServerOptions::default())
+        else {
+            continue;
+        };
+        for ip in &w.addresses {
+            configs.insert(*ip, config.clone());
+        }
+    }
+    let wanted: HashSet<IpAddr> = configs.keys().copied().collect();
+    node.selector.configs.store(Arc::new(configs));
+    listeners.tasks.retain(|ip, task| {
+        let keep = wanted.contains(ip);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for ip in wanted {
+        if listeners.tasks.contains_key(&ip) {
+            continue;
+        }
+        let addr = SocketAddr::new(ip, node.config.inbound_port);
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let server = server.clone();
+                listeners
+                    .tasks
+                    .insert(ip, tokio::spawn(async move { drop(server.serve(l).await) }));
+            }
+            Err(e) => warn!(%addr, error = %e, "cannot listen for HBONE for a local workload"),
+        }
+    }
+}
+
+impl Handler for Inbound {
+    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+        let node = &self.0;
+        let start = Instant::now();
+        let state = node.state.load_full();
+        let mut log = AccessLog {
+            src_addr: req.peer_addr.to_string(),
+            src_identity: req.peer_id.to_string(),
+            dst_addr: req.local_addr.to_string(),
+            dst_hbone_addr: req.authority.to_string(),
+            direction: "inbound",
+            ..AccessLog::default()
+        };
+        let local_ip = req.local_addr.ip();
+        let target = match req.authority {
+            Authority::Addr(a) if a.ip() == local_ip => a,
+            Authority::Addr(a) => {
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::BAD_REQUEST,
+                    format!("target {a} does not match the connected address {local_ip}"),
+                    start,
+                );
+            }
+            Authority::Host { .. } => {
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::BAD_REQUEST,
+                    "hostname targets are not supported by this node".into(),
+                    start,
+                );
+            }
+        };
+        if ILLEGAL_PORTS.contains(&target.port()) {
+            return refuse(
+                node,
+                responder,
+                &mut log,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("port {} is reserved for the proxy", target.port()),
+                start,
+            );
+        }
+        let Some(w) = state
+            .workload_by_addr(&node.config.network, local_ip)
+            .filter(|w| w.node == node.config.node)
+            .cloned()
+        else {
+            return refuse(
+                node,
+                responder,
+                &mut log,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no local workload has address {local_ip}"),
+                start,
+            );
+        };
+        log.dst_workload = w.name.clone();
+        log.dst_namespace = w.namespace.clone();
+        let source = state
+            .workload_by_addr(&node.config.network, req.peer_addr.ip())
+            .cloned();
+        if let Some(s) = &source {
+            log.src_workload = s.name.clone();
+            log.src_namespace = s.namespace.clone();
+        }
+        let mut labels = labels_for(Reporter::Destination, source.as_deref(), Some(&w), None);
+        if source.is_none() {
+            // Not found by address (the peer's node did not preserve it): use its baggage.
+            let b = &req.baggage;
+            let or = |v: &Option<String>| v.clone().unwrap_or_default();
+            labels.source_workload = or(&b.workload_name);
+            labels.source_workload_namespace = or(&b.namespace);
+            labels.source_canonical_service = or(&b.service);
+            labels.source_canonical_revision = or(&b.revision);
+            labels.source_cluster = or(&b.cluster);
+            log.src_workload = labels.source_workload.clone();
+            log.src_namespace = labels.source_workload_namespace.clone();
+        }
+        labels.source_principal = req.peer_id.to_string();
+        labels.mutual_tls = true;
+        let conn = Connection {
+            source_id: Some(&req.peer_id),
+            source_ip: req.peer_addr.ip(),
+            destination_ip: local_ip,
+            destination_port: target.port(),
+        };
+        let decision = state.applicable_policies(&w).evaluate(&conn);
+        if !decision.allowed {
+            node.count_failure(&mut labels, "DENY");
+            return refuse(
+                node,
+                responder,
+                &mut log,
+                StatusCode::UNAUTHORIZED,
+                decision.to_string(),
+                start,
+            );
+        }
+        // From the client's address when this host owns it, so the application sees it.
+        let connecting = ambit_hbone::connect_from(Some(req.peer_addr.ip()), target);
+        let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                node.count_failure(&mut labels, "CONNECT");
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot connect to {target}: {e}"),
+                    start,
+                );
+            }
+            Err(_) => {
+                node.count_failure(&mut labels, "CONNECT");
+                return refuse(
+                    node,
+                    responder,
+                    &mut log,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("timed out connecting to {target}"),
+                    start,
+                );
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        let (registration, mut revoked) = node.connections.register(&conn, &w.uid);
+        let Ok(tunnel) = responder.accept(Default::default()) else {
+            return;
+        };
+        let counters = node.metrics.tcp(&labels);
+        counters.opened();
+        let mut upstream = upstream;
+        let result = tokio::select! {
+            r = ambit_hbone::copy_tunnel(tunnel, &mut upstream) => r.map_err(|e| e.to_string()),
+            reason = &mut revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
+        };
+        if result.is_err() {
+            crate::socket::reset(&upstream);
+        }
+        let (sent, recv, error) = match result {
+            Ok(t) => (t.b_to_a, t.a_to_b, None),
+            Err(e) => (0, 0, Some(e)),
+        };
+        counters.closed(sent, recv, error.is_some());
+        log.bytes_sent = sent;
+        log.bytes_recv = recv;
+        log.duration = start.elapsed();
+        log.error = error;
+        node.access_log(&log);
+        drop(registration);
+    }
+}
+
+fn refuse(
+    node: &Node,
+    responder: Responder,
+    log: &mut AccessLog,
+    status: StatusCode,
+    why: String,
+    start: Instant,
+) {
+    info!(status = status.as_u16(), reason = %why, "inbound HBONE refused");
+    responder.reject(status);
+    log.duration = start.elapsed();
+    log.error = Some(format!("{}: {why}", status.as_u16()));
+    node.access_log(log);
+}

@@ -1,0 +1,437 @@
+//! Outbound: connections from local workloads, explicit (SOCKS5, HTTP CONNECT) or captured
+//! (`SO_ORIGINAL_DST` after an iptables redirect), steered per Istio's rules and carried over
+//! HBONE or plain TCP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ambit_hbone::{Dial, HboneError, Tunnel};
+use ambit_state::{Service, Workload};
+use ambit_telemetry::{AccessLog, Reporter, TcpLabels};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::info;
+
+use ambit_proxy::labels_for;
+
+use crate::Node;
+use crate::socket::{accept_loop, original_dst, reset};
+use crate::steer::{Steer, SteerError, steer};
+
+/// Time a client has to finish a SOCKS5 or HTTP CONNECT handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an outbound connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OutboundError {
+    #[error("source {0} is not a workload on this node")]
+    UnknownSource(IpAddr),
+    #[error(transparent)]
+    Steer(#[from] SteerError),
+    #[error(transparent)]
+    Hbone(#[from] HboneError),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("credentials: {0}")]
+    Credentials(String),
+}
+
+enum Upstream {
+    Tunnel(Tunnel),
+    Tcp(TcpStream),
+}
+
+struct Opened {
+    upstream: Upstream,
+    labels: TcpLabels,
+    log: AccessLog,
+}
+
+/// Accepts SOCKS5 clients until the task is dropped.
+pub(crate) async fn serve_socks5(node: Arc<Node>, listener: TcpListener) {
+    accept_loop(node, listener, "SOCKS5", |n, s, p| async move {
+        socks5(&n, s, p).await
+    })
+    .await;
+}
+
+/// Accepts HTTP CONNECT clients until the task is dropped.
+pub(crate) async fn serve_http_connect(node: Arc<Node>, listener: TcpListener) {
+    accept_loop(node, listener, "HTTP CONNECT", |n, s, p| async move {
+        http_connect(&n, s, p).await
+    })
+    .await;
+}
+
+/// Accepts redirected outbound connections (iptables REDIRECT to 15001) until dropped.
+pub(crate) async fn serve_transparent(node: Arc<Node>, listener: TcpListener) {
+    accept_loop(
+        node,
+        listener,
+        "captured outbound",
+        |n, s, peer| async move {
+            let dst = original_dst(&s)?;
+            match open(&n, peer, dst).await {
+                Ok(o) => pump(&n, s, o).await,
+                Err(e) => info!(%peer, %dst, error = %e, "outbound connection refused"),
+            }
+            Ok(())
+        },
+    )
+    .await;
+}
+
+async fn socks5(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    let dst = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await?;
+        if head[0] != 5 {
+            return Err(proto("not SOCKS version 5"));
+        }
+        let mut methods = vec![0u8; usize::from(head[1])];
+        s.read_exact(&mut methods).await?;
+        if !methods.contains(&0) {
+            s.write_all(&[5, 0xFF]).await?;
+            return Err(proto("client offers no 'no authentication' method"));
+        }
+        s.write_all(&[5, 0]).await?;
+        let mut req = [0u8; 4];
+        s.read_exact(&mut req).await?;
+        if req[0] != 5 {
+            return Err(proto("bad SOCKS5 request version"));
+        }
+        if req[1] != 1 {
+            s.write_all(&reply(7)).await?;
+            return Err(proto("only CONNECT is supported"));
+        }
+        let ip = match req[3] {
+            1 => {
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).await?;
+                Some(IpAddr::from(b))
+            }
+            4 => {
+                let mut b = [0u8; 16];
+                s.read_exact(&mut b).await?;
+                Some(IpAddr::from(b))
+            }
+            3 => {
+                let mut len = [0u8; 1];
+                s.read_exact(&mut len).await?;
+                let mut name = vec![0u8; usize::from(len[0])];
+                s.read_exact(&mut name).await?;
+                let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+                resolve(node, &name)
+            }
+            _ => {
+                s.write_all(&reply(8)).await?;
+                return Err(proto("unknown address type"));
+            }
+        };
+        let mut port = [0u8; 2];
+        s.read_exact(&mut port).await?;
+        let Some(ip) = ip else {
+            s.write_all(&reply(4)).await?;
+            return Err(proto("unknown host name"));
+        };
+        Ok(SocketAddr::new(ip, u16::from_be_bytes(port)))
+    })
+    .await
+    .map_err(|_| proto("SOCKS5 handshake timed out"))??;
+    match open(node, peer, dst).await {
+        Ok(o) => {
+            s.write_all(&reply(0)).await?;
+            pump(node, s, o).await;
+        }
+        Err(e) => {
+            info!(%peer, %dst, error = %e, "outbound connection refused");
+            s.write_all(&reply(socks_code(&e))).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn http_connect(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    let target = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut buf = Vec::with_capacity(512);
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if buf.len() > 8192 || s.read(&mut byte).await? == 0 {
+                return Err(proto("incomplete HTTP CONNECT request"));
+            }
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let mut words = head.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("CONNECT"), Some(t)) => Ok(t.to_owned()),
+            _ => Err(proto("only CONNECT is supported")),
+        }
+    })
+    .await
+    .map_err(|_| proto("HTTP CONNECT handshake timed out"))?;
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            s.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                .await?;
+            return Err(e);
+        }
+    };
+    let dst = match target.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => target.rsplit_once(':').and_then(|(h, p)| {
+            Some(SocketAddr::new(
+                resolve(node, &h.to_ascii_lowercase())?,
+                p.parse().ok()?,
+            ))
+        }),
+    };
+    let Some(dst) = dst else {
+        s.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            .await?;
+        return Err(proto("unknown CONNECT target"));
+    };
+    match open(node, peer, dst).await {
+        Ok(o) => {
+            s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await?;
+            pump(node, s, o).await;
+        }
+        Err(e) => {
+            info!(%peer, %dst, error = %e, "outbound connection refused");
+            let status = match &e {
+                OutboundError::Hbone(h) if h.is_denied() => "403 Forbidden",
+                OutboundError::UnknownSource(_) => "403 Forbidden",
+                OutboundError::Hbone(HboneError::ConnectTimeout { .. }) => "504 Gateway Timeout",
+                _ => "502 Bad Gateway",
+            };
+            s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a name the way the mesh knows it: a service hostname's VIP, or an IP literal.
+fn resolve(node: &Node, name: &str) -> Option<IpAddr> {
+    if let Ok(ip) = name.parse() {
+        return Some(ip);
+    }
+    let state = node.state.load();
+    state.service_by_hostname(name).and_then(|s| {
+        s.vips
+            .iter()
+            .find(|(n, _)| *n == node.config.network)
+            .map(|(_, ip)| *ip)
+    })
+}
+
+/// Opens the upstream side for a connection from `peer` (a local workload) to `dst`.
+async fn open(
+    node: &Arc<Node>,
+    peer: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Opened, OutboundError> {
+    let state = node.state.load_full();
+    let net = &node.config.network;
+    let src = state
+        .workload_by_addr(net, peer.ip())
+        .filter(|w| w.node == node.config.node)
+        .cloned()
+        .ok_or(OutboundError::UnknownSource(peer.ip()))?;
+    let steer = steer(&state, net, Some(&src), dst)?;
+    let src_id = src
+        .identity()
+        .map_err(|e| OutboundError::Credentials(e.to_string()))?;
+    let mut log = AccessLog {
+        src_addr: peer.to_string(),
+        src_workload: src.name.clone(),
+        src_namespace: src.namespace.clone(),
+        src_identity: src_id.to_string(),
+        direction: "outbound",
+        ..AccessLog::default()
+    };
+    match steer {
+        Steer::Hbone {
+            peer: hbone_peer,
+            authority,
+            expected,
+            workload,
+            service,
+        } => {
+            let mut labels = labels_for(
+                Reporter::Source,
+                Some(&src),
+                Some(&workload),
+                service.as_deref(),
+            );
+            labels.source_principal = src_id.to_string();
+            labels.destination_principal = expected
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            labels.mutual_tls = true;
+            fill_dst(
+                &mut log,
+                hbone_peer,
+                Some(authority),
+                &workload,
+                service.as_deref(),
+            );
+            log.dst_identity = labels.destination_principal.clone();
+            let cell = node
+                .identities
+                .cell(&src_id)
+                .await
+                .map_err(|e| OutboundError::Credentials(e.to_string()))?;
+            let mut dial = Dial::new(cell, hbone_peer, expected, authority.into());
+            dial.forwarded = Some({
+                let mut f = ambit_hbone::Forwarded::default();
+                f.for_addr = Some(peer);
+                f.host = service.as_ref().map(|s| s.hostname.clone());
+                f
+            });
+            dial.baggage = Some(baggage(&src));
+            dial.source_ip = Some(peer.ip());
+            match node.client.connect(&dial).await {
+                Ok(t) => Ok(Opened {
+                    upstream: Upstream::Tunnel(t),
+                    labels,
+                    log,
+                }),
+                Err(e) => {
+                    let flag = match &e {
+                        HboneError::Rejected { .. } if e.is_denied() => "DENY",
+                        HboneError::ConnectTimeout { .. } => "NETWORK_POLICY",
+                        HboneError::Tls { .. } => "TLS_FAILURE",
+                        _ => "CONNECT",
+                    };
+                    node.count_failure(&mut labels, flag);
+                    log.error = Some(e.to_string());
+                    node.access_log(&log);
+                    Err(e.into())
+                }
+            }
+        }
+        Steer::Direct {
+            addr,
+            workload,
+            service,
+        } => {
+            let mut labels = labels_for(
+                Reporter::Source,
+                Some(&src),
+                workload.as_deref(),
+                service.as_deref(),
+            );
+            labels.source_principal = src_id.to_string();
+            if let Some(w) = &workload {
+                fill_dst(&mut log, addr, None, w, service.as_deref());
+            } else {
+                log.dst_addr = addr.to_string();
+            }
+            match tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(Opened {
+                        upstream: Upstream::Tcp(s),
+                        labels,
+                        log,
+                    })
+                }
+                Ok(Err(e)) => {
+                    node.count_failure(&mut labels, "CONNECT");
+                    Err(OutboundError::Connect(addr, e))
+                }
+                Err(_) => Err(OutboundError::Connect(
+                    addr,
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+                )),
+            }
+        }
+    }
+}
+
+/// Copies between the application and the upstream, then records metrics and the access log.
+async fn pump(node: &Node, mut app: TcpStream, o: Opened) {
+    let start = Instant::now();
+    let counters = node.metrics.tcp(&o.labels);
+    counters.opened();
+    let result = match o.upstream {
+        // a = tunnel: a_to_b is what came back from the destination.
+        Upstream::Tunnel(t) => ambit_hbone::copy_tunnel(t, &mut app)
+            .await
+            .map(|t| (t.b_to_a, t.a_to_b)),
+        Upstream::Tcp(mut s) => {
+            let r = ambit_hbone::copy_bidirectional(&mut app, &mut s).await;
+            if r.is_err() {
+                reset(&s);
+            }
+            r.map(|t| (t.a_to_b, t.b_to_a))
+        }
+    };
+    if result.is_err() {
+        // The other side ended abnormally: say so with a reset, not a clean FIN, so the
+        // application cannot take a truncated stream for a complete one.
+        reset(&app);
+    }
+    let mut log = o.log;
+    let (sent, received, err) = match result {
+        Ok((to_dst, from_dst)) => (to_dst, from_dst, None),
+        Err(e) => (0, 0, Some(e.to_string())),
+    };
+    counters.closed(sent, received, err.is_some());
+    log.bytes_sent = received;
+    log.bytes_recv = sent;
+    log.duration = start.elapsed();
+    log.error = err;
+    node.access_log(&log);
+}
+
+fn fill_dst(
+    log: &mut AccessLog,
+    addr: SocketAddr,
+    hbone: Option<SocketAddr>,
+    w: &Workload,
+    s: Option<&Service>,
+) {
+    log.dst_addr = addr.to_string();
+    log.dst_hbone_addr = hbone.map(|a| a.to_string()).unwrap_or_default();
+    log.dst_workload = w.name.clone();
+    log.dst_namespace = w.namespace.clone();
+    log.dst_service = s.map(|s| s.hostname.clone()).unwrap_or_default();
+}
+
+fn baggage(w: &Workload) -> ambit_hbone::Baggage {
+    let mut b = ambit_hbone::Baggage::default();
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    b.cluster = some(&w.cluster_id);
+    b.namespace = some(&w.namespace);
+    b.workload_kind = Some(format!("{:?}", w.workload_type).to_ascii_lowercase());
+    b.workload_name = some(&w.workload_name).or_else(|| some(&w.name));
+    b.service = some(&w.canonical_name);
+    b.revision = some(&w.canonical_revision);
+    b
+}
+
+fn reply(code: u8) -> [u8; 10] {
+    [5, code, 0, 1, 0, 0, 0, 0, 0, 0]
+}
+
+/// RFC 1928 reply codes for our failures.
+fn socks_code(e: &OutboundError) -> u8 {
+    match e {
+        OutboundError::UnknownSource(_) | OutboundError::Steer(SteerError::IllegalPort(_)) => 2,
+        OutboundError::Hbone(h) if h.is_denied() => 2,
+        OutboundError::Steer(_) => 4,
+        OutboundError::Hbone(HboneError::ConnectTimeout { .. }) => 6,
+        OutboundError::Hbone(_) | OutboundError::Connect(..) | OutboundError::Credentials(_) => 5,
+    }
+}
+
+fn proto(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}

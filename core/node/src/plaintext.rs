@@ -1,0 +1,94 @@
+//! Inbound plaintext (15006): connections redirected to a local workload that did not come
+//! over HBONE. There is no peer identity, so policies that require one (STRICT) deny them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ambit_authz::Connection;
+use ambit_proxy::labels_for;
+use ambit_telemetry::{AccessLog, Reporter};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Node;
+use crate::socket::{accept_loop, original_dst, reset};
+
+/// Accepts redirected plaintext inbound connections (15006): no identity, so STRICT policies
+/// deny them.
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
+    accept_loop(
+        node,
+        listener,
+        "captured inbound",
+        |n, s, peer| async move {
+            let dst = original_dst(&s)?;
+            inbound_plaintext(&n, s, peer, dst).await;
+            Ok(())
+        },
+    )
+    .await;
+}
+
+async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, dst: SocketAddr) {
+    let state = node.state.load_full();
+    let mut log = AccessLog {
+        src_addr: peer.to_string(),
+        dst_addr: dst.to_string(),
+        direction: "inbound",
+        ..AccessLog::default()
+    };
+    let Some(w) = state
+        .workload_by_addr(&node.config.network, dst.ip())
+        .filter(|w| w.node == node.config.node)
+        .cloned()
+    else {
+        log.error = Some(format!("no local workload has address {}", dst.ip()));
+        return node.access_log(&log);
+    };
+    log.dst_workload = w.name.clone();
+    log.dst_namespace = w.namespace.clone();
+    let mut labels = labels_for(Reporter::Destination, None, Some(&w), None);
+    let conn = Connection {
+        source_id: None,
+        source_ip: peer.ip(),
+        destination_ip: dst.ip(),
+        destination_port: dst.port(),
+    };
+    let d = state.applicable_policies(&w).evaluate(&conn);
+    if !d.allowed {
+        node.count_failure(&mut labels, "DENY");
+        log.error = Some(d.to_string());
+        return node.access_log(&log);
+    }
+    let Ok(Ok(up)) =
+        tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(dst)).await
+    else {
+        node.count_failure(&mut labels, "CONNECT");
+        log.error = Some(format!("cannot connect to {dst}"));
+        return node.access_log(&log);
+    };
+    let (registration, mut revoked) = node.connections.register(&conn, &w.uid);
+    let counters = node.metrics.tcp(&labels);
+    counters.opened();
+    let start = Instant::now();
+    let (mut app, mut up) = (app, up);
+    let result = tokio::select! {
+        r = ambit_hbone::copy_bidirectional(&mut app, &mut up) => r.map_err(|e| e.to_string()),
+        reason = &mut revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
+    };
+    if result.is_err() {
+        reset(&app);
+        reset(&up);
+    }
+    drop(registration);
+    let (sent, recv, err) = match result {
+        Ok(t) => (t.b_to_a, t.a_to_b, None),
+        Err(e) => (0, 0, Some(e)),
+    };
+    counters.closed(sent, recv, err.is_some());
+    log.bytes_sent = sent;
+    log.bytes_recv = recv;
+    log.duration = start.elapsed();
+    log.error = err;
+    node.access_log(&log);
+}

@@ -1,0 +1,256 @@
+//! Workloads and services, mirroring Istio's workload API (`istio.workload`), field for field
+//! where ambit uses the field.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use ambit_identity::{SpiffeId, SpiffeIdError, TrustDomain};
+
+/// How a workload receives mesh traffic (`TunnelProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelProtocol {
+    /// Plain TCP: the workload is not in the mesh (`NONE`).
+    #[default]
+    None,
+    /// HBONE on port 15008.
+    Hbone,
+}
+
+/// `WorkloadType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WorkloadType {
+    /// A Deployment's pod.
+    #[default]
+    Deployment,
+    /// A CronJob's pod.
+    CronJob,
+    /// A bare pod.
+    Pod,
+    /// A Job's pod.
+    Job,
+}
+
+/// Where a waypoint is reached (`GatewayAddress`): an address, or a service hostname whose
+/// endpoints are the waypoint's pods; HBONE on `hbone_mtls_port` (15008).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct GatewayAddress {
+    /// The address or hostname.
+    pub destination: GatewayDestination,
+    /// Its HBONE port.
+    pub hbone_mtls_port: u16,
+}
+
+/// The two forms of a [`GatewayAddress`] destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GatewayDestination {
+    /// `network/IP`.
+    Address {
+        /// Network (empty = default).
+        network: String,
+        /// IP.
+        ip: IpAddr,
+    },
+    /// `namespace/hostname` of a service.
+    Hostname {
+        /// Namespace.
+        namespace: String,
+        /// FQDN.
+        hostname: String,
+    },
+}
+
+impl GatewayAddress {
+    /// A waypoint at `ip` on the default network, port 15008.
+    pub fn ip(ip: IpAddr) -> Self {
+        Self {
+            destination: GatewayDestination::Address {
+                network: String::new(),
+                ip,
+            },
+            hbone_mtls_port: 15008,
+        }
+    }
+
+    /// A waypoint behind service `namespace/hostname`, port 15008.
+    pub fn hostname(namespace: &str, hostname: &str) -> Self {
+        Self {
+            destination: GatewayDestination::Hostname {
+                namespace: namespace.to_owned(),
+                hostname: hostname.to_owned(),
+            },
+            hbone_mtls_port: 15008,
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.destination {
+            GatewayDestination::Address { network, ip } => {
+                write!(f, "{network}/{ip}:{}", self.hbone_mtls_port)
+            }
+            GatewayDestination::Hostname {
+                namespace,
+                hostname,
+            } => write!(f, "{namespace}/{hostname}:{}", self.hbone_mtls_port),
+        }
+    }
+}
+
+/// A workload (pod or VM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Workload {
+    /// Primary key (`cluster/group/kind/namespace/name`, or anything unique).
+    pub uid: String,
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Its IPs.
+    pub addresses: Vec<IpAddr>,
+    /// Network (empty = the default network).
+    pub network: String,
+    /// How it receives mesh traffic.
+    pub protocol: TunnelProtocol,
+    /// Trust domain (empty = `cluster.local`).
+    pub trust_domain: String,
+    /// Service account (empty = `default`).
+    pub service_account: String,
+    /// The node it runs on.
+    pub node: String,
+    /// Canonical service (telemetry `*_canonical_service`, `*_app`).
+    pub canonical_name: String,
+    /// Canonical revision (telemetry `*_canonical_revision`, `*_version`).
+    pub canonical_revision: String,
+    /// Workload kind.
+    pub workload_type: WorkloadType,
+    /// Workload (e.g. Deployment) name.
+    pub workload_name: String,
+    /// Services it backs: `namespace/hostname` → service port → target port.
+    pub services: BTreeMap<String, BTreeMap<u16, u16>>,
+    /// Selector-scoped policies (`namespace/name`) that apply to it.
+    pub authorization_policies: Vec<String>,
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Load-balancing weight (default 1).
+    pub capacity: u32,
+    /// Labels (ambit extension: lets Istio `selector` policies match local-config workloads).
+    pub labels: BTreeMap<String, String>,
+    /// The waypoint that traffic addressed to this workload's IP goes through.
+    pub waypoint: Option<GatewayAddress>,
+}
+
+/// A service: a hostname, VIPs and port mappings; endpoints are the workloads that list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Service {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// FQDN.
+    pub hostname: String,
+    /// Virtual IPs with their network.
+    pub vips: Vec<(String, IpAddr)>,
+    /// Service port → target port (0 = same as the service port).
+    pub ports: BTreeMap<u16, u16>,
+    /// Extra identities a client accepts from its endpoints.
+    pub subject_alt_names: Vec<String>,
+    /// The waypoint that traffic addressed to this service goes through.
+    pub waypoint: Option<GatewayAddress>,
+    /// Several waypoints chosen per connection by weight (`weighted_waypoints`, field 13);
+    /// when non-empty it takes precedence over `waypoint`.
+    pub weighted_waypoints: Vec<(GatewayAddress, u32)>,
+}
+
+impl Workload {
+    /// A workload with the given key fields and defaults elsewhere.
+    pub fn new(uid: &str, name: &str, namespace: &str, addresses: Vec<IpAddr>) -> Self {
+        Self {
+            uid: uid.to_owned(),
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            addresses,
+            network: String::new(),
+            protocol: TunnelProtocol::Hbone,
+            trust_domain: String::new(),
+            service_account: String::new(),
+            node: String::new(),
+            canonical_name: String::new(),
+            canonical_revision: String::new(),
+            workload_type: WorkloadType::Deployment,
+            workload_name: String::new(),
+            services: BTreeMap::new(),
+            authorization_policies: Vec::new(),
+            cluster_id: String::new(),
+            capacity: 1,
+            labels: BTreeMap::new(),
+            waypoint: None,
+        }
+    }
+
+    /// Its SPIFFE identity: `spiffe://<td or cluster.local>/ns/<ns>/sa/<sa or default>`.
+    pub fn identity(&self) -> Result<SpiffeId, SpiffeIdError> {
+        let td = if self.trust_domain.is_empty() {
+            "cluster.local"
+        } else {
+            &self.trust_domain
+        };
+        let sa = if self.service_account.is_empty() {
+            "default"
+        } else {
+            &self.service_account
+        };
+        TrustDomain::new(td)?.workload_id(&self.namespace, sa)
+    }
+
+    /// The name telemetry reports as `*_workload`: the workload (e.g. Deployment) name, or the
+    /// pod's own name when that is unset.
+    pub fn workload_label(&self) -> &str {
+        if self.workload_name.is_empty() {
+            &self.name
+        } else {
+            &self.workload_name
+        }
+    }
+
+    /// The first address, for logs and defaults.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.addresses.first().copied()
+    }
+
+    /// The HBONE address peers dial for it: `<ip>:15008`.
+    pub fn hbone_addr(&self, ip: IpAddr) -> SocketAddr {
+        SocketAddr::new(ip, 15008)
+    }
+}
+
+impl Service {
+    /// A service with the given key fields and no VIPs, ports or waypoint.
+    pub fn new(name: &str, namespace: &str, hostname: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            hostname: hostname.to_owned(),
+            vips: Vec::new(),
+            ports: BTreeMap::new(),
+            subject_alt_names: Vec::new(),
+            waypoint: None,
+            weighted_waypoints: Vec::new(),
+        }
+    }
+
+    /// `namespace/hostname`, the key workloads use in `services`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.hostname)
+    }
+
+    /// The target port for `port` (the service port itself when unmapped or mapped to 0).
+    pub fn target_port(&self, port: u16) -> Option<u16> {
+        self.ports
+            .get(&port)
+            .map(|t| if *t == 0 { port } else { *t })
+    }
+}

@@ -1,0 +1,418 @@
+//! The waypoint: Istio ambient's L7 proxy for the services and workloads bound to it.
+//!
+//! Accepts HBONE with its own identity; each CONNECT must target a service VIP or pod IP whose
+//! waypoint is this one (else 400). The tunnel then carries HTTP/1.1 or HTTP/2 (detected), and
+//! each request goes through JWT authentication (401), L7 authorization (403
+//! `RBAC: access denied`), HTTPRoute (404 no route, redirects, faults, rate limits), then to an
+//! endpoint of the chosen backend over a new HBONE tunnel with the waypoint's identity
+//! (authority `<pod-ip>:<target-port>`), with timeouts and retries. Every request is counted
+//! in Istio's HTTP metrics with `reporter="waypoint"` and written to the access log.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body;
+mod jwks;
+mod request;
+mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambit_authn::Authenticators;
+use ambit_authz::L7Policies;
+use ambit_hbone::http::StatusCode;
+use ambit_hbone::{Authority, ConnectRequest, Handler, Responder};
+use ambit_identity::{CredentialSource, SpiffeId};
+use ambit_route::RouteTable;
+use ambit_state::{GatewayAddress, GatewayDestination, Service, State, Workload};
+use ambit_telemetry::{AccessLog, Metrics};
+use ambit_tls::{CredentialCell, ServerOptions, TlsContext};
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tracing::{info, warn};
+
+use ambit_config::{ConfigError, ConfigWarning, Report};
+use ambit_proxy::{Identities, Tasks, admin};
+
+pub use ambit_proxy::ProxyError;
+
+/// How a waypoint is set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WaypointConfig {
+    /// The waypoint Gateway's name (what `targetRefs` of kind Gateway name).
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its identity (Istio: `spiffe://<td>/ns/<namespace>/sa/<name>`).
+    pub identity: SpiffeId,
+    /// The network it is on (empty = default).
+    pub network: String,
+    /// The HBONE listener (15008).
+    pub hbone: SocketAddr,
+    /// Prometheus metrics (`/metrics`, `/stats/prometheus`).
+    pub metrics: Option<SocketAddr>,
+    /// Readiness (`/healthz/ready`).
+    pub readiness: Option<SocketAddr>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Access logs as JSON lines instead of text.
+    pub json_access_log: bool,
+    /// Request bodies are buffered up to this size when a retry or mirror needs to replay them;
+    /// larger bodies are sent once (no retry, no mirror).
+    pub max_buffered_body: usize,
+    /// Extra trust anchors (PEM) for `https://` `jwksUri`s, beside the system's.
+    pub jwks_ca_pem: Option<String>,
+}
+
+impl WaypointConfig {
+    /// A waypoint named `name` in `namespace` with identity `identity`, HBONE on
+    /// `0.0.0.0:15008`, metrics on 15020 and readiness on 15021 (all interfaces, as a pod).
+    pub fn new(name: &str, namespace: &str, identity: SpiffeId) -> Self {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            identity,
+            network: String::new(),
+            hbone: any(15008),
+            metrics: Some(any(15020)),
+            readiness: Some(any(15021)),
+            connect_timeout: Duration::from_secs(10),
+            json_access_log: false,
+            max_buffered_body: 1 << 20,
+            jwks_ca_pem: None,
+        }
+    }
+}
+
+/// The L7 configuration a waypoint enforces, replaced whole on reload.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct L7Config {
+    /// Gateway API HTTPRoutes.
+    pub routes: RouteTable,
+    /// AuthorizationPolicies (L7).
+    pub authorization: L7Policies,
+    /// RequestAuthentications (JWT).
+    pub authentication: Authenticators,
+}
+
+impl L7Config {
+    /// Loads multi-document YAML holding any mix of Gateway API `HTTPRoute` (and ambit's
+    /// extension kinds), Istio `AuthorizationPolicy` and `RequestAuthentication` objects. The
+    /// stream is read once ([`ambit_config::objects`]) and each loader takes its kinds, so an
+    /// error names the same file, object and field as that loader alone would; kinds no
+    /// waypoint uses are warnings.
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        root_namespace: &str,
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        let mut report = Report::new(file);
+        let objects = ambit_config::objects(text, &report)?;
+        for o in &objects {
+            let used = matches!(
+                (o.group(), o.kind.as_str()),
+                ("gateway.networking.k8s.io", "HTTPRoute")
+                    | ("ambit.dev", "Fault" | "LocalRateLimit")
+                    | (
+                        "security.istio.io",
+                        "AuthorizationPolicy" | "RequestAuthentication"
+                    )
+            );
+            if !used {
+                report.warn(
+                    &o.label(),
+                    "kind",
+                    format!(
+                        "{} {} is not used by a waypoint; ignored",
+                        o.api_version, o.kind
+                    ),
+                );
+            }
+        }
+        let routes = RouteTable::from_objects(&objects, &mut report)?;
+        let authorization = L7Policies::from_objects(&objects, root_namespace, &mut report)?;
+        let authentication = Authenticators::from_objects(&objects, root_namespace, &mut report)?;
+        Ok((
+            Self::new(routes, authorization, authentication),
+            report.into_warnings(),
+        ))
+    }
+
+    /// A config from its three parts.
+    pub fn new(
+        routes: RouteTable,
+        authorization: L7Policies,
+        authentication: Authenticators,
+    ) -> Self {
+        Self {
+            routes,
+            authorization,
+            authentication,
+        }
+    }
+}
+
+/// The addresses a running waypoint bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaypointBound {
+    /// HBONE.
+    pub hbone: Option<SocketAddr>,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Readiness.
+    pub readiness: Option<SocketAddr>,
+}
+
+/// A running waypoint. Dropping it stops every listener.
+#[derive(Debug)]
+pub struct Waypoint {
+    inner: Arc<Inner>,
+    bound: WaypointBound,
+    server: ambit_hbone::Server<Connect>,
+    tasks: Tasks,
+}
+
+/// What every tunnel and request of a waypoint shares.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: WaypointConfig,
+    pub(crate) state: Arc<ArcSwap<State>>,
+    pub(crate) l7: ArcSwap<L7Config>,
+    pub(crate) metrics: Metrics,
+    pub(crate) upstream: upstream::Upstreams,
+    pub(crate) jwks: jwks::Fetcher,
+}
+
+/// What a CONNECT targets, once found bound to this waypoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A service VIP and port.
+    Service(Arc<Service>, u16),
+    /// A pod IP and port.
+    Workload(Arc<Workload>, u16),
+}
+
+impl Waypoint {
+    /// Starts serving on the current tokio runtime; returns once listeners are bound and the
+    /// waypoint's certificate is loaded.
+    pub async fn start(
+        config: WaypointConfig,
+        state: State,
+        l7: L7Config,
+        credentials: Arc<dyn CredentialSource>,
+        tls: TlsContext,
+    ) -> Result<Self, ProxyError> {
+        let identities = Identities::new(tls.clone(), credentials);
+        let cell: Arc<CredentialCell> = identities.cell(&config.identity).await?;
+        let server_config = tls
+            .server_config(&cell, &ServerOptions::default())
+            .map_err(|e| ProxyError::Credentials(format!("{}: {e}", config.identity)))?;
+        let state = Arc::new(ArcSwap::from_pointee(state));
+        let tls_provider = tls.provider().clone();
+        let inner = Arc::new(Inner {
+            upstream: upstream::Upstreams::new(
+                tls,
+                cell,
+                state.clone(),
+                config.network.clone(),
+                config.connect_timeout,
+                // Connect from the waypoint's own address when it listens on one.
+                Some(config.hbone.ip()).filter(|ip| !ip.is_unspecified()),
+            ),
+            jwks: jwks::Fetcher::new(tls_provider, config.jwks_ca_pem.as_deref())
+                .map_err(ProxyError::Config)?,
+            config,
+            state,
+            l7: ArcSwap::from_pointee(l7),
+            metrics: Metrics::new(),
+        });
+        let server = ambit_hbone::Server::new(
+            server_config,
+            Connect(inner.clone()),
+            ambit_hbone::ServerSettings::default(),
+        );
+        let mut bound = WaypointBound::default();
+        // Dropped on a failed bind below, which stops what is already serving.
+        let mut tasks = Tasks::default();
+        let l = admin::bind("HBONE", inner.config.hbone).await?;
+        bound.hbone = l.local_addr().ok();
+        let s = server.clone();
+        tasks.push(tokio::spawn(async move { drop(s.serve(l).await) }));
+        if let Some(a) = inner.config.metrics {
+            let i = inner.clone();
+            let (addr, task) = admin::spawn_metrics(a, move || i.metrics.render()).await?;
+            bound.metrics = addr;
+            tasks.push(task);
+        }
+        if let Some(a) = inner.config.readiness {
+            let (addr, task) = admin::spawn_readiness(a).await?;
+            bound.readiness = addr;
+            tasks.push(task);
+        }
+        tasks.push(tokio::spawn(jwks::refresh_loop(inner.clone())));
+        info!(waypoint = %format!("{}/{}", inner.config.namespace, inner.config.name), ?bound, "waypoint ready");
+        Ok(Self {
+            inner,
+            bound,
+            server,
+            tasks,
+        })
+    }
+
+    /// The addresses bound.
+    pub fn bound(&self) -> &WaypointBound {
+        &self.bound
+    }
+
+    /// Replaces the workload/service state (new requests see it at once).
+    pub fn update_state(&self, state: State) {
+        self.inner.state.store(Arc::new(state));
+    }
+
+    /// Replaces the routes and policies (new requests see them at once; remote JWKS are fetched
+    /// in the background).
+    pub fn update_l7(&self, l7: L7Config) {
+        // Keys already fetched stay in use while the new config's are re-fetched.
+        l7.authentication
+            .adopt_jwks(&self.inner.l7.load().authentication);
+        self.inner.l7.store(Arc::new(l7));
+        self.inner.jwks.wake();
+    }
+
+    /// Fetches every remote JWKS the current config names now, and reports the first failure.
+    pub async fn refresh_jwks(&self) -> Result<(), String> {
+        jwks::refresh_once(&self.inner).await
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Stops accepting, lets open tunnels finish for up to `deadline`, then stops.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.tasks.abort_all();
+        self.server.drain(deadline).await;
+    }
+}
+
+impl Inner {
+    pub(crate) fn access_log(&self, line: String) {
+        info!(target: "access", "{line}");
+    }
+
+    /// Whether an access log line would be recorded; when not (no subscriber, or `access`
+    /// filtered out), request lines are not formatted at all.
+    pub(crate) fn access_log_enabled(&self) -> bool {
+        tracing::enabled!(target: "access", tracing::Level::INFO)
+    }
+
+    /// Whether the waypoint `g` is this one: it resolves to the address the CONNECT arrived on.
+    fn is_me(&self, state: &State, g: &GatewayAddress, local: IpAddr) -> bool {
+        match &g.destination {
+            GatewayDestination::Address { ip, .. } => *ip == local || ip.is_unspecified(),
+            GatewayDestination::Hostname {
+                namespace,
+                hostname,
+            } => {
+                let key = format!("{namespace}/{hostname}");
+                state
+                    .workloads()
+                    .any(|w| w.services.contains_key(&key) && w.addresses.contains(&local))
+                    || (namespace == &self.config.namespace
+                        && hostname.split('.').next() == Some(self.config.name.as_str()))
+            }
+        }
+    }
+
+    /// The service or workload `authority` names, if its waypoint is this one.
+    fn target(&self, authority: &Authority, local: IpAddr) -> Result<Target, String> {
+        let Authority::Addr(a) = authority else {
+            return Err(format!("target {authority} is not an IP address and port"));
+        };
+        let state = self.state.load();
+        let net = &self.config.network;
+        if let Some(svc) = state.service_by_vip(net, a.ip()) {
+            let bound = svc.waypoint.iter().any(|g| self.is_me(&state, g, local))
+                || svc
+                    .weighted_waypoints
+                    .iter()
+                    .any(|(g, _)| self.is_me(&state, g, local));
+            if !bound {
+                return Err(format!(
+                    "service {} does not use this waypoint",
+                    svc.hostname
+                ));
+            }
+            if svc.target_port(a.port()).is_none() {
+                return Err(format!("service {} has no port {}", svc.hostname, a.port()));
+            }
+            return Ok(Target::Service(svc.clone(), a.port()));
+        }
+        if let Some(w) = state.workload_by_addr(net, a.ip()) {
+            if !w
+                .waypoint
+                .as_ref()
+                .is_some_and(|g| self.is_me(&state, g, local))
+            {
+                return Err(format!("workload {} does not use this waypoint", w.name));
+            }
+            return Ok(Target::Workload(w.clone(), a.port()));
+        }
+        Err(format!(
+            "{a} is neither a service nor a workload this waypoint knows"
+        ))
+    }
+}
+
+/// Answers each CONNECT: find the target, accept, serve HTTP on the tunnel.
+#[derive(Debug, Clone)]
+pub(crate) struct Connect(Arc<Inner>);
+
+impl Handler for Connect {
+    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+        let inner = self.0.clone();
+        let target = match inner.target(&req.authority, req.local_addr.ip()) {
+            Ok(t) => t,
+            Err(why) => {
+                warn!(authority = %req.authority, peer = %req.peer_id, reason = %why, "waypoint refused a tunnel");
+                responder.reject(StatusCode::BAD_REQUEST);
+                let log = AccessLog {
+                    src_addr: req.peer_addr.to_string(),
+                    src_identity: req.peer_id.to_string(),
+                    dst_addr: req.local_addr.to_string(),
+                    dst_hbone_addr: req.authority.to_string(),
+                    direction: "inbound",
+                    error: Some(format!("400: {why}")),
+                    ..AccessLog::default()
+                };
+                inner.access_log(if inner.config.json_access_log {
+                    log.to_json()
+                } else {
+                    log.to_text()
+                });
+                return;
+            }
+        };
+        let Ok(tunnel) = responder.accept(Default::default()) else {
+            return;
+        };
+        let conn = Arc::new(request::Downstream::new(&req, target));
+        let service = hyper::service::service_fn(move |r| {
+            let (inner, conn) = (inner.clone(), conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(request::handle(inner, conn, r).await) }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if let Err(e) = builder
+            .serve_connection_with_upgrades(TokioIo::new(tunnel), service)
+            .await
+        {
+            tracing::debug!(error = %e, "waypoint HTTP connection ended with an error");
+        }
+    }
+}

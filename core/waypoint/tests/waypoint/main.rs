@@ -1,0 +1,866 @@
+//! A waypoint between two node proxies on loopback: client → SOCKS5 (node A) → HBONE to the
+//! waypoint → JWT, L7 policy, HTTPRoute → HBONE (waypoint identity) → node B → HTTP apps.
+//! HTTP is spoken by hyper on the client side and by small hyper apps on the server side.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
+use ambit_node::{NodeConfig, NodeProxy};
+use ambit_state::{GatewayAddress, State};
+use ambit_test_util::jwt::JwtSigner;
+use ambit_test_util::mesh::{bind_when_free, ip, service, workload};
+use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_tls::{Provider, TlsContext};
+use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const STEP: Duration = Duration::from_secs(30);
+
+/// client (node A, 1.2); reviews-v1 (2.2), reviews-v2 (2.3), flaky (2.4) on node B; the
+/// waypoint at 3.2; service `reviews` (VIP 100.1) uses the waypoint and has both versions as
+/// endpoints; `reviews-v1`/`reviews-v2` (100.2/100.3) name each version; `flaky` (100.4).
+fn state(net: u8) -> State {
+    let mut s = State::new();
+    s.insert_workload(workload(net, "client", "demo", "client", "node-a", [1, 2]))
+        .expect("w");
+    let backends = [
+        ("reviews-v1", [2, 2], vec!["reviews", "reviews-v1"]),
+        ("reviews-v2", [2, 3], vec!["reviews", "reviews-v2"]),
+        ("flaky", [2, 4], vec!["flaky"]),
+    ];
+    for (name, host, svcs) in backends {
+        let mut w = workload(net, name, "demo", "reviews", "node-b", host);
+        if name == "reviews-v1" {
+            // Pod-addressed traffic to v1 goes through the waypoint too.
+            w.waypoint = Some(GatewayAddress::ip(ip(net, [3, 2])));
+        }
+        for svc in svcs {
+            w.services.insert(
+                format!("demo/{svc}.demo.svc.cluster.local"),
+                BTreeMap::from([(80, 8080)]),
+            );
+        }
+        s.insert_workload(w).expect("w");
+    }
+    s.insert_workload(workload(
+        net,
+        "waypoint",
+        "demo",
+        "waypoint",
+        "none",
+        [3, 2],
+    ))
+    .expect("w");
+    let wp = GatewayAddress::ip(ip(net, [3, 2]));
+    for (name, vip) in [
+        ("reviews", [100, 1]),
+        ("reviews-v1", [100, 2]),
+        ("reviews-v2", [100, 3]),
+        ("flaky", [100, 4]),
+    ] {
+        let mut svc = service(net, name, "demo", vip, &[(80, 8080)]);
+        svc.waypoint = Some(wp.clone());
+        s.insert_service(svc);
+    }
+    s
+}
+
+/// The waypoint `demo/waypoint` on 3.2:15008, with its Istio identity and no admin listeners.
+fn waypoint_config(net: u8) -> WaypointConfig {
+    let id = TrustDomain::new("cluster.local")
+        .expect("td")
+        .workload_id("demo", "waypoint")
+        .expect("id");
+    let mut wc = WaypointConfig::new("waypoint", "demo", id);
+    wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
+    wc.metrics = None;
+    wc.readiness = None;
+    wc
+}
+
+struct Mesh {
+    net: u8,
+    a: NodeProxy,
+    _b: NodeProxy,
+    waypoint: Waypoint,
+    flaky_hits: Arc<AtomicU32>,
+}
+
+impl Mesh {
+    async fn start(net: u8, l7_yaml: &str) -> Self {
+        Self::start_with(net, l7_yaml, None).await
+    }
+
+    async fn start_with(net: u8, l7_yaml: &str, jwks_ca_pem: Option<String>) -> Self {
+        let ca = Arc::new(
+            CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca"),
+        );
+        let source = Arc::new(CaSource::new(
+            ca,
+            Duration::from_secs(3600),
+            Arc::new(SystemClock),
+        ));
+        let tls = TlsContext::new(Provider::default());
+        let cfg = |node: &str, host: u8| {
+            let mut c = NodeConfig::new(node);
+            c.socks5 = Some(SocketAddr::new(ip(net, [0, host]), 0));
+            c.metrics = None;
+            c.readiness = None;
+            c.admin = None;
+            c
+        };
+        let st = state(net);
+        let a = NodeProxy::start(cfg("node-a", 1), st.clone(), source.clone(), tls.clone())
+            .await
+            .expect("node a");
+        let b = NodeProxy::start(cfg("node-b", 2), st.clone(), source.clone(), tls.clone())
+            .await
+            .expect("node b");
+        for (name, host) in [("reviews-v1", [2, 2]), ("reviews-v2", [2, 3])] {
+            app(SocketAddr::new(ip(net, host), 8080), name, None).await;
+        }
+        let flaky_hits = Arc::new(AtomicU32::new(0));
+        app(
+            SocketAddr::new(ip(net, [2, 4]), 8080),
+            "flaky",
+            Some(flaky_hits.clone()),
+        )
+        .await;
+        let mut wc = waypoint_config(net);
+        wc.jwks_ca_pem = jwks_ca_pem;
+        let (l7, warnings) = L7Config::from_yaml(l7_yaml, "test.yaml", "istio-system").expect("l7");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let waypoint = Waypoint::start(wc, st, l7, source, tls)
+            .await
+            .expect("waypoint");
+        Self {
+            net,
+            a,
+            _b: b,
+            waypoint,
+            flaky_hits,
+        }
+    }
+
+    /// One HTTP/1.1 request from the client workload to `service` port 80 through the mesh.
+    async fn request(
+        &self,
+        service_vip: [u8; 2],
+        req: Request<Full<Bytes>>,
+    ) -> (u16, String, http::HeaderMap) {
+        let proxy = self.a.bound().socks5.expect("socks5");
+        let to = SocketAddr::new(ip(self.net, service_vip), 80);
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+            .await
+            .expect("socks5 to the service");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .expect("http1 handshake");
+        tokio::spawn(conn);
+        let resp = tokio::time::timeout(STEP, send.send_request(req))
+            .await
+            .expect("response in time")
+            .expect("response");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    }
+
+    /// HTTP/1.1 GET to `host:port` (a pod address) through node A.
+    async fn get_pod(&self, host: [u8; 2], port: u16, path: &str) -> (u16, String) {
+        let proxy = self.a.bound().socks5.expect("socks5");
+        let to = SocketAddr::new(ip(self.net, host), port);
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+            .await
+            .expect("socks5 to the pod");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .expect("http1 handshake");
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", "pod")
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        let resp = tokio::time::timeout(STEP, send.send_request(req))
+            .await
+            .expect("in time")
+            .expect("response");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn get(&self, vip: [u8; 2], path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut b = Request::get(path).header("host", "reviews.demo.svc.cluster.local");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (s, body, _) = self
+            .request(vip, b.body(Full::new(Bytes::new())).expect("req"))
+            .await;
+        (s, body)
+    }
+}
+
+/// An HTTP/1.1 app answering `app=<name> path=<path> <selected headers>`; with `hits` (the
+/// flaky app), `/fail` is always 503, `/slow` sleeps 5 s, and other paths alternate 503, 200.
+async fn app(addr: SocketAddr, name: &'static str, hits: Option<Arc<AtomicU32>>) {
+    let l = TcpListener::bind(addr).await.expect("bind app");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let hits = hits.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
+                    let hits = hits.clone();
+                    async move {
+                        if let Some(mut proto) = r.headers().get("upgrade").cloned() {
+                            if r.uri().path() == "/ws-other-protocol" {
+                                // Switches, but to something else than was asked for.
+                                proto = http::HeaderValue::from_static("h2c");
+                            }
+                            return Ok::<_, Infallible>(echo_upgrade(r, proto, name));
+                        }
+                        let path = r.uri().to_string();
+                        if path == "/rogue-101" {
+                            // Switches protocols although nobody asked.
+                            let mut resp = Response::new(Full::new(Bytes::new()));
+                            *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                            return Ok(resp);
+                        }
+                        let mut status = 200;
+                        if let Some(h) = &hits {
+                            match path.as_str() {
+                                "/slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+                                "/fail" => status = 503,
+                                _ if h.fetch_add(1, Ordering::SeqCst) % 2 == 0 => status = 503,
+                                _ => {}
+                            }
+                        }
+                        let seen = |k: &str| {
+                            r.headers()
+                                .get(k)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned()
+                        };
+                        let body = format!(
+                            "app={name} path={path} host={} auth={} x-added={} traceparent={}",
+                            seen("host"),
+                            seen("authorization"),
+                            seen("x-added"),
+                            seen("traceparent")
+                        );
+                        let mut resp = Response::new(Full::new(Bytes::from(body)));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}
+
+/// Switches to `proto` and echoes every byte; when the client half-closes, writes
+/// `app=<name> done` and closes.
+fn echo_upgrade(
+    mut r: Request<hyper::body::Incoming>,
+    proto: http::HeaderValue,
+    name: &'static str,
+) -> Response<Full<Bytes>> {
+    let on = hyper::upgrade::on(&mut r);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut io = TokioIo::new(up);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = io.write_all(format!("app={name} done").as_bytes()).await;
+        let _ = io.shutdown().await;
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut().insert("upgrade", proto);
+    resp.headers_mut()
+        .insert("connection", http::HeaderValue::from_static("upgrade"));
+    resp
+}
+
+const ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-feature, value: beta}]}]
+    backendRefs: [{name: reviews-v2, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 301}
+  - matches: [{path: {type: PathPrefix, value: /v1}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {add: [{name: x-added, value: yes}]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-served-by, value: waypoint}]}
+    backendRefs: [{name: reviews-v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs:
+    - {name: reviews-v1, port: 80, weight: 90}
+    - {name: reviews-v2, port: 80, weight: 10}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: flaky, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: flaky}]
+  rules:
+  - matches: [{path: {type: Exact, value: /slow}}]
+    timeouts: {request: 300ms}
+    backendRefs: [{name: flaky, port: 80}]
+  - matches: [{path: {type: Exact, value: /fail}}]
+    backendRefs: [{name: flaky, port: 80}]
+  - matches: [{path: {type: Exact, value: /retry}}]
+    retry: {codes: [503], attempts: 2}
+    backendRefs: [{name: flaky, port: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_header_prefix_and_weight_with_filters_and_redirects() {
+    let mesh = Mesh::start(41, ROUTES).await;
+    let (s, body) = mesh
+        .get([100, 1], "/anything", &[("x-feature", "beta")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v2 path=/anything"), "{body}");
+    assert!(
+        body.contains("host=reviews.demo.svc.cluster.local"),
+        "Host reaches the app unchanged: {body}"
+    );
+    assert!(
+        !body.contains("traceparent=-"),
+        "a trace context is added: {body}"
+    );
+
+    let mut b = Request::get("/v1/items").header("host", "reviews");
+    b = b.header("x-added", "no");
+    let (s, body, headers) = mesh
+        .request([100, 1], b.body(Full::new(Bytes::new())).expect("req"))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v1 path=/v1/items"), "{body}");
+    assert!(
+        body.contains("x-added=no"),
+        "add keeps the first value: {body}"
+    );
+    assert_eq!(
+        headers.get("x-served-by").and_then(|v| v.to_str().ok()),
+        Some("waypoint")
+    );
+
+    let (s, _, headers) = mesh
+        .request(
+            [100, 1],
+            Request::get("/old/page?q=1")
+                .header("host", "reviews.demo")
+                .body(Full::new(Bytes::new()))
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(s, 301);
+    let loc = headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(loc.ends_with("/new/page?q=1"), "{loc}");
+
+    let mut v2 = 0;
+    for _ in 0..60 {
+        let (s, body) = mesh.get([100, 1], "/", &[]).await;
+        assert_eq!(s, 200, "{body}");
+        if body.starts_with("app=reviews-v2") {
+            v2 += 1;
+        }
+    }
+    // 10% of 60: P(0 hits) = 0.9^60 ≈ 0.2%, P(≥ 20) < 1e-5.
+    assert!((1..20).contains(&v2), "{v2} of 60 went to v2");
+
+    let metrics = mesh.waypoint.metrics();
+    assert!(
+        metrics.contains("istio_requests_total{reporter=\"waypoint\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("destination_workload=\"reviews-v2\"")
+            && metrics.contains("source_principal=\"spiffe://cluster.local/ns/demo/sa/client\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("response_code=\"301\""), "{metrics}");
+    assert!(
+        metrics.contains("istio_request_duration_milliseconds_bucket{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_timeouts_and_no_route() {
+    let mesh = Mesh::start(42, ROUTES).await;
+    let (s, body) = mesh.get([100, 4], "/fail", &[]).await;
+    assert_eq!(s, 503, "without retry the failure shows: {body}");
+    let (s, body) = mesh.get([100, 4], "/retry", &[]).await;
+    assert_eq!(s, 200, "the retry succeeds: {body}");
+    assert_eq!(
+        mesh.flaky_hits.load(Ordering::SeqCst),
+        2,
+        "one failed attempt, one retry"
+    );
+
+    let started = std::time::Instant::now();
+    let (s, body) = mesh.get([100, 4], "/slow", &[]).await;
+    assert_eq!(s, 504, "{body}");
+    assert_eq!(body, "upstream request timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "timed out early"
+    );
+
+    let (s, body) = mesh.get([100, 4], "/nothing-here", &[]).await;
+    assert_eq!(s, 404, "{body}");
+    let m = mesh.waypoint.metrics();
+    assert!(
+        m.contains("response_flags=\"NR\"") && m.contains("response_flags=\"UT\""),
+        "{m}"
+    );
+}
+
+/// A token for `reviews` from `iss` about `sub`, in group `admins`, expiring in `exp_in` s.
+fn token(signer: &JwtSigner, iss: &str, sub: &str, exp_in: i64) -> String {
+    signer.token(
+        iss,
+        sub,
+        "reviews",
+        exp_in,
+        serde_json::json!({"group": "admins"}),
+    )
+}
+
+/// A fresh ES256 key with `kid`, and the JWKS that publishes it.
+fn jwk(kid: &str) -> (JwtSigner, String) {
+    let signer = JwtSigner::es256(kid);
+    let jwks = ambit_test_util::jwt::jwks(&[&signer]);
+    (signer, jwks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_and_l7_authorization() {
+    let (der, jwks) = jwk("k1");
+    let policies = format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  jwtRules:
+  - issuer: https://issuer.example
+    audiences: [reviews]
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: admin-needs-jwt, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  action: DENY
+  rules:
+  - to: [{{operation: {{paths: ["/admin/*"]}}}}]
+    from: [{{source: {{notRequestPrincipals: ["https://issuer.example/*"]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-delete, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]
+  action: DENY
+  rules:
+  - to: [{{operation: {{methods: [DELETE]}}}}]
+"#
+    );
+    let mesh = Mesh::start(43, &policies).await;
+    let (s, body) = mesh.get([100, 1], "/public", &[]).await;
+    assert_eq!(s, 200, "no token, no policy on this path: {body}");
+    let (s, body) = mesh.get([100, 1], "/admin/users", &[]).await;
+    assert_eq!((s, body.as_str()), (403, "RBAC: access denied"));
+
+    let good = token(&der, "https://issuer.example", "alice", 600);
+    let bearer = format!("Bearer {good}");
+    let (s, body) = mesh
+        .get([100, 1], "/admin/users", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("auth=-"),
+        "the token is not forwarded by default: {body}"
+    );
+
+    let expired = format!(
+        "Bearer {}",
+        token(&der, "https://issuer.example", "alice", -3600)
+    );
+    let (s, _) = mesh
+        .get([100, 1], "/public", &[("authorization", &expired)])
+        .await;
+    assert_eq!(
+        s, 401,
+        "an expired token is refused even where no policy needs one"
+    );
+    let (other, _) = jwk("k1");
+    let forged = format!(
+        "Bearer {}",
+        token(&other, "https://issuer.example", "mallory", 600)
+    );
+    let (s, _) = mesh
+        .get([100, 1], "/admin/x", &[("authorization", &forged)])
+        .await;
+    assert_eq!(s, 401, "a token signed by another key is refused");
+
+    let req = Request::delete("/public")
+        .header("host", "reviews")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let (s, _, _) = mesh.request([100, 1], req).await;
+    assert_eq!(s, 403, "a Gateway-attached policy applies to every service");
+}
+
+#[test]
+fn hostile_l7_yaml_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    for text in [
+        format!("kind: HTTPRoute\nspec: {}", "[".repeat(100_000)),
+        format!(
+            "kind: AuthorizationPolicy\nspec:\n{}x\n",
+            "- ".repeat(100_000)
+        ),
+    ] {
+        let e = L7Config::from_yaml(&text, "evil.yaml", "istio-system").expect_err("refused");
+        assert!(e.to_string().contains("nested too deep"), "{e}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_addressed_traffic_goes_through_the_workload_waypoint() {
+    let mesh = Mesh::start(44, ROUTES).await;
+    let before = mesh
+        .waypoint
+        .metrics()
+        .matches("istio_requests_total{")
+        .count();
+    // v1 has a waypoint: policy and telemetry apply, no HTTPRoute (routes attach to services).
+    let (s, body) = mesh.get_pod([2, 2], 8080, "/direct").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v1 path=/direct"), "{body}");
+    assert!(
+        !body.contains("traceparent=-"),
+        "the waypoint added a trace context: {body}"
+    );
+    let m = mesh.waypoint.metrics();
+    assert!(m.matches("istio_requests_total{").count() > before, "{m}");
+    assert!(m.contains("destination_workload=\"reviews-v1\""), "{m}");
+    // v2 has none: node A tunnels straight to it, and no trace context is invented.
+    let (s, body) = mesh.get_pod([2, 3], 8080, "/direct").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("traceparent=-"),
+        "bypassed the waypoint: {body}"
+    );
+}
+
+/// An HTTPS server for `localhost` (its own CA, made here) answering every GET with `body`;
+/// returns its port and the CA's PEM.
+async fn https_jwks_server(body: String) -> (u16, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    let provider = TlsContext::new(Provider::default()).provider().clone();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_r: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (port, ca.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_from_an_https_uri_is_fetched_with_configured_trust() {
+    let (der, jwks) = jwk("remote");
+    let (port, ca_pem) = https_jwks_server(jwks).await;
+    let l7 = format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: remote, namespace: demo}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: reviews}}]
+  jwtRules: [{{issuer: https://issuer.example, jwksUri: "https://localhost:{port}/keys.json"}}]
+"#
+    );
+    let (config, warnings) = L7Config::from_yaml(&l7, "remote.yaml", "istio-system").expect("l7");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let net = 45;
+    let ca = Arc::new(
+        CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca"),
+    );
+    let source = Arc::new(CaSource::new(
+        ca,
+        Duration::from_secs(3600),
+        Arc::new(SystemClock),
+    ));
+    let wc = waypoint_config(net);
+    // Without the server's CA the fetch fails on the certificate, and says so.
+    let untrusting = Waypoint::start(
+        wc.clone(),
+        state(net),
+        config,
+        source.clone(),
+        TlsContext::new(Provider::default()),
+    )
+    .await
+    .expect("waypoint");
+    let err = untrusting
+        .refresh_jwks()
+        .await
+        .expect_err("untrusted server");
+    assert!(
+        err.contains("localhost") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    untrusting.shutdown(Duration::from_millis(10)).await;
+
+    // With it, the keys arrive and a token signed by them is accepted end to end.
+    drop(source);
+    let mesh = Mesh::start_with(net, &l7, Some(ca_pem)).await;
+    mesh.waypoint.refresh_jwks().await.expect("JWKS over https");
+    let good = format!(
+        "Bearer {}",
+        token(&der, "https://issuer.example", "alice", 600)
+    );
+    let (s, body) = mesh.get([100, 1], "/", &[("authorization", &good)]).await;
+    assert_eq!(s, 200, "{body}");
+    let forged = format!(
+        "Bearer {}",
+        token(&jwk("remote").0, "https://issuer.example", "eve", 600)
+    );
+    let (s, _) = mesh.get([100, 1], "/", &[("authorization", &forged)]).await;
+    assert_eq!(s, 401);
+}
+
+const NO_PRIVATE: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-private, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews-v1}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/private*"]}}]}]
+"#;
+
+/// Sends an HTTP/1.1 upgrade request for `path` to `reviews-v1` through node A and the
+/// waypoint; returns the response head and the stream, positioned after the head.
+async fn upgrade_request(
+    mesh: &Mesh,
+    path: &str,
+    protocol: &str,
+) -> (String, tokio::net::TcpStream, Vec<u8>) {
+    let proxy = mesh.a.bound().socks5.expect("socks5");
+    let to = SocketAddr::new(ip(mesh.net, [100, 2]), 80);
+    let mut s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &Target::Addr(to))
+        .await
+        .expect("socks5 to the service");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: reviews-v1.demo.svc.cluster.local\r\n\
+         Connection: keep-alive, Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(STEP, s.read(&mut buf))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        assert!(n > 0, "closed before a response head: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let rest = got.split_off(end);
+    (String::from_utf8_lossy(&got).to_lowercase(), s, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_are_authorized_then_joined_byte_for_byte() {
+    let mesh = Mesh::start(87, &format!("{ROUTES}---{NO_PRIVATE}")).await;
+
+    // Denied by L7 policy: a plain 403, and nothing switches.
+    let (head, _, _) = upgrade_request(&mesh, "/private/ws", "websocket").await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(!head.contains("upgrade:"), "{head}");
+
+    // Only WebSocket is offered: an h2c (or any other) upgrade goes on as a plain request, its
+    // upgrade headers removed, so the app answers it as one.
+    for other in ["h2c", "ambit-echo"] {
+        let (head, _, _) = upgrade_request(&mesh, "/ws", other).await;
+        assert!(head.starts_with("http/1.1 200"), "{other}: {head}");
+        assert!(!head.contains("upgrade:"), "{other}: {head}");
+    }
+
+    // An upstream that switches protocols unasked is a protocol error, not a tunnel.
+    let (status, body) = mesh.get([100, 2], "/rogue-101", &[]).await;
+    assert_eq!((status, body.as_str()), (502, "upstream protocol error"));
+    let (head, _, _) = upgrade_request(&mesh, "/ws-other-protocol", "websocket").await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+
+    // Allowed: 101 with the protocol, then 1 MiB each way, in order, and half-close both ways.
+    let (head, s, early) = upgrade_request(&mesh, "/ws", "WebSocket").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    let payload: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (mut rd, mut wr) = s.into_split();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in sent.chunks(7919) {
+            wr.write_all(chunk).await.expect("write");
+        }
+        wr.shutdown().await.expect("half-close");
+    });
+    let mut echoed = early;
+    tokio::time::timeout(STEP, rd.read_to_end(&mut echoed))
+        .await
+        .expect("echo and close in time")
+        .expect("read");
+    writer.await.expect("writer");
+    let tail = b"app=reviews-v1 done";
+    assert!(echoed.ends_with(tail), "no close marker after the echo");
+    assert_eq!(echoed.len(), payload.len() + tail.len());
+    assert!(echoed[..payload.len()] == payload[..], "echo differs");
+
+    // Recorded once the joined connections have closed, with the bytes that crossed them.
+    let sum = |metrics: &str, name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}_sum{{")) && l.contains("response_code=\"101\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + STEP;
+    let metrics = loop {
+        let m = mesh.waypoint.metrics();
+        if sum(&m, "istio_response_bytes").is_some() || tokio::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(metrics.contains("response_code=\"403\""), "{metrics}");
+    let up = sum(&metrics, "istio_request_bytes").expect("101 request bytes recorded");
+    let down = sum(&metrics, "istio_response_bytes").expect("101 response bytes recorded");
+    assert_eq!(up, payload.len() as f64);
+    assert_eq!(down, (payload.len() + tail.len()) as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_halfway_leaves_nothing_listening() {
+    let net = 55;
+    let pki = ambit_test_util::TestPki::new();
+    // Metrics (bound after the HBONE listener) is taken.
+    let taken = TcpListener::bind(SocketAddr::new(ip(net, [0, 9]), 0))
+        .await
+        .expect("bind");
+    let metrics = taken.local_addr().expect("addr");
+    let f = (pki.source(), pki.tls.clone());
+    let id = TrustDomain::new("cluster.local")
+        .expect("td")
+        .workload_id("demo", "waypoint")
+        .expect("id");
+    let mut wc = WaypointConfig::new("waypoint", "demo", id);
+    wc.hbone = SocketAddr::new(ip(net, [3, 2]), 15008);
+    wc.metrics = Some(metrics);
+    wc.readiness = None;
+    let e = Waypoint::start(
+        wc,
+        state(net),
+        L7Config::default(),
+        f.0.clone(),
+        f.1.clone(),
+    )
+    .await
+    .expect_err("metrics address in use");
+    assert!(e.to_string().contains("metrics"), "{e}");
+    bind_when_free(SocketAddr::new(ip(net, [3, 2]), 15008))
+        .await
+        .expect("the waypoint's HBONE port is free again");
+    drop(taken);
+}
