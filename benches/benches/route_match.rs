@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     // /svc49 sorts 91st of 101: after 50 Exact matches and 40 longer-or-equal prefixes.
     let near_end = "/svc49/items?id=7";
     match table.route(&target, &Method::GET, near_end, &headers, now, &mut rng) {
-        Outcome::Forward(f) => assert_eq!(f.route, "shop/svc-49"),
+        Outcome::Forward(f) => assert_eq!(f.route(), "shop/svc-49"),
         other => panic!("{other:?}"),
     }
     c.bench_function("route_match/prefix_header_query_near_end", |b| {
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
 
     // Misses every specific match and falls to the catch-all: a scan of all 101.
     match table.route(&target, &Method::GET, "/other", &headers, now, &mut rng) {
-        Outcome::Forward(f) => assert_eq!(f.route, "shop/zz-default"),
+        Outcome::Forward(f) => assert_eq!(f.route(), "shop/zz-default"),
         other => panic!("{other:?}"),
     }
     c.bench_function("route_match/catch_all_last", |b| {

@@ -248,13 +248,13 @@ impl Router {
                 out.authority = fwd.authority;
                 out.headers = Some(fwd.headers);
                 out.response_headers = Some(header_list(&response));
-                out.backend = Some(backend(f.backend));
-                out.route = Some(f.route.to_owned());
+                out.backend = Some(backend(f.backend()));
+                out.route = Some(f.route().to_owned());
                 out.rule = Some(f.rule);
-                out.rule_name = f.rule_name.map(str::to_owned);
+                out.rule_name = f.rule_name().map(str::to_owned);
                 out.request_timeout = f.timeouts.request.map(|d| d.as_secs_f64());
                 out.backend_request_timeout = f.timeouts.backend_request.map(|d| d.as_secs_f64());
-                out.retry = f.retry.map(Retry::from);
+                out.retry = f.retry().map(Retry::from);
                 out.delay = f.delay.map(|d| d.as_secs_f64());
                 out.mirrors = f.mirrors().map(backend).collect();
                 "forward"
@@ -286,7 +286,7 @@ struct Forwarded {
 /// The request as it would be forwarded: `forward`'s request edits applied (none when
 /// unrouted).
 fn forwarded(
-    forward: Option<&Forward<'_>>,
+    forward: Option<&Forward>,
     method: &facade::hbone::http::Method,
     path: &str,
     authority: Option<&str>,

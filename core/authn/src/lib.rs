@@ -74,7 +74,7 @@
 //! metadata: {name: jwt, namespace: shop}
 //! spec:
 //!   targetRefs: [{kind: Service, group: "", name: cart}]
-//!   jwtRules: [{issuer: "https://issuer.example", jwks: '{"keys": []}'}]
+//!   jwtRules: [{issuer: "https://issuer.example", jwksUri: "https://issuer.example/keys"}]
 //! "#;
 //! let (authn, warnings) = Authenticators::parse(yaml, "authn.yaml", "istio-system")?;
 //! assert_eq!(authn.len(), 1, "{warnings:?}");
@@ -82,12 +82,17 @@
 //! let mut headers = http::HeaderMap::new();
 //! // No token: anonymous (pair with an AuthorizationPolicy to require one).
 //! assert!(matches!(authn.authenticate(&target, &headers, "/", 0), AuthnOutcome::Anonymous { .. }));
-//! // A token that does not verify: 401, with Envoy's wording.
-//! headers.insert("authorization", "Bearer not.a.jwt".parse()?);
+//! // A token that is not a JWT: 401, with Envoy's wording.
+//! headers.insert("authorization", "Bearer not-a-jwt".parse()?);
 //! match authn.authenticate(&target, &headers, "/", 0) {
-//!     AuthnOutcome::Denied { reason } => assert_eq!(reason.to_string(), "Jwt header is an invalid Base64url encoded"),
+//!     AuthnOutcome::Denied { reason } => assert_eq!(
+//!         reason.to_string(),
+//!         "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+//!     ),
 //!     other => panic!("{other}"),
 //! }
+//! // The caller fetches remote key sets and installs them.
+//! assert_eq!(authn.jwks_uris()[0].uri, "https://issuer.example/keys");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -596,6 +601,40 @@ impl HeaderEdits {
     /// The request target without the query parameters that carried a removed token.
     pub fn apply_to_path<'p>(&self, path_and_query: &'p str) -> Cow<'p, str> {
         extract::remove_params(path_and_query, &self.remove_params)
+    }
+
+    /// Applies every edit to a request about to be forwarded: the headers, and the request
+    /// target without the query parameters that carried a removed token (the URI keeps its
+    /// scheme and authority).
+    pub fn apply_to_request(&self, parts: &mut http::request::Parts) {
+        self.apply(&mut parts.headers);
+        if self.remove_params.is_empty() {
+            return;
+        }
+        let Some(pq) = parts.uri.path_and_query() else {
+            return;
+        };
+        let trimmed = self.apply_to_path(pq.as_str());
+        if trimmed == pq.as_str() {
+            return;
+        }
+        let Ok(pq) = trimmed.parse::<http::uri::PathAndQuery>() else {
+            return;
+        };
+        let mut u = parts.uri.clone().into_parts();
+        u.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(u) {
+            parts.uri = uri;
+        }
+    }
+
+    /// The headers and request target to forward after this outcome: `headers` and
+    /// `path_and_query` as received, with every edit applied. The form the C ABI and the Python
+    /// binding hand back.
+    pub fn forwarded(&self, headers: &HeaderMap, path_and_query: &str) -> (HeaderMap, String) {
+        let mut out = headers.clone();
+        self.apply(&mut out);
+        (out, self.apply_to_path(path_and_query).into_owned())
     }
 
     /// Headers to remove.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ambit_authz::Connection;
 use ambit_hbone::http::StatusCode;
 use ambit_hbone::{Authority, ConfigSelector, ConnectRequest, Handler, Responder};
-use ambit_telemetry::{AccessLog, Reporter};
+use ambit_telemetry::{AccessLog, Reporter, ResponseFlag};
 use ambit_tls::ServerOptions;
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
@@ -192,7 +192,7 @@ impl Handler for Inbound {
         };
         let decision = state.applicable_policies(&w).evaluate(&conn);
         if !decision.allowed {
-            node.count_failure(&mut labels, "DENY");
+            node.count_failure(&mut labels, ResponseFlag::Deny);
             return refuse(
                 node,
                 responder,
@@ -207,7 +207,7 @@ impl Handler for Inbound {
         let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                node.count_failure(&mut labels, "CONNECT");
+                node.count_failure(&mut labels, ResponseFlag::Connect);
                 return refuse(
                     node,
                     responder,
@@ -218,7 +218,7 @@ impl Handler for Inbound {
                 );
             }
             Err(_) => {
-                node.count_failure(&mut labels, "CONNECT");
+                node.count_failure(&mut labels, ResponseFlag::Connect);
                 return refuse(
                     node,
                     responder,

@@ -50,7 +50,7 @@ use std::time::Duration;
 use ambit_identity::CredentialSource;
 use ambit_proxy::{Identities, Tasks, admin};
 use ambit_state::State;
-use ambit_telemetry::{AccessLog, Metrics, TcpLabels};
+use ambit_telemetry::{AccessLog, Metrics, ResponseFlag, TcpLabels};
 use ambit_tls::TlsContext;
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
@@ -324,8 +324,8 @@ impl Drop for NodeProxy {
 
 impl Node {
     /// Records a connection that failed before carrying data, with its response flag.
-    fn count_failure(&self, labels: &mut TcpLabels, flag: &str) {
-        labels.response_flags = flag.to_owned();
+    fn count_failure(&self, labels: &mut TcpLabels, flag: ResponseFlag) {
+        labels.response_flags = flag;
         let c = self.metrics.tcp(labels);
         c.opened();
         c.closed(0, 0, true);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ambit_hbone::{Dial, HboneError, Tunnel};
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{AccessLog, Reporter, TcpLabels};
+use ambit_telemetry::{AccessLog, Reporter, ResponseFlag, TcpLabels};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
@@ -303,10 +303,10 @@ async fn open(
                 }),
                 Err(e) => {
                     let flag = match &e {
-                        HboneError::Rejected { .. } if e.is_denied() => "DENY",
-                        HboneError::ConnectTimeout { .. } => "NETWORK_POLICY",
-                        HboneError::Tls { .. } => "TLS_FAILURE",
-                        _ => "CONNECT",
+                        HboneError::Rejected { .. } if e.is_denied() => ResponseFlag::Deny,
+                        HboneError::ConnectTimeout { .. } => ResponseFlag::NetworkPolicy,
+                        HboneError::Tls { .. } => ResponseFlag::TlsFailure,
+                        _ => ResponseFlag::Connect,
                     };
                     node.count_failure(&mut labels, flag);
                     log.error = Some(e.to_string());
@@ -343,7 +343,7 @@ async fn open(
                     })
                 }
                 Ok(Err(e)) => {
-                    node.count_failure(&mut labels, "CONNECT");
+                    node.count_failure(&mut labels, ResponseFlag::Connect);
                     Err(OutboundError::Connect(addr, e))
                 }
                 Err(_) => Err(OutboundError::Connect(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ambit_authz::Connection;
 use ambit_proxy::labels_for;
-use ambit_telemetry::{AccessLog, Reporter};
+use ambit_telemetry::{AccessLog, Reporter, ResponseFlag};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Node;
@@ -56,14 +56,14 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
     };
     let d = state.applicable_policies(&w).evaluate(&conn);
     if !d.allowed {
-        node.count_failure(&mut labels, "DENY");
+        node.count_failure(&mut labels, ResponseFlag::Deny);
         log.error = Some(d.to_string());
         return node.access_log(&log);
     }
     let Ok(Ok(up)) =
         tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(dst)).await
     else {
-        node.count_failure(&mut labels, "CONNECT");
+        node.count_failure(&mut labels, ResponseFlag::Connect);
         log.error = Some(format!("cannot connect to {dst}"));
         return node.access_log(&log);
     };

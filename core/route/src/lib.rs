@@ -128,7 +128,7 @@
 //! let now = Instant::now();
 //! match table.route(&target, &Method::GET, "/v2/books?id=1", &headers, now, &mut rng) {
 //!     Outcome::Forward(f) => {
-//!         assert_eq!((f.backend.name.as_str(), f.backend.port), ("reviews-v2", Some(9080)));
+//!         assert_eq!((f.backend().name.as_str(), f.backend().port), ("reviews-v2", Some(9080)));
 //!         assert_eq!(f.timeouts.request, Some(std::time::Duration::from_secs(10)));
 //!     }
 //!     other => panic!("{other:?}"),

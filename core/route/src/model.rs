@@ -23,6 +23,17 @@ pub struct Backend {
     pub port: Option<u16>,
 }
 
+impl Backend {
+    /// A backend naming nothing (a placeholder that is never forwarded to).
+    pub(crate) const fn empty() -> Self {
+        Self {
+            namespace: String::new(),
+            name: String::new(),
+            port: None,
+        }
+    }
+}
+
 /// `timeouts` of a rule. `None` means no timeout: the field was absent, or `"0s"`, which Gateway
 /// API defines as disabled (Istio's HTTPRoute default is no route timeout either).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
@@ -13,20 +14,20 @@ use crate::model::{
     Backend, PathMatch, Redirect, Request, Retry, Scheme, Timeouts, WeightedBackend,
 };
 use crate::rng::{Rng, below};
-use crate::table::Entry;
+use crate::table::{Entry, RuleEntry};
 
 /// The decision for one request. Policy outcomes are values, not errors: each non-forwarding
 /// variant says which response the waypoint sends itself ([`Outcome::status`]).
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Outcome<'t> {
+pub enum Outcome {
     /// No HTTPRoute applies to this Service, port and host: forward to the original
     /// destination Service, as a waypoint does by default.
     Unrouted,
     /// Routes apply, but none of their rules matches: answer 404.
     NotFound,
     /// Forward to a backend.
-    Forward(Forward<'t>),
+    Forward(Forward),
     /// Answer with a redirect (`RequestRedirect`).
     Redirect {
         /// 301, 302 (the default), 303, 307 or 308.
@@ -52,24 +53,21 @@ pub enum Outcome<'t> {
 }
 
 /// Forward the request: where to, with which limits, and the edits to make on the way.
-#[derive(Debug)]
+///
+/// It owns what it refers to (the matched rule, shared with the table by reference count), so
+/// it can outlive the table's borrow: a caller may hold it across an `await`, hand it to
+/// another thread or over an ABI, while the table is replaced underneath.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Forward<'t> {
-    /// The matching HTTPRoute, `namespace/name`.
-    pub route: &'t str,
+pub struct Forward {
     /// The index of the matching rule in `spec.rules`.
     pub rule: usize,
-    /// The rule's `name`, if it has one.
-    pub rule_name: Option<&'t str>,
-    /// The chosen backend (by weight).
-    pub backend: &'t Backend,
     /// The rule's timeouts.
     pub timeouts: Timeouts,
-    /// The rule's retry policy; `None` when it has no `retry` stanza.
-    pub retry: Option<&'t Retry>,
     /// Fault injection (ambit extension): hold the request this long before forwarding.
     pub delay: Option<Duration>,
-    entry: &'t Entry,
+    entry: Arc<RuleEntry>,
+    match_index: usize,
     backend_index: usize,
     /// Bit i: mirror i was sampled.
     mirrors: u32,
@@ -77,7 +75,7 @@ pub struct Forward<'t> {
 
 // === impl Outcome ===
 
-impl Outcome<'_> {
+impl Outcome {
     /// The status of the response the waypoint sends itself; `None` for [`Outcome::Forward`]
     /// and [`Outcome::Unrouted`].
     pub fn status(&self) -> Option<StatusCode> {
@@ -93,13 +91,34 @@ impl Outcome<'_> {
 
 // === impl Forward ===
 
-impl<'t> Forward<'t> {
+impl Forward {
+    /// The matching HTTPRoute, `namespace/name`.
+    pub fn route(&self) -> &str {
+        &self.entry.route.key
+    }
+
+    /// The rule's `name`, if it has one.
+    pub fn rule_name(&self) -> Option<&str> {
+        self.entry.rule.name.as_deref()
+    }
+
+    /// The chosen backend (by weight).
+    pub fn backend(&self) -> &Backend {
+        self.weighted()
+            .and_then(|w| w.backend.as_ref())
+            .unwrap_or(&FALLBACK_BACKEND)
+    }
+
+    /// The rule's retry policy; `None` when it has no `retry` stanza.
+    pub fn retry(&self) -> Option<&Retry> {
+        self.entry.rule.retry.as_ref()
+    }
+
     /// The `RequestMirror` backends this request was sampled for: send each a copy and ignore
     /// the responses.
-    pub fn mirrors(&self) -> impl Iterator<Item = &'t Backend> + 't {
+    pub fn mirrors(&self) -> impl Iterator<Item = &Backend> + '_ {
         let mask = self.mirrors;
         self.entry
-            .rule
             .rule
             .filters
             .mirrors
@@ -116,7 +135,7 @@ impl<'t> Forward<'t> {
     /// A rewritten host replaces the URI's authority when it has one (HTTP/2), and the `Host`
     /// header when the URI has none or the header is present.
     pub fn apply_request(&self, parts: &mut http::request::Parts) {
-        let rule = &self.entry.rule.rule;
+        let rule = &self.entry.rule;
         if let Some(m) = &rule.filters.request_headers {
             m.apply(&mut parts.headers);
         }
@@ -153,7 +172,7 @@ impl<'t> Forward<'t> {
     /// Edits the response before returning it: the rule's `ResponseHeaderModifier`, then the
     /// chosen backendRef's.
     pub fn apply_response(&self, headers: &mut HeaderMap) {
-        if let Some(m) = &self.entry.rule.rule.filters.response_headers {
+        if let Some(m) = &self.entry.rule.filters.response_headers {
             m.apply(headers);
         }
         if let Some(m) = self.weighted().and_then(|b| b.response_headers.as_ref()) {
@@ -161,17 +180,25 @@ impl<'t> Forward<'t> {
         }
     }
 
-    fn weighted(&self) -> Option<&'t WeightedBackend> {
-        self.entry.rule.rule.backends.get(self.backend_index)
+    fn weighted(&self) -> Option<&WeightedBackend> {
+        self.entry.rule.backends.get(self.backend_index)
     }
 
-    fn matched_prefix(&self) -> Option<&'t str> {
-        matched_prefix(self.entry)
+    fn matched_prefix(&self) -> Option<&str> {
+        self.entry
+            .rule
+            .matches
+            .get(self.match_index)
+            .and_then(|m| prefix_of(&m.path))
     }
 }
 
-fn matched_prefix(entry: &Entry) -> Option<&str> {
-    match &entry.m.path {
+/// Never returned: a Forward is only made for a backend that exists (`decide` checks). It
+/// keeps [`Forward::backend`] infallible without a panic path.
+static FALLBACK_BACKEND: Backend = Backend::empty();
+
+fn prefix_of(path: &PathMatch) -> Option<&str> {
+    match path {
         PathMatch::Prefix(p) => Some(p),
         _ => None,
     }
@@ -215,14 +242,14 @@ pub(crate) fn request_host<'a>(
 /// Applies a matched rule. Order, as in Envoy's filter chain: fault injection (delay and abort
 /// sampled independently), local rate limit, redirect, then the weighted backend choice and
 /// mirror sampling.
-pub(crate) fn decide<'t, R: Rng + ?Sized>(
-    entry: &'t Entry,
+pub(crate) fn decide<R: Rng + ?Sized>(
+    entry: &Entry,
     req: &Request<'_>,
     host: Option<&str>,
     port: u16,
     now: Instant,
     rng: &mut R,
-) -> Outcome<'t> {
+) -> Outcome {
     let resolved = &*entry.rule;
     let rule = &*resolved.rule;
     if resolved.fail_closed {
@@ -249,7 +276,7 @@ pub(crate) fn decide<'t, R: Rng + ?Sized>(
     if let Some(redirect) = &rule.filters.redirect {
         return Outcome::Redirect {
             status: redirect.status,
-            location: location(redirect, matched_prefix(entry), req, host, port),
+            location: location(redirect, prefix_of(&entry.m.path), req, host, port),
         };
     }
     if rule.total_weight == 0 {
@@ -274,9 +301,9 @@ pub(crate) fn decide<'t, R: Rng + ?Sized>(
     let Some(weighted) = rule.backends.get(backend_index) else {
         return Outcome::NoBackend;
     };
-    let Some(backend) = weighted.backend.as_ref().filter(|_| !weighted.fail_closed) else {
+    if weighted.backend.is_none() || weighted.fail_closed {
         return Outcome::NoBackend;
-    };
+    }
     let mut mirrors = 0u32;
     for (i, m) in rule.filters.mirrors.iter().enumerate().take(32) {
         if m.fraction.sample(rng) {
@@ -284,14 +311,11 @@ pub(crate) fn decide<'t, R: Rng + ?Sized>(
         }
     }
     Outcome::Forward(Forward {
-        route: &resolved.route.key,
         rule: rule.index,
-        rule_name: rule.name.as_deref(),
-        backend,
         timeouts: rule.timeouts,
-        retry: rule.retry.as_ref(),
         delay,
-        entry,
+        entry: entry.rule.clone(),
+        match_index: entry.match_index,
         backend_index,
         mirrors,
     })

@@ -253,15 +253,15 @@ impl RouteTable {
     /// Nothing here allocates except a redirect's `Location` and a regular-expression query
     /// match on a percent-encoded value (and, on a thread's first use of a regular expression,
     /// the regex engine's scratch space).
-    pub fn route<'t, R: Rng + ?Sized>(
-        &'t self,
+    pub fn route<R: Rng + ?Sized>(
+        &self,
         target: &RouteTarget<'_>,
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
         now: Instant,
         rng: &mut R,
-    ) -> Outcome<'t> {
+    ) -> Outcome {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
@@ -275,8 +275,7 @@ impl RouteTable {
         };
         let host = outcome::request_host(target.authority, headers);
         let index = &self.inner.index;
-        let decide =
-            |e: &'t Entry, rng: &mut R| outcome::decide(e, &req, host, target.port, now, rng);
+        let decide = |e: &Entry, rng: &mut R| outcome::decide(e, &req, host, target.port, now, rng);
 
         let service = index
             .services

@@ -44,7 +44,7 @@ fn count_v2(table: &RouteTable, n: usize, rng: &mut impl Rng) -> usize {
     (0..n)
         .filter(
             |_| match table.route(&TARGET, &Method::GET, "/", &headers, now, rng) {
-                Outcome::Forward(f) => f.backend.name == "reviews-v2",
+                Outcome::Forward(f) => f.backend().name == "reviews-v2",
                 other => panic!("{other:?}"),
             },
         )
@@ -401,7 +401,7 @@ fn many_exact_paths_keep_their_precedence() {
             &mut SplitMix64::new(0),
         );
         match outcome {
-            Outcome::Forward(f) => f.backend.name.clone(),
+            Outcome::Forward(f) => f.backend().name.clone(),
             other => panic!("{path}: {other:?}"),
         }
     };

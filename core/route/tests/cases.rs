@@ -326,7 +326,7 @@ fn check_step(
 }
 
 fn check_forward(
-    f: &Forward<'_>,
+    f: &Forward,
     case: &Case,
     req: &RequestSpec,
     method: &Method,
@@ -338,13 +338,13 @@ fn check_forward(
         Some(w) if *w != got => Err(format!("{what} {got:?}, want {w:?}")),
         _ => Ok(()),
     };
-    eq("route", f.route.to_owned(), &expect.route)?;
+    eq("route", f.route().to_owned(), &expect.route)?;
     if let Some(rule) = expect.rule
         && rule != f.rule
     {
         return Err(format!("rule {}, want {rule}", f.rule));
     }
-    eq("backend", backend(f.backend), &expect.backend)?;
+    eq("backend", backend(f.backend()), &expect.backend)?;
     let delay = f.delay.map(|d| d.as_millis() as u64);
     if delay != expect.delay_ms {
         return Err(format!("delay {delay:?} ms, want {:?}", expect.delay_ms));
@@ -357,7 +357,7 @@ fn check_forward(
         }
     }
     if let Some(want) = &expect.retry {
-        let got = f.retry.map(|r| {
+        let got = f.retry().map(|r| {
             (
                 r.attempts,
                 r.codes.iter().map(|c| c.as_u16()).collect::<Vec<_>>(),
@@ -368,7 +368,7 @@ fn check_forward(
             .as_ref()
             .map(|r| (r.attempts, r.codes.clone(), r.backoff_ms));
         if got != want {
-            return Err(format!("retry {:?}, want {want:?}", f.retry));
+            return Err(format!("retry {:?}, want {want:?}", f.retry()));
         }
     }
     if let Some(want) = &expect.mirrors {

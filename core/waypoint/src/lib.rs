@@ -11,8 +11,12 @@
 #![warn(missing_docs)]
 
 mod body;
+mod forward;
 mod jwks;
+mod refusal;
 mod request;
+mod steps;
+mod upgrade;
 mod upstream;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,39 +1,37 @@
-//! One HTTP request through the waypoint: authenticate, authorize, route, forward, record.
+//! One HTTP request through the waypoint: the steps (authenticate, authorize, route, forward,
+//! upgrade) run in order, and what came of them is recorded once, in metrics and the log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use ambit_authn::AuthnOutcome;
-use ambit_authz::{HttpRequest, WaypointTarget};
 use ambit_hbone::headers::TraceParent;
 use ambit_hbone::{Baggage, ConnectRequest};
 use ambit_identity::SpiffeId;
-use ambit_route::Outcome;
-use ambit_state::{Service, State, Workload};
-use ambit_telemetry::{HttpLabels, Reporter, RequestLog, TcpLabels};
-use bytes::Bytes;
+use ambit_state::Service;
+use ambit_telemetry::{HttpLabels, Reporter, RequestLog, ResponseFlag, TcpLabels};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
-use super::body::{CountReads, Counted, Finish};
-use super::upstream::{Body, BoxError};
-use super::{Inner, Target};
-use ambit_proxy::{labels_for, pick, random_u64};
+use crate::body::Finish;
+use crate::forward::{Answered, Attempted, forward, is_grpc};
+use crate::refusal::{Refusal, Reply};
+use crate::steps::{self, Cx, Routed};
+use crate::upgrade::{Splice, Upgrade};
+use crate::{Inner, Target};
 
 /// What every request on one tunnel shares: who sent it and what it targets.
 #[derive(Debug)]
 pub(crate) struct Downstream {
-    peer_id: SpiffeId,
-    peer_addr: SocketAddr,
-    local_addr: SocketAddr,
+    pub(crate) peer_id: SpiffeId,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
     baggage: Baggage,
-    target: Target,
+    pub(crate) target: Target,
 }
 
 impl Downstream {
@@ -48,11 +46,8 @@ impl Downstream {
     }
 }
 
-/// The response type served downstream.
-type Reply = Response<Body>;
-
 /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -62,19 +57,22 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// What happened to a request, for metrics and the log.
-#[derive(Debug, Default)]
+/// What came of a request: the reply, and what the metrics and the log say about it.
 struct Handled {
-    flags: &'static str,
+    response: Reply,
+    flag: ResponseFlag,
     reason: String,
-    route: String,
-    upstream: String,
-    attempts: u32,
-    principal: String,
-    service: Option<Arc<Service>>,
-    endpoint: Option<Arc<Workload>>,
-    /// Set when the upstream switched protocols: the connections to join after the 101.
+    known: Known,
+    attempted: Attempted,
     upgraded: Option<Splice>,
+}
+
+/// What the decisions learnt about a request, kept for the log even when one refuses it.
+#[derive(Default)]
+struct Known {
+    principal: String,
+    route: String,
+    service: Option<Arc<Service>>,
 }
 
 pub(crate) async fn handle(
@@ -86,83 +84,143 @@ pub(crate) async fn handle(
     let state = inner.state.load_full();
     let l7 = inner.l7.load_full();
     let (mut parts, incoming) = req.into_parts();
-    let req_bytes = Arc::new(AtomicU64::new(0));
-    let mut log = RequestLog {
-        src_addr: conn.peer_addr.to_string(),
-        src_identity: conn.peer_id.to_string(),
-        method: parts.method.to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into()),
-        authority: host_of(&parts).to_owned(),
-        protocol: match parts.version {
-            Version::HTTP_2 => "HTTP/2",
-            Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        }
-        .into(),
-        ..RequestLog::default()
-    };
+    let mut log = request_log(&conn, &parts);
     let trace = child_span(&parts.headers).to_string();
     log.trace_id = trace.get(3..35).unwrap_or_default().to_owned();
     if let Ok(v) = HeaderValue::try_from(trace) {
         parts.headers.insert("traceparent", v);
     }
     let grpc = is_grpc(&parts);
+    let req_bytes = Arc::new(AtomicU64::new(0));
+    let cx = Cx {
+        inner: &inner,
+        state: &state,
+        l7: &l7,
+        conn: &conn,
+    };
+    let handled = run(&cx, parts, incoming, req_bytes.clone()).await;
+    record(&cx, handled, log, grpc, start, req_bytes)
+}
 
-    let mut out = Handled {
-        flags: "-",
-        ..Handled::default()
+/// The steps, in order. The first refusal ends the request; everything learnt up to there is
+/// kept for the log.
+async fn run(
+    cx: &Cx<'_>,
+    mut parts: Parts,
+    incoming: Incoming,
+    req_bytes: Arc<AtomicU64>,
+) -> Handled {
+    let (known, decided) = decide(cx, &mut parts).await;
+    let (attempted, answered) = match decided {
+        Ok(Routed::Answer(response)) => (Attempted::default(), Ok((response, None))),
+        Ok(Routed::Forward(plan)) => {
+            let (attempted, answered) = forward(cx, &plan, parts, incoming, req_bytes).await;
+            let answered = answered.map(|Answered { response, upgraded }| (response, upgraded));
+            return finished(known, attempted, answered, plan.delayed);
+        }
+        Err(r) => (Attempted::default(), Err(r)),
     };
-    let (service, port) = match &conn.target {
-        Target::Service(s, p) => (Some(s.clone()), *p),
-        Target::Workload(_, p) => (None, *p),
+    finished(known, attempted, answered, false)
+}
+
+/// The request's outcome: the reply with its flag, or the refusal made into a reply.
+fn finished(
+    known: Known,
+    attempted: Attempted,
+    answered: Result<(Reply, Option<Splice>), Refusal>,
+    delayed: bool,
+) -> Handled {
+    match answered {
+        Ok((response, upgraded)) => Handled {
+            response,
+            flag: if delayed {
+                ResponseFlag::DelayInjected
+            } else {
+                ResponseFlag::None
+            },
+            reason: String::new(),
+            known,
+            attempted,
+            upgraded,
+        },
+        Err(r) => Handled {
+            response: r.reply(),
+            flag: r.flag,
+            reason: r.reason,
+            known,
+            attempted,
+            upgraded: None,
+        },
+    }
+}
+
+/// Authenticate, authorize and route: where the request goes (or the local answer), or the
+/// refusal; and what was learnt on the way.
+async fn decide(cx: &Cx<'_>, parts: &mut Parts) -> (Known, Result<Routed, Refusal>) {
+    let mut known = Known {
+        service: cx.service().0.cloned(),
+        ..Known::default()
     };
-    out.service = service.clone();
-    let result = pipeline(
-        &inner,
-        &state,
-        &l7,
-        &conn,
-        &mut parts,
-        incoming,
-        req_bytes.clone(),
-        service.as_ref(),
-        port,
-        &mut out,
-    )
+    let decided = async {
+        let authn = steps::authenticate(cx, parts)?;
+        if let Some(a) = &authn.auth {
+            known.principal = a.principal();
+        }
+        steps::authorize(cx, parts, authn.auth.as_ref())?;
+        authn.edits.apply_to_request(parts);
+        let routed = steps::route(cx, parts).await?;
+        if let Routed::Forward(plan) = &routed {
+            known.route = plan.route.clone();
+            known.service = plan.service.clone();
+        }
+        Ok(routed)
+    }
     .await;
-    let mut response = match result {
-        Ok(r) => r,
-        Err((status, body)) => local_reply(status, body),
-    };
-    let upgraded = out.upgraded.take();
+    (known, decided)
+}
+
+/// Records a handled request in metrics and the access log, when its body has been sent (or,
+/// for an upgrade, when the joined connections close); the one place a request's outcome
+/// becomes a label and a log line.
+fn record(
+    cx: &Cx<'_>,
+    handled: Handled,
+    mut log: RequestLog,
+    grpc: bool,
+    start: Instant,
+    req_bytes: Arc<AtomicU64>,
+) -> Reply {
+    let Handled {
+        mut response,
+        flag,
+        reason,
+        known,
+        attempted,
+        upgraded,
+    } = handled;
     for h in &HOP_BY_HOP {
         response.headers_mut().remove(h);
     }
     if upgraded.is_some() {
         Upgrade::mark(response.headers_mut());
     }
-
     let mut labels = HttpLabels::default();
-    labels.peer = peer_labels(&inner, &state, &conn, &out);
+    labels.peer = peer_labels(cx, &attempted, known.service.as_deref());
+    labels.peer.response_flags = flag;
     labels.response_code = response.status().as_u16();
     labels.grpc = grpc;
-    labels.peer.response_flags = out.flags.to_owned();
     log.response_code = labels.response_code;
-    log.response_flags = out.flags.to_owned();
-    log.route = out.route;
-    log.upstream = out.upstream;
-    log.attempts = out.attempts;
-    log.reason = out.reason;
-    log.request_principal = out.principal;
-    log.dst_service = out
+    log.response_flags = flag;
+    log.route = known.route;
+    log.upstream = attempted.upstream;
+    log.attempts = attempted.count;
+    log.reason = reason;
+    log.request_principal = known.principal;
+    log.dst_service = known
         .service
-        .as_ref()
         .map(|s| s.hostname.clone())
         .unwrap_or_default();
+    let inner = cx.inner.clone();
     let json = inner.config.json_access_log;
     // The series is looked up when the request ends, so none shows while it is in flight.
     let mut record = move |recv: u64, sent: u64| {
@@ -192,550 +250,35 @@ pub(crate) async fn handle(
     Response::from_parts(head, body.boxed())
 }
 
-/// A local answer: `(status, body)`.
-type Local = (StatusCode, String);
+/// The log record's fields known when the request arrives.
+fn request_log(conn: &Downstream, parts: &Parts) -> RequestLog {
+    RequestLog {
+        src_addr: conn.peer_addr.to_string(),
+        src_identity: conn.peer_id.to_string(),
+        method: parts.method.to_string(),
+        path: path_and_query(parts),
+        authority: host_of(parts).to_owned(),
+        protocol: match parts.version {
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        }
+        .into(),
+        ..RequestLog::default()
+    }
+}
 
-#[allow(clippy::too_many_arguments)]
-async fn pipeline(
-    inner: &Arc<Inner>,
-    state: &State,
-    l7: &super::L7Config,
-    conn: &Downstream,
-    parts: &mut http::request::Parts,
-    incoming: Incoming,
-    req_bytes: Arc<AtomicU64>,
-    service: Option<&Arc<Service>>,
-    port: u16,
-    out: &mut Handled,
-) -> Result<Reply, Local> {
-    let wt = WaypointTarget {
-        namespace: &inner.config.namespace,
-        name: &inner.config.name,
-        service: service.map(|s| (s.namespace.as_str(), s.name.as_str())),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut path_and_query = parts
+/// The request target: path and query (`/` when the URI has none).
+pub(crate) fn path_and_query(parts: &Parts) -> String {
+    parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-
-    // 1. RequestAuthentication: a bad token is refused; no token means no request principal.
-    let (auth, edits) =
-        match l7
-            .authentication
-            .authenticate(&wt, &parts.headers, &path_and_query, now)
-        {
-            AuthnOutcome::Anonymous { edits } => (None, edits),
-            AuthnOutcome::Authenticated { auth, edits } => {
-                out.principal = auth.principal();
-                (Some(auth), edits)
-            }
-            AuthnOutcome::Denied { reason } => {
-                out.reason = reason.to_string();
-                return Err((StatusCode::UNAUTHORIZED, reason.to_string()));
-            }
-            _ => return Err((StatusCode::UNAUTHORIZED, "Jwt verification fails".into())),
-        };
-
-    // 2. AuthorizationPolicy.
-    let host = host_of(parts).to_owned();
-    let decision = l7.authorization.evaluate(
-        &wt,
-        &HttpRequest {
-            source_id: Some(&conn.peer_id),
-            source_ip: conn.peer_addr.ip(),
-            remote_ip: conn.peer_addr.ip(),
-            destination_ip: conn.local_addr.ip(),
-            destination_port: port,
-            host: &host,
-            method: parts.method.as_str(),
-            path: &path_and_query,
-            headers: &parts.headers,
-            auth: auth.as_ref(),
-            sni: None,
-        },
-    );
-    if !decision.allowed {
-        out.reason = decision.to_string();
-        return Err((StatusCode::FORBIDDEN, "RBAC: access denied".into()));
-    }
-    edits.apply(&mut parts.headers);
-    let trimmed = edits.apply_to_path(&path_and_query);
-    if trimmed != path_and_query.as_str() {
-        let trimmed = trimmed.into_owned();
-        if let Ok(pq) = trimmed.parse::<http::uri::PathAndQuery>() {
-            let mut u = parts.uri.clone().into_parts();
-            u.path_and_query = Some(pq);
-            if let Ok(uri) = Uri::from_parts(u) {
-                parts.uri = uri;
-            }
-        }
-        path_and_query = trimmed;
-    }
-
-    // 3. HTTPRoute (service targets only; a pod target goes straight to the pod).
-    let mut backend = match &conn.target {
-        Target::Workload(w, p) => Backend::Workload(w.clone(), *p),
-        Target::Service(s, p) => Backend::Service(s.clone(), *p),
-    };
-    let mut timeouts = (None, None);
-    let mut retry = None;
-    let mut mirrors: Vec<(Arc<Service>, u16)> = Vec::new();
-    let mut response_edits = None;
-    if let Some(svc) = service {
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        let target = ambit_route::RouteTarget {
-            service_namespace: &svc.namespace,
-            service_name: &svc.name,
-            port,
-            waypoint: Some((&inner.config.namespace, &inner.config.name)),
-            authority: authority.as_deref(),
-        };
-        let mut rng = random_u64;
-        let decided = l7.routes.route(
-            &target,
-            &parts.method,
-            &path_and_query,
-            &parts.headers,
-            Instant::now(),
-            &mut rng,
-        );
-        match decided {
-            Outcome::Unrouted => {}
-            Outcome::NotFound => {
-                out.flags = "NR";
-                out.reason = "no HTTPRoute rule matched".into();
-                return Err((StatusCode::NOT_FOUND, "route not found".into()));
-            }
-            Outcome::NoBackend => {
-                out.flags = "UH";
-                out.reason = "the matched rule has no backend with weight".into();
-                return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
-            }
-            Outcome::RateLimited => {
-                out.flags = "RL";
-                return Err((StatusCode::TOO_MANY_REQUESTS, "local_rate_limited".into()));
-            }
-            Outcome::Abort { status, delay } => {
-                if let Some(d) = delay {
-                    tokio::time::sleep(d).await;
-                }
-                out.flags = "FI";
-                return Err((status, "fault filter abort".into()));
-            }
-            Outcome::Redirect { status, location } => {
-                let mut r = local_reply(status, String::new());
-                if let Ok(v) = HeaderValue::from_str(&location) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                return Ok(r);
-            }
-            Outcome::Forward(f) => {
-                out.route = f.route.to_owned();
-                let ns = f.backend.namespace.as_str();
-                let name = f.backend.name.as_str();
-                let Some(b) = state.service_by_name(ns, name) else {
-                    out.flags = "UH";
-                    out.reason = format!("backend service {ns}/{name} is not known");
-                    return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
-                };
-                out.service = Some(b.clone());
-                backend = Backend::Service(b.clone(), f.backend.port.unwrap_or(port));
-                f.apply_request(parts);
-                timeouts = (f.timeouts.request, f.timeouts.backend_request);
-                retry = f.retry;
-                for m in f.mirrors() {
-                    if let Some(s) = state.service_by_name(&m.namespace, &m.name) {
-                        mirrors.push((s.clone(), m.port.unwrap_or(port)));
-                    }
-                }
-                if let Some(d) = f.delay {
-                    out.flags = "DI";
-                    tokio::time::sleep(d).await;
-                }
-                response_edits = Some(f);
-            }
-            _ => {
-                out.flags = "UH";
-                return Err((StatusCode::INTERNAL_SERVER_ERROR, "no backend".into()));
-            }
-        }
-    }
-
-    // 4. Upstream, with retries and timeouts.
-    let upgrade = Upgrade::requested(parts);
-    for h in &HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
-    let attempts = 1 + retry.map(|r| r.attempts).unwrap_or(0);
-    let replayable = incoming.is_end_stream()
-        || incoming
-            .size_hint()
-            .exact()
-            .is_some_and(|n| n <= inner.config.max_buffered_body as u64);
-    let (mut body, buffered) = if (attempts > 1 || !mirrors.is_empty()) && replayable {
-        match Counted::new(incoming, req_bytes.clone()).collect().await {
-            Ok(c) => (None, Some(c.to_bytes())),
-            Err(_) => {
-                out.flags = "DPE";
-                return Err((StatusCode::BAD_REQUEST, "request body was cut short".into()));
-            }
-        }
-    } else {
-        (
-            Some(
-                Counted::new(incoming, req_bytes.clone())
-                    .map_err(|e| Box::new(e) as BoxError)
-                    .boxed(),
-            ),
-            None,
-        )
-    };
-    if let Some(bytes) = &buffered {
-        for (s, p) in &mirrors {
-            mirror(inner, state, s, *p, parts, bytes.clone());
-        }
-    }
-    if upgrade.is_some() {
-        Upgrade::mark(&mut parts.headers);
-    }
-    let h2 = upgrade.is_none() && is_grpc(parts);
-    let client = if h2 {
-        &inner.upstream.http2
-    } else {
-        &inner.upstream.http1
-    };
-    let whole = async {
-        let mut last: Result<Reply, Local> =
-            Err((StatusCode::SERVICE_UNAVAILABLE, "no upstream".into()));
-        for attempt in 1..=attempts {
-            out.attempts = attempt;
-            let Some((endpoint, addr)) = endpoint(state, &backend) else {
-                out.flags = "UH";
-                out.reason = format!("no healthy upstream for {}", backend.name());
-                return Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no healthy upstream".into(),
-                ));
-            };
-            out.upstream = addr.to_string();
-            out.endpoint = Some(endpoint);
-            let b = match (&buffered, body.take()) {
-                (Some(bytes), _) => Full::new(bytes.clone()).map_err(|e| match e {}).boxed(),
-                (None, Some(b)) => b,
-                (None, None) => break,
-            };
-            let mut p = parts.clone();
-            retarget(&mut p, addr, h2);
-            let fut = client.request(Request::from_parts(p, b));
-            let r = match timeouts.1 {
-                Some(t) if !t.is_zero() => tokio::time::timeout(t, fut).await,
-                _ => Ok(fut.await),
-            };
-            let last_try = attempt == attempts;
-            match r {
-                Ok(Ok(resp)) => {
-                    let retriable = retry.is_some_and(|r| r.retries_status(resp.status()));
-                    if !retriable || last_try {
-                        out.flags = if out.flags == "DI" { "DI" } else { "-" };
-                        if h2 {
-                            return Ok(boxed(resp));
-                        }
-                        return match coalesce_small(resp).await {
-                            Ok(resp) => Ok(resp),
-                            Err(e) => {
-                                out.flags = "UC";
-                                out.reason = format!("upstream body: {}", error_chain(&e));
-                                Err((
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    "upstream connect error or disconnect/reset before headers"
-                                        .into(),
-                                ))
-                            }
-                        };
-                    }
-                    last = Ok(boxed(resp));
-                }
-                Ok(Err(e)) => {
-                    out.flags = if attempts > 1 { "URX" } else { "UF" };
-                    out.reason = format!("upstream connect error: {}", error_chain(&e));
-                    last = Err((
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "upstream connect error or disconnect/reset before headers".into(),
-                    ));
-                }
-                Err(_) => {
-                    out.flags = "UT";
-                    out.reason = "upstream per-try timeout".into();
-                    last = Err((
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout".into(),
-                    ));
-                }
-            }
-            if last_try || buffered.is_none() {
-                break;
-            }
-            // Exponential from the base interval (Envoy's 25 ms default), capped at 10x.
-            let base = retry
-                .and_then(|r| r.backoff)
-                .unwrap_or(Duration::from_millis(25));
-            tokio::time::sleep(
-                base.saturating_mul(1 << (attempt - 1).min(3))
-                    .min(base * 10),
-            )
-            .await;
-        }
-        last
-    };
-    let mut resp = match timeouts.0 {
-        Some(t) if !t.is_zero() => match tokio::time::timeout(t, whole).await {
-            Ok(r) => r?,
-            Err(_) => {
-                out.flags = "UT";
-                out.reason = "upstream request timeout".into();
-                return Err((
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream request timeout".into(),
-                ));
-            }
-        },
-        _ => whole.await?,
-    };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let spliced = match upgrade {
-            Some(u) if Upgrade::is_websocket(resp.headers().get(header::UPGRADE)) => {
-                u.switch(&mut resp)
-            }
-            _ => None,
-        };
-        if spliced.is_none() {
-            out.flags = "UPE";
-            out.reason = "upstream switched protocols without being asked to".into();
-            return Err((StatusCode::BAD_GATEWAY, "upstream protocol error".into()));
-        }
-        out.upgraded = spliced;
-    }
-    if let Some(f) = response_edits {
-        f.apply_response(resp.headers_mut());
-    }
-    Ok(resp)
-}
-
-/// An HTTP/1.1 WebSocket upgrade asked for downstream: forwarded upstream with its
-/// `Connection: upgrade`, and when the upstream answers `101` the two connections are joined
-/// byte for byte until both sides have closed. Other upgrades (`h2c`, ...) are not offered:
-/// their headers are removed like any hop-by-hop header and the request goes on as a plain one,
-/// since after a switch nothing on the connection would be authorized or routed again.
-struct Upgrade {
-    downstream: OnUpgrade,
-}
-
-impl Upgrade {
-    /// The upgrade a request asks for: HTTP/1.1, `Upgrade: websocket` and `upgrade` among the
-    /// `Connection` tokens (RFC 9110 §7.8). Takes the request's handle on its connection.
-    fn requested(parts: &mut http::request::Parts) -> Option<Self> {
-        if parts.version != Version::HTTP_11
-            || !Self::is_websocket(parts.headers.get(header::UPGRADE))
-        {
-            return None;
-        }
-        let asked = parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-        if !asked {
-            return None;
-        }
-        let downstream = parts.extensions.remove::<OnUpgrade>()?;
-        Some(Self { downstream })
-    }
-
-    /// `Upgrade: websocket`, one token, any case.
-    fn is_websocket(v: Option<&HeaderValue>) -> bool {
-        v.is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
-    }
-
-    /// Puts the upgrade headers (back) on a request or a 101 after the hop-by-hop ones were
-    /// removed.
-    fn mark(headers: &mut HeaderMap) {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    }
-
-    /// The two connections to join, once the upstream has answered `resp` (a 101).
-    fn switch(self, resp: &mut Reply) -> Option<Splice> {
-        Some(Splice {
-            downstream: self.downstream,
-            upstream: resp.extensions_mut().remove::<OnUpgrade>()?,
-        })
-    }
-}
-
-/// A downstream and an upstream connection that have both switched protocols.
-#[derive(Debug)]
-struct Splice {
-    downstream: OnUpgrade,
-    upstream: OnUpgrade,
-}
-
-impl Splice {
-    /// Copies both ways until both sides have closed (half-close passed on), then calls
-    /// `done(bytes from downstream, bytes from upstream)`.
-    async fn run(self, done: impl FnOnce(u64, u64)) {
-        let (down, up) = match tokio::join!(self.downstream, self.upstream) {
-            (Ok(d), Ok(u)) => (d, u),
-            (d, u) => {
-                let e = d
-                    .err()
-                    .or(u.err())
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                tracing::debug!(error = %e, "upgraded connection did not start");
-                done(0, 0);
-                return;
-            }
-        };
-        let mut down = CountReads::new(TokioIo::new(down));
-        let mut up = CountReads::new(TokioIo::new(up));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-            tracing::debug!(error = %e, "upgraded connection ended with an error");
-        }
-        done(down.read, up.read);
-    }
-}
-
-/// Upstream HTTP/1.1 bodies with a declared length up to this are read whole before the
-/// response head is sent downstream, so head and body leave in one write (one HBONE DATA
-/// frame, one TLS record) instead of one per upstream read. Without it, a 1 KiB response that
-/// reached the waypoint in two reads left it as two frames, and a client-side node proxy
-/// that writes each frame as it comes paid a Nagle / delayed-ACK stall (40 ms) on the second.
-const COALESCE_MAX: u64 = 16 * 1024;
-
-fn boxed(resp: Response<Incoming>) -> Reply {
-    let (h, b) = resp.into_parts();
-    Response::from_parts(h, b.map_err(|e| Box::new(e) as BoxError).boxed())
-}
-
-/// The response, its body read whole when it is small, of known length and not yet complete.
-async fn coalesce_small(resp: Response<Incoming>) -> Result<Reply, hyper::Error> {
-    let small = resp
-        .body()
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= COALESCE_MAX);
-    if !small || resp.body().is_end_stream() {
-        return Ok(boxed(resp));
-    }
-    let (h, b) = resp.into_parts();
-    let bytes = b.collect().await?.to_bytes();
-    Ok(Response::from_parts(
-        h,
-        Full::new(bytes).map_err(|e| match e {}).boxed(),
-    ))
-}
-
-/// Where a request goes before an endpoint is picked.
-#[derive(Debug, Clone)]
-enum Backend {
-    Service(Arc<Service>, u16),
-    Workload(Arc<Workload>, u16),
-}
-
-impl Backend {
-    fn name(&self) -> String {
-        match self {
-            Backend::Service(s, p) => format!("{}:{p}", s.hostname),
-            Backend::Workload(w, p) => format!("{}:{p}", w.name),
-        }
-    }
-}
-
-/// An endpoint of `backend` by capacity, and its `ip:target-port`.
-fn endpoint(state: &State, backend: &Backend) -> Option<(Arc<Workload>, SocketAddr)> {
-    match backend {
-        Backend::Workload(w, p) => Some((w.clone(), SocketAddr::new(w.address()?, *p))),
-        Backend::Service(s, p) => {
-            let (w, port) = pick(&state.endpoints(s, *p))?;
-            let ip = w.address()?;
-            Some((w, SocketAddr::new(ip, port)))
-        }
-    }
-}
-
-/// Points the request at `addr` (the pool key), keeping Host for the application.
-fn retarget(p: &mut http::request::Parts, addr: SocketAddr, h2: bool) {
-    let host = host_of(p).to_owned();
-    let pq = p
-        .uri
-        .path_and_query()
-        .map(|x| x.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-    if let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
-    {
-        p.uri = uri;
-    }
-    if h2 {
-        p.version = Version::HTTP_2;
-    } else {
-        p.version = Version::HTTP_11;
-        if !host.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&host)
-        {
-            p.headers.insert(header::HOST, v);
-        }
-    }
-}
-
-/// gRPC needs HTTP/2 end to end; everything else goes upstream as HTTP/1.1.
-fn is_grpc(p: &http::request::Parts) -> bool {
-    p.headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
-/// Sends a copy to a mirror backend and forgets it.
-fn mirror(
-    inner: &Arc<Inner>,
-    state: &State,
-    svc: &Arc<Service>,
-    port: u16,
-    parts: &http::request::Parts,
-    body: Bytes,
-) {
-    let Some((_, addr)) = endpoint(state, &Backend::Service(svc.clone(), port)) else {
-        return;
-    };
-    let mut p = parts.clone();
-    // Envoy marks shadowed requests by suffixing the host with "-shadow".
-    let host = format!("{}-shadow", host_of(&p));
-    if let Ok(v) = HeaderValue::from_str(&host) {
-        p.headers.insert(header::HOST, v);
-    }
-    retarget(&mut p, addr, false);
-    let client = inner.upstream.http1.clone();
-    tokio::spawn(async move {
-        let req = Request::from_parts(p, Full::new(body).map_err(|e| match e {}).boxed());
-        if let Ok(resp) = client.request(req).await {
-            drop(resp.into_body().collect().await);
-        }
-    });
+        .unwrap_or_else(|| "/".into())
 }
 
 /// The Host header, or the URI authority (HTTP/2).
-fn host_of(p: &http::request::Parts) -> &str {
+pub(crate) fn host_of(p: &Parts) -> &str {
     p.headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -759,30 +302,17 @@ fn child_span(headers: &HeaderMap) -> TraceParent {
     }
 }
 
-fn local_reply(status: StatusCode, body: String) -> Reply {
-    let empty = body.is_empty();
-    let mut r = Response::new(if empty {
-        Empty::new().map_err(|e| match e {}).boxed()
-    } else {
-        Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed()
-    });
-    *r.status_mut() = status;
-    if !empty {
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    }
-    r
-}
-
-fn peer_labels(inner: &Inner, state: &State, conn: &Downstream, out: &Handled) -> TcpLabels {
-    let source = state
-        .workload_by_addr(&inner.config.network, conn.peer_addr.ip())
+fn peer_labels(cx: &Cx<'_>, attempted: &Attempted, service: Option<&Service>) -> TcpLabels {
+    let conn = cx.conn;
+    let source = cx
+        .state
+        .workload_by_addr(&cx.inner.config.network, conn.peer_addr.ip())
         .cloned();
-    let mut l = labels_for(
+    let mut l = ambit_proxy::labels_for(
         Reporter::Waypoint,
         source.as_deref(),
-        out.endpoint.as_deref(),
-        out.service.as_deref(),
+        attempted.endpoint.as_deref(),
+        service,
     );
     if source.is_none() {
         let b = &conn.baggage;
@@ -796,15 +326,4 @@ fn peer_labels(inner: &Inner, state: &State, conn: &Downstream, out: &Handled) -
     l.source_principal = conn.peer_id.to_string();
     l.mutual_tls = true;
     l
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -1,0 +1,216 @@
+//! A proxy's Istio metrics: TCP counters and HTTP statistics by label set, rendered as
+//! Prometheus text.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::histogram::{DURATION_BUCKETS_MS, Histogram, SIZE_BUCKETS};
+use crate::labels::{HttpLabels, TcpLabels, render_labels};
+
+/// The counters of one label set.
+#[derive(Debug, Default)]
+pub struct TcpCounters {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    failed: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// A metric family: name, help text, and how to read it from a label set's counters.
+type Family = (&'static str, &'static str, fn(&TcpCounters) -> u64);
+
+/// A histogram family: name, help text, and which histogram of a label set's stats.
+type HistogramFamily = (&'static str, &'static str, fn(&HttpStats) -> &Histogram);
+
+/// A proxy's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>>>,
+    http: Mutex<HashMap<HttpLabels, Arc<HttpStats>>>,
+}
+
+/// The statistics of one HTTP label set.
+#[derive(Debug)]
+pub struct HttpStats {
+    requests: AtomicU64,
+    pub(crate) duration: Histogram,
+    pub(crate) request_bytes: Histogram,
+    pub(crate) response_bytes: Histogram,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counters for `labels` (created at zero on first use).
+    pub fn tcp(&self, labels: &TcpLabels) -> Arc<TcpCounters> {
+        let mut m = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
+        // Look up first: cloning the ~20 label strings is only needed for a new series.
+        if let Some(c) = m.get(labels) {
+            return c.clone();
+        }
+        m.entry(labels.clone()).or_default().clone()
+    }
+
+    /// The HTTP statistics for `labels` (created empty on first use).
+    pub fn http(&self, labels: &HttpLabels) -> Arc<HttpStats> {
+        let mut m = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = m.get(labels) {
+            return c.clone();
+        }
+        m.entry(labels.clone())
+            .or_insert_with(|| Arc::new(HttpStats::new()))
+            .clone()
+    }
+
+    /// Everything in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = self.render_tcp();
+        self.render_http(&mut out);
+        out
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let m = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return;
+        }
+        let mut series: Vec<(String, &HttpStats)> = m
+            .iter()
+            .map(|(l, s)| {
+                let mut labels = render_labels(&l.peer, if l.grpc { "grpc" } else { "http" });
+                let _ = write!(labels, ",response_code=\"{}\"", l.response_code);
+                (labels, &**s)
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(out, "# HELP istio_requests_total Total requests.");
+        let _ = writeln!(out, "# TYPE istio_requests_total counter");
+        for (labels, s) in &series {
+            let v = s.requests.load(Ordering::Relaxed);
+            let _ = writeln!(out, "istio_requests_total{{{labels}}} {v}");
+        }
+        let histograms: [HistogramFamily; 3] = [
+            (
+                "istio_request_duration_milliseconds",
+                "Request duration in milliseconds",
+                |s| &s.duration,
+            ),
+            ("istio_request_bytes", "Request body sizes in bytes", |s| {
+                &s.request_bytes
+            }),
+            (
+                "istio_response_bytes",
+                "Response body sizes in bytes",
+                |s| &s.response_bytes,
+            ),
+        ];
+        for (name, help, get) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}.");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (labels, s) in &series {
+                get(s).render(out, name, labels);
+            }
+        }
+    }
+
+    fn render_tcp(&self) -> String {
+        let m = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
+        let mut series: Vec<(String, &TcpCounters)> = m
+            .iter()
+            .map(|(l, c)| (render_labels(l, "tcp"), &**c))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        let families: [Family; 5] = [
+            (
+                "istio_tcp_connections_opened_total",
+                "Total TCP connections opened",
+                |c| c.opened.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_connections_closed_total",
+                "Total TCP connections closed",
+                |c| c.closed.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_connections_failed_total",
+                "Total TCP connections that failed",
+                |c| c.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_sent_bytes_total",
+                "Bytes sent during TCP connections",
+                |c| c.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "istio_tcp_received_bytes_total",
+                "Bytes received during TCP connections",
+                |c| c.received.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, get) in families {
+            let _ = writeln!(out, "# HELP {name} {help}.");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, c) in &series {
+                let v = get(c);
+                if v > 0 || name.ends_with("opened_total") {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+impl TcpCounters {
+    /// A connection opened.
+    pub fn opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed, after moving `sent` bytes to and `received` bytes from the peer
+    /// (reporter's view); `failed` when it ended on an error.
+    pub fn closed(&self, sent: u64, received: u64, failed: bool) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(sent, Ordering::Relaxed);
+        self.received.fetch_add(received, Ordering::Relaxed);
+        if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+// === impl HttpStats ===
+
+impl HttpStats {
+    fn new() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            duration: Histogram::new(&DURATION_BUCKETS_MS),
+            request_bytes: Histogram::new(&SIZE_BUCKETS),
+            response_bytes: Histogram::new(&SIZE_BUCKETS),
+        }
+    }
+
+    /// One request completed: how long it took and the body bytes each way.
+    pub fn record(&self, duration: Duration, request_bytes: u64, response_bytes: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.duration.observe(duration.as_secs_f64() * 1000.0);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+
+    /// Requests recorded so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
