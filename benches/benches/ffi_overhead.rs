@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ambit::{ambit_l4_attributes, ambit_policy_set, ambit_result};
 use ambit_authz::{Connection, IstioPolicies, PolicySet, PolicyTarget as Target};
@@ -30,7 +30,10 @@ spec:
 
 fn bench(c: &mut Criterion) {
     let principal = "spiffe://cluster.local/ns/shop/sa/frontend";
-    let (src, dst) = ("10.0.0.1", "10.0.0.2");
+    let (src, dst): (SocketAddr, SocketAddr) = (
+        "10.0.0.1:5000".parse().expect("addr"),
+        "10.0.0.2:8080".parse().expect("addr"),
+    );
 
     let mut set = PolicySet::new();
     IstioPolicies::parse(YAML, "", "istio-system")
@@ -40,13 +43,13 @@ fn bench(c: &mut Criterion) {
     let labels = BTreeMap::new();
     c.bench_function("ffi_overhead/rust_evaluate", |b| {
         b.iter(|| {
-            // The same work the C call does per decision: parse the inputs, decide.
+            // The same work the C call does per decision: parse the principal, decide.
             let id = SpiffeId::parse(black_box(principal)).expect("id");
             let conn = Connection {
                 source_id: Some(&id),
-                source_ip: black_box(src).parse::<IpAddr>().expect("ip"),
-                destination_ip: black_box(dst).parse::<IpAddr>().expect("ip"),
-                destination_port: 8080,
+                source_ip: black_box(src).ip(),
+                destination_ip: black_box(dst).ip(),
+                destination_port: dst.port(),
             };
             let d = set.evaluate(
                 Target {
@@ -61,25 +64,25 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut handle: *const ambit_policy_set = std::ptr::null();
-    let rc = ambit::ambit_policy_set_from_istio_yaml(
-        YAML.as_ptr(),
-        YAML.len(),
-        &mut handle,
-        std::ptr::null_mut(),
-    );
+    let rc = ambit::ambit_policy_set_from_istio_yaml(s(YAML), &mut handle, std::ptr::null_mut());
     assert_eq!(rc, ambit_result::AMBIT_RESULT_OK);
+    let addr = |ip: [u8; 4], port| {
+        let mut a = ambit::ambit_socket_addr {
+            family: 4,
+            ip: [0; 16],
+            port,
+        };
+        a.ip[..4].copy_from_slice(&ip);
+        a
+    };
+    let (sa, da) = (addr([10, 0, 0, 1], 5000), addr([10, 0, 0, 2], 8080));
     let attrs = ambit_l4_attributes {
-        destination_namespace: "shop".as_ptr(),
-        destination_namespace_len: 4,
+        destination_namespace: s("shop"),
         destination_labels: std::ptr::null(),
         destination_labels_len: 0,
-        source_principal: principal.as_ptr(),
-        source_principal_len: principal.len(),
-        source_ip: src.as_ptr(),
-        source_ip_len: src.len(),
-        destination_ip: dst.as_ptr(),
-        destination_ip_len: dst.len(),
-        destination_port: 8080,
+        source_principal: s(principal),
+        source: sa,
+        destination: da,
     };
     let mut buf = [0u8; 64];
     c.bench_function("ffi_overhead/c_abi_evaluate", |b| {
@@ -101,19 +104,9 @@ fn bench(c: &mut Criterion) {
     // The per-connection fast path: identity parsed once per peer, binary addresses.
     let mut sid = std::ptr::null();
     assert_eq!(
-        ambit::ambit_spiffe_id_new(principal.as_ptr(), principal.len(), &mut sid),
+        ambit::ambit_spiffe_id_new(s(principal), &mut sid),
         ambit_result::AMBIT_RESULT_OK
     );
-    let addr = |ip: [u8; 4], port| {
-        let mut a = ambit::ambit_socket_addr {
-            family: 4,
-            ip: [0; 16],
-            port,
-        };
-        a.ip[..4].copy_from_slice(&ip);
-        a
-    };
-    let (sa, da) = (addr([10, 0, 0, 1], 5000), addr([10, 0, 0, 2], 8080));
     c.bench_function("ffi_overhead/c_abi_decide", |b| {
         b.iter(|| {
             let mut allowed = false;
@@ -123,8 +116,7 @@ fn bench(c: &mut Criterion) {
                 black_box(sid),
                 &sa,
                 &da,
-                "shop".as_ptr(),
-                4,
+                s("shop"),
                 &mut allowed,
                 buf.as_mut_ptr(),
                 buf.len(),
@@ -155,6 +147,14 @@ fn bench(c: &mut Criterion) {
     });
     ambit::ambit_spiffe_id_free(sid);
     ambit::ambit_policy_set_free(handle);
+}
+
+/// An `ambit_str` borrowing `text`.
+fn s(text: &str) -> ambit::ambit_str {
+    ambit::ambit_str {
+        data: text.as_ptr(),
+        len: text.len(),
+    }
 }
 
 criterion_group!(benches, bench);

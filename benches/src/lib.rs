@@ -1,5 +1,10 @@
-//! Shared pieces of ambit's benchmarks: fixtures and in-memory drivers, so each criterion
-//! bench measures the code under test and nothing else.
+//! Shared pieces of ambit's benchmarks: in-memory TLS drivers for the criterion benches (so
+//! each measures the code under test and nothing else), `/proc` sampling ([`proc`]) and
+//! reporting ([`report`]) for the end-to-end harnesses. The harnesses' mesh vocabulary
+//! (addresses, workloads, apps) comes from ambit-test-util.
+
+pub mod proc;
+pub mod report;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,12 @@ static char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
+/* `n` bytes at `p` as an ambit_str. */
+static ambit_str bytes(const char *p, size_t n) {
+    ambit_str s = {(const uint8_t *)p, n};
+    return s;
+}
+
 static int fail(const char *what, ambit_result rc, ambit_error *err) {
     char msg[1024];
     size_t n = 0;
@@ -41,27 +47,50 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s CHAIN.pem KEY.pem ROOT.pem PEER_IP:PORT EXPECTED_SPIFFE_ID AUTHORITY\n", argv[0]);
         return 2;
     }
-    size_t chain_len, key_len, root_len;
+    ambit_socket_addr peer;
+    ambit_result rc = ambit_socket_addr_parse(bytes(argv[4], strlen(argv[4])), &peer);
+    if (rc != AMBIT_RESULT_OK) {
+        fprintf(stderr, "ambit-hbone-cat: %s: expected PEER_IP:PORT ([IP]:PORT for IPv6)\n", argv[4]);
+        return 2;
+    }
+    size_t chain_len = 0, key_len = 0, root_len = 0;
     char *chain = slurp(argv[1], &chain_len), *key = slurp(argv[2], &key_len), *root = slurp(argv[3], &root_len);
     if (!chain || !key || !root) {
         fprintf(stderr, "ambit-hbone-cat: cannot read the PEM files\n");
+        free(chain);
+        free(key);
+        free(root);
         return 2;
     }
     ambit_runtime *rt = NULL;
-    ambit_result rc = ambit_runtime_new(1, &rt);
-    if (rc != AMBIT_RESULT_OK) return fail("runtime", rc, NULL);
+    rc = ambit_runtime_new(1, &rt);
+    if (rc != AMBIT_RESULT_OK) {
+        free(chain);
+        free(key);
+        free(root);
+        return fail("runtime", rc, NULL);
+    }
     const ambit_credentials *creds = NULL;
     ambit_error *err = NULL;
-    rc = ambit_credentials_from_pem(rt, (uint8_t *)chain, chain_len, (uint8_t *)key, key_len,
-                                    (uint8_t *)root, root_len, &creds, &err);
+    rc = ambit_credentials_from_pem(rt, bytes(chain, chain_len), bytes(key, key_len), bytes(root, root_len), &creds,
+                                    &err);
     free(chain);
     free(key);
     free(root);
-    if (rc != AMBIT_RESULT_OK) return fail("credentials", rc, err);
+    if (rc != AMBIT_RESULT_OK) {
+        fail("credentials", rc, err);
+        ambit_runtime_free(rt);
+        return 1;
+    }
     int fd = -1;
-    rc = ambit_hbone_dial(rt, creds, (uint8_t *)argv[4], strlen(argv[4]), (uint8_t *)argv[5],
-                          strlen(argv[5]), (uint8_t *)argv[6], strlen(argv[6]), &fd, &err);
-    if (rc != AMBIT_RESULT_OK) return fail("tunnel", rc, err);
+    rc = ambit_hbone_dial(rt, creds, &peer, bytes(argv[5], strlen(argv[5])), bytes(argv[6], strlen(argv[6])), &fd,
+                          &err);
+    if (rc != AMBIT_RESULT_OK) {
+        fail("tunnel", rc, err);
+        ambit_credentials_free(creds);
+        ambit_runtime_free(rt);
+        return 1;
+    }
 
     char buf[65536];
     int stdin_open = 1;

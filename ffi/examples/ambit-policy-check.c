@@ -29,6 +29,21 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* `n` bytes at `p` as an ambit_str. */
+static ambit_str bytes(const char *p, size_t n) {
+    ambit_str s = {(const uint8_t *)p, n};
+    return s;
+}
+
+/* IP and PORT (text) as one address, "[IP]:PORT" for IPv6; 0 when they are not one. */
+static int parse_addr(const char *ip, const char *port, ambit_socket_addr *out) {
+    char text[128];
+    int n = strchr(ip, ':') ? snprintf(text, sizeof text, "[%s]:%s", ip, port)
+                            : snprintf(text, sizeof text, "%s:%s", ip, port);
+    if (n < 0 || (size_t)n >= sizeof text) return 0;
+    return ambit_socket_addr_parse(bytes(text, (size_t)n), out) == AMBIT_RESULT_OK;
+}
+
 static void print_error(const char *what, ambit_result rc, ambit_error *err) {
     char msg[1024];
     size_t n = 0;
@@ -53,39 +68,45 @@ int main(int argc, char **argv) {
     }
     const ambit_policy_set *set = NULL;
     ambit_error *err = NULL;
-    ambit_result rc = ambit_policy_set_from_istio_yaml((const uint8_t *)yaml, yaml_len, &set, &err);
+    ambit_result rc = ambit_policy_set_from_istio_yaml(bytes(yaml, yaml_len), &set, &err);
     free(yaml);
     if (rc != AMBIT_RESULT_OK) {
         print_error(argv[1], rc, err);
         return 2;
     }
+    /* The source port is not looked at; the destination's is the target port. */
+    ambit_socket_addr source, destination;
+    if (!parse_addr(argv[4], "0", &source) || !parse_addr(argv[5], argv[6], &destination)) {
+        fprintf(stderr, "%s %s %s: expected SOURCE_IP DEST_IP PORT\n", argv[4], argv[5], argv[6]);
+        ambit_policy_set_free(set);
+        return 2;
+    }
     int nlabels = argc - 7;
     ambit_label *labels = calloc(nlabels > 0 ? (size_t)nlabels : 1, sizeof *labels);
+    if (!labels) {
+        ambit_policy_set_free(set);
+        return 2;
+    }
     for (int i = 0; i < nlabels; i++) {
         const char *kv = argv[7 + i];
         const char *eq = strchr(kv, '=');
         if (!eq) {
             fprintf(stderr, "label %s: expected key=value\n", kv);
+            free(labels);
+            ambit_policy_set_free(set);
             return 2;
         }
-        labels[i].key = (const uint8_t *)kv;
-        labels[i].key_len = (size_t)(eq - kv);
-        labels[i].value = (const uint8_t *)(eq + 1);
-        labels[i].value_len = strlen(eq + 1);
+        labels[i].key = bytes(kv, (size_t)(eq - kv));
+        labels[i].value = bytes(eq + 1, strlen(eq + 1));
     }
     const char *principal = strcmp(argv[3], "-") == 0 ? "" : argv[3];
     ambit_l4_attributes attrs = {
-        .destination_namespace = (const uint8_t *)argv[2],
-        .destination_namespace_len = strlen(argv[2]),
+        .destination_namespace = bytes(argv[2], strlen(argv[2])),
         .destination_labels = labels,
         .destination_labels_len = (size_t)nlabels,
-        .source_principal = (const uint8_t *)principal,
-        .source_principal_len = strlen(principal),
-        .source_ip = (const uint8_t *)argv[4],
-        .source_ip_len = strlen(argv[4]),
-        .destination_ip = (const uint8_t *)argv[5],
-        .destination_ip_len = strlen(argv[5]),
-        .destination_port = (uint16_t)atoi(argv[6]),
+        .source_principal = bytes(principal, strlen(principal)),
+        .source = source,
+        .destination = destination,
     };
     bool allowed = false;
     char policy[512];

@@ -159,6 +159,36 @@ typedef uint32_t ambit_result;
 #endif // __cplusplus
 
 /*
+ What one header edit does.
+ */
+enum ambit_header_op
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Remove every value of the header.
+   */
+  AMBIT_HEADER_OP_REMOVE = 0,
+  /*
+   Remove every value of the header, then add this one.
+   */
+  AMBIT_HEADER_OP_SET = 1,
+  /*
+   Add this value, keeping the header's other values (it follows a SET of the same name
+   when a header ends up with several values).
+   */
+  AMBIT_HEADER_OP_APPEND = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ambit_header_op ambit_header_op;
+#else
+typedef uint32_t ambit_header_op;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  What authentication decided.
  */
 enum ambit_authn_outcome
@@ -272,36 +302,6 @@ typedef uint32_t ambit_route_kind;
 #endif // __cplusplus
 
 /*
- What one header edit does.
- */
-enum ambit_header_op
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /*
-   Remove every value of the header.
-   */
-  AMBIT_HEADER_OP_REMOVE = 0,
-  /*
-   Remove every value of the header, then add this one.
-   */
-  AMBIT_HEADER_OP_SET = 1,
-  /*
-   Add this value, keeping the header's other values (it follows a SET of the same name
-   when a header ends up with several values).
-   */
-  AMBIT_HEADER_OP_APPEND = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum ambit_header_op ambit_header_op;
-#else
-typedef uint32_t ambit_header_op;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/*
  Which part of a SPIFFE id to read.
  */
 enum ambit_spiffe_id_part_kind
@@ -401,10 +401,10 @@ typedef struct ambit_credentials ambit_credentials;
 typedef struct ambit_error ambit_error;
 
 /*
- An HBONE server whose accepted tunnels are handed out as file descriptors.
+ An HBONE server whose accepted tunnels wait (at most `backlog` of them) until the host takes
+ them as file descriptors.
 
- Not safe for concurrent `accept` from several threads at once; corresponds to
- `Box<Listener>`.
+ Thread-safe; corresponds to `Box<Listener>`. Free it before the runtime it was made on.
  */
 typedef struct ambit_hbone_listener ambit_hbone_listener;
 
@@ -412,10 +412,11 @@ typedef struct ambit_hbone_listener ambit_hbone_listener;
  An ordered list of header edits: applied in order to the headers that were passed in, they
  give the headers to forward (or to return). Names are lower-case.
 
- Immutable; read it from any thread. Lists read from a decision or result
- (`ambit_route_decision_request_edits`, `ambit_authn_result_edits`) are borrowed from it and
- must not be freed; lists returned by `ambit_route_decision_response_edits` are owned by the
- caller (`Box<HeaderEdits>`) and freed with `ambit_header_edits_free`.
+ Always borrowed from the decision or result it was read from
+ (`ambit_route_decision_request_edits`, `ambit_route_decision_response_edits`,
+ `ambit_authn_result_edits`), valid until that object is freed (or, for response edits, until
+ the next call for the same decision); never freed by the caller. Immutable; read it from any
+ thread.
  */
 typedef struct ambit_header_edits ambit_header_edits;
 
@@ -428,10 +429,19 @@ typedef struct ambit_header_edits ambit_header_edits;
 typedef struct ambit_l7_policies ambit_l7_policies;
 
 /*
+ How a node proxy is set up, built with `ambit_node_options_new` and the `_set_` calls (an
+ option added later never changes this ABI). Defaults: SOCKS5 on 127.0.0.1 (any port),
+ HBONE port 15008, HTTP CONNECT, metrics, readiness and admin off.
+
+ Not thread-safe while being set; corresponds to `Box<NodeConfig>`.
+ */
+typedef struct ambit_node_options ambit_node_options;
+
+/*
  A running node proxy.
 
- Thread-safe for reading metrics and reloading; corresponds to `Box<NodeProxy>`. Free it
- before the runtime it was started on.
+ Thread-safe for reading metrics and reloading; corresponds to `Box<Node>`. Free it before
+ the runtime it was started on.
  */
 typedef struct ambit_node_proxy ambit_node_proxy;
 
@@ -480,10 +490,19 @@ typedef struct ambit_spiffe_id ambit_spiffe_id;
 /*
  A running waypoint.
 
- Thread-safe for reading metrics and reloading; corresponds to `Box<Waypoint>`. Free it
+ Thread-safe for reading metrics and reloading; corresponds to `Box<Running>`. Free it
  before the runtime it was started on.
  */
 typedef struct ambit_waypoint ambit_waypoint;
+
+/*
+ How a waypoint is named and where it listens, built with `ambit_waypoint_options_new` and
+ the `_set_` calls (an option added later never changes this ABI). Defaults: metrics and
+ readiness off, the default network, root namespace `istio-system`.
+
+ Not thread-safe while being set; corresponds to `Box<Options>`.
+ */
+typedef struct ambit_waypoint_options ambit_waypoint_options;
 
 /*
  A string as pointer + length: UTF-8 unless a field's doc says bytes, need not be
@@ -502,6 +521,25 @@ typedef struct ambit_str {
    */
   size_t len;
 } ambit_str;
+
+/*
+ An IP socket address: `family` 4 (first 4 bytes of `ip` used) or 6; 0 means "none" (a LOCAL
+ PROXY header).
+ */
+typedef struct ambit_socket_addr {
+  /*
+   4, 6, or 0 for none.
+   */
+  uint8_t family;
+  /*
+   Address bytes in network order.
+   */
+  uint8_t ip[16];
+  /*
+   Port.
+   */
+  uint16_t port;
+} ambit_socket_addr;
 
 /*
  The waypoint a request passes through and the service it is for: what decides which
@@ -542,25 +580,6 @@ typedef struct ambit_header {
    */
   struct ambit_str value;
 } ambit_header;
-
-/*
- An IP socket address: `family` 4 (first 4 bytes of `ip` used) or 6; 0 means "none" (a LOCAL
- PROXY header).
- */
-typedef struct ambit_socket_addr {
-  /*
-   4, 6, or 0 for none.
-   */
-  uint8_t family;
-  /*
-   Address bytes in network order.
-   */
-  uint8_t ip[16];
-  /*
-   Port.
-   */
-  uint16_t port;
-} ambit_socket_addr;
 
 /*
  What L7 policy sees of one HTTP request, borrowed for the duration of a call.
@@ -617,75 +636,27 @@ typedef struct ambit_http_request {
 } ambit_http_request;
 
 /*
- Where a node proxy listens. Each address is `ip:port` text (port 0 = any); a NULL/0-length
- address turns that listener off.
- */
-typedef struct ambit_node_listeners {
-  /*
-   SOCKS5 for local workloads.
-   */
-  const uint8_t *socks5;
-  /*
-   Its length.
-   */
-  size_t socks5_len;
-  /*
-   HTTP CONNECT for local workloads.
-   */
-  const uint8_t *http_connect;
-  /*
-   Its length.
-   */
-  size_t http_connect_len;
-  /*
-   Prometheus metrics.
-   */
-  const uint8_t *metrics;
-  /*
-   Its length.
-   */
-  size_t metrics_len;
-  /*
-   HBONE port bound on each local workload address (15008 normally).
-   */
-  uint16_t hbone_port;
-} ambit_node_listeners;
-
-/*
  A workload label (`key=value`), borrowed for the duration of a call.
  */
 typedef struct ambit_label {
   /*
-   Key bytes (UTF-8).
+   The key (UTF-8).
    */
-  const uint8_t *key;
+  struct ambit_str key;
   /*
-   Key length.
+   The value (UTF-8).
    */
-  size_t key_len;
-  /*
-   Value bytes (UTF-8).
-   */
-  const uint8_t *value;
-  /*
-   Value length.
-   */
-  size_t value_len;
+  struct ambit_str value;
 } ambit_label;
 
 /*
- What L4 policy sees of one connection, borrowed for the duration of a call. Strings are
- UTF-8 with explicit lengths.
+ What L4 policy sees of one connection, borrowed for the duration of a call.
  */
 typedef struct ambit_l4_attributes {
   /*
    Namespace of the destination workload.
    */
-  const uint8_t *destination_namespace;
-  /*
-   Its length.
-   */
-  size_t destination_namespace_len;
+  struct ambit_str destination_namespace;
   /*
    Labels of the destination workload (for `selector` policies); may be NULL if 0.
    */
@@ -695,34 +666,18 @@ typedef struct ambit_l4_attributes {
    */
   size_t destination_labels_len;
   /*
-   The client's verified SPIFFE id (`spiffe://td/ns/x/sa/y` or `td/ns/x/sa/y`); length 0
-   for a plaintext connection with no identity.
+   The client's verified SPIFFE id (`spiffe://td/ns/x/sa/y` or `td/ns/x/sa/y`); empty for
+   a plaintext connection with no identity.
    */
-  const uint8_t *source_principal;
+  struct ambit_str source_principal;
   /*
-   Its length.
+   The client's address (its port is not looked at).
    */
-  size_t source_principal_len;
+  struct ambit_socket_addr source;
   /*
-   The client's IP, as text.
+   The destination workload's address, with the target port.
    */
-  const uint8_t *source_ip;
-  /*
-   Its length.
-   */
-  size_t source_ip_len;
-  /*
-   The destination workload IP, as text.
-   */
-  const uint8_t *destination_ip;
-  /*
-   Its length.
-   */
-  size_t destination_ip_len;
-  /*
-   The destination target port.
-   */
-  uint16_t destination_port;
+  struct ambit_socket_addr destination;
 } ambit_l4_attributes;
 
 /*
@@ -804,63 +759,6 @@ typedef struct ambit_route_limits {
   uint64_t retry_backoff_ms;
 } ambit_route_limits;
 
-/*
- How a waypoint is named and where it listens. Text fields are UTF-8 with their lengths; a
- NULL/0-length optional field takes its default.
- */
-typedef struct ambit_waypoint_options {
-  /*
-   The waypoint Gateway's name (required): what `targetRefs` of kind Gateway and the
-   config's `waypoint` references name.
-   */
-  const uint8_t *name;
-  /*
-   Its length.
-   */
-  size_t name_len;
-  /*
-   Its namespace (required). The identity is `spiffe://<ca's trust domain>/ns/<ns>/sa/<name>`.
-   */
-  const uint8_t *ns;
-  /*
-   Its length.
-   */
-  size_t ns_len;
-  /*
-   The HBONE listener, `ip:port` (required): the waypoint's address in the config, port
-   15008 unless the config says otherwise.
-   */
-  const uint8_t *hbone;
-  /*
-   Its length.
-   */
-  size_t hbone_len;
-  /*
-   Prometheus metrics `ip:port` (optional; off when empty).
-   */
-  const uint8_t *metrics;
-  /*
-   Its length.
-   */
-  size_t metrics_len;
-  /*
-   The network it is on (optional; default network when empty).
-   */
-  const uint8_t *network;
-  /*
-   Its length.
-   */
-  size_t network_len;
-  /*
-   Istio's root namespace, whose policies apply mesh-wide (optional; `istio-system`).
-   */
-  const uint8_t *root_namespace;
-  /*
-   Its length.
-   */
-  size_t root_namespace_len;
-} ambit_waypoint_options;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -871,6 +769,75 @@ extern "C" {
 const char *ambit_version(void);
 
 /*
+ Parses `ip:port` (`[v6]:port` for IPv6) into `*out`. `AMBIT_RESULT_INVALID_PARAMETER` when
+ the text is not one.
+ */
+ambit_result ambit_socket_addr_parse(struct ambit_str text, struct ambit_socket_addr *out);
+
+/*
+ Writes `addr` as `ip:port` text into `buf` (`*out_n` = length, or the size needed).
+ `AMBIT_RESULT_INVALID_PARAMETER` for a family that is not 4 or 6.
+ */
+ambit_result ambit_socket_addr_format(const struct ambit_socket_addr *addr,
+                                      uint8_t *buf,
+                                      size_t len,
+                                      size_t *out_n);
+
+/*
+ The code of an error. Returns `AMBIT_RESULT_NULL_PARAMETER` for NULL.
+ */
+ambit_result ambit_error_code(const struct ambit_error *err);
+
+/*
+ Copies an error's message (UTF-8, not NUL-terminated) into `buf`; `*out_n` gets its length
+ (or the size needed, with `AMBIT_RESULT_INSUFFICIENT_SIZE`).
+ */
+ambit_result ambit_error_message(const struct ambit_error *err,
+                                 uint8_t *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
+/*
+ Where a configuration error is (`AMBIT_RESULT_CONFIG_INVALID`): `*file_out` the file name
+ given (empty when none), `*object_out` the object (`HTTPRoute shop/reviews`,
+ `workloads[2] (shop/web)`, `document 3`), `*field_out` the field path in it
+ (`spec.rules[0].matches[0].path.type`; empty for the object as a whole). The strings point
+ into the error and are valid until it is freed. Returns `AMBIT_RESULT_NOT_FOUND` for an
+ error that has no place in a configuration.
+ */
+ambit_result ambit_error_location(const struct ambit_error *err,
+                                  struct ambit_str *file_out,
+                                  struct ambit_str *object_out,
+                                  struct ambit_str *field_out);
+
+/*
+ Frees an error. NULL is a no-op; freeing twice is undefined behaviour.
+ */
+void ambit_error_free(struct ambit_error *err);
+
+/*
+ A short English description of a result code (not NUL-terminated) into `buf`; `*out_n`
+ gets its length, or the size needed with `AMBIT_RESULT_INSUFFICIENT_SIZE`.
+ */
+ambit_result ambit_result_message(uint32_t result, uint8_t *buf, size_t len, size_t *out_n);
+
+/*
+ Number of edits in the list (0 for NULL).
+ */
+size_t ambit_header_edits_len(const struct ambit_header_edits *edits);
+
+/*
+ Reads edit `index`: `*op_out` gets what to do, `*name_out` the header name, `*value_out`
+ the value (empty for REMOVE). The strings point into the list and are valid as long as it
+ is. Returns `AMBIT_RESULT_NOT_FOUND` when `index` is not below `ambit_header_edits_len`.
+ */
+ambit_result ambit_header_edits_get(const struct ambit_header_edits *edits,
+                                    size_t index,
+                                    ambit_header_op *op_out,
+                                    struct ambit_str *name_out,
+                                    struct ambit_str *value_out);
+
+/*
  Loads the `RequestAuthentication` objects of an Istio YAML stream (other kinds are skipped;
  root namespace `istio-system`) into `*authenticators_out`. Inline `jwks` are parsed now;
  `jwksUri` sets must be fetched by the host and installed with
@@ -878,8 +845,7 @@ const char *ambit_version(void);
  needing them are refused. A malformed object returns `AMBIT_RESULT_CONFIG_INVALID` with an
  error naming it in `*err_out` (if non-NULL). Thread-safe.
  */
-ambit_result ambit_authenticators_from_yaml(const uint8_t *yaml,
-                                            size_t yaml_len,
+ambit_result ambit_authenticators_from_yaml(struct ambit_str yaml,
                                             const struct ambit_authenticators **authenticators_out,
                                             struct ambit_error **err_out);
 
@@ -926,10 +892,8 @@ ambit_result ambit_authenticators_jwks_uri(const struct ambit_authenticators *au
  against concurrent `ambit_authenticators_authenticate` calls.
  */
 ambit_result ambit_authenticators_set_jwks(const struct ambit_authenticators *authenticators,
-                                           const uint8_t *uri,
-                                           size_t uri_len,
-                                           const uint8_t *json,
-                                           size_t json_len,
+                                           struct ambit_str uri,
+                                           struct ambit_str json,
                                            size_t *keys_out,
                                            struct ambit_error **err_out);
 
@@ -938,8 +902,7 @@ ambit_result ambit_authenticators_set_jwks(const struct ambit_authenticators *au
  length, or the size needed). `AMBIT_RESULT_JWKS_INVALID` when the document is not JSON or
  has no `jwks_uri` (details in `*err_out` if non-NULL). Thread-safe.
  */
-ambit_result ambit_jwks_uri_from_openid_configuration(const uint8_t *json,
-                                                      size_t json_len,
+ambit_result ambit_jwks_uri_from_openid_configuration(struct ambit_str json,
                                                       uint8_t *buf,
                                                       size_t len,
                                                       size_t *out_n,
@@ -955,8 +918,7 @@ ambit_result ambit_authenticators_authenticate(const struct ambit_authenticators
                                                const struct ambit_waypoint_target *target,
                                                const struct ambit_header *headers,
                                                size_t headers_len,
-                                               const uint8_t *path,
-                                               size_t path_len,
+                                               struct ambit_str path,
                                                uint64_t now_unix,
                                                struct ambit_authn_result **result_out);
 
@@ -990,8 +952,7 @@ struct ambit_str ambit_authn_result_reason(const struct ambit_authn_result *resu
  token has no such claim. Space-delimited claims (`scope`, `permission`) read as lists.
  */
 ambit_result ambit_authn_result_claim(const struct ambit_authn_result *result,
-                                      const uint8_t *path,
-                                      size_t path_len,
+                                      struct ambit_str path,
                                       uint8_t *buf,
                                       size_t len,
                                       size_t *out_n);
@@ -1017,44 +978,81 @@ struct ambit_str ambit_authn_result_path(const struct ambit_authn_result *result
 void ambit_authn_result_free(struct ambit_authn_result *result);
 
 /*
- The code of an error. Returns `AMBIT_RESULT_NULL_PARAMETER` for NULL.
+ Opens an HBONE tunnel to `authority` (`ip:port`) through the HBONE peer at `peer` (normally
+ port 15008), presenting `source`, accepting only a peer whose SPIFFE id is `expected_id`.
+ BLOCKS until the peer answers (or the 10 s connect timeout). On success `*fd_out` is one end
+ of a Unix socketpair carrying the tunnel: read/write it, `shutdown(SHUT_WR)` to half-close,
+ `close()` when done. A refused tunnel returns `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP
+ status in the error message.
  */
-ambit_result ambit_error_code(const struct ambit_error *err);
+ambit_result ambit_hbone_dial(const struct ambit_runtime *rt,
+                              const struct ambit_credentials *source,
+                              const struct ambit_socket_addr *peer,
+                              struct ambit_str expected_id,
+                              struct ambit_str authority,
+                              int32_t *fd_out,
+                              struct ambit_error **err_out);
 
 /*
- Copies an error's message (UTF-8, not NUL-terminated) into `buf`; `*out_n` gets its length
- (or the size needed, with `AMBIT_RESULT_INSUFFICIENT_SIZE`).
+ Starts an HBONE server on `bind` (port 0 = any) presenting `server`. Every CONNECT is
+ accepted and waits (at most `backlog`, 0 = 64; beyond that new CONNECTs wait for room) until
+ `ambit_hbone_listener_accept` takes it; `ambit_hbone_listener_fd` polls readable while one
+ is waiting.
  */
-ambit_result ambit_error_message(const struct ambit_error *err,
-                                 uint8_t *buf,
-                                 size_t len,
-                                 size_t *out_n);
+ambit_result ambit_hbone_listener_new(const struct ambit_runtime *rt,
+                                      const struct ambit_credentials *server,
+                                      const struct ambit_socket_addr *bind,
+                                      size_t backlog,
+                                      struct ambit_hbone_listener **out,
+                                      struct ambit_error **err_out);
 
 /*
- Frees an error. NULL is a no-op; freeing twice is undefined behaviour.
+ A descriptor that polls readable while a tunnel is waiting (-1 for NULL). Do not read or
+ close it yourself.
  */
-void ambit_error_free(struct ambit_error *err);
+int32_t ambit_hbone_listener_fd(const struct ambit_hbone_listener *listener);
 
 /*
- A short English description of a result code (not NUL-terminated) into `buf`; `*out_n`
- gets its length, or the size needed with `AMBIT_RESULT_INSUFFICIENT_SIZE`.
+ The address the listener is bound to.
  */
-ambit_result ambit_result_message(uint32_t result, uint8_t *buf, size_t len, size_t *out_n);
+ambit_result ambit_hbone_listener_local_addr(const struct ambit_hbone_listener *listener,
+                                             struct ambit_socket_addr *addr_out);
+
+/*
+ Takes the next accepted tunnel without blocking: `*fd_out` gets its descriptor (yours to
+ close), the client's SPIFFE id and the requested authority go into the buffers (lengths in
+ `*peer_id_n`, `*authority_n`). Returns `AMBIT_RESULT_WOULD_BLOCK` when none is waiting. A
+ buffer too small for a value gets `AMBIT_RESULT_INSUFFICIENT_SIZE` with the sizes needed,
+ and the tunnel stays first in line.
+ */
+ambit_result ambit_hbone_listener_accept(struct ambit_hbone_listener *listener,
+                                         int32_t *fd_out,
+                                         uint8_t *peer_id_buf,
+                                         size_t peer_id_len,
+                                         size_t *peer_id_n,
+                                         uint8_t *authority_buf,
+                                         size_t authority_len,
+                                         size_t *authority_n);
+
+/*
+ Stops the listener: no new connections; tunnels not yet accepted are closed; tunnels already
+ taken keep working until they end. NULL is a no-op.
+ */
+void ambit_hbone_listener_free(struct ambit_hbone_listener *listener);
 
 /*
  Checks that `(id, id_len)` is a valid SPIFFE id. Returns `AMBIT_RESULT_OK` or
  `AMBIT_RESULT_INVALID_SPIFFE_ID` (with details in `*err_out` when `err_out` is non-NULL).
  Thread-safe.
  */
-ambit_result ambit_spiffe_id_check(const uint8_t *id, size_t id_len, struct ambit_error **err_out);
+ambit_result ambit_spiffe_id_check(struct ambit_str id, struct ambit_error **err_out);
 
 /*
  Copies one part of a valid SPIFFE id into `buf` (not NUL-terminated); `*out_n` gets the
  length. Namespace and service account exist only for Istio-shaped ids; otherwise the
  result is `AMBIT_RESULT_INVALID_SPIFFE_ID`. Thread-safe.
  */
-ambit_result ambit_spiffe_id_part(const uint8_t *id,
-                                  size_t id_len,
+ambit_result ambit_spiffe_id_part(struct ambit_str id,
                                   uint32_t part,
                                   uint8_t *buf,
                                   size_t len,
@@ -1067,12 +1065,9 @@ ambit_result ambit_spiffe_id_part(const uint8_t *id,
  `AMBIT_RESULT_CERT_*` code and, if `err_out` is non-NULL, an error with the details.
  Thread-safe; no I/O.
  */
-ambit_result ambit_verify_peer_chain(const uint8_t *chain_pem,
-                                     size_t chain_len,
-                                     const uint8_t *bundle_pem,
-                                     size_t bundle_len,
-                                     const uint8_t *trust_domain,
-                                     size_t trust_domain_len,
+ambit_result ambit_verify_peer_chain(struct ambit_str chain_pem,
+                                     struct ambit_str bundle_pem,
+                                     struct ambit_str trust_domain,
                                      uint32_t usage,
                                      uint64_t unix_seconds,
                                      uint8_t *id_buf,
@@ -1081,14 +1076,61 @@ ambit_result ambit_verify_peer_chain(const uint8_t *chain_pem,
                                      struct ambit_error **err_out);
 
 /*
+ Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
+ */
+ambit_result ambit_spiffe_id_new(struct ambit_str id, const struct ambit_spiffe_id **out);
+
+/*
+ Releases a SPIFFE id handle. NULL is a no-op.
+ */
+void ambit_spiffe_id_free(const struct ambit_spiffe_id *id);
+
+/*
+ Creates a built-in CA for `trust_domain`.
+ */
+ambit_result ambit_ca_new(struct ambit_str trust_domain,
+                          const struct ambit_ca **out,
+                          struct ambit_error **err_out);
+
+/*
+ Releases a CA. NULL is a no-op.
+ */
+void ambit_ca_free(const struct ambit_ca *ca);
+
+/*
+ Issues credentials for SPIFFE id `id` valid for `ttl_seconds`, trusting the CA's root.
+ */
+ambit_result ambit_ca_issue(const struct ambit_runtime *rt,
+                            const struct ambit_ca *ca,
+                            struct ambit_str id,
+                            uint64_t ttl_seconds,
+                            const struct ambit_credentials **out,
+                            struct ambit_error **err_out);
+
+/*
+ Loads credentials from PEM: chain (leaf first), PKCS#8/SEC1 key, and roots trusted for the
+ SVID's trust domain.
+ */
+ambit_result ambit_credentials_from_pem(const struct ambit_runtime *rt,
+                                        struct ambit_str chain_pem,
+                                        struct ambit_str key_pem,
+                                        struct ambit_str bundle_pem,
+                                        const struct ambit_credentials **out,
+                                        struct ambit_error **err_out);
+
+/*
+ Releases credentials. NULL is a no-op.
+ */
+void ambit_credentials_free(const struct ambit_credentials *creds);
+
+/*
  Loads the `AuthorizationPolicy` objects of an Istio YAML stream (RequestAuthentication and
  PeerAuthentication are skipped silently, other kinds with a warning; root namespace
  `istio-system`) into `*policies_out`. A malformed policy returns
  `AMBIT_RESULT_CONFIG_INVALID` with an error naming it in `*err_out` (if non-NULL).
  Thread-safe.
  */
-ambit_result ambit_l7_policies_from_yaml(const uint8_t *yaml,
-                                         size_t yaml_len,
+ambit_result ambit_l7_policies_from_yaml(struct ambit_str yaml,
                                          const struct ambit_l7_policies **policies_out,
                                          struct ambit_error **err_out);
 
@@ -1129,17 +1171,57 @@ ambit_result ambit_l7_policies_decide(const struct ambit_l7_policies *policies,
 void ambit_l7_policies_free(const struct ambit_l7_policies *policies);
 
 /*
- Starts a node proxy named `node` on `rt` from ztunnel-shaped local config YAML
- (`workloads`, `services`, `policies`, `istioPolicies`), issuing workload certificates from
- `ca`. BLOCKS until every listener is bound.
+ New options for a node proxy named `node` (workloads whose `node` field equals it are
+ served), with the defaults above.
+ */
+ambit_result ambit_node_options_new(struct ambit_str node, struct ambit_node_options **out);
+
+/*
+ Sets the SOCKS5 listener for local workloads; NULL turns it off.
+ */
+ambit_result ambit_node_options_set_socks5(struct ambit_node_options *options,
+                                           const struct ambit_socket_addr *addr);
+
+/*
+ Sets the HTTP CONNECT listener for local workloads; NULL turns it off.
+ */
+ambit_result ambit_node_options_set_http_connect(struct ambit_node_options *options,
+                                                 const struct ambit_socket_addr *addr);
+
+/*
+ Sets the Prometheus metrics listener (`/metrics`, `/stats/prometheus`); NULL turns it off.
+ */
+ambit_result ambit_node_options_set_metrics(struct ambit_node_options *options,
+                                            const struct ambit_socket_addr *addr);
+
+/*
+ Sets the readiness listener (`/healthz/ready`); NULL turns it off.
+ */
+ambit_result ambit_node_options_set_readiness(struct ambit_node_options *options,
+                                              const struct ambit_socket_addr *addr);
+
+/*
+ Sets the HBONE port bound on each local workload address (15008 normally; not 0).
+ */
+ambit_result ambit_node_options_set_hbone_port(struct ambit_node_options *options, uint16_t port);
+
+/*
+ Frees node options (they are copied at start, so this may follow the start). NULL is a
+ no-op.
+ */
+void ambit_node_options_free(struct ambit_node_options *options);
+
+/*
+ Starts a node proxy on `rt` from ztunnel-shaped local config YAML (`workloads`,
+ `services`, `policies`, `istioPolicies`), issuing workload certificates from `ca`, set up as
+ `options` says. BLOCKS until every listener is bound. Bad YAML is
+ `AMBIT_RESULT_CONFIG_INVALID` (`ambit_error_location` says where), a listener that cannot
+ bind `AMBIT_RESULT_IO`; details in `*err_out`.
  */
 ambit_result ambit_node_proxy_start(const struct ambit_runtime *rt,
-                                    const uint8_t *config_yaml,
-                                    size_t config_len,
-                                    const uint8_t *node,
-                                    size_t node_len,
+                                    struct ambit_str config_yaml,
                                     const struct ambit_ca *ca,
-                                    const struct ambit_node_listeners *listeners,
+                                    const struct ambit_node_options *options,
                                     struct ambit_node_proxy **out,
                                     struct ambit_error **err_out);
 
@@ -1149,8 +1231,7 @@ ambit_result ambit_node_proxy_start(const struct ambit_runtime *rt,
  deny are closed.
  */
 ambit_result ambit_node_proxy_reload(const struct ambit_node_proxy *node,
-                                     const uint8_t *config_yaml,
-                                     size_t config_len,
+                                     struct ambit_str config_yaml,
                                      struct ambit_error **err_out);
 
 /*
@@ -1163,12 +1244,10 @@ ambit_result ambit_node_proxy_metrics(const struct ambit_node_proxy *node,
                                       size_t *out_n);
 
 /*
- The bound SOCKS5 address as `ip:port` text (`AMBIT_RESULT_INVALID_PARAMETER` if off).
+ The address the SOCKS5 listener is bound to (`AMBIT_RESULT_NOT_FOUND` when it is off).
  */
 ambit_result ambit_node_proxy_socks5_addr(const struct ambit_node_proxy *node,
-                                          uint8_t *buf,
-                                          size_t len,
-                                          size_t *out_n);
+                                          struct ambit_socket_addr *addr_out);
 
 /*
  Stops the node proxy (inbound tunnels get up to 1 s to finish). NULL is a no-op.
@@ -1181,8 +1260,7 @@ void ambit_node_proxy_free(struct ambit_node_proxy *node);
  `AMBIT_RESULT_CONFIG_INVALID`, `*err_out` (if non-NULL) names the object and field.
  Thread-safe.
  */
-ambit_result ambit_policy_set_from_istio_yaml(const uint8_t *yaml,
-                                              size_t yaml_len,
+ambit_result ambit_policy_set_from_istio_yaml(struct ambit_str yaml,
                                               const struct ambit_policy_set **set_out,
                                               struct ambit_error **err_out);
 
@@ -1211,18 +1289,6 @@ ambit_result ambit_policy_set_evaluate_l4(const struct ambit_policy_set *set,
 void ambit_policy_set_free(const struct ambit_policy_set *set);
 
 /*
- Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
- */
-ambit_result ambit_spiffe_id_new(const uint8_t *id,
-                                 size_t id_len,
-                                 const struct ambit_spiffe_id **out);
-
-/*
- Releases a SPIFFE id handle. NULL is a no-op.
- */
-void ambit_spiffe_id_free(const struct ambit_spiffe_id *id);
-
-/*
  The per-connection fast path: like `ambit_policy_set_evaluate_l4` but with the peer's id
  already parsed (`source_id`, NULL for plaintext) and binary addresses (the destination's
  port is the target port). No parsing and no allocation visible to the caller.
@@ -1231,8 +1297,7 @@ ambit_result ambit_policy_set_decide(const struct ambit_policy_set *set,
                                      const struct ambit_spiffe_id *source_id,
                                      const struct ambit_socket_addr *source,
                                      const struct ambit_socket_addr *destination,
-                                     const uint8_t *destination_namespace,
-                                     size_t destination_namespace_len,
+                                     struct ambit_str destination_namespace,
                                      bool *allowed_out,
                                      uint8_t *policy_buf,
                                      size_t policy_buf_len,
@@ -1245,21 +1310,19 @@ ambit_result ambit_policy_set_decide(const struct ambit_policy_set *set,
  */
 ambit_result ambit_proxy_v2_encode(const struct ambit_socket_addr *src,
                                    const struct ambit_socket_addr *dst,
-                                   const uint8_t *identity,
-                                   size_t identity_len,
+                                   struct ambit_str identity,
                                    uint8_t *buf,
                                    size_t len,
                                    size_t *out_n);
 
 /*
- Decodes a PROXY v2 header at the start of `(buf, len)`. On success: `*consumed_out` = header
+ Decodes a PROXY v2 header at the start of `bytes`. On success: `*consumed_out` = header
  length, `*src_out`/`*dst_out` = addresses (family 0 for LOCAL), and the 0xD0 identity (empty
  if absent) copied into `id_buf` with `*id_n` = its length. With too few bytes returns
  `AMBIT_RESULT_PROXY_HEADER_INCOMPLETE` and sets only `*consumed_out` to the total length
  needed (when known, else the minimum). Thread-safe.
  */
-ambit_result ambit_proxy_v2_decode(const uint8_t *buf,
-                                   size_t len,
+ambit_result ambit_proxy_v2_decode(struct ambit_str bytes,
                                    size_t *consumed_out,
                                    struct ambit_socket_addr *src_out,
                                    struct ambit_socket_addr *dst_out,
@@ -1274,8 +1337,7 @@ ambit_result ambit_proxy_v2_decode(const uint8_t *buf,
  returns `AMBIT_RESULT_CONFIG_INVALID`, with an error naming the object and field in
  `*err_out` when `err_out` is non-NULL. Thread-safe.
  */
-ambit_result ambit_route_table_from_yaml(const uint8_t *yaml,
-                                         size_t yaml_len,
+ambit_result ambit_route_table_from_yaml(struct ambit_str yaml,
                                          const struct ambit_route_table **table_out,
                                          struct ambit_error **err_out);
 
@@ -1372,13 +1434,13 @@ const struct ambit_header_edits *ambit_route_decision_request_edits(const struct
 
 /*
  The edits to make to the backend's response headers (`ResponseHeaderModifier` of the rule
- and of the chosen backendRef), given those headers: `*edits_out` gets a new list (empty
- unless FORWARD) to free with `ambit_header_edits_free`.
+ and of the chosen backendRef), given those headers: `*edits_out` points to a list inside the
+ decision (empty unless FORWARD), valid until the next call for this decision or its free.
  */
-ambit_result ambit_route_decision_response_edits(const struct ambit_route_decision *decision,
+ambit_result ambit_route_decision_response_edits(struct ambit_route_decision *decision,
                                                  const struct ambit_header *response_headers,
                                                  size_t response_headers_len,
-                                                 struct ambit_header_edits **edits_out);
+                                                 const struct ambit_header_edits **edits_out);
 
 /*
  Copies the decision's timeouts, fault delay and retry policy into `*limits_out` (all 0
@@ -1427,150 +1489,51 @@ ambit_result ambit_runtime_new(uint32_t threads, struct ambit_runtime **out);
 void ambit_runtime_free(struct ambit_runtime *rt);
 
 /*
- Creates a built-in CA for `trust_domain`.
+ New options for the waypoint Gateway `name` in namespace `ns` (what `targetRefs` of kind
+ Gateway and the config's `waypoint` references name; its identity is
+ `spiffe://<ca's trust domain>/ns/<ns>/sa/<name>`), serving HBONE on `hbone` (its address in
+ the config, port 15008 unless the config says otherwise).
  */
-ambit_result ambit_ca_new(const uint8_t *trust_domain,
-                          size_t trust_domain_len,
-                          const struct ambit_ca **out,
-                          struct ambit_error **err_out);
+ambit_result ambit_waypoint_options_new(struct ambit_str name,
+                                        struct ambit_str ns,
+                                        const struct ambit_socket_addr *hbone,
+                                        struct ambit_waypoint_options **out);
 
 /*
- Releases a CA. NULL is a no-op.
+ Sets the Prometheus metrics listener; NULL turns it off.
  */
-void ambit_ca_free(const struct ambit_ca *ca);
+ambit_result ambit_waypoint_options_set_metrics(struct ambit_waypoint_options *options,
+                                                const struct ambit_socket_addr *addr);
 
 /*
- Issues credentials for SPIFFE id `id` valid for `ttl_seconds`, trusting the CA's root.
+ Sets the network the waypoint is on (empty: the default network).
  */
-ambit_result ambit_ca_issue(const struct ambit_runtime *rt,
-                            const struct ambit_ca *ca,
-                            const uint8_t *id,
-                            size_t id_len,
-                            uint64_t ttl_seconds,
-                            const struct ambit_credentials **out,
-                            struct ambit_error **err_out);
+ambit_result ambit_waypoint_options_set_network(struct ambit_waypoint_options *options,
+                                                struct ambit_str network);
 
 /*
- Loads credentials from PEM: chain (leaf first), PKCS#8/SEC1 key, and roots trusted for the
- SVID's trust domain.
+ Sets Istio's root namespace, whose policies apply mesh-wide (default `istio-system`).
  */
-ambit_result ambit_credentials_from_pem(const struct ambit_runtime *rt,
-                                        const uint8_t *chain_pem,
-                                        size_t chain_len,
-                                        const uint8_t *key_pem,
-                                        size_t key_len,
-                                        const uint8_t *bundle_pem,
-                                        size_t bundle_len,
-                                        const struct ambit_credentials **out,
-                                        struct ambit_error **err_out);
+ambit_result ambit_waypoint_options_set_root_namespace(struct ambit_waypoint_options *options,
+                                                       struct ambit_str root_namespace);
 
 /*
- Releases credentials. NULL is a no-op.
+ Frees waypoint options (copied at start). NULL is a no-op.
  */
-void ambit_credentials_free(const struct ambit_credentials *creds);
-
-/*
- Opens an HBONE tunnel to `authority` (`ip:port`) through the HBONE peer at `peer`
- (`ip:port`, normally port 15008), presenting `source`, accepting only a peer whose SPIFFE id
- is `expected_id`. BLOCKS until the peer answers (or the 10 s connect timeout). On success
- `*fd_out` is one end of a Unix socketpair carrying the tunnel: read/write it, `shutdown
- (SHUT_WR)` to half-close, `close()` when done. A refused tunnel returns
- `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP status in the error message.
- */
-ambit_result ambit_hbone_dial(const struct ambit_runtime *rt,
-                              const struct ambit_credentials *source,
-                              const uint8_t *peer,
-                              size_t peer_len,
-                              const uint8_t *expected_id,
-                              size_t expected_id_len,
-                              const uint8_t *authority,
-                              size_t authority_len,
-                              int32_t *fd_out,
-                              struct ambit_error **err_out);
-
-/*
- Starts an HBONE server on `bind` (`ip:port`, port 0 = any) presenting `server`. Every
- CONNECT is accepted and queued; take them with `ambit_hbone_listener_accept` when
- `ambit_hbone_listener_fd` polls readable.
- */
-ambit_result ambit_hbone_listener_new(const struct ambit_runtime *rt,
-                                      const struct ambit_credentials *server,
-                                      const uint8_t *bind,
-                                      size_t bind_len,
-                                      struct ambit_hbone_listener **out,
-                                      struct ambit_error **err_out);
-
-/*
- A descriptor that polls readable when a tunnel is waiting (-1 for NULL). Do not read or
- close it yourself.
- */
-int32_t ambit_hbone_listener_fd(const struct ambit_hbone_listener *listener);
-
-/*
- The address the listener is bound to, as `ip:port` text into `buf`.
- */
-ambit_result ambit_hbone_listener_local_addr(const struct ambit_hbone_listener *listener,
-                                             uint8_t *buf,
-                                             size_t len,
-                                             size_t *out_n);
-
-/*
- Takes the next accepted tunnel without blocking: `*fd_out` gets its descriptor (yours to
- close), the client's SPIFFE id and the requested authority go into the buffers. Returns
- `AMBIT_RESULT_WOULD_BLOCK` when none is waiting. If a buffer is too small the tunnel stays
- queued and `AMBIT_RESULT_INSUFFICIENT_SIZE` is returned.
- */
-ambit_result ambit_hbone_listener_accept(struct ambit_hbone_listener *listener,
-                                         int32_t *fd_out,
-                                         uint8_t *peer_id_buf,
-                                         size_t peer_id_len,
-                                         size_t *peer_id_n,
-                                         uint8_t *authority_buf,
-                                         size_t authority_len,
-                                         size_t *authority_n);
-
-/*
- Stops the listener; queued tunnels not yet accepted are closed. NULL is a no-op.
- */
-void ambit_hbone_listener_free(struct ambit_hbone_listener *listener);
-
-/*
- Number of edits in the list (0 for NULL).
- */
-size_t ambit_header_edits_len(const struct ambit_header_edits *edits);
-
-/*
- Reads edit `index`: `*op_out` gets what to do, `*name_out` the header name, `*value_out`
- the value (empty for REMOVE). The strings point into the list and are valid as long as it
- is. Returns `AMBIT_RESULT_NOT_FOUND` when `index` is not below `ambit_header_edits_len`.
- */
-ambit_result ambit_header_edits_get(const struct ambit_header_edits *edits,
-                                    size_t index,
-                                    ambit_header_op *op_out,
-                                    struct ambit_str *name_out,
-                                    struct ambit_str *value_out);
-
-/*
- Frees an edit list returned by `ambit_route_decision_response_edits`. NULL is a no-op.
- Never pass a list borrowed from a decision or result; freeing twice is undefined
- behaviour.
- */
-void ambit_header_edits_free(struct ambit_header_edits *edits);
+void ambit_waypoint_options_free(struct ambit_waypoint_options *options);
 
 /*
  Starts a waypoint on `rt` for the mesh in `config_yaml` (ztunnel-shaped local config, the
  same the node proxy takes: services and workloads name their waypoint with `waypoint:
  {destination: "/<ip>"}`), enforcing `l7_yaml` (Gateway API HTTPRoute, Istio
  AuthorizationPolicy and RequestAuthentication; empty = none), with a certificate from `ca`.
- BLOCKS until its listeners are bound. Bad YAML is `AMBIT_RESULT_CONFIG_INVALID`, a bad
- option `AMBIT_RESULT_INVALID_PARAMETER`, a listener that cannot bind `AMBIT_RESULT_IO`;
- details in `*err_out`. What the L7 YAML had that was skipped: `ambit_waypoint_warnings`.
+ BLOCKS until its listeners are bound. Bad YAML is `AMBIT_RESULT_CONFIG_INVALID`
+ (`ambit_error_location` says where), a listener that cannot bind `AMBIT_RESULT_IO`; details
+ in `*err_out`. What the L7 YAML had that was skipped: `ambit_waypoint_warnings`.
  */
 ambit_result ambit_waypoint_start(const struct ambit_runtime *rt,
-                                  const uint8_t *config_yaml,
-                                  size_t config_len,
-                                  const uint8_t *l7_yaml,
-                                  size_t l7_len,
+                                  struct ambit_str config_yaml,
+                                  struct ambit_str l7_yaml,
                                   const struct ambit_ca *ca,
                                   const struct ambit_waypoint_options *options,
                                   struct ambit_waypoint **out,
@@ -1581,8 +1544,7 @@ ambit_result ambit_waypoint_start(const struct ambit_runtime *rt,
  `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`).
  */
 ambit_result ambit_waypoint_reload(const struct ambit_waypoint *waypoint,
-                                   const uint8_t *config_yaml,
-                                   size_t config_len,
+                                   struct ambit_str config_yaml,
                                    struct ambit_error **err_out);
 
 /*
@@ -1591,8 +1553,7 @@ ambit_result ambit_waypoint_reload(const struct ambit_waypoint *waypoint,
  `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`); otherwise the warnings are replaced.
  */
 ambit_result ambit_waypoint_reload_l7(const struct ambit_waypoint *waypoint,
-                                      const uint8_t *l7_yaml,
-                                      size_t l7_len,
+                                      struct ambit_str l7_yaml,
                                       struct ambit_error **err_out);
 
 /*
@@ -1614,12 +1575,10 @@ ambit_result ambit_waypoint_metrics(const struct ambit_waypoint *waypoint,
                                     size_t *out_n);
 
 /*
- The bound HBONE address as `ip:port` text.
+ The address the HBONE listener is bound to.
  */
 ambit_result ambit_waypoint_hbone_addr(const struct ambit_waypoint *waypoint,
-                                       uint8_t *buf,
-                                       size_t len,
-                                       size_t *out_n);
+                                       struct ambit_socket_addr *addr_out);
 
 /*
  Stops the waypoint (requests in flight get up to 1 s to finish). NULL is a no-op.

@@ -2,14 +2,14 @@
 //! tokens of a request, read its principal and claims, and the header edits to forward with.
 
 use facade::authn::jwks_uri_from_openid_configuration;
-use facade::authn::{Authenticators, AuthnOutcome, JwksError, RequestAuth};
+use facade::authn::{Authenticators, AuthnOutcome, RequestAuth};
 
-use crate::error::{Error, ambit_error, ambit_result, give_loaded, warning_lines};
-use crate::l7::{ambit_waypoint_target, waypoint_target};
-use crate::macros::{
+use crate::error::{ambit_error, ambit_result, fail, give_loaded, warning_lines};
+use crate::ffi::{
     Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_arc, free_box, to_boxed_mut_ptr,
-    try_from, try_out, try_ref_from_ptr, try_str, write_out,
+    try_ambit_str, try_from, try_out, try_ref_from_ptr, write_out,
 };
+use crate::l7::{ambit_waypoint_target, waypoint_target};
 use crate::strings::{HeaderEdits, ambit_header, ambit_header_edits, ambit_str, header_map};
 
 /// All RequestAuthentications of a waypoint, with their key sets.
@@ -78,19 +78,22 @@ impl Castable for ambit_authn_result {
 /// error naming it in `*err_out` (if non-NULL). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_authenticators_from_yaml(
-    yaml: *const u8,
-    yaml_len: usize,
+    yaml: ambit_str,
     authenticators_out: *mut *const ambit_authenticators,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let text = try_str!(yaml, yaml_len);
+        let text = try_ambit_str!(yaml);
         let out = try_out!(authenticators_out);
-        let loaded = Authenticators::parse(text, "<config>", facade::authz::DEFAULT_ROOT_NAMESPACE)
-            .map(|(authenticators, warnings)| Authn {
-                authenticators,
-                warnings: warning_lines(&warnings),
-            });
+        let loaded = Authenticators::parse(
+            text,
+            facade::run::L7_TEXT,
+            facade::authz::DEFAULT_ROOT_NAMESPACE,
+        )
+        .map(|(authenticators, warnings)| Authn {
+            authenticators,
+            warnings: warning_lines(&warnings),
+        });
         // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
         unsafe { give_loaded(loaded, out, err_out) }
     })
@@ -180,17 +183,15 @@ pub extern "C" fn ambit_authenticators_jwks_uri(
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_authenticators_set_jwks(
     authenticators: *const ambit_authenticators,
-    uri: *const u8,
-    uri_len: usize,
-    json: *const u8,
-    json_len: usize,
+    uri: ambit_str,
+    json: ambit_str,
     keys_out: *mut usize,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let a: &Authn = try_ref_from_ptr!(authenticators);
-        let uri = try_str!(uri, uri_len);
-        let json = try_str!(json, json_len);
+        let uri = try_ambit_str!(uri);
+        let json = try_ambit_str!(json);
         let keys_out = try_out!(keys_out);
         match a.authenticators.set_jwks(uri, json) {
             Ok(n) => {
@@ -198,23 +199,9 @@ pub extern "C" fn ambit_authenticators_set_jwks(
                 unsafe { *keys_out = n };
                 ambit_result::AMBIT_RESULT_OK
             }
-            Err(e) => {
-                let err = Error {
-                    code: jwks_code(&e),
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
+            Err(e) => fail(facade::Error::from(e), err_out),
         }
     })
-}
-
-fn jwks_code(e: &JwksError) -> ambit_result {
-    match e {
-        JwksError::UnknownUri(_) => ambit_result::AMBIT_RESULT_JWKS_UNKNOWN_URI,
-        _ => ambit_result::AMBIT_RESULT_JWKS_INVALID,
-    }
 }
 
 /// Reads the `jwks_uri` of an OpenID discovery document (`json`) into `buf` (`*out_n` =
@@ -222,27 +209,19 @@ fn jwks_code(e: &JwksError) -> ambit_result {
 /// has no `jwks_uri` (details in `*err_out` if non-NULL). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_jwks_uri_from_openid_configuration(
-    json: *const u8,
-    json_len: usize,
+    json: ambit_str,
     buf: *mut u8,
     len: usize,
     out_n: *mut usize,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let json = try_str!(json, json_len);
+        let json = try_ambit_str!(json);
         let out_n = try_out!(out_n);
         match jwks_uri_from_openid_configuration(json) {
             // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
             Ok(uri) => unsafe { write_out(uri.as_bytes(), buf, len, out_n) },
-            Err(e) => {
-                let err = Error {
-                    code: jwks_code(&e),
-                    message: e.to_string(),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
+            Err(e) => fail(facade::Error::from(e), err_out),
         }
     })
 }
@@ -258,15 +237,14 @@ pub extern "C" fn ambit_authenticators_authenticate(
     target: *const ambit_waypoint_target,
     headers: *const ambit_header,
     headers_len: usize,
-    path: *const u8,
-    path_len: usize,
+    path: ambit_str,
     now_unix: u64,
     result_out: *mut *mut ambit_authn_result,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let a: &Authn = try_ref_from_ptr!(authenticators);
         let t = try_ref_from_ptr!(target);
-        let path = try_str!(path, path_len);
+        let path = try_ambit_str!(path);
         let result_out = try_out!(result_out);
         // SAFETY: the target's strings are readable for the call (this function's contract).
         let target = match unsafe { waypoint_target(t) } {
@@ -311,10 +289,9 @@ pub extern "C" fn ambit_authenticators_authenticate(
             }
         };
         if let Some(edits) = edits {
-            let mut after = before.clone();
-            edits.apply(&mut after);
+            let (after, forwarded_path) = edits.forwarded(&before, path);
             result.edits = HeaderEdits::between(&before, &after);
-            result.path = edits.apply_to_path(path).into_owned();
+            result.path = forwarded_path;
         }
         // SAFETY: `result_out` checked non-NULL and writable per the contract.
         unsafe { *result_out = to_boxed_mut_ptr(result) };
@@ -376,15 +353,14 @@ pub extern "C" fn ambit_authn_result_reason(result: *const ambit_authn_result) -
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_authn_result_claim(
     result: *const ambit_authn_result,
-    path: *const u8,
-    path_len: usize,
+    path: ambit_str,
     buf: *mut u8,
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let r: &AuthnResult = try_ref_from_ptr!(result);
-        let path = try_str!(path, path_len);
+        let path = try_ambit_str!(path);
         let out_n = try_out!(out_n);
         let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
         let Some(value) = r.auth.as_ref().and_then(|a| a.claim(&keys)) else {

@@ -1,6 +1,6 @@
 //! Result codes and rich errors.
 
-use crate::macros::{
+use crate::ffi::{
     Castable, OwnershipArc, OwnershipBox, ffi_panic_boundary, free_box, to_arc_const_ptr,
     to_boxed_mut_ptr, try_out, try_ref_from_ptr, write_out,
 };
@@ -84,9 +84,26 @@ impl Castable for ambit_error {
 pub(crate) struct Error {
     pub(crate) code: ambit_result,
     pub(crate) message: String,
+    /// `(file, object, field)` of a configuration error.
+    pub(crate) location: Option<[String; 3]>,
 }
 
 impl Error {
+    /// An error the ABI itself raises (a malformed argument): `code` and `message`.
+    pub(crate) fn new(code: ambit_result, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            location: None,
+        }
+    }
+
+    /// The same error, its message prefixed with what it was about (`bundle: ...`).
+    pub(crate) fn context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
     /// Hands the error to C through `out` (if non-NULL) and returns its code.
     ///
     /// # Safety
@@ -101,8 +118,89 @@ impl Error {
     }
 }
 
-/// Hands a freshly loaded object to C as a shared handle through `out`, or the load error as
-/// `AMBIT_RESULT_CONFIG_INVALID` through `err_out`: what every `_from_yaml` returns.
+/// THE mapping from ambit's errors to result codes: every error that crosses the C ABI goes
+/// through here (tested exhaustively below), keeping its message and, for configuration
+/// errors, where it is.
+impl From<facade::Error> for Error {
+    fn from(e: facade::Error) -> Self {
+        let location = e.location().map(|at| {
+            [
+                at.file.to_owned(),
+                at.object.to_owned(),
+                at.field.to_owned(),
+            ]
+        });
+        Self {
+            code: result_of(&e),
+            message: e.to_string(),
+            location,
+        }
+    }
+}
+
+/// The result code for an ambit error.
+pub(crate) fn result_of(e: &facade::Error) -> ambit_result {
+    use ambit_result as R;
+    use facade::identity::VerifyError as V;
+    if let Some(v) = e.downcast_ref::<V>() {
+        return match v {
+            V::EmptyChain | V::Malformed { .. } => R::AMBIT_RESULT_CERT_MALFORMED,
+            V::NoSpiffeId | V::MultipleSpiffeIds { .. } | V::InvalidSpiffeId { .. } => {
+                R::AMBIT_RESULT_CERT_NO_SPIFFE_ID
+            }
+            V::ForeignTrustDomain { .. } => R::AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN,
+            V::UntrustedRoot { .. } => R::AMBIT_RESULT_CERT_UNTRUSTED,
+            V::Expired { .. } => R::AMBIT_RESULT_CERT_EXPIRED,
+            V::NotYetValid { .. } => R::AMBIT_RESULT_CERT_NOT_YET_VALID,
+            V::WrongUsage { .. } => R::AMBIT_RESULT_CERT_WRONG_USAGE,
+            V::BadSignature { .. } => R::AMBIT_RESULT_CERT_BAD_SIGNATURE,
+            _ => R::AMBIT_RESULT_CERT_INVALID,
+        };
+    }
+    if e.downcast_ref::<facade::identity::SpiffeIdError>()
+        .is_some()
+    {
+        return R::AMBIT_RESULT_INVALID_SPIFFE_ID;
+    }
+    if let Some(j) = e.downcast_ref::<facade::authn::JwksError>() {
+        return match j {
+            facade::authn::JwksError::UnknownUri(_) => R::AMBIT_RESULT_JWKS_UNKNOWN_URI,
+            _ => R::AMBIT_RESULT_JWKS_INVALID,
+        };
+    }
+    if e.is_config() {
+        R::AMBIT_RESULT_CONFIG_INVALID
+    } else if e.is_tunnel() {
+        if e.status().is_some() {
+            R::AMBIT_RESULT_TUNNEL_REFUSED
+        } else {
+            R::AMBIT_RESULT_TUNNEL_FAILED
+        }
+    } else if e.is_identity() {
+        if e.downcast_ref::<facade::identity::SvidError>().is_some()
+            || e.downcast_ref::<facade::identity::CredentialError>()
+                .is_some()
+        {
+            R::AMBIT_RESULT_CERT_MALFORMED
+        } else {
+            R::AMBIT_RESULT_CERT_INVALID
+        }
+    } else if e.is_tls() {
+        R::AMBIT_RESULT_CERT_INVALID
+    } else {
+        // A proxy that could not start: a listener, credentials, a setting.
+        R::AMBIT_RESULT_IO
+    }
+}
+
+/// Hands `err` to C through `err_out` and returns its code: how an export fails.
+pub(crate) fn fail(err: impl Into<Error>, err_out: *mut *mut ambit_error) -> ambit_result {
+    // SAFETY: `err_out` is NULL or writable per every export's contract.
+    unsafe { err.into().give(err_out) }
+}
+
+/// Hands a freshly loaded object to C as a shared handle through `out`, or the load error
+/// through `err_out`: what every `_from_yaml` returns.
 ///
 /// # Safety
 /// `out` must be non-NULL and valid for a pointer write; `err_out` NULL or valid for one.
@@ -113,7 +211,7 @@ pub(crate) unsafe fn give_loaded<C, E>(
 ) -> ambit_result
 where
     C: Castable<Ownership = OwnershipArc>,
-    E: std::fmt::Display,
+    facade::Error: From<E>,
 {
     match loaded {
         Ok(v) => {
@@ -121,14 +219,13 @@ where
             unsafe { *out = to_arc_const_ptr(std::sync::Arc::new(v)) };
             ambit_result::AMBIT_RESULT_OK
         }
-        Err(e) => {
-            let err = Error {
-                code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-                message: e.to_string(),
-            };
-            // SAFETY: `err_out` is NULL or writable per this function's contract.
-            unsafe { err.give(err_out) }
-        }
+        Err(e) => fail(facade::Error::from(e), err_out),
+    }
+}
+
+impl From<facade::config::ConfigError> for Error {
+    fn from(e: facade::config::ConfigError) -> Self {
+        facade::Error::from(e).into()
     }
 }
 
@@ -164,6 +261,38 @@ pub extern "C" fn ambit_error_message(
         let out_n = try_out!(out_n);
         // SAFETY: `out_n` checked non-NULL; `buf`/`len` per this function's contract.
         unsafe { write_out(e.message.as_bytes(), buf, len, out_n) }
+    })
+}
+
+/// Where a configuration error is (`AMBIT_RESULT_CONFIG_INVALID`): `*file_out` the file name
+/// given (empty when none), `*object_out` the object (`HTTPRoute shop/reviews`,
+/// `workloads[2] (shop/web)`, `document 3`), `*field_out` the field path in it
+/// (`spec.rules[0].matches[0].path.type`; empty for the object as a whole). The strings point
+/// into the error and are valid until it is freed. Returns `AMBIT_RESULT_NOT_FOUND` for an
+/// error that has no place in a configuration.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_error_location(
+    err: *const ambit_error,
+    file_out: *mut crate::strings::ambit_str,
+    object_out: *mut crate::strings::ambit_str,
+    field_out: *mut crate::strings::ambit_str,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let e: &Error = try_ref_from_ptr!(err);
+        let file_out = try_out!(file_out);
+        let object_out = try_out!(object_out);
+        let field_out = try_out!(field_out);
+        let Some([file, object, field]) = &e.location else {
+            return ambit_result::AMBIT_RESULT_NOT_FOUND;
+        };
+        use crate::strings::ambit_str;
+        // SAFETY: the three outputs are checked non-NULL and writable per the contract.
+        unsafe {
+            *file_out = ambit_str::borrow(file.as_bytes());
+            *object_out = ambit_str::borrow(object.as_bytes());
+            *field_out = ambit_str::borrow(field.as_bytes());
+        }
+        ambit_result::AMBIT_RESULT_OK
     })
 }
 
@@ -272,4 +401,90 @@ fn describe(code: u32) -> &'static str {
         .iter()
         .find(|(r, _)| *r as u32 == code)
         .map_or("unknown result code", |(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code<E>(e: E) -> ambit_result
+    where
+        facade::Error: From<E>,
+    {
+        result_of(&facade::Error::from(e))
+    }
+
+    /// Every kind of ambit error maps to its code, and the location of a config error comes
+    /// along: the one mapping, checked variant by variant.
+    #[test]
+    fn every_error_kind_has_its_code() {
+        use ambit_result as R;
+        use facade::identity::{SpiffeId, VerifyError as V};
+        let id = || SpiffeId::parse("spiffe://a/ns/b/sa/c").expect("id");
+        let td = || facade::identity::TrustDomain::new("a").expect("td");
+        let cases: Vec<(facade::Error, R)> = vec![
+            (V::EmptyChain.into(), R::AMBIT_RESULT_CERT_MALFORMED),
+            (V::NoSpiffeId.into(), R::AMBIT_RESULT_CERT_NO_SPIFFE_ID),
+            (
+                V::ForeignTrustDomain {
+                    id: id(),
+                    trust_domain: td(),
+                    trusted: String::new(),
+                }
+                .into(),
+                R::AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN,
+            ),
+            (
+                facade::identity::SpiffeId::parse("nope")
+                    .expect_err("bad")
+                    .into(),
+                R::AMBIT_RESULT_INVALID_SPIFFE_ID,
+            ),
+            (
+                facade::authn::JwksError::UnknownUri("u".into()).into(),
+                R::AMBIT_RESULT_JWKS_UNKNOWN_URI,
+            ),
+            (
+                facade::authn::JwksError::Malformed("m".into()).into(),
+                R::AMBIT_RESULT_JWKS_INVALID,
+            ),
+            (
+                facade::config::ConfigError::new("f", "o", "x", "m").into(),
+                R::AMBIT_RESULT_CONFIG_INVALID,
+            ),
+            (
+                facade::identity::CaError::WrongTrustDomain { ca: td(), id: id() }.into(),
+                R::AMBIT_RESULT_CERT_INVALID,
+            ),
+            (
+                facade::proxy::ProxyError::Config("x".into()).into(),
+                R::AMBIT_RESULT_IO,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(result_of(&e), want, "{e:?}");
+        }
+        assert_eq!(
+            code(facade::hbone::HboneError::ConnectTimeout {
+                addr: "127.0.0.1:1".parse().expect("addr"),
+                after: std::time::Duration::from_secs(1),
+            }),
+            R::AMBIT_RESULT_TUNNEL_FAILED
+        );
+        assert_eq!(
+            code(facade::hbone::HboneError::Rejected {
+                addr: "127.0.0.1:1".parse().expect("addr"),
+                authority: "a:1".into(),
+                status: facade::hbone::http::StatusCode::UNAUTHORIZED,
+            }),
+            R::AMBIT_RESULT_TUNNEL_REFUSED
+        );
+        let e = Error::from(facade::config::ConfigError::new(
+            "f.yaml", "Obj a/b", "spec.x", "m",
+        ));
+        assert_eq!(
+            e.location,
+            Some(["f.yaml".into(), "Obj a/b".into(), "spec.x".into()])
+        );
+    }
 }

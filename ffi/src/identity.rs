@@ -1,13 +1,25 @@
-//! SPIFFE ids and peer-chain verification, as pure decisions.
+//! Identity: SPIFFE ids (checks, parts, parsed handles), peer-chain verification, and the
+//! credentials a host presents (from the built-in CA or from PEM).
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use facade::identity::pki_types::CertificateDer;
 use facade::identity::pki_types::pem::PemObject;
-use facade::identity::{ChainVerifier, SpiffeId, TrustBundle, TrustDomain, Usage, VerifyError};
+use std::sync::Arc;
 
-use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{ffi_panic_boundary, try_out, try_slice, try_str, write_out};
+use facade::identity::{
+    CertificateAuthority, ChainVerifier, Credentials, SpiffeId, Svid, TrustBundle, TrustDomain,
+    Usage,
+};
+use facade::tls::CredentialCell;
+
+use crate::error::{Error, ambit_error, ambit_result, fail};
+use crate::ffi::{
+    Castable, OwnershipArc, ffi_panic_boundary, free_arc, to_arc_const_ptr, try_ambit_bytes,
+    try_ambit_str, try_out, try_ref_from_ptr, write_out,
+};
+use crate::runtime::{Runtime, ambit_runtime};
+use crate::strings::ambit_str;
 
 /// Which part of a SPIFFE id to read.
 #[repr(u32)]
@@ -38,22 +50,14 @@ pub enum ambit_cert_usage {
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_spiffe_id_check(
-    id: *const u8,
-    id_len: usize,
+    id: ambit_str,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let s = try_str!(id, id_len);
+        let s = try_ambit_str!(id);
         match SpiffeId::parse(s) {
             Ok(_) => ambit_result::AMBIT_RESULT_OK,
-            Err(e) => {
-                let err = Error {
-                    code: ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
-                    message: format!("{s:?}: {e}"),
-                };
-                // SAFETY: `err_out` is NULL or writable (caller contract).
-                unsafe { err.give(err_out) }
-            }
+            Err(e) => fail(facade::Error::from(e), err_out),
         }
     })
 }
@@ -63,15 +67,14 @@ pub extern "C" fn ambit_spiffe_id_check(
 /// result is `AMBIT_RESULT_INVALID_SPIFFE_ID`. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_spiffe_id_part(
-    id: *const u8,
-    id_len: usize,
+    id: ambit_str,
     part: u32,
     buf: *mut u8,
     len: usize,
     out_n: *mut usize,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let s = try_str!(id, id_len);
+        let s = try_ambit_str!(id);
         let out_n = try_out!(out_n);
         let Ok(id) = SpiffeId::parse(s) else {
             return ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID;
@@ -102,12 +105,9 @@ pub extern "C" fn ambit_spiffe_id_part(
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn ambit_verify_peer_chain(
-    chain_pem: *const u8,
-    chain_len: usize,
-    bundle_pem: *const u8,
-    bundle_len: usize,
-    trust_domain: *const u8,
-    trust_domain_len: usize,
+    chain_pem: ambit_str,
+    bundle_pem: ambit_str,
+    trust_domain: ambit_str,
     usage: u32,
     unix_seconds: u64,
     id_buf: *mut u8,
@@ -116,35 +116,31 @@ pub extern "C" fn ambit_verify_peer_chain(
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let chain = try_slice!(chain_pem, chain_len);
-        let bundle = try_slice!(bundle_pem, bundle_len);
-        let td = try_str!(trust_domain, trust_domain_len);
+        let chain = try_ambit_bytes!(chain_pem);
+        let bundle = try_ambit_bytes!(bundle_pem);
+        let td = try_ambit_str!(trust_domain);
         let id_n = try_out!(id_n);
         let usage = match usage {
             u if u == ambit_cert_usage::AMBIT_CERT_USAGE_CLIENT as u32 => Usage::ClientAuth,
             u if u == ambit_cert_usage::AMBIT_CERT_USAGE_SERVER as u32 => Usage::ServerAuth,
             _ => return ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
         };
-        let fail = |code, message: String| {
-            let e = Error { code, message };
-            // SAFETY: `err_out` is NULL or writable (caller contract).
-            unsafe { e.give(err_out) }
-        };
         let td = match TrustDomain::new(td) {
             Ok(t) => t,
             Err(e) => {
-                return fail(
+                let e = Error::new(
                     ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
                     format!("trust domain: {e}"),
                 );
+                return fail(e, err_out);
             }
         };
         let bundle = match TrustBundle::from_pem(td, bundle) {
             Ok(b) => b,
             Err(e) => {
                 return fail(
-                    ambit_result::AMBIT_RESULT_CERT_MALFORMED,
-                    format!("bundle: {e}"),
+                    Error::from(facade::Error::from(e)).context("bundle"),
+                    err_out,
                 );
             }
         };
@@ -153,10 +149,11 @@ pub extern "C" fn ambit_verify_peer_chain(
         let certs = match certs {
             Ok(c) => c,
             Err(e) => {
-                return fail(
+                let e = Error::new(
                     ambit_result::AMBIT_RESULT_CERT_MALFORMED,
                     format!("chain: {e}"),
                 );
+                return fail(e, err_out);
             }
         };
         let now = if unix_seconds == 0 {
@@ -167,24 +164,220 @@ pub extern "C" fn ambit_verify_peer_chain(
         match ChainVerifier::default().verify(&bundle, &certs, usage, now) {
             // SAFETY: `id_n` checked non-NULL; `id_buf`/`id_buf_len` per the contract.
             Ok(id) => unsafe { write_out(id.as_str().as_bytes(), id_buf, id_buf_len, id_n) },
-            Err(e) => fail(code_of(&e), e.to_string()),
+            Err(e) => fail(facade::Error::from(e), err_out),
         }
     })
 }
 
-fn code_of(e: &VerifyError) -> ambit_result {
-    use ambit_result as R;
-    match e {
-        VerifyError::EmptyChain | VerifyError::Malformed { .. } => R::AMBIT_RESULT_CERT_MALFORMED,
-        VerifyError::NoSpiffeId
-        | VerifyError::MultipleSpiffeIds { .. }
-        | VerifyError::InvalidSpiffeId { .. } => R::AMBIT_RESULT_CERT_NO_SPIFFE_ID,
-        VerifyError::ForeignTrustDomain { .. } => R::AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN,
-        VerifyError::UntrustedRoot { .. } => R::AMBIT_RESULT_CERT_UNTRUSTED,
-        VerifyError::Expired { .. } => R::AMBIT_RESULT_CERT_EXPIRED,
-        VerifyError::NotYetValid { .. } => R::AMBIT_RESULT_CERT_NOT_YET_VALID,
-        VerifyError::WrongUsage { .. } => R::AMBIT_RESULT_CERT_WRONG_USAGE,
-        VerifyError::BadSignature { .. } => R::AMBIT_RESULT_CERT_BAD_SIGNATURE,
-        _ => R::AMBIT_RESULT_CERT_INVALID,
+// === parsed ids ===
+
+/// A parsed SPIFFE id, made once (per peer) and passed to `ambit_policy_set_decide`.
+///
+/// Immutable and thread-safe; corresponds to `Arc<SpiffeId>`.
+#[derive(Debug)]
+pub struct ambit_spiffe_id {
+    _private: [u8; 0],
+}
+
+impl Castable for ambit_spiffe_id {
+    type Ownership = OwnershipArc;
+    type RustType = SpiffeId;
+}
+
+/// Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_spiffe_id_new(
+    id: ambit_str,
+    out: *mut *const ambit_spiffe_id,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let s = try_ambit_str!(id);
+        let out = try_out!(out);
+        match SpiffeId::from_principal(s) {
+            Ok(id) => {
+                // SAFETY: `out` checked non-NULL and writable per the contract.
+                unsafe { *out = to_arc_const_ptr(Arc::new(id)) };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(_) => ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
+        }
+    })
+}
+
+/// Releases a SPIFFE id handle. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_spiffe_id_free(id: *const ambit_spiffe_id) {
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a handle from `ambit_spiffe_id_new` released once.
+        unsafe { free_arc(id) }
+    })
+}
+
+// === credentials ===
+
+/// A workload's certificate, key and trust bundle.
+///
+/// Immutable and thread-safe; corresponds to `Arc<CredentialCell>`.
+#[derive(Debug)]
+pub struct ambit_credentials {
+    _private: [u8; 0],
+}
+
+/// A built-in certificate authority (for tests and demos).
+///
+/// Immutable and thread-safe; corresponds to `Arc<CertificateAuthority>`.
+#[derive(Debug)]
+pub struct ambit_ca {
+    _private: [u8; 0],
+}
+
+impl Castable for ambit_credentials {
+    type Ownership = OwnershipArc;
+    type RustType = CredentialCell;
+}
+
+impl Castable for ambit_ca {
+    type Ownership = OwnershipArc;
+    type RustType = CertificateAuthority;
+}
+
+/// Creates a built-in CA for `trust_domain`.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_new(
+    trust_domain: ambit_str,
+    out: *mut *const ambit_ca,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let td = try_ambit_str!(trust_domain);
+        let out = try_out!(out);
+        let td = match TrustDomain::new(td) {
+            Ok(t) => t,
+            Err(e) => {
+                return fail(
+                    Error::new(
+                        ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                        format!("trust domain: {e}"),
+                    ),
+                    err_out,
+                );
+            }
+        };
+        match CertificateAuthority::new(td) {
+            Ok(ca) => {
+                // SAFETY: `out` checked non-NULL and writable per the contract.
+                unsafe { *out = to_arc_const_ptr(Arc::new(ca)) };
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(e) => fail(facade::Error::from(e), err_out),
+        }
+    })
+}
+
+/// Releases a CA. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_free(ca: *const ambit_ca) {
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or a CA from `ambit_ca_new` released once.
+        unsafe { free_arc(ca) }
+    })
+}
+
+/// Issues credentials for SPIFFE id `id` valid for `ttl_seconds`, trusting the CA's root.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_ca_issue(
+    rt: *const ambit_runtime,
+    ca: *const ambit_ca,
+    id: ambit_str,
+    ttl_seconds: u64,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let ca: &CertificateAuthority = try_ref_from_ptr!(ca);
+        let id = try_ambit_str!(id);
+        let out = try_out!(out);
+        let Ok(id) = SpiffeId::parse(id) else {
+            return fail(
+                Error::new(
+                    ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
+                    format!("{id:?} is not a SPIFFE id"),
+                ),
+                err_out,
+            );
+        };
+        let creds = match ca.credentials(&id, Duration::from_secs(ttl_seconds.max(1))) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(facade::Error::from(e), err_out);
+            }
+        };
+        give_cell(rt, &creds, out, err_out)
+    })
+}
+
+/// Loads credentials from PEM: chain (leaf first), PKCS#8/SEC1 key, and roots trusted for the
+/// SVID's trust domain.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_credentials_from_pem(
+    rt: *const ambit_runtime,
+    chain_pem: ambit_str,
+    key_pem: ambit_str,
+    bundle_pem: ambit_str,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let chain = try_ambit_bytes!(chain_pem);
+        let key = try_ambit_bytes!(key_pem);
+        let bundle = try_ambit_bytes!(bundle_pem);
+        let out = try_out!(out);
+        let svid = match Svid::from_pem(chain, key) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(facade::Error::from(e), err_out);
+            }
+        };
+        let bundle = match TrustBundle::from_pem(svid.id().trust_domain(), bundle) {
+            Ok(b) => b,
+            Err(e) => {
+                return fail(
+                    Error::from(facade::Error::from(e)).context("bundle"),
+                    err_out,
+                );
+            }
+        };
+        give_cell(rt, &Credentials::new(svid, bundle), out, err_out)
+    })
+}
+
+fn give_cell(
+    rt: &Runtime,
+    creds: &Credentials,
+    out: *mut *const ambit_credentials,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    match rt.tls.credential_cell(creds) {
+        Ok(cell) => {
+            // SAFETY: `out` was checked non-NULL by the caller and is writable.
+            unsafe { *out = to_arc_const_ptr(cell) };
+            ambit_result::AMBIT_RESULT_OK
+        }
+        Err(e) => fail(
+            Error::new(ambit_result::AMBIT_RESULT_CERT_INVALID, e.to_string()),
+            err_out,
+        ),
     }
+}
+
+/// Releases credentials. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_credentials_free(creds: *const ambit_credentials) {
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or credentials made in this module, released once.
+        unsafe { free_arc(creds) }
+    })
 }

@@ -4,14 +4,14 @@
 use facade::authz::{HttpRequest, L7Policies, L7Reason, WaypointTarget};
 use facade::identity::SpiffeId;
 
+use crate::addr::ambit_socket_addr;
 use crate::authn::AuthnResult;
 use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
-use crate::macros::{
+use crate::ffi::{
     Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, try_ambit_str, try_from,
-    try_out, try_ref_from_ptr, try_str, write_out,
+    try_out, try_ref_from_ptr, write_out,
 };
-use crate::policy::ambit_spiffe_id;
-use crate::proxy_v2::ambit_socket_addr;
+use crate::identity::ambit_spiffe_id;
 use crate::strings::{ambit_header, ambit_str, header_map};
 
 /// A compiled set of waypoint-side AuthorizationPolicies (attached with `targetRefs`).
@@ -143,19 +143,22 @@ pub(crate) unsafe fn waypoint_target<'a>(
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_l7_policies_from_yaml(
-    yaml: *const u8,
-    yaml_len: usize,
+    yaml: ambit_str,
     policies_out: *mut *const ambit_l7_policies,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let text = try_str!(yaml, yaml_len);
+        let text = try_ambit_str!(yaml);
         let out = try_out!(policies_out);
-        let loaded = L7Policies::parse(text, "<config>", facade::authz::DEFAULT_ROOT_NAMESPACE)
-            .map(|(policies, warnings)| Policies {
-                policies,
-                warnings: warning_lines(&warnings),
-            });
+        let loaded = L7Policies::parse(
+            text,
+            facade::run::L7_TEXT,
+            facade::authz::DEFAULT_ROOT_NAMESPACE,
+        )
+        .map(|(policies, warnings)| Policies {
+            policies,
+            warnings: warning_lines(&warnings),
+        });
         // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
         unsafe { give_loaded(loaded, out, err_out) }
     })

@@ -1,48 +1,37 @@
 //! The node proxy (ztunnel behaviour) started, reloaded and stopped from a C host.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use facade::identity::{CaSource, SystemClock};
 use facade::node::{NodeConfig, NodeProxy};
-use facade::state::local;
 
-use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{
-    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, to_boxed_mut_ptr,
-    try_clone_arc, try_out, try_ref_from_ptr, try_str, write_out,
+use crate::addr::{ambit_socket_addr, optional};
+use crate::error::{Error, ambit_error, ambit_result, fail};
+use crate::ffi::{
+    Castable, OwnershipBox, ffi_panic_boundary, free_box, take_box, to_boxed_mut_ptr,
+    try_ambit_str, try_clone_arc, try_mut_from_ptr, try_out, try_ref_from_ptr, write_out,
 };
-use crate::runtime::Runtime;
+use crate::identity::ambit_ca;
+use crate::runtime::{Runtime, ambit_runtime, give_started};
+use crate::strings::ambit_str;
 
 /// A running node proxy.
 ///
-/// Thread-safe for reading metrics and reloading; corresponds to `Box<NodeProxy>`. Free it
-/// before the runtime it was started on.
+/// Thread-safe for reading metrics and reloading; corresponds to `Box<Node>`. Free it before
+/// the runtime it was started on.
 #[derive(Debug)]
 pub struct ambit_node_proxy {
     _private: [u8; 0],
 }
 
-/// Where a node proxy listens. Each address is `ip:port` text (port 0 = any); a NULL/0-length
-/// address turns that listener off.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct ambit_node_listeners {
-    /// SOCKS5 for local workloads.
-    pub socks5: *const u8,
-    /// Its length.
-    pub socks5_len: usize,
-    /// HTTP CONNECT for local workloads.
-    pub http_connect: *const u8,
-    /// Its length.
-    pub http_connect_len: usize,
-    /// Prometheus metrics.
-    pub metrics: *const u8,
-    /// Its length.
-    pub metrics_len: usize,
-    /// HBONE port bound on each local workload address (15008 normally).
-    pub hbone_port: u16,
+/// How a node proxy is set up, built with `ambit_node_options_new` and the `_set_` calls (an
+/// option added later never changes this ABI). Defaults: SOCKS5 on 127.0.0.1 (any port),
+/// HBONE port 15008, HTTP CONNECT, metrics, readiness and admin off.
+///
+/// Not thread-safe while being set; corresponds to `Box<NodeConfig>`.
+#[derive(Debug)]
+pub struct ambit_node_options {
+    _private: [u8; 0],
 }
 
 impl Castable for ambit_node_proxy {
@@ -50,9 +39,9 @@ impl Castable for ambit_node_proxy {
     type RustType = Node;
 }
 
-impl Castable for ambit_node_listeners {
-    type Ownership = OwnershipRef;
-    type RustType = ambit_node_listeners;
+impl Castable for ambit_node_options {
+    type Ownership = OwnershipBox;
+    type RustType = NodeConfig;
 }
 
 pub(crate) struct Node {
@@ -60,124 +49,129 @@ pub(crate) struct Node {
     handle: tokio::runtime::Handle,
 }
 
-/// An optional `ip:port` field of an options struct: `None` when empty, `NULL_PARAMETER` for a
-/// NULL pointer with a nonzero length, `INVALID_PARAMETER` for anything else not an address.
-///
-/// # Safety
-/// `p` is NULL or valid for reading `n` bytes.
-pub(crate) unsafe fn addr(p: *const u8, n: usize, what: &str) -> Result<Option<SocketAddr>, Error> {
-    // SAFETY: forwarded from this function's contract.
-    let Some(s) = (unsafe { field(p, n, what) })? else {
-        return Ok(None);
-    };
-    s.parse().map(Some).map_err(|_| Error {
-        code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-        message: format!("{what}: expected ip:port"),
-    })
-}
-
-/// A text field of an options struct: `None` when empty, `NULL_PARAMETER` for a NULL pointer
-/// with a nonzero length, `INVALID_PARAMETER` when not UTF-8.
-///
-/// # Safety
-/// `p` is NULL or valid for reading `n` bytes.
-pub(crate) unsafe fn field<'a>(
-    p: *const u8,
-    n: usize,
-    what: &str,
-) -> Result<Option<&'a str>, Error> {
-    if n == 0 {
-        return Ok(None);
-    }
-    if p.is_null() {
-        return Err(Error {
-            code: ambit_result::AMBIT_RESULT_NULL_PARAMETER,
-            message: format!("{what}: NULL with a nonzero length"),
-        });
-    }
-    // SAFETY: non-NULL with `n` readable bytes per this function's contract.
-    let bytes = unsafe { std::slice::from_raw_parts(p, n) };
-    std::str::from_utf8(bytes).map(Some).map_err(|_| Error {
-        code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-        message: format!("{what}: not UTF-8"),
-    })
-}
-
-pub(crate) fn fail(
-    code: ambit_result,
-    message: String,
-    err_out: *mut *mut ambit_error,
-) -> ambit_result {
-    // SAFETY: `err_out` is NULL or writable per every caller's contract.
-    unsafe { Error { code, message }.give(err_out) }
-}
-
-/// Ztunnel-shaped local config YAML, or `AMBIT_RESULT_CONFIG_INVALID` with the details given
-/// through `err_out`.
-pub(crate) fn parse_local(
-    yaml: &str,
-    err_out: *mut *mut ambit_error,
-) -> Result<local::LoadedConfig, ambit_result> {
-    local::parse(yaml, "<config>").map_err(|e| {
-        fail(
-            ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-            e.to_string(),
-            err_out,
-        )
-    })
-}
-
-/// Starts a node proxy named `node` on `rt` from ztunnel-shaped local config YAML
-/// (`workloads`, `services`, `policies`, `istioPolicies`), issuing workload certificates from
-/// `ca`. BLOCKS until every listener is bound.
+/// New options for a node proxy named `node` (workloads whose `node` field equals it are
+/// served), with the defaults above.
 #[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_node_options_new(
+    node: ambit_str,
+    out: *mut *mut ambit_node_options,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let node = try_ambit_str!(node);
+        let out = try_out!(out);
+        let mut c = NodeConfig::new(node);
+        c.socks5 = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.readiness = None;
+        c.admin = None;
+        c.metrics = None;
+        // SAFETY: `out` checked non-NULL and writable per the contract.
+        unsafe { *out = to_boxed_mut_ptr(c) };
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Sets the SOCKS5 listener for local workloads; NULL turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_set_socks5(
+    options: *mut ambit_node_options,
+    addr: *const ambit_socket_addr,
+) -> ambit_result {
+    set(options, addr, |c, a| c.socks5 = a)
+}
+
+/// Sets the HTTP CONNECT listener for local workloads; NULL turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_set_http_connect(
+    options: *mut ambit_node_options,
+    addr: *const ambit_socket_addr,
+) -> ambit_result {
+    set(options, addr, |c, a| c.http_connect = a)
+}
+
+/// Sets the Prometheus metrics listener (`/metrics`, `/stats/prometheus`); NULL turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_set_metrics(
+    options: *mut ambit_node_options,
+    addr: *const ambit_socket_addr,
+) -> ambit_result {
+    set(options, addr, |c, a| c.metrics = a)
+}
+
+/// Sets the readiness listener (`/healthz/ready`); NULL turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_set_readiness(
+    options: *mut ambit_node_options,
+    addr: *const ambit_socket_addr,
+) -> ambit_result {
+    set(options, addr, |c, a| c.readiness = a)
+}
+
+/// Sets the HBONE port bound on each local workload address (15008 normally; not 0).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_set_hbone_port(
+    options: *mut ambit_node_options,
+    port: u16,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let c: &mut NodeConfig = try_mut_from_ptr!(options);
+        if port == 0 {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        }
+        c.inbound_port = port;
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Frees node options (they are copied at start, so this may follow the start). NULL is a
+/// no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_node_options_free(options: *mut ambit_node_options) {
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or options from `ambit_node_options_new` freed once.
+        unsafe { free_box(options) }
+    })
+}
+
+fn set(
+    options: *mut ambit_node_options,
+    addr: *const ambit_socket_addr,
+    apply: impl FnOnce(&mut NodeConfig, Option<std::net::SocketAddr>),
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let c: &mut NodeConfig = try_mut_from_ptr!(options);
+        // SAFETY: `addr` is NULL or a readable address per the setter's contract.
+        match unsafe { optional(addr) } {
+            Ok(a) => {
+                apply(c, a);
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Starts a node proxy on `rt` from ztunnel-shaped local config YAML (`workloads`,
+/// `services`, `policies`, `istioPolicies`), issuing workload certificates from `ca`, set up as
+/// `options` says. BLOCKS until every listener is bound. Bad YAML is
+/// `AMBIT_RESULT_CONFIG_INVALID` (`ambit_error_location` says where), a listener that cannot
+/// bind `AMBIT_RESULT_IO`; details in `*err_out`.
+#[unsafe(no_mangle)]
 pub extern "C" fn ambit_node_proxy_start(
-    rt: *const crate::runtime::ambit_runtime,
-    config_yaml: *const u8,
-    config_len: usize,
-    node: *const u8,
-    node_len: usize,
-    ca: *const crate::runtime::ambit_ca,
-    listeners: *const ambit_node_listeners,
+    rt: *const ambit_runtime,
+    config_yaml: ambit_str,
+    ca: *const ambit_ca,
+    options: *const ambit_node_options,
     out: *mut *mut ambit_node_proxy,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let rt: &Runtime = try_ref_from_ptr!(rt);
-        let yaml = try_str!(config_yaml, config_len);
-        let node = try_str!(node, node_len);
+        let yaml = try_ambit_str!(config_yaml).to_owned();
         let ca = try_clone_arc!(ca);
-        let l = try_ref_from_ptr!(listeners);
+        let options: &NodeConfig = try_ref_from_ptr!(options);
         let out = try_out!(out);
-        let cfg = match parse_local(yaml, err_out) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let mut config = NodeConfig::new(node);
-        if l.hbone_port != 0 {
-            config.inbound_port = l.hbone_port;
-        }
-        // SAFETY: each pointer/length pair is NULL or readable per `ambit_node_listeners`.
-        let parsed = (|| unsafe {
-            config.socks5 = addr(l.socks5, l.socks5_len, "socks5")?;
-            config.http_connect = addr(l.http_connect, l.http_connect_len, "http_connect")?;
-            config.metrics = addr(l.metrics, l.metrics_len, "metrics")?;
-            Ok::<_, Error>(())
-        })();
-        if let Err(e) = parsed {
-            // SAFETY: `err_out` is NULL or writable per the contract.
-            return unsafe { e.give(err_out) };
-        }
-        config.readiness = None;
-        config.admin = None;
-        let source = Arc::new(CaSource::new(
-            ca,
-            Duration::from_secs(24 * 3600),
-            Arc::new(SystemClock),
-        ));
-        let tls = rt.tls.clone();
-        let start = NodeProxy::start(config, cfg.state, source, tls);
+        let (config, tls) = (options.clone(), rt.tls.clone());
+        let start = async move { facade::run::node_proxy(config, &yaml, ca, tls).await };
         let wrap = |proxy, handle| Node {
             proxy: Arc::new(proxy),
             handle,
@@ -187,60 +181,32 @@ pub extern "C" fn ambit_node_proxy_start(
     })
 }
 
-/// Runs a proxy's `start` on the runtime's workers and hands the outcome to C: the running
-/// proxy, wrapped with the runtime's handle, through `out`; a failure to bind or load
-/// credentials as `AMBIT_RESULT_IO` through `err_out`.
-///
-/// # Safety
-/// `out` must be non-NULL and writable; `err_out` NULL or writable.
-pub(crate) unsafe fn give_started<C, P, E>(
-    rt: &Runtime,
-    start: impl Future<Output = Result<P, E>> + Send + 'static,
-    wrap: impl FnOnce(P, tokio::runtime::Handle) -> C::RustType,
-    out: *mut *mut C,
-    err_out: *mut *mut ambit_error,
-) -> ambit_result
-where
-    C: Castable<Ownership = OwnershipBox>,
-    P: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    match crate::runtime::on_workers(&rt.rt, start) {
-        Err(e) => fail(ambit_result::AMBIT_RESULT_PANIC, e, err_out),
-        Ok(Ok(proxy)) => {
-            let running = wrap(proxy, rt.rt.handle().clone());
-            // SAFETY: `out` is non-NULL and writable per this function's contract.
-            unsafe { *out = to_boxed_mut_ptr(running) };
-            ambit_result::AMBIT_RESULT_OK
-        }
-        Ok(Err(e)) => fail(ambit_result::AMBIT_RESULT_IO, e.to_string(), err_out),
-    }
-}
-
 /// Replaces the node proxy's config with new YAML. Invalid YAML changes nothing and returns
 /// `AMBIT_RESULT_CONFIG_INVALID` (details in `*err_out`). Open connections the new policies
 /// deny are closed.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_node_proxy_reload(
     node: *const ambit_node_proxy,
-    config_yaml: *const u8,
-    config_len: usize,
+    config_yaml: ambit_str,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let node: &Node = try_ref_from_ptr!(node);
-        let yaml = try_str!(config_yaml, config_len);
-        let c = match parse_local(yaml, err_out) {
-            Ok(c) => c,
-            Err(code) => return code,
+        let yaml = try_ambit_str!(config_yaml);
+        let state = match facade::run::local_state(yaml, facade::run::CONFIG_TEXT) {
+            Ok(s) => s,
+            Err(e) => return fail(e, err_out),
         };
         let proxy = node.proxy.clone();
         let done = node.handle.block_on(node.handle.spawn(async move {
-            proxy.sync(c.state).await;
+            proxy.sync(state).await;
         }));
         match done {
             Ok(()) => ambit_result::AMBIT_RESULT_OK,
-            Err(_) => ambit_result::AMBIT_RESULT_PANIC,
+            Err(e) => fail(
+                Error::new(ambit_result::AMBIT_RESULT_PANIC, e.to_string()),
+                err_out,
+            ),
         }
     })
 }
@@ -262,22 +228,21 @@ pub extern "C" fn ambit_node_proxy_metrics(
     })
 }
 
-/// The bound SOCKS5 address as `ip:port` text (`AMBIT_RESULT_INVALID_PARAMETER` if off).
+/// The address the SOCKS5 listener is bound to (`AMBIT_RESULT_NOT_FOUND` when it is off).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_node_proxy_socks5_addr(
     node: *const ambit_node_proxy,
-    buf: *mut u8,
-    len: usize,
-    out_n: *mut usize,
+    addr_out: *mut ambit_socket_addr,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let node: &Node = try_ref_from_ptr!(node);
-        let out_n = try_out!(out_n);
+        let addr_out = try_out!(addr_out);
         let Some(a) = node.proxy.bound().socks5 else {
-            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+            return ambit_result::AMBIT_RESULT_NOT_FOUND;
         };
-        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
-        unsafe { write_out(a.to_string().as_bytes(), buf, len, out_n) }
+        // SAFETY: `addr_out` checked non-NULL and writable per the contract.
+        unsafe { *addr_out = ambit_socket_addr::from_rust(a) };
+        ambit_result::AMBIT_RESULT_OK
     })
 }
 

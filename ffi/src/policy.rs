@@ -1,17 +1,18 @@
 //! L4 authorization decisions over Istio policy YAML.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
 
 use facade::authz::{Connection, IstioPolicies, PolicySet, PolicyTarget};
 use facade::identity::SpiffeId;
 
+use crate::addr::ambit_socket_addr;
 use crate::error::{ambit_error, ambit_result, give_loaded};
-use crate::macros::{
-    Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, to_arc_const_ptr, try_from,
-    try_out, try_ref_from_ptr, try_slice, try_str, write_out,
+use crate::ffi::{
+    Castable, OwnershipArc, OwnershipRef, ffi_panic_boundary, free_arc, try_ambit_str, try_from,
+    try_out, try_ref_from_ptr, try_slice, write_out,
 };
+use crate::identity::ambit_spiffe_id;
+use crate::strings::ambit_str;
 
 /// A compiled set of authorization policies.
 ///
@@ -31,14 +32,10 @@ impl Castable for ambit_policy_set {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ambit_label {
-    /// Key bytes (UTF-8).
-    pub key: *const u8,
-    /// Key length.
-    pub key_len: usize,
-    /// Value bytes (UTF-8).
-    pub value: *const u8,
-    /// Value length.
-    pub value_len: usize,
+    /// The key (UTF-8).
+    pub key: ambit_str,
+    /// The value (UTF-8).
+    pub value: ambit_str,
 }
 
 impl Castable for ambit_l4_attributes {
@@ -46,34 +43,23 @@ impl Castable for ambit_l4_attributes {
     type RustType = ambit_l4_attributes;
 }
 
-/// What L4 policy sees of one connection, borrowed for the duration of a call. Strings are
-/// UTF-8 with explicit lengths.
+/// What L4 policy sees of one connection, borrowed for the duration of a call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ambit_l4_attributes {
     /// Namespace of the destination workload.
-    pub destination_namespace: *const u8,
-    /// Its length.
-    pub destination_namespace_len: usize,
+    pub destination_namespace: ambit_str,
     /// Labels of the destination workload (for `selector` policies); may be NULL if 0.
     pub destination_labels: *const ambit_label,
     /// Number of labels.
     pub destination_labels_len: usize,
-    /// The client's verified SPIFFE id (`spiffe://td/ns/x/sa/y` or `td/ns/x/sa/y`); length 0
-    /// for a plaintext connection with no identity.
-    pub source_principal: *const u8,
-    /// Its length.
-    pub source_principal_len: usize,
-    /// The client's IP, as text.
-    pub source_ip: *const u8,
-    /// Its length.
-    pub source_ip_len: usize,
-    /// The destination workload IP, as text.
-    pub destination_ip: *const u8,
-    /// Its length.
-    pub destination_ip_len: usize,
-    /// The destination target port.
-    pub destination_port: u16,
+    /// The client's verified SPIFFE id (`spiffe://td/ns/x/sa/y` or `td/ns/x/sa/y`); empty for
+    /// a plaintext connection with no identity.
+    pub source_principal: ambit_str,
+    /// The client's address (its port is not looked at).
+    pub source: ambit_socket_addr,
+    /// The destination workload's address, with the target port.
+    pub destination: ambit_socket_addr,
 }
 
 /// Builds a policy set from Istio `AuthorizationPolicy` / `PeerAuthentication` YAML
@@ -82,19 +68,19 @@ pub struct ambit_l4_attributes {
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_policy_set_from_istio_yaml(
-    yaml: *const u8,
-    yaml_len: usize,
+    yaml: ambit_str,
     set_out: *mut *const ambit_policy_set,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let text = try_str!(yaml, yaml_len);
+        let text = try_ambit_str!(yaml);
         let set_out = try_out!(set_out);
         let mut set = PolicySet::new();
-        let loaded = IstioPolicies::parse(text, "<config>", set.root_namespace()).map(|loaded| {
-            loaded.apply_to(&mut set);
-            set
-        });
+        let loaded = IstioPolicies::parse(text, facade::run::POLICIES_TEXT, set.root_namespace())
+            .map(|loaded| {
+                loaded.apply_to(&mut set);
+                set
+            });
         // SAFETY: `set_out` checked non-NULL; `err_out` NULL or writable per the contract.
         unsafe { give_loaded(loaded, set_out, err_out) }
     })
@@ -128,24 +114,11 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
         let a = try_ref_from_ptr!(attrs);
         let allowed_out = try_out!(allowed_out);
         let policy_n = try_out!(policy_n);
-        let ns = try_str!(a.destination_namespace, a.destination_namespace_len);
-        let principal = try_str!(a.source_principal, a.source_principal_len);
-        let parse_ip = |p: *const u8, n: usize| -> Result<IpAddr, ambit_result> {
-            // SAFETY: `n` readable bytes at a non-NULL `p`, per the struct's contract.
-            let bytes = unsafe { crate::macros::try_slice_from(p, n) }
-                .ok_or(ambit_result::AMBIT_RESULT_NULL_PARAMETER)?;
-            let s = std::str::from_utf8(bytes)
-                .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)?;
-            s.parse()
-                .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)
-        };
-        let source_ip = match parse_ip(a.source_ip, a.source_ip_len) {
-            Ok(ip) => ip,
-            Err(e) => return e,
-        };
-        let destination_ip = match parse_ip(a.destination_ip, a.destination_ip_len) {
-            Ok(ip) => ip,
-            Err(e) => return e,
+        let ns = try_ambit_str!(a.destination_namespace);
+        let principal = try_ambit_str!(a.source_principal);
+        let (Some(source), Some(destination)) = (a.source.to_rust(), a.destination.to_rust())
+        else {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
         };
         let id = if principal.is_empty() {
             None
@@ -158,18 +131,15 @@ pub extern "C" fn ambit_policy_set_evaluate_l4(
         let mut labels = BTreeMap::new();
         let raw: &[ambit_label] = try_slice!(a.destination_labels, a.destination_labels_len);
         for l in raw {
-            let k = try_slice!(l.key, l.key_len);
-            let v = try_slice!(l.value, l.value_len);
-            match (std::str::from_utf8(k), std::str::from_utf8(v)) {
-                (Ok(k), Ok(v)) => labels.insert(k.to_owned(), v.to_owned()),
-                _ => return ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-            };
+            let k = try_ambit_str!(l.key);
+            let v = try_ambit_str!(l.value);
+            labels.insert(k.to_owned(), v.to_owned());
         }
         let conn = Connection {
             source_id: id.as_ref(),
-            source_ip,
-            destination_ip,
-            destination_port: a.destination_port,
+            source_ip: source.ip(),
+            destination_ip: destination.ip(),
+            destination_port: destination.port(),
         };
         let target = PolicyTarget {
             namespace: ns,
@@ -198,49 +168,6 @@ pub extern "C" fn ambit_policy_set_free(set: *const ambit_policy_set) {
     })
 }
 
-/// A parsed SPIFFE id, made once (per peer) and passed to `ambit_policy_set_decide`.
-///
-/// Immutable and thread-safe; corresponds to `Arc<SpiffeId>`.
-#[derive(Debug)]
-pub struct ambit_spiffe_id {
-    _private: [u8; 0],
-}
-
-impl Castable for ambit_spiffe_id {
-    type Ownership = OwnershipArc;
-    type RustType = SpiffeId;
-}
-
-/// Parses a SPIFFE id (`spiffe://...` or the scheme-less principal form) into a handle.
-#[unsafe(no_mangle)]
-pub extern "C" fn ambit_spiffe_id_new(
-    id: *const u8,
-    id_len: usize,
-    out: *mut *const ambit_spiffe_id,
-) -> ambit_result {
-    ffi_panic_boundary!({
-        let s = try_str!(id, id_len);
-        let out = try_out!(out);
-        match SpiffeId::from_principal(s) {
-            Ok(id) => {
-                // SAFETY: `out` checked non-NULL and writable per the contract.
-                unsafe { *out = to_arc_const_ptr(Arc::new(id)) };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Err(_) => ambit_result::AMBIT_RESULT_INVALID_SPIFFE_ID,
-        }
-    })
-}
-
-/// Releases a SPIFFE id handle. NULL is a no-op.
-#[unsafe(no_mangle)]
-pub extern "C" fn ambit_spiffe_id_free(id: *const ambit_spiffe_id) {
-    ffi_panic_boundary!((), {
-        // SAFETY: NULL, or a handle from `ambit_spiffe_id_new` released once.
-        unsafe { free_arc(id) }
-    })
-}
-
 /// The per-connection fast path: like `ambit_policy_set_evaluate_l4` but with the peer's id
 /// already parsed (`source_id`, NULL for plaintext) and binary addresses (the destination's
 /// port is the target port). No parsing and no allocation visible to the caller.
@@ -249,10 +176,9 @@ pub extern "C" fn ambit_spiffe_id_free(id: *const ambit_spiffe_id) {
 pub extern "C" fn ambit_policy_set_decide(
     set: *const ambit_policy_set,
     source_id: *const ambit_spiffe_id,
-    source: *const crate::proxy_v2::ambit_socket_addr,
-    destination: *const crate::proxy_v2::ambit_socket_addr,
-    destination_namespace: *const u8,
-    destination_namespace_len: usize,
+    source: *const ambit_socket_addr,
+    destination: *const ambit_socket_addr,
+    destination_namespace: ambit_str,
     allowed_out: *mut bool,
     policy_buf: *mut u8,
     policy_buf_len: usize,
@@ -262,7 +188,7 @@ pub extern "C" fn ambit_policy_set_decide(
         let set: &PolicySet = try_ref_from_ptr!(set);
         let src = try_ref_from_ptr!(source);
         let dst = try_ref_from_ptr!(destination);
-        let ns = try_str!(destination_namespace, destination_namespace_len);
+        let ns = try_ambit_str!(destination_namespace);
         let allowed_out = try_out!(allowed_out);
         let policy_n = try_out!(policy_n);
         // SAFETY: NULL (plaintext), or a live handle from `ambit_spiffe_id_new`.

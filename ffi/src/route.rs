@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facade::route::{Backend, Forward, Outcome, RouteTable, RouteTarget, SplitMix64};
-use http::{HeaderMap, Method, Uri};
+use facade::route::{Forward, ForwardedRequest, Outcome, RouteTable, RouteTarget, SplitMix64};
+use http::{HeaderMap, Method};
 
 use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
-use crate::macros::{
+use crate::ffi::{
     Castable, OwnershipArc, OwnershipBox, OwnershipRef, ffi_panic_boundary, free_arc, free_box,
-    to_boxed_mut_ptr, try_ambit_str, try_clone_arc, try_from, try_out, try_ref_from_ptr, try_str,
-    write_out,
+    to_boxed_mut_ptr, try_ambit_str, try_clone_arc, try_from, try_mut_from_ptr, try_out,
+    try_ref_from_ptr, write_out,
 };
 use crate::strings::{HeaderEdits, ambit_header, ambit_header_edits, ambit_str, header_map};
 
@@ -110,18 +110,16 @@ pub(crate) struct Routes {
 }
 
 pub(crate) struct Decision {
-    // Borrows from `_routes`, which this decision keeps alive; declared first so that it is
-    // dropped first.
-    forward: Option<Forward<'static>>,
-    mirrors: Vec<&'static Backend>,
+    forward: Option<Forward>,
     kind: ambit_route_kind,
     status: u16,
     location: String,
     path: String,
     authority: String,
     request_edits: HeaderEdits,
+    /// Filled by `ambit_route_decision_response_edits`, borrowed from there.
+    response_edits: HeaderEdits,
     limits: ambit_route_limits,
-    _routes: Arc<Routes>,
 }
 
 impl Castable for ambit_route_table {
@@ -146,15 +144,14 @@ impl Castable for ambit_route_request {
 /// `*err_out` when `err_out` is non-NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_table_from_yaml(
-    yaml: *const u8,
-    yaml_len: usize,
+    yaml: ambit_str,
     table_out: *mut *const ambit_route_table,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let text = try_str!(yaml, yaml_len);
+        let text = try_ambit_str!(yaml);
         let table_out = try_out!(table_out);
-        let loaded = RouteTable::parse(text, "<routes>").map(|loaded| Routes {
+        let loaded = RouteTable::parse(text, facade::run::L7_TEXT).map(|loaded| Routes {
             warnings: warning_lines(&loaded.warnings),
             table: loaded.table,
         });
@@ -230,17 +227,6 @@ pub extern "C" fn ambit_route_table_decide(
         let Ok(method) = Method::from_bytes(method.as_bytes()) else {
             return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
         };
-        let uri = match authority {
-            Some(a) => Uri::builder()
-                .scheme("http")
-                .authority(a)
-                .path_and_query(path)
-                .build(),
-            None => Uri::builder().path_and_query(path).build(),
-        };
-        let Ok(uri) = uri else {
-            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
-        };
         // SAFETY: `headers` holds `headers_len` readable headers (the struct's contract).
         let headers = match unsafe { header_map(r.headers, r.headers_len) } {
             Ok(h) => h,
@@ -258,68 +244,53 @@ pub extern "C" fn ambit_route_table_decide(
             routes
                 .table
                 .route(&target, &method, path, &headers, Instant::now(), &mut rng);
-        let decision = decision(outcome, &routes, method, uri, headers);
+        let decision = match decision(outcome, method, path, authority, headers) {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
         // SAFETY: `decision_out` checked non-NULL and writable per the contract.
         unsafe { *decision_out = to_boxed_mut_ptr(decision) };
         ambit_result::AMBIT_RESULT_OK
     })
 }
 
-/// Restates an outcome as a decision the host can read after `routes` is released.
+/// Restates an outcome as a decision the host can read after the table is released: the
+/// request as forwarded (ambit-route's `ForwardedRequest`) as edits of the headers passed in.
 fn decision(
-    outcome: Outcome<'_>,
-    routes: &Arc<Routes>,
+    outcome: Outcome,
     method: Method,
-    uri: Uri,
+    path: &str,
+    authority: Option<&str>,
     headers: HeaderMap,
-) -> Decision {
+) -> Result<Decision, ambit_result> {
     let status = outcome.status().map_or(0, |s| s.as_u16());
+    let forward = match &outcome {
+        Outcome::Forward(f) => Some(f),
+        _ => None,
+    };
+    let fwd = ForwardedRequest::new(forward, &method, path, authority, headers.clone())
+        .map_err(|_| ambit_result::AMBIT_RESULT_INVALID_PARAMETER)?;
     let mut d = Decision {
         forward: None,
-        mirrors: Vec::new(),
         kind: ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND,
         status,
         location: String::new(),
-        path: uri
-            .path_and_query()
-            .map(|pq| pq.to_string())
-            .unwrap_or_default(),
-        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-        request_edits: HeaderEdits::default(),
+        path: fwd.path_and_query,
+        authority: fwd.authority.unwrap_or_default(),
+        request_edits: HeaderEdits::between(&headers, &fwd.headers),
+        response_edits: HeaderEdits::default(),
         limits: ambit_route_limits::default(),
-        _routes: routes.clone(),
     };
     match outcome {
         Outcome::Forward(f) => {
             d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_FORWARD;
-            let mut parts = http::Request::new(()).into_parts().0;
-            parts.method = method;
-            parts.uri = uri;
-            parts.headers = headers.clone();
-            f.apply_request(&mut parts);
-            if let Some(pq) = parts.uri.path_and_query() {
-                d.path = pq.to_string();
-            }
-            d.authority = parts
-                .uri
-                .authority()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            d.request_edits = HeaderEdits::between(&headers, &parts.headers);
             d.limits = ambit_route_limits {
                 request_timeout_ms: millis(f.timeouts.request),
                 backend_request_timeout_ms: millis(f.timeouts.backend_request),
                 delay_ms: millis(f.delay),
-                retry_attempts: f.retry.map_or(0, |r| r.attempts),
-                retry_backoff_ms: millis(f.retry.and_then(|r| r.backoff)),
+                retry_attempts: f.retry().map_or(0, |r| r.attempts),
+                retry_backoff_ms: millis(f.retry().and_then(|r| r.backoff)),
             };
-            // SAFETY: `f` borrows from the table inside `routes`' allocation (`route` takes
-            // `&'t self` of the table that lives there). `d` holds a clone of that `Arc`, so
-            // the allocation outlives `d.forward` and `d.mirrors`, which are dropped before it
-            // (field order) and never handed out with the `'static` lifetime. Only the
-            // lifetime changes; the type and layout are the same.
-            let f: Forward<'static> = unsafe { std::mem::transmute::<Forward<'_>, _>(f) };
-            d.mirrors = f.mirrors().collect();
             d.forward = Some(f);
         }
         Outcome::Unrouted => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_UNROUTED,
@@ -341,7 +312,7 @@ fn decision(
             }
         }
     }
-    d
+    Ok(d)
 }
 
 fn millis(d: Option<Duration>) -> u64 {
@@ -394,7 +365,7 @@ fn read<'d>(
 pub extern "C" fn ambit_route_decision_route(decision: *const ambit_route_decision) -> ambit_str {
     ffi_panic_boundary!(ambit_str::default(), {
         read(decision, |d| {
-            d.forward.as_ref().map_or(&[][..], |f| f.route.as_bytes())
+            d.forward.as_ref().map_or(&[][..], |f| f.route().as_bytes())
         })
     })
 }
@@ -408,7 +379,7 @@ pub extern "C" fn ambit_route_decision_backend_namespace(
         read(decision, |d| {
             d.forward
                 .as_ref()
-                .map_or(&[][..], |f| f.backend.namespace.as_bytes())
+                .map_or(&[][..], |f| f.backend().namespace.as_bytes())
         })
     })
 }
@@ -422,7 +393,7 @@ pub extern "C" fn ambit_route_decision_backend_name(
         read(decision, |d| {
             d.forward
                 .as_ref()
-                .map_or(&[][..], |f| f.backend.name.as_bytes())
+                .map_or(&[][..], |f| f.backend().name.as_bytes())
         })
     })
 }
@@ -435,7 +406,7 @@ pub extern "C" fn ambit_route_decision_backend_port(decision: *const ambit_route
         // SAFETY: NULL, or a live decision from `ambit_route_table_decide`.
         unsafe { try_from(decision) }
             .and_then(|d: &Decision| d.forward.as_ref())
-            .and_then(|f| f.backend.port)
+            .and_then(|f| f.backend().port)
             .unwrap_or(0)
     })
 }
@@ -487,24 +458,24 @@ pub extern "C" fn ambit_route_decision_request_edits(
 }
 
 /// The edits to make to the backend's response headers (`ResponseHeaderModifier` of the rule
-/// and of the chosen backendRef), given those headers: `*edits_out` gets a new list (empty
-/// unless FORWARD) to free with `ambit_header_edits_free`.
+/// and of the chosen backendRef), given those headers: `*edits_out` points to a list inside the
+/// decision (empty unless FORWARD), valid until the next call for this decision or its free.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_decision_response_edits(
-    decision: *const ambit_route_decision,
+    decision: *mut ambit_route_decision,
     response_headers: *const ambit_header,
     response_headers_len: usize,
-    edits_out: *mut *mut ambit_header_edits,
+    edits_out: *mut *const ambit_header_edits,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let d: &Decision = try_ref_from_ptr!(decision);
+        let d: &mut Decision = try_mut_from_ptr!(decision);
         let edits_out = try_out!(edits_out);
         // SAFETY: `response_headers_len` readable headers, per the contract.
         let before = match unsafe { header_map(response_headers, response_headers_len) } {
             Ok(h) => h,
             Err(e) => return e,
         };
-        let edits = match &d.forward {
+        d.response_edits = match &d.forward {
             Some(f) => {
                 let mut after = before.clone();
                 f.apply_response(&mut after);
@@ -513,7 +484,7 @@ pub extern "C" fn ambit_route_decision_response_edits(
             None => HeaderEdits::default(),
         };
         // SAFETY: `edits_out` checked non-NULL and writable per the contract.
-        unsafe { *edits_out = to_boxed_mut_ptr(edits) };
+        unsafe { *edits_out = d.response_edits.as_ptr() };
         ambit_result::AMBIT_RESULT_OK
     })
 }
@@ -548,7 +519,7 @@ pub extern "C" fn ambit_route_decision_retries_status(
         // SAFETY: NULL, or a live decision from `ambit_route_table_decide`.
         unsafe { try_from(decision) }
             .and_then(|d: &Decision| d.forward.as_ref())
-            .and_then(|f| f.retry)
+            .and_then(|f| f.retry())
             .is_some_and(|r| r.retries_status(status))
     })
 }
@@ -561,7 +532,9 @@ pub extern "C" fn ambit_route_decision_mirror_count(
 ) -> usize {
     ffi_panic_boundary!(0, {
         // SAFETY: NULL, or a live decision from `ambit_route_table_decide`.
-        unsafe { try_from(decision) }.map_or(0, |d: &Decision| d.mirrors.len())
+        unsafe { try_from(decision) }.map_or(0, |d: &Decision| {
+            d.forward.as_ref().map_or(0, |f| f.mirrors().count())
+        })
     })
 }
 
@@ -580,7 +553,7 @@ pub extern "C" fn ambit_route_decision_mirror(
         let namespace_out = try_out!(namespace_out);
         let name_out = try_out!(name_out);
         let port_out = try_out!(port_out);
-        let Some(b) = d.mirrors.get(index) else {
+        let Some(b) = d.forward.as_ref().and_then(|f| f.mirrors().nth(index)) else {
             return ambit_result::AMBIT_RESULT_NOT_FOUND;
         };
         // SAFETY: all three checked non-NULL and writable per the contract.

@@ -3,10 +3,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ambit_result;
-use crate::macros::{
-    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, free_box, try_from, try_out,
-    try_ref_from_ptr,
-};
+use crate::ffi::{Castable, OwnershipRef, ffi_panic_boundary, try_from, try_out, try_ref_from_ptr};
 
 /// A string as pointer + length: UTF-8 unless a field's doc says bytes, need not be
 /// NUL-terminated; `data` may be NULL when `len` is 0.
@@ -49,10 +46,11 @@ pub enum ambit_header_op {
 /// An ordered list of header edits: applied in order to the headers that were passed in, they
 /// give the headers to forward (or to return). Names are lower-case.
 ///
-/// Immutable; read it from any thread. Lists read from a decision or result
-/// (`ambit_route_decision_request_edits`, `ambit_authn_result_edits`) are borrowed from it and
-/// must not be freed; lists returned by `ambit_route_decision_response_edits` are owned by the
-/// caller (`Box<HeaderEdits>`) and freed with `ambit_header_edits_free`.
+/// Always borrowed from the decision or result it was read from
+/// (`ambit_route_decision_request_edits`, `ambit_route_decision_response_edits`,
+/// `ambit_authn_result_edits`), valid until that object is freed (or, for response edits, until
+/// the next call for the same decision); never freed by the caller. Immutable; read it from any
+/// thread.
 #[derive(Debug)]
 pub struct ambit_header_edits {
     _private: [u8; 0],
@@ -71,14 +69,6 @@ pub(crate) struct HeaderEdit {
 pub(crate) struct HeaderEdits(pub(crate) Vec<HeaderEdit>);
 
 impl Castable for ambit_header_edits {
-    type Ownership = OwnershipBox;
-    type RustType = HeaderEdits;
-}
-
-/// A borrowed edit list (inside a decision or result) handed out as `const*`.
-pub(crate) struct BorrowedEdits;
-
-impl Castable for BorrowedEdits {
     type Ownership = OwnershipRef;
     type RustType = HeaderEdits;
 }
@@ -119,7 +109,7 @@ impl ambit_str {
     /// `data` points to `len` readable bytes that stay unchanged during `'a` (or `len` is 0).
     pub(crate) unsafe fn bytes<'a>(self) -> Option<&'a [u8]> {
         // SAFETY: forwarded from this function's contract.
-        unsafe { crate::macros::try_slice_from(self.data, self.len) }
+        unsafe { crate::ffi::try_slice_from(self.data, self.len) }
     }
 
     /// The text, or the result code a C caller gets for it (NULL_PARAMETER, INVALID_PARAMETER).
@@ -154,7 +144,7 @@ pub(crate) unsafe fn header_map(
     n: usize,
 ) -> Result<HeaderMap, ambit_result> {
     // SAFETY: forwarded from this function's contract.
-    let raw = unsafe { crate::macros::try_slice_from(headers, n) }
+    let raw = unsafe { crate::ffi::try_slice_from(headers, n) }
         .ok_or(ambit_result::AMBIT_RESULT_NULL_PARAMETER)?;
     let mut map = HeaderMap::with_capacity(raw.len());
     for h in raw {
@@ -212,7 +202,7 @@ impl HeaderEdits {
 
     /// Lends the list to C.
     pub(crate) fn as_ptr(&self) -> *const ambit_header_edits {
-        crate::macros::to_ref_const_ptr::<BorrowedEdits>(self).cast()
+        crate::ffi::to_ref_const_ptr::<ambit_header_edits>(self)
     }
 }
 
@@ -257,16 +247,5 @@ pub extern "C" fn ambit_header_edits_get(
                 .map_or_else(ambit_str::default, |v| ambit_str::borrow(v.as_bytes()));
         }
         ambit_result::AMBIT_RESULT_OK
-    })
-}
-
-/// Frees an edit list returned by `ambit_route_decision_response_edits`. NULL is a no-op.
-/// Never pass a list borrowed from a decision or result; freeing twice is undefined
-/// behaviour.
-#[unsafe(no_mangle)]
-pub extern "C" fn ambit_header_edits_free(edits: *mut ambit_header_edits) {
-    ffi_panic_boundary!((), {
-        // SAFETY: NULL, or an owned list made by `to_boxed_mut_ptr`, freed once.
-        unsafe { free_box(edits) }
     })
 }

@@ -3,57 +3,35 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use facade::identity::{CaSource, SystemClock};
-use facade::waypoint::{L7Config, Waypoint, WaypointConfig};
+use facade::waypoint::{Waypoint, WaypointConfig};
 
-use crate::error::{Error, ambit_error, ambit_result};
-use crate::macros::{
-    Castable, OwnershipBox, OwnershipRef, ffi_panic_boundary, take_box, try_clone_arc, try_out,
-    try_ref_from_ptr, try_str, write_out,
+use crate::addr::{ambit_socket_addr, optional};
+use crate::error::{ambit_error, ambit_result, fail, warning_lines};
+use crate::ffi::{
+    Castable, OwnershipBox, ffi_panic_boundary, free_box, take_box, to_boxed_mut_ptr,
+    try_ambit_str, try_clone_arc, try_mut_from_ptr, try_out, try_ref_from_ptr, write_out,
 };
-use crate::node::{addr, fail, field, give_started, parse_local};
-use crate::runtime::Runtime;
+use crate::identity::ambit_ca;
+use crate::runtime::{Runtime, ambit_runtime, give_started};
+use crate::strings::ambit_str;
 
 /// A running waypoint.
 ///
-/// Thread-safe for reading metrics and reloading; corresponds to `Box<Waypoint>`. Free it
+/// Thread-safe for reading metrics and reloading; corresponds to `Box<Running>`. Free it
 /// before the runtime it was started on.
 #[derive(Debug)]
 pub struct ambit_waypoint {
     _private: [u8; 0],
 }
 
-/// How a waypoint is named and where it listens. Text fields are UTF-8 with their lengths; a
-/// NULL/0-length optional field takes its default.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
+/// How a waypoint is named and where it listens, built with `ambit_waypoint_options_new` and
+/// the `_set_` calls (an option added later never changes this ABI). Defaults: metrics and
+/// readiness off, the default network, root namespace `istio-system`.
+///
+/// Not thread-safe while being set; corresponds to `Box<Options>`.
+#[derive(Debug)]
 pub struct ambit_waypoint_options {
-    /// The waypoint Gateway's name (required): what `targetRefs` of kind Gateway and the
-    /// config's `waypoint` references name.
-    pub name: *const u8,
-    /// Its length.
-    pub name_len: usize,
-    /// Its namespace (required). The identity is `spiffe://<ca's trust domain>/ns/<ns>/sa/<name>`.
-    pub ns: *const u8,
-    /// Its length.
-    pub ns_len: usize,
-    /// The HBONE listener, `ip:port` (required): the waypoint's address in the config, port
-    /// 15008 unless the config says otherwise.
-    pub hbone: *const u8,
-    /// Its length.
-    pub hbone_len: usize,
-    /// Prometheus metrics `ip:port` (optional; off when empty).
-    pub metrics: *const u8,
-    /// Its length.
-    pub metrics_len: usize,
-    /// The network it is on (optional; default network when empty).
-    pub network: *const u8,
-    /// Its length.
-    pub network_len: usize,
-    /// Istio's root namespace, whose policies apply mesh-wide (optional; `istio-system`).
-    pub root_namespace: *const u8,
-    /// Its length.
-    pub root_namespace_len: usize,
+    _private: [u8; 0],
 }
 
 impl Castable for ambit_waypoint {
@@ -62,8 +40,17 @@ impl Castable for ambit_waypoint {
 }
 
 impl Castable for ambit_waypoint_options {
-    type Ownership = OwnershipRef;
-    type RustType = ambit_waypoint_options;
+    type Ownership = OwnershipBox;
+    type RustType = Options;
+}
+
+pub(crate) struct Options {
+    name: String,
+    namespace: String,
+    hbone: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    network: String,
+    root_namespace: String,
 }
 
 pub(crate) struct Running {
@@ -74,101 +61,141 @@ pub(crate) struct Running {
     warnings: Mutex<String>,
 }
 
-fn load_l7(yaml: &str, root_namespace: &str) -> Result<(L7Config, String), String> {
-    L7Config::from_yaml(yaml, "<l7>", root_namespace)
-        .map(|(l7, w)| {
-            (
-                l7,
-                w.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })
-        .map_err(|e| e.to_string())
+/// New options for the waypoint Gateway `name` in namespace `ns` (what `targetRefs` of kind
+/// Gateway and the config's `waypoint` references name; its identity is
+/// `spiffe://<ca's trust domain>/ns/<ns>/sa/<name>`), serving HBONE on `hbone` (its address in
+/// the config, port 15008 unless the config says otherwise).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_waypoint_options_new(
+    name: ambit_str,
+    ns: ambit_str,
+    hbone: *const ambit_socket_addr,
+    out: *mut *mut ambit_waypoint_options,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let name = try_ambit_str!(name);
+        let ns = try_ambit_str!(ns);
+        let hbone: &ambit_socket_addr = try_ref_from_ptr!(hbone);
+        let out = try_out!(out);
+        let Some(hbone) = hbone.to_rust() else {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        };
+        if name.is_empty() || ns.is_empty() {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        }
+        let o = Options {
+            name: name.to_owned(),
+            namespace: ns.to_owned(),
+            hbone,
+            metrics: None,
+            network: String::new(),
+            root_namespace: facade::authz::DEFAULT_ROOT_NAMESPACE.to_owned(),
+        };
+        // SAFETY: `out` checked non-NULL and writable per the contract.
+        unsafe { *out = to_boxed_mut_ptr(o) };
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Sets the Prometheus metrics listener; NULL turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_waypoint_options_set_metrics(
+    options: *mut ambit_waypoint_options,
+    addr: *const ambit_socket_addr,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let o: &mut Options = try_mut_from_ptr!(options);
+        // SAFETY: `addr` is NULL or a readable address per the contract.
+        match unsafe { optional(addr) } {
+            Ok(a) => {
+                o.metrics = a;
+                ambit_result::AMBIT_RESULT_OK
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Sets the network the waypoint is on (empty: the default network).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_waypoint_options_set_network(
+    options: *mut ambit_waypoint_options,
+    network: ambit_str,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let o: &mut Options = try_mut_from_ptr!(options);
+        o.network = try_ambit_str!(network).to_owned();
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Sets Istio's root namespace, whose policies apply mesh-wide (default `istio-system`).
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_waypoint_options_set_root_namespace(
+    options: *mut ambit_waypoint_options,
+    root_namespace: ambit_str,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let o: &mut Options = try_mut_from_ptr!(options);
+        let root = try_ambit_str!(root_namespace);
+        if root.is_empty() {
+            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+        }
+        o.root_namespace = root.to_owned();
+        ambit_result::AMBIT_RESULT_OK
+    })
+}
+
+/// Frees waypoint options (copied at start). NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn ambit_waypoint_options_free(options: *mut ambit_waypoint_options) {
+    ffi_panic_boundary!((), {
+        // SAFETY: NULL, or options from `ambit_waypoint_options_new` freed once.
+        unsafe { free_box(options) }
+    })
 }
 
 /// Starts a waypoint on `rt` for the mesh in `config_yaml` (ztunnel-shaped local config, the
 /// same the node proxy takes: services and workloads name their waypoint with `waypoint:
 /// {destination: "/<ip>"}`), enforcing `l7_yaml` (Gateway API HTTPRoute, Istio
 /// AuthorizationPolicy and RequestAuthentication; empty = none), with a certificate from `ca`.
-/// BLOCKS until its listeners are bound. Bad YAML is `AMBIT_RESULT_CONFIG_INVALID`, a bad
-/// option `AMBIT_RESULT_INVALID_PARAMETER`, a listener that cannot bind `AMBIT_RESULT_IO`;
-/// details in `*err_out`. What the L7 YAML had that was skipped: `ambit_waypoint_warnings`.
+/// BLOCKS until its listeners are bound. Bad YAML is `AMBIT_RESULT_CONFIG_INVALID`
+/// (`ambit_error_location` says where), a listener that cannot bind `AMBIT_RESULT_IO`; details
+/// in `*err_out`. What the L7 YAML had that was skipped: `ambit_waypoint_warnings`.
 #[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
 pub extern "C" fn ambit_waypoint_start(
-    rt: *const crate::runtime::ambit_runtime,
-    config_yaml: *const u8,
-    config_len: usize,
-    l7_yaml: *const u8,
-    l7_len: usize,
-    ca: *const crate::runtime::ambit_ca,
+    rt: *const ambit_runtime,
+    config_yaml: ambit_str,
+    l7_yaml: ambit_str,
+    ca: *const ambit_ca,
     options: *const ambit_waypoint_options,
     out: *mut *mut ambit_waypoint,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let rt: &Runtime = try_ref_from_ptr!(rt);
-        let yaml = try_str!(config_yaml, config_len);
-        let l7_yaml = try_str!(l7_yaml, l7_len);
+        let yaml = try_ambit_str!(config_yaml).to_owned();
+        let l7_yaml = try_ambit_str!(l7_yaml).to_owned();
         let ca = try_clone_arc!(ca);
-        let o = try_ref_from_ptr!(options);
+        let o: &Options = try_ref_from_ptr!(options);
         let out = try_out!(out);
-        let invalid = |message: String| Error {
-            code: ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-            message,
+        let identity = match facade::run::waypoint_identity(&ca, &o.namespace, &o.name) {
+            Ok(id) => id,
+            Err(e) => return fail(e, err_out),
         };
-        // SAFETY: each pointer/length pair is NULL or readable per `ambit_waypoint_options`.
-        let parsed = (|| unsafe {
-            let name = field(o.name, o.name_len, "name")?.unwrap_or_default();
-            let ns = field(o.ns, o.ns_len, "ns")?.unwrap_or_default();
-            if name.is_empty() || ns.is_empty() {
-                return Err(invalid("name and ns are required".into()));
-            }
-            let hbone = addr(o.hbone, o.hbone_len, "hbone")?
-                .ok_or_else(|| invalid("hbone: required (ip:port)".into()))?;
-            let identity = ca
-                .trust_domain()
-                .workload_id(ns, name)
-                .map_err(|e| invalid(format!("name/ns: {e}")))?;
-            let mut wc = WaypointConfig::new(name, ns, identity);
-            wc.hbone = hbone;
-            wc.metrics = addr(o.metrics, o.metrics_len, "metrics")?;
-            wc.readiness = None;
-            wc.network = field(o.network, o.network_len, "network")?
-                .unwrap_or_default()
-                .to_owned();
-            let root = field(o.root_namespace, o.root_namespace_len, "root_namespace")?
-                .unwrap_or("istio-system")
-                .to_owned();
-            Ok((wc, root))
-        })();
-        let (config, root_namespace) = match parsed {
-            Ok(p) => p,
-            // SAFETY: `err_out` is NULL or writable per the contract.
-            Err(e) => return unsafe { e.give(err_out) },
-        };
-        let cfg = match parse_local(yaml, err_out) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let (l7, warnings) = match load_l7(l7_yaml, &root_namespace) {
-            Ok(l) => l,
-            Err(m) => return fail(ambit_result::AMBIT_RESULT_CONFIG_INVALID, m, err_out),
-        };
-        let source = Arc::new(CaSource::new(
-            ca,
-            Duration::from_secs(24 * 3600),
-            Arc::new(SystemClock),
-        ));
-        let tls = rt.tls.clone();
-        let start = Waypoint::start(config, cfg.state, l7, source, tls);
-        let wrap = |waypoint, handle| Running {
+        let mut wc = WaypointConfig::new(&o.name, &o.namespace, identity);
+        wc.hbone = o.hbone;
+        wc.metrics = o.metrics;
+        wc.readiness = None;
+        wc.network = o.network.clone();
+        let (root, tls) = (o.root_namespace.clone(), rt.tls.clone());
+        let root_namespace = root.clone();
+        let start = async move { facade::run::waypoint(wc, &yaml, &l7_yaml, &root, ca, tls).await };
+        let wrap = |(waypoint, warnings): (Waypoint, Vec<_>), handle| Running {
             waypoint: Arc::new(waypoint),
             handle,
             root_namespace,
-            warnings: Mutex::new(warnings),
+            warnings: Mutex::new(warning_lines(&warnings)),
         };
         // SAFETY: `out` checked non-NULL; `err_out` NULL or writable per the contract.
         unsafe { give_started(rt, start, wrap, out, err_out) }
@@ -180,19 +207,18 @@ pub extern "C" fn ambit_waypoint_start(
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_waypoint_reload(
     waypoint: *const ambit_waypoint,
-    config_yaml: *const u8,
-    config_len: usize,
+    config_yaml: ambit_str,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let w: &Running = try_ref_from_ptr!(waypoint);
-        let yaml = try_str!(config_yaml, config_len);
-        match parse_local(yaml, err_out) {
-            Ok(c) => {
-                w.waypoint.update_state(c.state);
+        let yaml = try_ambit_str!(config_yaml);
+        match facade::run::local_state(yaml, facade::run::CONFIG_TEXT) {
+            Ok(state) => {
+                w.waypoint.update_state(state);
                 ambit_result::AMBIT_RESULT_OK
             }
-            Err(code) => code,
+            Err(e) => fail(e, err_out),
         }
     })
 }
@@ -203,23 +229,22 @@ pub extern "C" fn ambit_waypoint_reload(
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_waypoint_reload_l7(
     waypoint: *const ambit_waypoint,
-    l7_yaml: *const u8,
-    l7_len: usize,
+    l7_yaml: ambit_str,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let w: &Running = try_ref_from_ptr!(waypoint);
-        let yaml = try_str!(l7_yaml, l7_len);
-        match load_l7(yaml, &w.root_namespace) {
+        let yaml = try_ambit_str!(l7_yaml);
+        match facade::run::l7_config(yaml, facade::run::L7_TEXT, &w.root_namespace) {
             Ok((l7, warnings)) => {
                 // Held across the swap so that concurrent reloads leave a config and its own
                 // warnings.
                 let mut held = w.warnings.lock().unwrap_or_else(PoisonError::into_inner);
                 w.waypoint.update_l7(l7);
-                *held = warnings;
+                *held = warning_lines(&warnings);
                 ambit_result::AMBIT_RESULT_OK
             }
-            Err(m) => fail(ambit_result::AMBIT_RESULT_CONFIG_INVALID, m, err_out),
+            Err(e) => fail(e, err_out),
         }
     })
 }
@@ -263,22 +288,21 @@ pub extern "C" fn ambit_waypoint_metrics(
     })
 }
 
-/// The bound HBONE address as `ip:port` text.
+/// The address the HBONE listener is bound to.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_waypoint_hbone_addr(
     waypoint: *const ambit_waypoint,
-    buf: *mut u8,
-    len: usize,
-    out_n: *mut usize,
+    addr_out: *mut ambit_socket_addr,
 ) -> ambit_result {
     ffi_panic_boundary!({
         let w: &Running = try_ref_from_ptr!(waypoint);
-        let out_n = try_out!(out_n);
+        let addr_out = try_out!(addr_out);
         let Some(a) = w.waypoint.bound().hbone else {
-            return ambit_result::AMBIT_RESULT_INVALID_PARAMETER;
+            return ambit_result::AMBIT_RESULT_NOT_FOUND;
         };
-        // SAFETY: `out_n` checked non-NULL; `buf`/`len` per the contract.
-        unsafe { write_out(a.to_string().as_bytes(), buf, len, out_n) }
+        // SAFETY: `addr_out` checked non-NULL and writable per the contract.
+        unsafe { *addr_out = ambit_socket_addr::from_rust(a) };
+        ambit_result::AMBIT_RESULT_OK
     })
 }
 

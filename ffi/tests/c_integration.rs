@@ -180,6 +180,16 @@ fn c_api_checks_are_clean_under_valgrind() {
     run_api(Mode::Valgrind);
 }
 
+// === config_errors.c: the shared broken fixtures, placed as Rust and Python place them ===
+
+#[test]
+fn c_config_errors_name_the_same_place_as_rust_and_python() {
+    let dir = manifest().join("../testdata/config-errors");
+    for mode in [Mode::Plain, Mode::Sanitized, Mode::Valgrind] {
+        run_c("tests/c/config_errors.c", &[dir.as_os_str()], mode, 10);
+    }
+}
+
 // === waypoint.c: routes, JWT, L7 authorization ===
 
 /// The time the test tokens are made for.
@@ -189,29 +199,18 @@ const JWT_NOW: u64 = 1_700_000_000;
 /// for an hour from [`JWT_NOW`]), `expired.jwt`, `none.jwt` (`alg: none`, no signature) and
 /// `badsig.jwt` (signed by another key under the same `kid`).
 fn jwt_files(dir: &Path) {
+    use ambit_test_util::jwt::{JwtSigner, jwks};
     use base64::Engine;
-    use jsonwebtoken::jwk::Jwk;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-    let new_key = || {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("encoding key")
-    };
-    let (signing, impostor) = (new_key(), new_key());
-    let mut jwk = Jwk::from_encoding_key(&signing, Algorithm::ES256).expect("jwk");
-    jwk.common.key_id = Some("k1".into());
-    let jwks = serde_json::json!({ "keys": [jwk] });
+    let (signing, impostor) = (JwtSigner::es256("k1"), JwtSigner::es256("k1"));
+    let jwks = jwks(&[&signing]);
     let claims = |exp: u64| {
         serde_json::json!({
             "iss": "https://issuer.example", "sub": "alice", "aud": "cart",
             "iat": JWT_NOW - 10, "exp": exp, "realm": {"role": "admin"}, "level": 3,
         })
     };
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("k1".into());
-    let sign = |exp: u64, key: &EncodingKey| {
-        jsonwebtoken::encode(&header, &claims(exp), key).expect("sign")
-    };
+    let sign = |exp: u64, key: &JwtSigner| key.sign(&claims(exp));
     let b64 = |v: serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
@@ -221,7 +220,7 @@ fn jwt_files(dir: &Path) {
         b64(claims(JWT_NOW + 3600))
     );
     let files = [
-        ("jwks.json", jwks.to_string()),
+        ("jwks.json", jwks),
         ("valid.jwt", sign(JWT_NOW + 3600, &signing)),
         ("expired.jwt", sign(JWT_NOW - 3600, &signing)),
         ("none.jwt", none),

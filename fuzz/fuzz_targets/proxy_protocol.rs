@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ambit_hbone::proxy_protocol::{ProxyError, ProxyHeader};
+use ambit_hbone::proxy_protocol::{ProxyHeaderError, ProxyHeader};
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             let wire = h.encode().expect("a decoded header fits");
             assert_eq!(ProxyHeader::decode(&wire), Ok((h, wire.len())));
         }
-        Err(ProxyError::Incomplete { needed }) => assert!(needed > data.len()),
+        Err(ProxyHeaderError::Incomplete { needed }) => assert!(needed > data.len()),
         Err(_) => {}
     }
     let Ok(x) = Header::arbitrary(&mut Unstructured::new(data)) else {
@@ -51,6 +51,6 @@ fuzz_target!(|data: &[u8]| {
     let cut = usize::from(x.cut) % wire.len();
     assert!(matches!(
         ProxyHeader::decode(&wire[..cut]),
-        Err(ProxyError::Incomplete { .. })
+        Err(ProxyHeaderError::Incomplete { .. })
     ));
 });

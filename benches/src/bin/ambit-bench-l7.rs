@@ -14,8 +14,13 @@
 //! `cargo run --release -p ambit-benches --bin ambit-bench-l7 -- [--quick | --smoke]
 //! [--reps N] [--conc 16,64] [--secs S] [--only ambit|envoy] [--json FILE]`
 
+use ambit_benches::proc::{clk_tck, cpu_ticks, status_kib};
+use ambit_benches::report::median;
+// Every run gets a fresh `127.<net>.0.0/16`, so no socket of a previous run is in the way.
+use ambit_test_util::TestPki;
+use ambit_test_util::mesh::ip;
+use ambit_test_util::nodes::{Listeners, two_nodes};
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,10 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use ambit_identity::{
-    CaSource, CertificateAuthority, PemFileSource, SpiffeId, SystemClock, TrustDomain,
-};
-use ambit_node::{NodeConfig, NodeProxy};
+use ambit_identity::{PemFileSource, SpiffeId};
+use ambit_node::NodeProxy;
 use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
 use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
@@ -191,11 +194,6 @@ fn main() -> Result<()> {
 
 // === the mesh: addresses, state, nodes, backends ===
 
-/// Every run gets a fresh `127.<net>.0.0/16`, so no socket of a previous run is in the way.
-fn ip(net: u8, host: [u8; 2]) -> IpAddr {
-    IpAddr::from([127, net, host[0], host[1]])
-}
-
 fn client_ip(net: u8, i: u8) -> IpAddr {
     ip(net, [1, 2 + i])
 }
@@ -279,15 +277,14 @@ fn state(net: u8) -> Result<State> {
 /// The CA of the run, and the waypoint's certificate, key and root as PEM files (what both
 /// waypoints load).
 struct Pki {
-    ca: Arc<CertificateAuthority>,
+    test: TestPki,
     dir: PathBuf,
 }
 
 impl Pki {
     fn new() -> Result<Self> {
-        let ca = Arc::new(CertificateAuthority::new(TrustDomain::new(
-            "cluster.local",
-        )?)?);
+        let test = TestPki::new();
+        let ca = test.ca.clone();
         let dir = std::env::temp_dir().join(format!("ambit-bench-l7-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let c = ca.credentials(&waypoint_id()?, Duration::from_secs(24 * 3600))?;
@@ -299,7 +296,7 @@ impl Pki {
             let path = dir.join(file);
             std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
         }
-        Ok(Self { ca, dir })
+        Ok(Self { test, dir })
     }
 }
 
@@ -319,27 +316,9 @@ struct Mesh {
 
 impl Mesh {
     async fn start(net: u8, pki: &Pki) -> Result<Self> {
-        let source = Arc::new(CaSource::new(
-            pki.ca.clone(),
-            Duration::from_secs(24 * 3600),
-            Arc::new(SystemClock),
-        ));
-        let tls = TlsContext::new(Provider::default());
-        let config = |node: &str, host: u8| {
-            let mut c = NodeConfig::new(node);
-            c.socks5 = Some(SocketAddr::new(ip(net, [0, host]), 0));
-            c.metrics = None;
-            c.readiness = None;
-            c.admin = None;
-            c
-        };
-        let st = state(net)?;
-        let a = NodeProxy::start(config("node-a", 1), st.clone(), source.clone(), tls.clone())
+        let (a, b) = two_nodes(net, state(net)?, &pki.test, Listeners::Socks5)
             .await
-            .context("node A")?;
-        let b = NodeProxy::start(config("node-b", 2), st, source, tls)
-            .await
-            .context("node B")?;
+            .context("node proxies")?;
         let socks = a.bound().socks5.context("node A has no SOCKS5 listener")?;
         let backends = vec![
             backend(SocketAddr::new(v1_ip(net), 8080), "v1").await?,
@@ -542,210 +521,14 @@ fn spawn_envoy(envoy: &Path, pki: &Pki, net: u8) -> Result<Running> {
 /// connection) → internal listener `main_internal` (HTTP connection manager: RBAC on that
 /// principal, method and path; routes with a header match and weighted clusters) → clusters
 /// whose endpoints are internal listeners `originate_v*` (tcp_proxy with `tunneling_config`:
-/// HBONE to node B, an HTTP/2 + mTLS cluster bound to the waypoint's address).
+/// HBONE to node B, an HTTP/2 + mTLS cluster bound to the waypoint's address). The config is
+/// `benches/envoy/waypoint.yaml` with the run's directory and addresses filled in.
 fn envoy_config(dir: &Path, net: u8) -> String {
-    let d = dir.display();
-    // The `common_tls_context` body, each line indented by `pad` spaces.
-    let tls = |peer: &str, pad: usize| {
-        let body = format!(
-            r#"alpn_protocols: [h2]
-tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}
-tls_certificates:
-- certificate_chain: {{filename: "{d}/waypoint-cert.pem"}}
-  private_key: {{filename: "{d}/waypoint-key.pem"}}
-validation_context:
-  trusted_ca: {{filename: "{d}/root.pem"}}
-  match_typed_subject_alt_names:
-  - san_type: URI
-    matcher: {peer}"#
-        );
-        let pad = " ".repeat(pad);
-        body.lines()
-            .map(|l| format!("\n{pad}{l}"))
-            .collect::<String>()
-    };
-    let mut out = format!(
-        r#"
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-bootstrap_extensions:
-- name: envoy.bootstrap.internal_listener
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener
-static_resources:
-  listeners:
-  - name: connect_terminate
-    address: {{socket_address: {{address: {wp}, port_value: 15008}}}}
-    # Spreads node A's pooled connections evenly over the workers (helps Envoy; ambit's
-    # runtime balances tasks by work stealing).
-    connection_balance_config: {{exact_balance: {{}}}}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:{downstream_tls}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: connect_terminate
-          codec_type: HTTP2
-          http2_protocol_options: {{allow_connect: true}}
-          upgrade_configs: [{{upgrade_type: CONNECT}}]
-          route_config:
-            virtual_hosts:
-            - name: connect
-              domains: ["*"]
-              routes:
-              - match: {{connect_matcher: {{}}}}
-                route:
-                  cluster: main_internal
-                  upgrade_configs: [{{upgrade_type: CONNECT, connect_config: {{}}}}]
-          http_filters:
-          - name: envoy.filters.http.set_filter_state
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config
-              on_request_headers:
-              - object_key: io.istio.peer_principal
-                # Hashable, so upstream connection pools are partitioned by principal (as
-                # Istio's istio.hashable_string); with envoy.string a pooled internal
-                # connection can carry another peer's principal.
-                factory_key: envoy.hashable_string
-                format_string: {{text_format_source: {{inline_string: "%DOWNSTREAM_PEER_URI_SAN%"}}}}
-                shared_with_upstream: ONCE
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  - name: main_internal
-    internal_listener: {{}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main_internal
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - name: reviews
-              domains: ["*"]
-              routes:
-              # Gateway API precedence (as Istio orders it): same path prefix, the rule with
-              # more header matches first.
-              - match:
-                  path_separated_prefix: /api
-                  headers: [{{name: x-feature, string_match: {{exact: beta}}}}]
-                route: {{cluster: reviews-v2, timeout: 0s}}
-              - match: {{path_separated_prefix: /api}}
-                route:
-                  timeout: 0s
-                  weighted_clusters:
-                    clusters:
-                    - {{name: reviews-v1, weight: 90}}
-                    - {{name: reviews-v2, weight: 10}}
-          http_filters:
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: ALLOW
-                policies:
-                  ns[demo]-policy[reviews-api]-rule[0]:
-                    permissions:
-                    - and_rules:
-                        rules:
-                        - or_rules:
-                            rules:
-                            - header: {{name: ":method", string_match: {{exact: GET}}}}
-                            - header: {{name: ":method", string_match: {{exact: POST}}}}
-                        - or_rules:
-                            rules:
-                            - url_path: {{path: {{prefix: /api/}}}}
-                    principals:
-                    - and_ids:
-                        ids:
-                        - or_ids:
-                            ids:
-                            - filter_state:
-                                key: io.istio.peer_principal
-                                string_match: {{exact: "spiffe://cluster.local/ns/demo/sa/client"}}
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#,
-        wp = waypoint_ip(net),
-        downstream_tls = tls(r#"{prefix: "spiffe://cluster.local/"}"#, 12),
-    );
-    for (v, addr) in [("v1", v1_ip(net)), ("v2", v2_ip(net))] {
-        let _ = write!(
-            out,
-            r#"
-  - name: originate_{v}
-    internal_listener: {{}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: originate_{v}
-          cluster: hbone_{v}
-          tunneling_config: {{hostname: "{addr}:8080"}}"#
-        );
-    }
-    out.push_str("\n  clusters:");
-    // `internal_upstream` hands the filter state shared by `connect_terminate` (the peer
-    // principal) to the internal listener's connection.
-    let internal = |name: &str, listener: &str| {
-        format!(
-            r#"
-  - name: {name}
-    type: STATIC
-    transport_socket:
-      name: envoy.transport_sockets.internal_upstream
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport
-        transport_socket:
-          name: envoy.transport_sockets.raw_buffer
-          typed_config: {{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}
-    load_assignment:
-      cluster_name: {name}
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{envoy_internal_address: {{server_listener_name: {listener}}}}}}}}}]}}]"#
-        )
-    };
-    out.push_str(&internal("main_internal", "main_internal"));
-    for (v, addr) in [("v1", v1_ip(net)), ("v2", v2_ip(net))] {
-        out.push_str(&internal(
-            &format!("reviews-{v}"),
-            &format!("originate_{v}"),
-        ));
-        let _ = write!(
-            out,
-            r#"
-  - name: hbone_{v}
-    type: STATIC
-    connect_timeout: 10s
-    upstream_bind_config: {{source_address: {{address: {wp}, port_value: 0}}}}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        common_tls_context:{upstream_tls}
-    load_assignment:
-      cluster_name: hbone_{v}
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {addr}, port_value: 15008}}}}}}}}]}}]"#,
-            wp = waypoint_ip(net),
-            upstream_tls = tls(
-                r#"{exact: "spiffe://cluster.local/ns/demo/sa/reviews"}"#,
-                10
-            ),
-        );
-    }
-    out.push('\n');
-    out
+    include_str!("../../envoy/waypoint.yaml")
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{waypoint}", &waypoint_ip(net).to_string())
+        .replace("{v1}", &v1_ip(net).to_string())
+        .replace("{v2}", &v2_ip(net).to_string())
 }
 
 /// Envoy's own counters of failures (non-zero only), for error messages.
@@ -1033,43 +816,6 @@ async fn measure(mesh: &Mesh, pid: u32, conc: usize, opts: &Opts) -> Result<Samp
     })
 }
 
-/// utime + stime of a process (all its threads), in clock ticks (`/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11).context("stat utime")?.parse()?;
-    let stime: u64 = f.get(12).context("stat stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clk_tck() -> f64 {
-    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TCK.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-fn status_kib(pid: u32, key: &str) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{key} in {path}"))
-}
-
 // === the run ===
 
 async fn run_one(
@@ -1168,16 +914,6 @@ async fn run(opts: Opts) -> Result<()> {
     let errors: u64 = samples.iter().map(|(_, _, s)| s.errors).sum();
     ensure!(errors == 0, "{errors} requests failed under load");
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn medians(

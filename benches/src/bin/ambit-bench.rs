@@ -10,6 +10,7 @@
 //! `cargo run --release -p ambit-benches --bin ambit-bench -- --throughput-only --path HBONE
 //! --path "HBONE fd (C ABI)"`
 
+use ambit_benches::proc::fd_limit;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -418,6 +419,14 @@ mod c_abi {
     #[allow(unsafe_code)]
     unsafe impl Sync for Host {}
 
+    /// An `ambit_str` borrowing `text`.
+    fn s(text: &str) -> ambit::ambit_str {
+        ambit::ambit_str {
+            data: text.as_ptr(),
+            len: text.len(),
+        }
+    }
+
     impl Host {
         pub(super) fn new(pem: &[String; 3]) -> Result<Self> {
             let mut rt = std::ptr::null_mut();
@@ -428,12 +437,9 @@ mod c_abi {
             let [chain, key, bundle] = pem;
             let r = ambit::ambit_credentials_from_pem(
                 rt,
-                chain.as_ptr(),
-                chain.len(),
-                key.as_ptr(),
-                key.len(),
-                bundle.as_ptr(),
-                bundle.len(),
+                s(chain),
+                s(key),
+                s(bundle),
                 &mut creds,
                 std::ptr::null_mut(),
             );
@@ -452,15 +458,18 @@ mod c_abi {
             authority: &str,
         ) -> Result<tokio::net::UnixStream> {
             let mut fd = -1;
+            let mut peer_addr = ambit::ambit_socket_addr::default();
+            if ambit::ambit_socket_addr_parse(s(peer), &mut peer_addr)
+                != ambit_result::AMBIT_RESULT_OK
+            {
+                bail!("{peer:?} is not ip:port");
+            }
             let r = ambit::ambit_hbone_dial(
                 self.rt,
                 self.creds,
-                peer.as_ptr(),
-                peer.len(),
-                expected_id.as_ptr(),
-                expected_id.len(),
-                authority.as_ptr(),
-                authority.len(),
+                &peer_addr,
+                s(expected_id),
+                s(authority),
                 &mut fd,
                 std::ptr::null_mut(),
             );
@@ -786,18 +795,6 @@ fn to_json(rows: &[(&str, Figures)], bulk: u64) -> String {
 }
 
 // === process helpers ===
-
-fn fd_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(1024)
-}
 
 /// Raises this process's open-file soft limit to its hard limit with `prlimit(1)` (no unsafe
 /// code needed); idle-connection counts shrink to fit the limit otherwise.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ambit_benches::proc::open_fds;
 use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
 use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
@@ -33,7 +34,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const NET: u8 = 77;
 
 fn ip(host: [u8; 2]) -> IpAddr {
-    IpAddr::from([127, NET, host[0], host[1]])
+    ambit_test_util::mesh::ip(NET, host)
 }
 
 fn main() -> Result<()> {
@@ -108,12 +109,6 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /}}]
     backendRefs: [{name: web, port: 80}]
 "#;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 async fn run(total: Duration, every: Duration, workers: usize, rate: u64) -> Result<()> {
     let ca = Arc::new(CertificateAuthority::new(TrustDomain::new(

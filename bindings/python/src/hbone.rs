@@ -3,15 +3,13 @@
 
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use facade::hbone::{ConnectRequest, Dial, Responder, Server, ServerSettings};
+use facade::hbone::{Dial, TunnelQueue};
 use facade::tls::ServerOptions;
 use pyo3::exceptions::PyTimeoutError;
 use pyo3::prelude::*;
-use tokio::sync::mpsc;
 
 use crate::convert::{self, socket_addr};
 use crate::errors::{AmbitError, ambit_err, value_err};
@@ -52,32 +50,22 @@ enum Failed {
     Bridge(std::io::Error),
 }
 
-/// One accepted tunnel waiting for Python.
-struct Accepted {
-    socket: UnixStream,
-    peer: SpiffeId,
-    authority: String,
-}
-
-/// An HBONE server presenting `credentials`: every CONNECT is accepted and queued, and
-/// `accept` hands the tunnels out as file descriptors with the client's SPIFFE id and the
-/// requested authority.
+/// An HBONE server presenting `credentials` (ambit-hbone's `TunnelQueue`): every CONNECT is
+/// accepted and queued, and `accept` hands the tunnels out as file descriptors with the
+/// client's SPIFFE id and the requested authority.
 #[pyclass(frozen, module = "ambit")]
 pub(crate) struct HboneListener {
     address: SocketAddr,
     /// None once closed.
-    queue: Mutex<Option<mpsc::Receiver<Accepted>>>,
-    /// The accept loop; ends when the server drains.
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Starts the server's drain (taken once).
-    drain: Mutex<Option<Drain>>,
+    queue: Mutex<Option<Arc<TunnelQueue>>>,
 }
 
-/// Starts a graceful drain of the listener's server on the runtime.
-type Drain = Box<dyn FnOnce() + Send>;
-
-/// How long a closed listener's connections may carry the tunnels already handed out.
+/// How long a closed listener's connections may carry the tunnels already handed out: as long
+/// as they last (Python closes the sockets).
 const DRAIN_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+/// How many accepted tunnels may wait for `accept` before new CONNECTs wait too.
+const BACKLOG: usize = 64;
 
 impl std::fmt::Debug for HboneListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,18 +74,6 @@ impl std::fmt::Debug for HboneListener {
             .finish_non_exhaustive()
     }
 }
-
-impl std::fmt::Debug for Accepted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Accepted")
-            .field("peer", &self.peer)
-            .field("authority", &self.authority)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How many accepted tunnels may wait for `accept` before new CONNECTs wait too.
-const BACKLOG: usize = 64;
 
 #[pymethods]
 impl HboneListener {
@@ -109,51 +85,11 @@ impl HboneListener {
         let config = tls()
             .server_config(&credentials.cell, &ServerOptions::default())
             .map_err(ambit_err)?;
-        let listener = wait(py, tokio::net::TcpListener::bind(bind))?
+        let queue = wait(py, TunnelQueue::bind(bind, config, BACKLOG))?
             .map_err(|e| AmbitError::new_err(format!("cannot listen on {bind}: {e}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| AmbitError::new_err(format!("listener address: {e}")))?;
-        let (tx, rx) = mpsc::channel::<Accepted>(BACKLOG);
-        let handler = move |req: ConnectRequest, responder: Responder| {
-            let tx = tx.clone();
-            async move {
-                if tx.is_closed() {
-                    responder.reject(facade::hbone::http::StatusCode::SERVICE_UNAVAILABLE);
-                    return;
-                }
-                let Ok(tunnel) = responder.accept(Default::default()) else {
-                    return;
-                };
-                // Handlers run on the runtime, where the bridge spawns its copy task.
-                let Ok(socket) = facade::hbone::bridge_to_socketpair(tunnel) else {
-                    return;
-                };
-                // A closed listener drops the socket, which ends the tunnel.
-                let _ = tx
-                    .send(Accepted {
-                        socket,
-                        peer: SpiffeId(req.peer_id),
-                        authority: req.authority.to_string(),
-                    })
-                    .await;
-            }
-        };
-        let server = Server::new(config, handler, ServerSettings::default());
-        let serving = server.clone();
-        let task = runtime().spawn(async move {
-            let _ = serving.serve(listener).await;
-        });
-        // Draining stops the accept loop and sends GOAWAY on every connection: no new tunnels,
-        // and each connection closes once the tunnels it carries have ended.
-        let drain: Drain = Box::new(move || {
-            runtime().spawn(async move { server.drain(DRAIN_DEADLINE).await });
-        });
         Ok(Self {
-            address,
-            queue: Mutex::new(Some(rx)),
-            task: Mutex::new(Some(task)),
-            drain: Mutex::new(Some(drain)),
+            address: queue.local_addr(),
+            queue: Mutex::new(Some(Arc::new(queue))),
         })
     }
 
@@ -176,20 +112,18 @@ impl HboneListener {
             .map(|t| convert::duration(t, "timeout").map(|d| Instant::now() + d))
             .transpose()?;
         loop {
+            let Some(queue) = self.queue() else {
+                return Ok(None);
+            };
             let slice = deadline.map_or(SIGNAL_SLICE, |d| {
                 d.saturating_duration_since(Instant::now())
                     .min(SIGNAL_SLICE)
             });
-            let got = py.detach(|| {
-                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(rx) = queue.as_mut() else {
-                    return Ok(None);
-                };
-                runtime().block_on(async { tokio::time::timeout(slice, rx.recv()).await })
-            });
+            let got = py.detach(|| runtime().block_on(queue.accept(Some(slice))));
             match got {
-                Ok(Some(a)) => {
-                    return Ok(Some((a.socket.into_raw_fd(), a.peer, a.authority)));
+                Ok(Some(t)) => {
+                    let fd = t.socket.into_raw_fd();
+                    return Ok(Some((fd, SpiffeId(t.peer_id), t.authority.to_string())));
                 }
                 Ok(None) => return Ok(None),
                 Err(_) => {
@@ -205,19 +139,11 @@ impl HboneListener {
     /// Stops listening: no new connections; tunnels not yet accepted are closed; tunnels
     /// already handed out keep working (idempotent).
     fn close(&self, py: Python<'_>) {
-        // The locks are taken without the GIL: an `accept` in another thread holds the queue
-        // for up to one wait slice.
-        py.detach(|| {
-            let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(t) = task {
-                t.abort();
-                // Wait for the accept loop to let go of the listening socket.
-                let _ = runtime()
-                    .block_on(async { tokio::time::timeout(Duration::from_secs(1), t).await });
-            }
-            drop(queue);
-        });
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(q) = queue {
+            // Without the GIL: an `accept` in another thread may hold the queue for a slice.
+            py.detach(|| runtime().block_on(q.close(DRAIN_DEADLINE)));
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -225,10 +151,16 @@ impl HboneListener {
     }
 }
 
+impl HboneListener {
+    fn queue(&self) -> Option<Arc<TunnelQueue>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 impl Drop for HboneListener {
     fn drop(&mut self) {
-        if let Some(drain) = self.drain.get_mut().ok().and_then(Option::take) {
-            drain();
+        if let Some(q) = self.queue.get_mut().ok().and_then(Option::take) {
+            runtime().spawn(async move { q.close(DRAIN_DEADLINE).await });
         }
     }
 }

@@ -1,11 +1,9 @@
 //! SPIFFE ids, credentials and the built-in CA.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use facade::identity::{
-    CaSource, CertificateAuthority as RustCa, Credentials as RustCredentials, SpiffeId as RustId,
-    SystemClock, TrustDomain,
+    CertificateAuthority as RustCa, Credentials as RustCredentials, SpiffeId as RustId, TrustDomain,
 };
 use facade::tls::CredentialCell;
 use pyo3::prelude::*;
@@ -173,17 +171,9 @@ impl CertificateAuthority {
 
 impl CertificateAuthority {
     /// A credential source issuing day-long certificates from this CA (for the proxies).
-    pub(crate) fn source(&self) -> Arc<CaSource> {
-        Arc::new(CaSource::new(
-            self.0.clone(),
-            Duration::from_secs(24 * 3600),
-            Arc::new(SystemClock),
-        ))
-    }
-
-    /// The trust domain, typed.
-    pub(crate) fn domain(&self) -> &TrustDomain {
-        self.0.trust_domain()
+    /// The CA itself, shared.
+    pub(crate) fn inner(&self) -> Arc<RustCa> {
+        self.0.clone()
     }
 }
 

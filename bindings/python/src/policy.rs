@@ -53,10 +53,10 @@ pub(crate) struct Policy {
 impl Policy {
     /// Loads Istio YAML (one or more documents). Raises ConfigError naming object and field.
     #[staticmethod]
-    #[pyo3(signature = (yaml, root_namespace = "istio-system"))]
-    fn from_yaml(yaml: &str, root_namespace: &str) -> PyResult<Self> {
+    #[pyo3(signature = (yaml, root_namespace = "istio-system", file = "<policies>"))]
+    fn from_yaml(yaml: &str, root_namespace: &str, file: &str) -> PyResult<Self> {
         let mut set = PolicySet::with_root_namespace(root_namespace);
-        let loaded = IstioPolicies::parse(yaml, "<policy>", root_namespace).map_err(ambit_err)?;
+        let loaded = IstioPolicies::parse(yaml, file, root_namespace).map_err(ambit_err)?;
         loaded.apply_to(&mut set);
         Ok(Self {
             set: Arc::new(set),
@@ -191,8 +191,16 @@ impl L7Policies {
     /// `MERGE_SLASHES` or `DECODE_AND_MERGE_SLASHES`. Raises ConfigError naming object and
     /// field.
     #[staticmethod]
-    #[pyo3(signature = (yaml, root_namespace = "istio-system", path_normalization = "BASE"))]
-    fn from_yaml(yaml: &str, root_namespace: &str, path_normalization: &str) -> PyResult<Self> {
+    #[pyo3(signature = (
+        yaml, root_namespace = "istio-system", path_normalization = "BASE",
+        file = "<l7>"
+    ))]
+    fn from_yaml(
+        yaml: &str,
+        root_namespace: &str,
+        path_normalization: &str,
+        file: &str,
+    ) -> PyResult<Self> {
         let mode = match path_normalization {
             "NONE" => PathNormalization::None,
             "BASE" => PathNormalization::Base,
@@ -206,7 +214,7 @@ impl L7Policies {
             }
         };
         let (mut set, warnings) =
-            RustL7Policies::parse(yaml, "", root_namespace).map_err(ambit_err)?;
+            RustL7Policies::parse(yaml, file, root_namespace).map_err(ambit_err)?;
         set.set_path_normalization(mode);
         Ok(Self {
             set,
@@ -396,10 +404,10 @@ impl Authenticators {
     /// skipped). An inline `jwks` is parsed now; a `jwksUri` key set must be installed with
     /// `set_jwks`. Raises ConfigError naming object and field.
     #[staticmethod]
-    #[pyo3(signature = (yaml, root_namespace = "istio-system"))]
-    fn from_yaml(yaml: &str, root_namespace: &str) -> PyResult<Self> {
+    #[pyo3(signature = (yaml, root_namespace = "istio-system", file = "<l7>"))]
+    fn from_yaml(yaml: &str, root_namespace: &str, file: &str) -> PyResult<Self> {
         let (inner, warnings) =
-            RustAuthenticators::parse(yaml, "", root_namespace).map_err(ambit_err)?;
+            RustAuthenticators::parse(yaml, file, root_namespace).map_err(ambit_err)?;
         Ok(Self {
             inner,
             warnings: warnings.iter().map(ToString::to_string).collect(),
@@ -456,7 +464,7 @@ impl Authenticators {
         service: Option<(String, String)>,
         now: Option<f64>,
     ) -> PyResult<AuthnResult> {
-        let mut headers = header_map(headers)?;
+        let headers = header_map(headers)?;
         let now = convert::unix_now(now)?;
         let target = waypoint_target(&waypoint, service.as_ref());
         Ok(
@@ -471,7 +479,7 @@ impl Authenticators {
                     path: None,
                 },
                 AuthnOutcome::Authenticated { auth, edits } => {
-                    edits.apply(&mut headers);
+                    let (headers, path) = edits.forwarded(&headers, path);
                     AuthnResult {
                         kind: "authenticated".into(),
                         status: None,
@@ -479,11 +487,11 @@ impl Authenticators {
                         principal: Some(auth.principal()),
                         auth: Some(RequestAuth(auth)),
                         headers: Some(header_list(&headers)),
-                        path: Some(edits.apply_to_path(path).into_owned()),
+                        path: Some(path),
                     }
                 }
                 AuthnOutcome::Anonymous { edits } => {
-                    edits.apply(&mut headers);
+                    let (headers, path) = edits.forwarded(&headers, path);
                     AuthnResult {
                         kind: "anonymous".into(),
                         status: None,
@@ -491,7 +499,7 @@ impl Authenticators {
                         auth: None,
                         principal: None,
                         headers: Some(header_list(&headers)),
-                        path: Some(edits.apply_to_path(path).into_owned()),
+                        path: Some(path),
                     }
                 }
                 other => AuthnResult {

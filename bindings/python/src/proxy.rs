@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facade::node::{NodeConfig, NodeProxy as RustNodeProxy};
-use facade::state::local;
 use facade::waypoint::{L7Config, Waypoint as RustWaypoint, WaypointConfig};
 use pyo3::prelude::*;
 
@@ -41,16 +40,16 @@ impl NodeProxy {
         metrics: Option<&str>,
         hbone_port: u16,
     ) -> PyResult<Self> {
-        let cfg = local::parse(config, "<config>").map_err(ambit_err)?;
+        let config = config.to_owned();
         let mut nc = NodeConfig::new(node);
         nc.socks5 = opt_socket_addr(socks5, "socks5")?;
         nc.metrics = opt_socket_addr(metrics, "metrics")?;
         nc.readiness = None;
         nc.admin = None;
         nc.inbound_port = hbone_port;
-        let source = ca.source();
+        let ca = ca.inner();
         let proxy = wait(py, async move {
-            RustNodeProxy::start(nc, cfg.state, source, tls().clone()).await
+            facade::run::node_proxy(nc, &config, ca, tls().clone()).await
         })?
         .map_err(ambit_err)?;
         Ok(Self {
@@ -78,9 +77,10 @@ impl NodeProxy {
     /// Replaces the config; invalid YAML raises ConfigError and changes nothing. Returns how
     /// many open connections the new policies closed.
     fn reload(&self, py: Python<'_>, config: &str) -> PyResult<usize> {
-        let cfg = local::parse(config, "<config>").map_err(ambit_err)?;
+        let state =
+            facade::run::local_state(config, facade::run::CONFIG_TEXT).map_err(ambit_err)?;
         let proxy = self.get()?.clone();
-        wait(py, async move { proxy.sync(cfg.state).await })
+        wait(py, async move { proxy.sync(state).await })
     }
 
     /// Stops the node proxy (idempotent).
@@ -118,7 +118,7 @@ impl NodeProxy {
 
 /// Loads L7 YAML (HTTPRoute, AuthorizationPolicy, RequestAuthentication in any mix).
 fn load_l7(yaml: &str, root_namespace: &str) -> PyResult<(L7Config, Vec<String>)> {
-    L7Config::from_yaml(yaml, "<l7>", root_namespace)
+    facade::run::l7_config(yaml, facade::run::L7_TEXT, root_namespace)
         .map(|(l7, w)| (l7, w.iter().map(ToString::to_string).collect()))
         .map_err(ambit_err)
 }
@@ -162,25 +162,24 @@ impl Waypoint {
         network: &str,
         root_namespace: &str,
     ) -> PyResult<Self> {
-        let cfg = local::parse(config, "<config>").map_err(ambit_err)?;
-        let (l7, warnings) = load_l7(l7, root_namespace)?;
+        let (config, l7) = (config.to_owned(), l7.to_owned());
         let identity = match identity {
             Some(id) => as_id(id)?,
-            None => ca
-                .domain()
-                .workload_id(namespace, name)
-                .map_err(ambit_err)?,
+            None => {
+                facade::run::waypoint_identity(&ca.inner(), namespace, name).map_err(ambit_err)?
+            }
         };
         let mut wc = WaypointConfig::new(name, namespace, identity.clone());
         wc.network = network.to_owned();
         wc.hbone = crate::convert::socket_addr(hbone, "hbone")?;
         wc.metrics = opt_socket_addr(metrics, "metrics")?;
         wc.readiness = None;
-        let source = ca.source();
-        let waypoint = wait(py, async move {
-            RustWaypoint::start(wc, cfg.state, l7, source, tls().clone()).await
+        let (ca, root) = (ca.inner(), root_namespace.to_owned());
+        let (waypoint, warnings) = wait(py, async move {
+            facade::run::waypoint(wc, &config, &l7, &root, ca, tls().clone()).await
         })?
         .map_err(ambit_err)?;
+        let warnings = warnings.iter().map(ToString::to_string).collect();
         Ok(Self {
             waypoint: Some(Arc::new(waypoint)),
             identity: SpiffeId(identity),
@@ -221,8 +220,9 @@ impl Waypoint {
     /// Replaces the mesh state (local-config YAML); invalid YAML raises ConfigError and
     /// changes nothing.
     fn reload(&self, config: &str) -> PyResult<()> {
-        let cfg = local::parse(config, "<config>").map_err(ambit_err)?;
-        self.get()?.update_state(cfg.state);
+        let state =
+            facade::run::local_state(config, facade::run::CONFIG_TEXT).map_err(ambit_err)?;
+        self.get()?.update_state(state);
         Ok(())
     }
 

@@ -3,10 +3,10 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use facade::hbone::http::{HeaderMap, Request};
+use facade::hbone::http::HeaderMap;
 use facade::route::{
-    Backend, Forward, Outcome, Retry as RustRetry, Rng, RouteTable, RouteTarget as Target,
-    SplitMix64,
+    Backend, Forward, ForwardedRequest, Outcome, Retry as RustRetry, Rng, RouteTable,
+    RouteTarget as Target, SplitMix64,
 };
 use pyo3::prelude::*;
 
@@ -153,7 +153,7 @@ impl Router {
     /// source (weighted backends, fault and mirror sampling) reproducible; by default it is
     /// seeded from the clock. Raises ConfigError naming the object and field.
     #[staticmethod]
-    #[pyo3(signature = (yaml, seed = None, file = "<routes>"))]
+    #[pyo3(signature = (yaml, seed = None, file = "<l7>"))]
     fn from_yaml(yaml: &str, seed: Option<u64>, file: &str) -> PyResult<Self> {
         let loaded = RouteTable::parse(yaml, file).map_err(ambit_err)?;
         let seed = seed.unwrap_or_else(clock_seed);
@@ -234,19 +234,21 @@ impl Router {
         };
         out.kind = match outcome {
             Outcome::Unrouted => {
-                let fwd = forwarded(None, &method, path, authority, headers)?;
-                out.path = Some(fwd.path);
-                out.authority = fwd.authority;
-                out.headers = Some(fwd.headers);
+                let (path, authority, headers) =
+                    forwarded(None, &method, path, authority, headers)?;
+                out.path = Some(path);
+                out.authority = authority;
+                out.headers = Some(headers);
                 "unrouted"
             }
             Outcome::NotFound => "not_found",
             Outcome::Forward(f) => {
-                let fwd = forwarded(Some(&f), &method, path, authority, headers)?;
+                let (path, authority, headers) =
+                    forwarded(Some(&f), &method, path, authority, headers)?;
                 f.apply_response(&mut response);
-                out.path = Some(fwd.path);
-                out.authority = fwd.authority;
-                out.headers = Some(fwd.headers);
+                out.path = Some(path);
+                out.authority = authority;
+                out.headers = Some(headers);
                 out.response_headers = Some(header_list(&response));
                 out.backend = Some(backend(f.backend()));
                 out.route = Some(f.route().to_owned());
@@ -276,46 +278,21 @@ impl Router {
     }
 }
 
-/// A request as the waypoint would forward it.
-struct Forwarded {
-    path: String,
-    authority: Option<String>,
-    headers: Vec<(String, String)>,
-}
+/// A forwarded request as Python sees it: path and query, authority, header pairs.
+type PyForwarded = (String, Option<String>, Vec<(String, String)>);
 
-/// The request as it would be forwarded: `forward`'s request edits applied (none when
-/// unrouted).
+/// The request as it would be forwarded (ambit-route's `ForwardedRequest`): `forward`'s
+/// request edits applied (none when unrouted), headers as Python pairs.
 fn forwarded(
     forward: Option<&Forward>,
     method: &facade::hbone::http::Method,
     path: &str,
     authority: Option<&str>,
     headers: HeaderMap,
-) -> PyResult<Forwarded> {
-    let uri = match authority {
-        Some(a) => format!("http://{a}{path}"),
-        None => path.to_owned(),
-    };
-    let (mut parts, ()) = Request::builder()
-        .method(method.clone())
-        .uri(uri)
-        .body(())
-        .map_err(|e| value_err(format!("request target {path:?}: {e}")))?
-        .into_parts();
-    parts.headers = headers;
-    if let Some(f) = forward {
-        f.apply_request(&mut parts);
-    }
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
-    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    Ok(Forwarded {
-        path: pq,
-        authority,
-        headers: header_list(&parts.headers),
-    })
+) -> PyResult<PyForwarded> {
+    let fwd = ForwardedRequest::new(forward, method, path, authority, headers)
+        .map_err(|e| value_err(e.to_string()))?;
+    Ok((fwd.path_and_query, fwd.authority, header_list(&fwd.headers)))
 }
 
 /// A seed from the clock, mixed with the process's random hashing keys (not cryptographic:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import ambit
 
@@ -62,6 +62,10 @@ def test_route_types() -> None:
     assert_type(retry.backoff, "float | None")
     assert r.kind == "forward" and r.backend == ("shop", "reviews-v1", 80)
     assert router.route(service=("shop", "reviews"), headers=[("a", "1"), ("a", "2")]).kind == "forward"
+    # Kinds are literal types: a typo in a comparison is a type error, not a silent False.
+    kind: Literal["forward", "unrouted", "not_found", "redirect", "abort", "rate_limited", "no_backend", "other"]
+    kind = r.kind
+    assert kind == "forward"
 
 
 def test_l7_and_jwt_types() -> None:
@@ -78,6 +82,10 @@ def test_l7_and_jwt_types() -> None:
     assert_type(result, ambit.AuthnResult)
     assert_type(result.auth, "ambit.RequestAuth | None")
     assert result.kind == "anonymous"
+    outcome: Literal["anonymous", "authenticated", "denied"] = result.kind
+    code: Literal["AllowedByPolicy", "DeniedByPolicy", "DeniedByCustom", "NoAllowPolicies", "NoAllowMatched", "Other"]
+    code = d.code
+    assert (outcome, code) == ("anonymous", "AllowedByPolicy")
 
 
 def test_errors_carry_typed_fields() -> None:
@@ -88,6 +96,16 @@ def test_errors_carry_typed_fields() -> None:
         assert_type(e.object, "str | None")
     else:
         raise AssertionError("refused")
+
+
+def test_hbone_is_a_module() -> None:
+    import ambit.hbone as hbone_module
+    from ambit.hbone import HboneListener, serve
+
+    assert hbone_module is ambit.hbone and HboneListener is ambit.HboneListener
+    ca = ambit.CertificateAuthority("cluster.local")
+    with serve(ca.issue("spiffe://cluster.local/ns/t/sa/s")) as listener:
+        assert_type(listener, HboneListener)
 
 
 def test_hbone_types() -> None:

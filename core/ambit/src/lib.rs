@@ -18,6 +18,7 @@
 //! | [`proxy`] | what both proxies share (admin endpoints, credentials, file watching) |
 //! | [`node`] | the node proxy ([`node::NodeProxy`]) |
 //! | [`waypoint`] | the waypoint ([`waypoint::Waypoint`], with [`waypoint::L7Config`]) |
+//! | [`run`] | both proxies started from configuration text and a CA, as the C ABI and Python do |
 //!
 //! ```
 //! let bad = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
@@ -31,6 +32,8 @@
 #![warn(missing_docs)]
 
 use std::fmt;
+
+pub mod run;
 
 pub use ambit_authn as authn;
 pub use ambit_authz as authz;

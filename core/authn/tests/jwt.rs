@@ -6,10 +6,10 @@ use std::time::Duration;
 use ambit_authn::{Authenticators, AuthnOutcome, HeaderEdits, JwksError, JwtError, RequestAuth};
 use ambit_authz::{HttpRequest, L7Policies, WaypointTarget};
 use ambit_identity::SpiffeId;
+use ambit_test_util::jwt::JwtSigner;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue};
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -25,62 +25,14 @@ const TARGET: WaypointTarget<'static> = WaypointTarget {
 // === test issuers ===
 
 /// A signing key and its public JWK.
-struct Signer {
-    alg: Algorithm,
-    kid: Option<String>,
-    key: EncodingKey,
-    jwk: Value,
-}
+type Signer = JwtSigner;
 
 fn signer(alg: Algorithm, kid: &str) -> Signer {
-    let rcgen_alg = match alg {
-        Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        Algorithm::ES384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        Algorithm::EdDSA => &rcgen::PKCS_ED25519,
-        _ => &rcgen::PKCS_RSA_SHA256,
-    };
-    let pair = rcgen::KeyPair::generate_for(rcgen_alg).expect("generate key");
-    let pem = pair.serialize_pem();
-    let key = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
-        _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
-    }
-    .expect("encoding key");
-    let jwk = if alg == Algorithm::EdDSA {
-        // jsonwebtoken derives OKP JWKs from PKCS#8 v1 only; rcgen writes v2.
-        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid,
-               "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw())})
-    } else {
-        let mut jwk = Jwk::from_encoding_key(&key, alg).expect("public jwk");
-        jwk.common.key_id = Some(kid.to_owned());
-        // Let one RSA key serve every RSA algorithm.
-        jwk.common.key_algorithm = None;
-        serde_json::to_value(jwk).expect("jwk json")
-    };
-    Signer {
-        alg,
-        kid: Some(kid.to_owned()),
-        key,
-        jwk,
-    }
-}
-
-impl Signer {
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = self.kid.clone();
-        jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
-    }
-
-    fn without_kid(mut self) -> Self {
-        self.kid = None;
-        self
-    }
+    JwtSigner::generate(alg, kid)
 }
 
 fn jwks(signers: &[&Signer]) -> String {
-    json!({"keys": signers.iter().map(|s| s.jwk.clone()).collect::<Vec<_>>()}).to_string()
+    ambit_test_util::jwt::jwks(signers)
 }
 
 fn claims() -> Value {

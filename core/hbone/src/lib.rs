@@ -51,6 +51,8 @@ mod error;
 pub mod fuzz_logic;
 pub mod headers;
 pub mod proxy_protocol;
+#[cfg(unix)]
+mod queue;
 mod server;
 mod settings;
 mod tunnel;
@@ -64,6 +66,8 @@ pub use copy::bridge_to_socketpair;
 pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel};
 pub use error::HboneError;
 pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
+#[cfg(unix)]
+pub use queue::{QueueHandler, QueuedTunnel, TunnelQueue};
 pub use server::{ConfigSelector, ConnectRequest, Handler, Responder, Server, ServerStats};
 pub use settings::{
     CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, MAX_STREAMS_PER_CONNECTION,

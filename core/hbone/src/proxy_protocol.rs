@@ -30,7 +30,7 @@ pub struct ProxyHeader {
 /// Why bytes are not a PROXY v2 header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProxyError {
+pub enum ProxyHeaderError {
     /// More bytes are needed; `needed` is the total header length when known, else the minimum.
     #[error("incomplete PROXY v2 header: need {needed} bytes")]
     Incomplete {
@@ -90,7 +90,7 @@ impl ProxyHeader {
     }
 
     /// Encodes the header. Mixed families are sent as IPv6 (IPv4-mapped).
-    pub fn encode(&self) -> Result<Vec<u8>, ProxyError> {
+    pub fn encode(&self) -> Result<Vec<u8>, ProxyHeaderError> {
         let mut body = Vec::new();
         let (cmd, fam) = match self.addresses {
             None => (CMD_LOCAL, FAM_UNSPEC),
@@ -112,12 +112,12 @@ impl ProxyHeader {
             },
         };
         for (kind, value) in &self.tlvs {
-            let len = u16::try_from(value.len()).map_err(|_| ProxyError::TooLarge)?;
+            let len = u16::try_from(value.len()).map_err(|_| ProxyHeaderError::TooLarge)?;
             body.push(*kind);
             body.extend_from_slice(&len.to_be_bytes());
             body.extend_from_slice(value);
         }
-        let len = u16::try_from(body.len()).map_err(|_| ProxyError::TooLarge)?;
+        let len = u16::try_from(body.len()).map_err(|_| ProxyHeaderError::TooLarge)?;
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&SIGNATURE);
         out.push(cmd);
@@ -128,28 +128,28 @@ impl ProxyHeader {
     }
 
     /// Decodes a header from the start of `buf`; returns it and how many bytes it used.
-    /// With too few bytes, returns [`ProxyError::Incomplete`] so a caller can read more.
-    pub fn decode(buf: &[u8]) -> Result<(Self, usize), ProxyError> {
+    /// With too few bytes, returns [`ProxyHeaderError::Incomplete`] so a caller can read more.
+    pub fn decode(buf: &[u8]) -> Result<(Self, usize), ProxyHeaderError> {
         let have = buf.len().min(SIGNATURE.len());
         if buf[..have] != SIGNATURE[..have] {
-            return Err(ProxyError::Signature);
+            return Err(ProxyHeaderError::Signature);
         }
         if buf.len() < HEADER_LEN {
-            return Err(ProxyError::Incomplete { needed: HEADER_LEN });
+            return Err(ProxyHeaderError::Incomplete { needed: HEADER_LEN });
         }
         let (cmd, fam) = (buf[12], buf[13]);
         if cmd != CMD_PROXY && cmd != CMD_LOCAL {
-            return Err(ProxyError::VersionCommand(cmd));
+            return Err(ProxyHeaderError::VersionCommand(cmd));
         }
         let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
         let total = HEADER_LEN + len;
         if buf.len() < total {
-            return Err(ProxyError::Incomplete { needed: total });
+            return Err(ProxyHeaderError::Incomplete { needed: total });
         }
         let body = &buf[HEADER_LEN..total];
         let (addresses, rest) = match fam {
             FAM_TCP4 => {
-                let a = body.get(..12).ok_or(ProxyError::ShortAddresses)?;
+                let a = body.get(..12).ok_or(ProxyHeaderError::ShortAddresses)?;
                 let ip = |o: &[u8]| IpAddr::from([o[0], o[1], o[2], o[3]]);
                 let port = |o: &[u8]| u16::from_be_bytes([o[0], o[1]]);
                 (
@@ -161,7 +161,7 @@ impl ProxyHeader {
                 )
             }
             FAM_TCP6 => {
-                let a = body.get(..36).ok_or(ProxyError::ShortAddresses)?;
+                let a = body.get(..36).ok_or(ProxyHeaderError::ShortAddresses)?;
                 let ip = |o: &[u8]| {
                     let mut b = [0u8; 16];
                     b.copy_from_slice(o);
@@ -177,7 +177,7 @@ impl ProxyHeader {
                 )
             }
             FAM_UNSPEC => (None, body),
-            other => return Err(ProxyError::Family(other)),
+            other => return Err(ProxyHeaderError::Family(other)),
         };
         // A LOCAL header carries no meaningful addresses, whatever the family says.
         let addresses = if cmd == CMD_LOCAL { None } else { addresses };
@@ -185,9 +185,11 @@ impl ProxyHeader {
         let mut rest = rest;
         while !rest.is_empty() {
             let kind = rest[0];
-            let hdr = rest.get(..3).ok_or(ProxyError::Tlv { kind })?;
+            let hdr = rest.get(..3).ok_or(ProxyHeaderError::Tlv { kind })?;
             let vlen = usize::from(u16::from_be_bytes([hdr[1], hdr[2]]));
-            let value = rest.get(3..3 + vlen).ok_or(ProxyError::Tlv { kind })?;
+            let value = rest
+                .get(3..3 + vlen)
+                .ok_or(ProxyHeaderError::Tlv { kind })?;
             tlvs.push((kind, value.to_vec()));
             rest = &rest[3 + vlen..];
         }
@@ -228,7 +230,7 @@ mod tests {
                 assert!(
                     matches!(
                         ProxyHeader::decode(&wire[..cut]),
-                        Err(ProxyError::Incomplete { .. })
+                        Err(ProxyHeaderError::Incomplete { .. })
                     ),
                     "cut {cut}"
                 );
@@ -279,29 +281,35 @@ mod tests {
         .expect("e");
         assert_eq!(
             ProxyHeader::decode(b"GET / HTTP/1.1\r\n"),
-            Err(ProxyError::Signature)
+            Err(ProxyHeaderError::Signature)
         );
         let mut b = good.clone();
         b[12] = 0x22;
         assert_eq!(
             ProxyHeader::decode(&b),
-            Err(ProxyError::VersionCommand(0x22))
+            Err(ProxyHeaderError::VersionCommand(0x22))
         );
         let mut b = good.clone();
         b[13] = 0x12; // UDP over IPv4
-        assert_eq!(ProxyHeader::decode(&b), Err(ProxyError::Family(0x12)));
+        assert_eq!(ProxyHeader::decode(&b), Err(ProxyHeaderError::Family(0x12)));
         let mut b = good.clone();
         b[15] = 4; // address block shorter than IPv4 needs
         b.truncate(20);
-        assert_eq!(ProxyHeader::decode(&b), Err(ProxyError::ShortAddresses));
+        assert_eq!(
+            ProxyHeader::decode(&b),
+            Err(ProxyHeaderError::ShortAddresses)
+        );
         let mut b = good;
         b[15] += 3;
         b.extend_from_slice(&[0xD0, 0xFF, 0xFF]); // TLV claims 65535 bytes
-        assert_eq!(ProxyHeader::decode(&b), Err(ProxyError::Tlv { kind: 0xD0 }));
+        assert_eq!(
+            ProxyHeader::decode(&b),
+            Err(ProxyHeaderError::Tlv { kind: 0xD0 })
+        );
         let huge = ProxyHeader {
             addresses: None,
             tlvs: vec![(1, vec![0; 70_000])],
         };
-        assert_eq!(huge.encode(), Err(ProxyError::TooLarge));
+        assert_eq!(huge.encode(), Err(ProxyHeaderError::TooLarge));
     }
 }

@@ -5,6 +5,7 @@
 //! (`ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`).
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -63,6 +64,80 @@ pub struct CaFiles {
     pub root_cert: String,
 }
 
+impl CaFiles {
+    /// The file names, in the order of the fields: Istio's names for a plugged-in CA.
+    pub const NAMES: [&'static str; 4] = [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ];
+
+    /// Reads the four files from `dir` (as [`CaFiles::write_dir`] or `ambitctl ca init`
+    /// wrote them, or as Istio's `cacerts` secret holds them).
+    pub fn read_dir(dir: &Path) -> Result<Self, CaError> {
+        let read = |name: &'static str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|e| CaError::Io {
+                path: path.clone(),
+                action: "cannot read",
+                detail: e.to_string(),
+            })
+        };
+        Ok(Self {
+            ca_cert: read(Self::NAMES[0])?,
+            ca_key: read(Self::NAMES[1])?,
+            cert_chain: read(Self::NAMES[2])?,
+            root_cert: read(Self::NAMES[3])?,
+        })
+    }
+
+    /// Writes the four files into `dir` (created if missing), the key readable by its owner
+    /// only. Without `overwrite`, refuses to replace any existing file, writing none.
+    pub fn write_dir(&self, dir: &Path, overwrite: bool) -> Result<(), CaError> {
+        let io = |path: &Path, action, e: std::io::Error| CaError::Io {
+            path: path.to_owned(),
+            action,
+            detail: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
+        let files = [
+            (Self::NAMES[0], &self.ca_cert),
+            (Self::NAMES[1], &self.ca_key),
+            (Self::NAMES[2], &self.cert_chain),
+            (Self::NAMES[3], &self.root_cert),
+        ];
+        if !overwrite {
+            for (name, _) in files {
+                let path = dir.join(name);
+                if path.exists() {
+                    return Err(CaError::Exists { path });
+                }
+            }
+        }
+        for (name, content) in files {
+            let path = dir.join(name);
+            write_private(&path, content, name.ends_with("key.pem"))
+                .map_err(|e| io(&path, "cannot write", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `content` to `path`, mode 0600 when `secret` (0644 otherwise) on Unix.
+pub(crate) fn write_private(path: &Path, content: &str, secret: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let _ = secret;
+    opts.open(path)?.write_all(content.as_bytes())
+}
+
 /// A certificate request with full control, for tools and negative tests: certificates
 /// without SPIFFE ids, with several, or without the usual key usages.
 #[derive(Debug, Clone)]
@@ -109,6 +184,22 @@ pub enum CaError {
         file: &'static str,
         /// What was wrong.
         detail: String,
+    },
+    /// A CA file could not be read or written.
+    #[error("{}: {action}: {detail}", path.display())]
+    Io {
+        /// The file (or directory).
+        path: std::path::PathBuf,
+        /// What was tried: `cannot read`, `cannot write`, `cannot create`.
+        action: &'static str,
+        /// The operating system's reason.
+        detail: String,
+    },
+    /// A CA file is already there, and replacing it was not asked for.
+    #[error("{}: already exists", path.display())]
+    Exists {
+        /// The file.
+        path: std::path::PathBuf,
     },
     /// The requested id belongs to another trust domain.
     #[error("this CA issues for trust domain \"{ca}\", not for {id}")]

@@ -88,6 +88,16 @@ impl CaSource {
     pub fn new(ca: Arc<CertificateAuthority>, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self { ca, ttl, clock }
     }
+
+    /// Issues workload certificates as Istio's CA does by default: lifetime
+    /// [`DEFAULT_WORKLOAD_TTL`](crate::DEFAULT_WORKLOAD_TTL) (24 h), system clock.
+    pub fn with_default_ttl(ca: Arc<CertificateAuthority>) -> Self {
+        Self::new(
+            ca,
+            crate::DEFAULT_WORKLOAD_TTL,
+            Arc::new(crate::SystemClock),
+        )
+    }
 }
 
 impl CredentialSource for CaSource {

@@ -153,6 +153,6 @@ mod rng;
 mod table;
 
 pub use model::{Backend, Retry, Timeouts};
-pub use outcome::{Forward, Outcome};
+pub use outcome::{Forward, ForwardedRequest, InvalidRequest, Outcome};
 pub use rng::{Rng, SplitMix64};
 pub use table::{LoadedRoutes, RouteTable, RouteTarget};

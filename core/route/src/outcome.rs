@@ -73,6 +73,64 @@ pub struct Forward {
     mirrors: u32,
 }
 
+/// A request as the waypoint forwards it: the request target, authority and headers after the
+/// matched rule's request edits (header modifiers, URL rewrite), or unchanged when no route
+/// applied. The form an embedder that does the forwarding itself (C, Python) reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardedRequest {
+    /// Path and query.
+    pub path_and_query: String,
+    /// The authority (HTTP/2 `:authority`, or the absolute-form target), when the request had
+    /// one; otherwise the `Host` header in `headers` carries it.
+    pub authority: Option<String>,
+    /// The headers.
+    pub headers: HeaderMap,
+}
+
+/// The request target, authority or method an embedder passed is not valid HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {0}")]
+pub struct InvalidRequest(String);
+
+impl ForwardedRequest {
+    /// The request (`method`, `path_and_query`, optional `authority`, `headers`) as forwarded
+    /// after `forward` (the edits of a FORWARD decision; `None` for an unrouted request, which
+    /// goes on unchanged).
+    pub fn new(
+        forward: Option<&Forward>,
+        method: &http::Method,
+        path_and_query: &str,
+        authority: Option<&str>,
+        headers: HeaderMap,
+    ) -> Result<Self, InvalidRequest> {
+        let uri = match authority {
+            Some(a) => Uri::builder()
+                .scheme("http")
+                .authority(a)
+                .path_and_query(path_and_query)
+                .build(),
+            None => Uri::builder().path_and_query(path_and_query).build(),
+        }
+        .map_err(|e| InvalidRequest(format!("request target {path_and_query:?}: {e}")))?;
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = method.clone();
+        parts.uri = uri;
+        parts.headers = headers;
+        if let Some(f) = forward {
+            f.apply_request(&mut parts);
+        }
+        Ok(Self {
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| path_and_query.to_owned(), |p| p.as_str().to_owned()),
+            authority: parts.uri.authority().map(|a| a.as_str().to_owned()),
+            headers: parts.headers,
+        })
+    }
+}
+
 // === impl Outcome ===
 
 impl Outcome {

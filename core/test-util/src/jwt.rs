@@ -13,7 +13,8 @@ pub struct JwtSigner {
     pub alg: Algorithm,
     /// The `kid` put in tokens (and in the JWK); `None` leaves it out of tokens.
     pub kid: Option<String>,
-    key: EncodingKey,
+    /// The private key, for signing with other headers.
+    pub key: EncodingKey,
     /// The public key as a JWK (with `kid`).
     pub jwk: Value,
     /// The private key as PKCS#8 DER.

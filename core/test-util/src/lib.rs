@@ -1,14 +1,26 @@
 //! Fixtures shared by ambit's tests, benches and the demo, so that none of them keeps its own
 //! copy: a test PKI with one CA ([`TestPki`]), HBONE servers that echo ([`EchoServer`]), the
-//! loopback mesh vocabulary ([`mesh`]: addresses, workloads, services), small applications
+//! loopback mesh vocabulary ([`mesh`]: addresses, workloads, services), node A and node B
+//! ([`nodes`]), small applications
 //! ([`apps`]: a TCP echo, an HTTP hello), a JWT signer ([`jwt`]), a SOCKS5 client
 //! ([`socks5`]), deterministic payloads. Real parts only: real certificates, real sockets on
 //! loopback. Not published; failures here are test failures, so helpers panic with a message.
+//!
+//! ```
+//! use ambit_test_util::{TestPki, mesh};
+//!
+//! let pki = TestPki::new();
+//! let web = pki.id("shop", "web");
+//! assert_eq!(web.to_string(), "spiffe://cluster.local/ns/shop/sa/web");
+//! let _server_tls = pki.server_config(&web);
+//! assert_eq!(mesh::ip(31, [2, 5]).to_string(), "127.31.2.5");
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod apps;
 pub mod jwt;
 pub mod mesh;
+pub mod nodes;
 pub mod socks5;
 
 use std::net::SocketAddr;

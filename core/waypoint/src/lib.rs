@@ -7,6 +7,40 @@
 //! endpoint of the chosen backend over a new HBONE tunnel with the waypoint's identity
 //! (authority `<pod-ip>:<target-port>`), with timeouts and retries. Every request is counted
 //! in Istio's HTTP metrics with `reporter="waypoint"` and written to the access log.
+//!
+//! ```
+//! use ambit_waypoint::L7Config;
+//!
+//! let yaml = r#"
+//! apiVersion: gateway.networking.k8s.io/v1
+//! kind: HTTPRoute
+//! metadata: {name: web, namespace: shop}
+//! spec:
+//!   parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+//!   rules: [{backendRefs: [{name: web, port: 80}]}]
+//! ---
+//! apiVersion: security.istio.io/v1
+//! kind: AuthorizationPolicy
+//! metadata: {name: no-admin, namespace: shop}
+//! spec:
+//!   targetRefs: [{kind: Service, group: "", name: web}]
+//!   action: DENY
+//!   rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+//! "#;
+//! let (l7, warnings) = L7Config::from_yaml(yaml, "l7.yaml", "istio-system")?;
+//! assert_eq!(l7.routes.len(), 1);
+//! assert_eq!(l7.authorization.len(), 1);
+//! assert!(warnings.is_empty());
+//!
+//! // A broken object is refused with its place, as every loader names it.
+//! let e = L7Config::from_yaml(&yaml.replace("DENY", "MAYBE"), "l7.yaml", "istio-system")
+//!     .expect_err("refused");
+//! assert_eq!((e.object.as_str(), e.field.as_str()), ("AuthorizationPolicy shop/no-admin", "spec.action"));
+//! # Ok::<(), ambit_config::ConfigError>(())
+//! ```
+//!
+//! [`Waypoint::start`] runs one (on a tokio runtime) from a [`WaypointConfig`], the mesh
+//! [`State`], an `L7Config` and a credential source.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

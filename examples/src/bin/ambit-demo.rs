@@ -6,15 +6,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ambit_authz::Connection;
-use ambit_examples::{
-    SocksError, Target, http_get, http_get_with, socks5_connect, spawn_echo_app, spawn_http_app,
-};
-use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
+use ambit_examples::{SocksError, Target, http_get, http_hello, socks5_connect, tcp_echo};
+use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, TrustDomain};
 use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::local;
+use ambit_test_util::jwt::JwtSigner;
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result, bail};
@@ -123,11 +121,7 @@ async fn run(args: Args) -> Result<()> {
     let state = loaded.state;
     let td = TrustDomain::new("cluster.local")?;
     let ca = Arc::new(CertificateAuthority::new(td)?);
-    let credentials = Arc::new(CaSource::new(
-        ca,
-        Duration::from_secs(24 * 3600),
-        Arc::new(SystemClock),
-    ));
+    let credentials = Arc::new(CaSource::with_default_ttl(ca));
     let tls = TlsContext::new(Provider::default());
     let node_config = |name: &str, ip: [u8; 4]| {
         let mut c = NodeConfig::new(name);
@@ -161,8 +155,8 @@ async fn run(args: Args) -> Result<()> {
             "starting node-b on 127.0.0.3 (are its ports 15000/15020/15021/15080/15081 free?)",
         )?,
     ];
-    spawn_http_app("127.0.2.10:8080".parse()?, "cart").await?;
-    spawn_echo_app("127.0.2.11:5432".parse()?).await?;
+    http_hello("127.0.2.10:8080".parse()?, "cart").await?;
+    tcp_echo("127.0.2.11:5432".parse()?).await?;
 
     println!("workloads:");
     println!("  node-a (127.0.0.2): frontend 127.0.1.10, batch 127.0.1.11   [ns shop]");
@@ -230,7 +224,7 @@ async fn run(args: Args) -> Result<()> {
             Ok(mut s) => {
                 if c.http {
                     let (status, body) =
-                        http_get(&mut s, "cart.shop.svc.cluster.local", "/").await?;
+                        http_get(&mut s, "cart.shop.svc.cluster.local", "/", &[]).await?;
                     ("allowed", format!("HTTP {status}: {}", body.trim()))
                 } else {
                     s.write_all(b"ping").await?;
@@ -309,7 +303,9 @@ async fn waypoint_tour(
     tls: TlsContext,
 ) -> Result<Waypoint> {
     let issuer = "https://auth.demo.local";
-    let key = DemoIssuer::new(issuer)?;
+    // The demo's own token issuer: an ES256 key, its JWKS, and tokens it signs.
+    let key = JwtSigner::es256("demo");
+    let key_jwks = ambit_test_util::jwt::jwks(&[&key]);
     let l7 = format!(
         r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -341,7 +337,7 @@ spec:
   - to: [{{operation: {{paths: ["/admin", "/admin/*"]}}}}]
     from: [{{source: {{notRequestPrincipals: ["*"]}}}}]
 "#,
-        key.jwks
+        key_jwks
     );
     let (l7, warnings) = L7Config::from_yaml(&l7, "<demo routes and policies>", "istio-system")?;
     for w in warnings {
@@ -355,8 +351,8 @@ spec:
     let waypoint = Waypoint::start(config, state, l7, credentials, tls)
         .await
         .context("starting the waypoint on 127.0.3.10 (are ports 15008/15020 free?)")?;
-    spawn_http_app("127.0.2.20:9080".parse()?, "reviews-v1").await?;
-    spawn_http_app("127.0.2.21:9080".parse()?, "reviews-v2").await?;
+    http_hello("127.0.2.20:9080".parse()?, "reviews-v1").await?;
+    http_hello("127.0.2.21:9080".parse()?, "reviews-v2").await?;
 
     println!("\nL7: service reviews uses the waypoint shop/waypoint (127.0.3.10)");
     println!(
@@ -373,7 +369,8 @@ spec:
         .await
         .map_err(|e| anyhow::anyhow!("SOCKS5 to reviews: {e:?}"))?;
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        http_get_with(&mut s, "reviews.shop.svc.cluster.local", path, &h).await
+        let got = http_get(&mut s, "reviews.shop.svc.cluster.local", path, &h).await?;
+        Ok::<_, anyhow::Error>(got)
     };
     let (mut v1, mut v2) = (0, 0);
     for _ in 0..100 {
@@ -399,7 +396,7 @@ spec:
             "GET /admin with a demo JWT     ",
             vec![(
                 "authorization",
-                format!("Bearer {}", key.token("alice", 600)?),
+                format!("Bearer {}", demo_token(&key, issuer, "alice", 600)?),
             )],
             200,
         ),
@@ -407,7 +404,7 @@ spec:
             "GET /admin with an expired JWT ",
             vec![(
                 "authorization",
-                format!("Bearer {}", key.token("alice", -3600)?),
+                format!("Bearer {}", demo_token(&key, issuer, "alice", -3600)?),
             )],
             401,
         ),
@@ -449,47 +446,14 @@ fn print_series(metrics: &str, family: &str, labels: &[&str]) {
     }
 }
 
-/// The demo's own token issuer: an ES256 key, its JWKS, and signed tokens.
-struct DemoIssuer {
-    issuer: &'static str,
-    der: Vec<u8>,
-    jwks: String,
-}
-
-impl DemoIssuer {
-    fn new(issuer: &'static str) -> Result<Self> {
-        use base64::Engine as _;
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let raw = kp.public_key_raw();
-        if raw.len() != 65 {
-            bail!("unexpected P-256 public key length {}", raw.len());
-        }
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"demo","x":"{}","y":"{}"}}]}}"#,
-            b64(&raw[1..33]),
-            b64(&raw[33..65])
-        );
-        Ok(Self {
-            issuer,
-            der: kp.serialize_der(),
-            jwks,
-        })
-    }
-
-    fn token(&self, sub: &str, expires_in: i64) -> Result<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs() as i64;
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        h.kid = Some("demo".into());
-        let claims = serde_json::json!({"iss": self.issuer, "sub": sub, "iat": now, "exp": now + expires_in});
-        Ok(jsonwebtoken::encode(
-            &h,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ec_der(&self.der),
-        )?)
-    }
+/// A token from the demo's issuer for `sub`, expiring in `expires_in` seconds.
+fn demo_token(key: &JwtSigner, issuer: &str, sub: &str, expires_in: i64) -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let claims =
+        serde_json::json!({"iss": issuer, "sub": sub, "iat": now, "exp": now + expires_in});
+    Ok(key.sign(&claims))
 }
 
 /// The policy decision node-b makes for this call, computed by the engine for display.

@@ -123,7 +123,7 @@ async fn run(args: Args) -> Result<()> {
     let mut files = args.l7.clone();
     files.push(args.config.clone());
     let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
-    while watch.changed().await {
+    while ambit_examples::changed_or_interrupted(&mut watch).await {
         match ambit_state::local::load_file(&args.config) {
             Ok(cfg) => waypoint.update_state(cfg.state),
             Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),

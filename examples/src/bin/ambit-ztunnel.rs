@@ -126,7 +126,7 @@ async fn run(args: Args) -> Result<()> {
     let mut files = args.policies.clone();
     files.push(args.config.clone());
     let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
-    while watch.changed().await {
+    while ambit_examples::changed_or_interrupted(&mut watch).await {
         match load(&args.config, &args.policies) {
             Ok(cfg) => {
                 for w in &cfg.warnings {

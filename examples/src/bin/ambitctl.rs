@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use ambit_identity::{
-    CaFiles, CaOptions, CertificateAuthority, CertificateInfo, ChainVerifier, SpiffeId,
+    CaError, CaFiles, CaOptions, CertificateAuthority, CertificateInfo, ChainVerifier, SpiffeId,
     TrustBundle, TrustDomain, Usage, format_time,
 };
 use anyhow::{Context, Result, bail};
@@ -115,13 +115,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-const CA_FILES: [&str; 4] = [
-    "ca-cert.pem",
-    "ca-key.pem",
-    "cert-chain.pem",
-    "root-cert.pem",
-];
-
 fn ca_init(dir: &Path, td: &str, intermediate: bool, ttl: Duration, force: bool) -> Result<()> {
     let td = TrustDomain::new(td).with_context(|| format!("--trust-domain {td:?}"))?;
     let mut opts = CaOptions::new(td.clone());
@@ -130,17 +123,10 @@ fn ca_init(dir: &Path, td: &str, intermediate: bool, ttl: Duration, force: bool)
         opts = opts.with_intermediate();
     }
     let ca = CertificateAuthority::with_options(opts)?;
-    let files = ca.to_files()?;
-    write_files(
-        dir,
-        &[
-            (CA_FILES[0], &files.ca_cert),
-            (CA_FILES[1], &files.ca_key),
-            (CA_FILES[2], &files.cert_chain),
-            (CA_FILES[3], &files.root_cert),
-        ],
-        force,
-    )?;
+    ca.to_files()?.write_dir(dir, force).map_err(|e| match e {
+        CaError::Exists { .. } => anyhow::anyhow!("{e} (use --force to overwrite)"),
+        e => e.into(),
+    })?;
     println!(
         "created CA for trust domain {td} in {} ({})",
         dir.display(),
@@ -155,20 +141,17 @@ fn ca_init(dir: &Path, td: &str, intermediate: bool, ttl: Duration, force: bool)
 
 fn cert_issue(id: &str, ttl: Duration, ca_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
     let id = SpiffeId::parse(id).with_context(|| format!("--id {id:?}"))?;
-    let read = |name: &str| -> Result<String> {
-        let path = ca_dir.join(name);
-        std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{}: cannot read (create a CA with `ambitctl ca init`)",
-                path.display()
-            )
-        })
-    };
-    let mut files = CaFiles::default();
-    files.ca_cert = read(CA_FILES[0])?;
-    files.ca_key = read(CA_FILES[1])?;
-    files.cert_chain = read(CA_FILES[2])?;
-    files.root_cert = read(CA_FILES[3])?;
+    let files = CaFiles::read_dir(ca_dir).map_err(|e| match e {
+        CaError::Io {
+            path,
+            action,
+            detail,
+        } => anyhow::anyhow!(
+            "{}: {action} (create a CA with `ambitctl ca init`): {detail}",
+            path.display()
+        ),
+        e => e.into(),
+    })?;
     let ca = CertificateAuthority::from_files(&files, None)
         .with_context(|| format!("loading the CA from {}", ca_dir.display()))?;
     let svid = ca.issue(&id, ttl)?;

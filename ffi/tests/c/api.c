@@ -49,9 +49,9 @@ static void spiffe_ids(void) {
     CHECK(n > 0 && strstr(msg, "invalid character") != NULL);
     ambit_error_free(err);
     const uint8_t bad_utf8[] = {'s', 'p', 0xff, 0xfe};
-    CHECK(ambit_spiffe_id_check(bad_utf8, sizeof bad_utf8, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_spiffe_id_check(NULL, 5, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_spiffe_id_check(NULL, 0, NULL) == AMBIT_RESULT_INVALID_SPIFFE_ID);
+    CHECK(ambit_spiffe_id_check(SN(bad_utf8, sizeof bad_utf8), NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_spiffe_id_check(SN(NULL, 5), NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_spiffe_id_check(SN(NULL, 0), NULL) == AMBIT_RESULT_INVALID_SPIFFE_ID);
 
     char part[64];
     CHECK(ambit_spiffe_id_part(S(id), AMBIT_SPIFFE_ID_PART_KIND_NAMESPACE, (uint8_t *)part, sizeof part, &n) == AMBIT_RESULT_OK);
@@ -76,29 +76,29 @@ static void chains(char **argv) {
     char id[256];
     size_t n = 0;
     ambit_error *err = NULL;
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, sizeof id, &n, &err) == AMBIT_RESULT_OK);
     CHECK(err == NULL);
     CHECK(n == strlen("spiffe://cluster.local/ns/c/sa/client") && memcmp(id, "spiffe://cluster.local/ns/c/sa/client", n) == 0);
-    CHECK(ambit_verify_peer_chain((uint8_t *)expired, expired_len, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(expired, expired_len), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_SERVER, 0, (uint8_t *)id, sizeof id, &n, &err) == AMBIT_RESULT_CERT_EXPIRED);
     CHECK(err != NULL && ambit_error_code(err) == AMBIT_RESULT_CERT_EXPIRED);
     ambit_error_free(err);
     err = NULL;
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)other, other_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(other, other_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_CERT_UNTRUSTED);
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)root, root_len, S("elsewhere"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(root, root_len), S("elsewhere"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_CERT_FOREIGN_TRUST_DOMAIN);
-    CHECK(ambit_verify_peer_chain(S("garbage"), (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(S("garbage"), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_CERT_MALFORMED);
     /* The chain was valid in 2001? No: not yet valid. */
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 1000000000ULL, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_CERT_NOT_YET_VALID);
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(root, root_len), S("cluster.local"),
                                   7, 0, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_verify_peer_chain((uint8_t *)chain, chain_len, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(chain, chain_len), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, 4, &n, NULL) == AMBIT_RESULT_INSUFFICIENT_SIZE);
-    CHECK(ambit_verify_peer_chain(NULL, 10, (uint8_t *)root, root_len, S("cluster.local"),
+    CHECK(ambit_verify_peer_chain(SN(NULL, 10), SN(root, root_len), S("cluster.local"),
                                   AMBIT_CERT_USAGE_CLIENT, 0, (uint8_t *)id, sizeof id, &n, NULL) == AMBIT_RESULT_NULL_PARAMETER);
 }
 
@@ -115,19 +115,48 @@ static void proxy_v2(void) {
     size_t used = 0, id_n = 0;
     ambit_socket_addr s2, d2;
     char id[128];
-    CHECK(ambit_proxy_v2_decode(wire, n, &used, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_OK);
+    CHECK(ambit_proxy_v2_decode(SN(wire, n), &used, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_OK);
     CHECK(used == n && id_n == strlen(who) && memcmp(id, who, id_n) == 0);
     /* Mixed families travel as IPv6 (IPv4-mapped). */
     CHECK(s2.family == 6 && s2.ip[10] == 0xff && s2.ip[12] == 10 && s2.port == 43210);
     CHECK(d2.family == 6 && d2.ip[0] == 0xfd && d2.port == 8080);
     size_t want = 0;
-    CHECK(ambit_proxy_v2_decode(wire, 20, &want, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_PROXY_HEADER_INCOMPLETE);
+    CHECK(ambit_proxy_v2_decode(SN(wire, 20), &want, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_PROXY_HEADER_INCOMPLETE);
     CHECK(want == n);
     CHECK(ambit_proxy_v2_decode(S("GET / HTTP/1.1\r\n\r\n"), &want, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_PROXY_HEADER_INVALID);
     ambit_socket_addr none = {0};
-    CHECK(ambit_proxy_v2_encode(&none, &dst, NULL, 0, wire, sizeof wire, &n) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_proxy_v2_encode(NULL, &dst, NULL, 0, wire, sizeof wire, &n) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_proxy_v2_decode(wire, 16, NULL, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_proxy_v2_encode(&none, &dst, SN(NULL, 0), wire, sizeof wire, &n) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_proxy_v2_encode(NULL, &dst, SN(NULL, 0), wire, sizeof wire, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_proxy_v2_decode(SN(wire, 16), NULL, &s2, &d2, (uint8_t *)id, sizeof id, &id_n) == AMBIT_RESULT_NULL_PARAMETER);
+}
+
+static void socket_addrs(void) {
+    ambit_socket_addr a;
+    CHECK(ambit_socket_addr_parse(S("10.1.2.3:8080"), &a) == AMBIT_RESULT_OK);
+    CHECK(a.family == 4 && a.ip[0] == 10 && a.ip[1] == 1 && a.ip[2] == 2 && a.ip[3] == 3 && a.port == 8080);
+    char text[64];
+    size_t n = 0;
+    CHECK(ambit_socket_addr_format(&a, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_OK);
+    CHECK(n == strlen("10.1.2.3:8080") && memcmp(text, "10.1.2.3:8080", n) == 0);
+    CHECK(ambit_socket_addr_format(&a, (uint8_t *)text, 4, &n) == AMBIT_RESULT_INSUFFICIENT_SIZE);
+    CHECK(n == strlen("10.1.2.3:8080"));
+    CHECK(ambit_socket_addr_parse(S("[fd00::2]:15008"), &a) == AMBIT_RESULT_OK);
+    CHECK(a.family == 6 && a.ip[0] == 0xfd && a.ip[15] == 2 && a.port == 15008);
+    CHECK(ambit_socket_addr_format(&a, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_OK);
+    CHECK(n == strlen("[fd00::2]:15008") && memcmp(text, "[fd00::2]:15008", n) == 0);
+    /* Refused: outputs untouched. */
+    ambit_socket_addr kept = a;
+    CHECK(ambit_socket_addr_parse(S("10.1.2.3"), &a) == AMBIT_RESULT_INVALID_PARAMETER); /* no port */
+    CHECK(ambit_socket_addr_parse(S("not-an-ip:80"), &a) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_socket_addr_parse(S("fd00::2:80"), &a) == AMBIT_RESULT_INVALID_PARAMETER); /* v6 needs [] */
+    CHECK(ambit_socket_addr_parse(S("10.1.2.3:65536"), &a) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(a.family == kept.family && a.port == kept.port && memcmp(a.ip, kept.ip, sizeof a.ip) == 0);
+    ambit_socket_addr none = {0};
+    CHECK(ambit_socket_addr_format(&none, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_socket_addr_parse(SN(NULL, 3), &a) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_socket_addr_parse(S("10.1.2.3:80"), NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_socket_addr_format(NULL, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_socket_addr_format(&a, (uint8_t *)text, sizeof text, NULL) == AMBIT_RESULT_NULL_PARAMETER);
 }
 
 static void policies(void) {
@@ -143,32 +172,31 @@ static void policies(void) {
     ambit_error *err = NULL;
     CHECK(ambit_policy_set_from_istio_yaml(S(yaml), &set, &err) == AMBIT_RESULT_OK);
     CHECK(set != NULL && err == NULL && ambit_policy_set_len(set) == 1);
-    ambit_label app = {.key = (const uint8_t *)"app", .key_len = 3, .value = (const uint8_t *)"cart", .value_len = 4};
+    ambit_label app = {.key = S("app"), .value = S("cart")};
     ambit_l4_attributes a = {
-        .destination_namespace = (const uint8_t *)"shop", .destination_namespace_len = 4,
+        .destination_namespace = S("shop"),
         .destination_labels = &app, .destination_labels_len = 1,
-        .source_principal = (const uint8_t *)"spiffe://cluster.local/ns/shop/sa/frontend",
-        .source_principal_len = strlen("spiffe://cluster.local/ns/shop/sa/frontend"),
-        .source_ip = (const uint8_t *)"10.0.0.1", .source_ip_len = 8,
-        .destination_ip = (const uint8_t *)"10.0.0.2", .destination_ip_len = 8,
-        .destination_port = 8080,
+        .source_principal = S("spiffe://cluster.local/ns/shop/sa/frontend"),
+        .source = addr_of("10.0.0.1:0"),
+        .destination = addr_of("10.0.0.2:8080"),
     };
     bool allowed = false;
     char policy[64];
     size_t n = 0;
     CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_OK);
     CHECK(allowed && n == strlen("shop/allow-frontend") && memcmp(policy, "shop/allow-frontend", n) == 0);
-    a.source_principal_len = 0; /* plaintext */
+    a.source_principal.len = 0; /* plaintext */
     CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_OK);
     CHECK(!allowed && n == 0);
     /* Outputs untouched on failure. */
     allowed = true;
-    a.source_ip = (const uint8_t *)"not-an-ip";
-    a.source_ip_len = 9;
+    a.source.family = 9; /* not an address */
     CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_INVALID_PARAMETER);
     CHECK(allowed == true);
-    a.source_ip_len = 8;
-    a.source_ip = (const uint8_t *)"10.0.0.1";
+    a.source.family = 4;
+    a.destination_namespace = SN(NULL, 4);
+    CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    a.destination_namespace = S("shop");
     a.destination_labels = NULL; /* with a nonzero count */
     CHECK(ambit_policy_set_evaluate_l4(set, &a, &allowed, (uint8_t *)policy, sizeof policy, &n) == AMBIT_RESULT_NULL_PARAMETER);
     a.destination_labels = &app;
@@ -215,6 +243,7 @@ int main(int argc, char **argv) {
     spiffe_ids();
     chains(argv);
     proxy_v2();
+    socket_addrs();
     policies();
     return finish();
 }

@@ -57,11 +57,11 @@ int main(void) {
     err = NULL;
 
     ambit_hbone_listener *l = NULL;
-    CHECK(ambit_hbone_listener_new(rt, server, S("127.0.0.1:0"), &l, NULL) == AMBIT_RESULT_OK);
-    char addr[64];
-    size_t addr_len = 0;
-    CHECK(ambit_hbone_listener_local_addr(l, (uint8_t *)addr, sizeof addr - 1, &addr_len) == AMBIT_RESULT_OK);
-    addr[addr_len] = 0;
+    ambit_socket_addr any_port = addr_of("127.0.0.1:0");
+    CHECK(ambit_hbone_listener_new(rt, server, &any_port, 0, &l, NULL) == AMBIT_RESULT_OK);
+    ambit_socket_addr addr = {0};
+    CHECK(ambit_hbone_listener_local_addr(l, &addr) == AMBIT_RESULT_OK);
+    CHECK(addr.family == 4 && addr.ip[0] == 127 && addr.ip[3] == 1 && addr.port != 0);
     int lfd = ambit_hbone_listener_fd(l);
     CHECK(lfd >= 0);
     int sfd = -1;
@@ -70,7 +70,7 @@ int main(void) {
     CHECK(ambit_hbone_listener_accept(l, &sfd, (uint8_t *)peer, sizeof peer, &peer_n, (uint8_t *)authority, sizeof authority, &auth_n) == AMBIT_RESULT_WOULD_BLOCK);
 
     int cfd = -1;
-    CHECK(ambit_hbone_dial(rt, client, (const uint8_t *)addr, addr_len, S(server_id), S("127.0.0.1:9"), &cfd, NULL) == AMBIT_RESULT_OK);
+    CHECK(ambit_hbone_dial(rt, client, &addr, S(server_id), S("127.0.0.1:9"), &cfd, NULL) == AMBIT_RESULT_OK);
     CHECK(cfd >= 0);
     struct pollfd p = {.fd = lfd, .events = POLLIN};
     CHECK(poll(&p, 1, 10000) == 1);
@@ -94,14 +94,27 @@ int main(void) {
 
     /* The server is not who we expect: a TLS failure, reported as a code with a message. */
     int bad = -1;
-    CHECK(ambit_hbone_dial(rt, client, (const uint8_t *)addr, addr_len, S("spiffe://cluster.local/ns/x/sa/other"), S("127.0.0.1:9"), &bad, &err) == AMBIT_RESULT_TUNNEL_FAILED);
+    CHECK(ambit_hbone_dial(rt, client, &addr, S("spiffe://cluster.local/ns/x/sa/other"), S("127.0.0.1:9"), &bad, &err) == AMBIT_RESULT_TUNNEL_FAILED);
     CHECK(bad == -1 && err != NULL);
     char msg[512];
     size_t n = 0;
     CHECK(ambit_error_message(err, (uint8_t *)msg, sizeof msg, &n) == AMBIT_RESULT_OK && n > 0);
     ambit_error_free(err);
-    CHECK(ambit_hbone_dial(rt, client, S("nonsense"), S(server_id), S("127.0.0.1:9"), &bad, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_hbone_dial(NULL, client, (const uint8_t *)addr, addr_len, S(server_id), S("x:1"), &bad, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    /* Not an address: as text, and as an address of no family. */
+    ambit_socket_addr nowhere = {0};
+    CHECK(ambit_socket_addr_parse(S("nonsense"), &nowhere) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_hbone_dial(rt, client, &nowhere, S(server_id), S("127.0.0.1:9"), &bad, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_hbone_dial(rt, client, &addr, S("not-an-id"), S("127.0.0.1:9"), &bad, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_hbone_dial(rt, client, &addr, SN(NULL, 5), S("127.0.0.1:9"), &bad, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_hbone_dial(rt, client, NULL, S(server_id), S("127.0.0.1:9"), &bad, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_hbone_dial(NULL, client, &addr, S(server_id), S("x:1"), &bad, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(bad == -1);
+    ambit_hbone_listener *l2 = NULL;
+    CHECK(ambit_hbone_listener_new(rt, server, &nowhere, 0, &l2, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_hbone_listener_new(rt, server, NULL, 0, &l2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(l2 == NULL);
+    CHECK(ambit_hbone_listener_local_addr(l, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_hbone_listener_local_addr(NULL, &nowhere) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_hbone_listener_fd(NULL) == -1);
 
     free(a);

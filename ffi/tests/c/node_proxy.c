@@ -31,7 +31,7 @@ static const char *DENY =
     "    - from: [{source: {principals: [\"cluster.local/ns/demo/sa/client\"]}}]\n";
 
 /* SOCKS5 CONNECT from the client (127.31.1.2) via `proxy` to the app at 127.31.2.2:8080. */
-static int socks_connect(const char *proxy, int *fd) {
+static int socks_connect(const ambit_socket_addr *proxy, int *fd) {
     return socks5_connect(proxy, "127.31.1.2", "127.31.2.2", 8080, fd);
 }
 
@@ -40,21 +40,36 @@ int main(void) {
     CHECK(ambit_runtime_new(2, &rt) == AMBIT_RESULT_OK);
     const ambit_ca *ca = NULL;
     CHECK(ambit_ca_new(S("cluster.local"), &ca, NULL) == AMBIT_RESULT_OK);
-    ambit_node_listeners la = {.socks5 = (const uint8_t *)"127.31.0.1:0", .socks5_len = 12, .hbone_port = 15008};
-    ambit_node_listeners lb = {.metrics = (const uint8_t *)"127.31.0.2:0", .metrics_len = 12, .hbone_port = 15008};
+    /* Node A: SOCKS5 on 127.31.0.1 (any port). Node B: no SOCKS5 (on by default), metrics on
+     * 127.31.0.2, and the setters for what stays off. Options are copied at start. */
+    ambit_socket_addr socks_a = addr_of("127.31.0.1:0"), metrics_b = addr_of("127.31.0.2:0");
+    ambit_node_options *la = NULL, *lb = NULL;
+    CHECK(ambit_node_options_new(S("node-a"), &la) == AMBIT_RESULT_OK && la != NULL);
+    CHECK(ambit_node_options_set_socks5(la, &socks_a) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_hbone_port(la, 15008) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_new(S("node-b"), &lb) == AMBIT_RESULT_OK && lb != NULL);
+    CHECK(ambit_node_options_set_socks5(lb, NULL) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_metrics(lb, &metrics_b) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_http_connect(lb, NULL) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_readiness(lb, NULL) == AMBIT_RESULT_OK);
     ambit_node_proxy *a = NULL, *b = NULL;
     ambit_error *err = NULL;
-    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-a"), ca, &la, &a, &err) == AMBIT_RESULT_OK);
-    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-b"), ca, &lb, &b, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), ca, la, &a, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), ca, lb, &b, &err) == AMBIT_RESULT_OK);
     CHECK(err == NULL);
-    char proxy[64];
+    ambit_node_options_free(la);
+    ambit_node_options_free(lb);
+    ambit_socket_addr proxy = {0}, none = {0};
+    CHECK(ambit_node_proxy_socks5_addr(a, &proxy) == AMBIT_RESULT_OK);
+    CHECK(proxy.family == 4 && proxy.ip[0] == 127 && proxy.ip[1] == 31 && proxy.ip[3] == 1 && proxy.port != 0);
+    CHECK(ambit_node_proxy_socks5_addr(b, &none) == AMBIT_RESULT_NOT_FOUND); /* off */
+    CHECK(none.family == 0);
+    CHECK(ambit_node_proxy_socks5_addr(a, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_proxy_socks5_addr(NULL, &none) == AMBIT_RESULT_NULL_PARAMETER);
     size_t n = 0;
-    CHECK(ambit_node_proxy_socks5_addr(a, (uint8_t *)proxy, sizeof proxy - 1, &n) == AMBIT_RESULT_OK);
-    proxy[n] = 0;
-    CHECK(ambit_node_proxy_socks5_addr(b, (uint8_t *)proxy + 32, 16, &n) == AMBIT_RESULT_INVALID_PARAMETER);
 
     int fd = -1;
-    CHECK(socks_connect(proxy, &fd) == 0);
+    CHECK(socks_connect(&proxy, &fd) == 0);
     char buf[16] = {0};
     CHECK(write(fd, "hello", 5) == 5);
     size_t got = 0;
@@ -70,18 +85,18 @@ int main(void) {
     size_t cfg_len = strlen(CONFIG) + strlen(DENY) + 1;
     char *denied = malloc(cfg_len);
     snprintf(denied, cfg_len, "%s%s", CONFIG, DENY);
-    CHECK(ambit_node_proxy_reload(a, (const uint8_t *)denied, strlen(denied), NULL) == AMBIT_RESULT_OK);
-    CHECK(ambit_node_proxy_reload(b, (const uint8_t *)denied, strlen(denied), NULL) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_reload(a, S(denied), NULL) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_reload(b, S(denied), NULL) == AMBIT_RESULT_OK);
     free(denied);
     fd = -1;
-    CHECK(socks_connect(proxy, &fd) == 2);
+    CHECK(socks_connect(&proxy, &fd) == 2);
     /* Broken YAML: refused, the last good config (the DENY) stays. */
     CHECK(ambit_node_proxy_reload(b, S("workloads: [{uid: x}]"), &err) == AMBIT_RESULT_CONFIG_INVALID);
     CHECK(err != NULL);
     char msg[512];
     CHECK(ambit_error_message(err, (uint8_t *)msg, sizeof msg, &n) == AMBIT_RESULT_OK && n > 0);
     ambit_error_free(err);
-    CHECK(socks_connect(proxy, &fd) == 2);
+    CHECK(socks_connect(&proxy, &fd) == 2);
 
     static char metrics[1 << 16];
     CHECK(ambit_node_proxy_metrics(b, (uint8_t *)metrics, 10, &n) == AMBIT_RESULT_INSUFFICIENT_SIZE);
@@ -91,9 +106,30 @@ int main(void) {
     CHECK(strstr(metrics, "istio_tcp_connections_opened_total{reporter=\"destination\"") != NULL);
     CHECK(strstr(metrics, "response_flags=\"DENY\"") != NULL);
 
-    CHECK(ambit_node_proxy_start(rt, S("not: [valid"), S("node-c"), ca, &la, &a, &err) == AMBIT_RESULT_CONFIG_INVALID);
+    /* Refusals: nothing started, `c` untouched. */
+    ambit_node_options *lc = NULL;
+    CHECK(ambit_node_options_new(S("node-c"), &lc) == AMBIT_RESULT_OK);
+    ambit_node_proxy *c = NULL;
+    err = NULL;
+    CHECK(ambit_node_proxy_start(rt, S("not: [valid"), ca, lc, &c, &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(err != NULL && ambit_error_code(err) == AMBIT_RESULT_CONFIG_INVALID);
     ambit_error_free(err);
-    CHECK(ambit_node_proxy_start(NULL, S(CONFIG), S("node-c"), ca, &la, &a, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_proxy_start(NULL, S(CONFIG), ca, lc, &c, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), ca, NULL, &c, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_proxy_start(rt, SN(NULL, 4), ca, lc, &c, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(c == NULL);
+    /* Options misuse. */
+    ambit_socket_addr no_family = {0};
+    CHECK(ambit_node_options_set_hbone_port(lc, 0) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_node_options_set_metrics(lc, &no_family) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_node_options_set_socks5(NULL, &socks_a) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_options_set_hbone_port(NULL, 15008) == AMBIT_RESULT_NULL_PARAMETER);
+    ambit_node_options_free(lc);
+    ambit_node_options *ld = NULL;
+    CHECK(ambit_node_options_new(SN(NULL, 6), &ld) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_node_options_new(S("node-d"), NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ld == NULL);
+    ambit_node_options_free(NULL);
 
     ambit_node_proxy_free(a);
     ambit_node_proxy_free(b);

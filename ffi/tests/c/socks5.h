@@ -11,6 +11,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "ambit.h"
+
 /* Reads exactly `n` bytes (1 = done, 0 = EOF, error or timeout first). */
 static inline int read_full(int s, unsigned char *buf, size_t n) {
     size_t got = 0;
@@ -22,21 +24,18 @@ static inline int read_full(int s, unsigned char *buf, size_t n) {
     return 1;
 }
 
-/* Connects from `from` (an IPv4 address) through the SOCKS5 proxy at `proxy` ("ip:port") to
- * `to`:`port`. Returns the SOCKS5 reply code (0 = success, with the socket in *fd; reads time
- * out after 20 s) or -1 when the proxy could not be reached or spoke nonsense. */
-static inline int socks5_connect(const char *proxy, const char *from, const char *to, uint16_t port, int *fd) {
-    char host[32];
-    const char *colon = strrchr(proxy, ':');
-    if (!colon || (size_t)(colon - proxy) >= sizeof host) return -1;
-    memcpy(host, proxy, (size_t)(colon - proxy));
-    host[colon - proxy] = 0;
+/* Connects from `from` (an IPv4 address) through the SOCKS5 proxy at `proxy` (an IPv4
+ * address, as `ambit_node_proxy_socks5_addr` gives it) to `to`:`port`. Returns the SOCKS5 reply
+ * code (0 = success, with the socket in *fd; reads time out after 20 s) or -1 when the proxy
+ * could not be reached or spoke nonsense. */
+static inline int socks5_connect(const ambit_socket_addr *proxy, const char *from, const char *to, uint16_t port,
+                                 int *fd) {
+    if (proxy->family != 4) return -1;
     struct sockaddr_in src = {.sin_family = AF_INET};
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(proxy->port)};
+    memcpy(&dst.sin_addr, proxy->ip, 4); /* both in network order */
     unsigned char req[10] = {5, 1, 0, 1, 0, 0, 0, 0, (unsigned char)(port >> 8), (unsigned char)port};
-    if (inet_pton(AF_INET, from, &src.sin_addr) != 1 || inet_pton(AF_INET, host, &dst.sin_addr) != 1 ||
-        inet_pton(AF_INET, to, req + 4) != 1)
-        return -1;
+    if (inet_pton(AF_INET, from, &src.sin_addr) != 1 || inet_pton(AF_INET, to, req + 4) != 1) return -1;
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0) return -1;
     struct timeval tv = {.tv_sec = 20};

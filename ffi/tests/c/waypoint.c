@@ -1,7 +1,8 @@
 /* The waypoint-side decisions of ambit.h from C: HTTPRoute decisions, JWT authentication and
- * L7 authorization, plus misuse (NULL for every pointer, bad UTF-8, bad headers, short
- * buffers, garbage YAML) and `_free(NULL)` for every handle type. Built with -Wall -Wextra
- * -Wpedantic -Werror, and run plain, under ASan + UBSan and under valgrind.
+ * L7 authorization, where a refused configuration is wrong (`ambit_error_location`), plus
+ * misuse (NULL for every pointer, bad UTF-8, bad headers, short buffers, garbage YAML) and
+ * `_free(NULL)` for every handle type. Built with -Wall -Wextra -Wpedantic -Werror, and run
+ * plain, under ASan + UBSan and under valgrind.
  *
  *   waypoint DIR NOW
  * DIR holds jwks.json and the tokens valid.jwt, expired.jwt, none.jwt, badsig.jwt (ES256,
@@ -141,6 +142,16 @@ static const char *ROUTES =
     "  - backendRefs: [{name: storefront, port: 80}]\n"
     "    sessionPersistence: {sessionName: s}\n";
 
+/* Refused by the route loader: an unknown path match type (waypoint_proxy.c starts a waypoint
+ * with it as its L7 YAML). */
+static const char *BROKEN_ROUTE =
+    "apiVersion: gateway.networking.k8s.io/v1\n"
+    "kind: HTTPRoute\n"
+    "metadata: {name: broken, namespace: shop}\n"
+    "spec:\n"
+    "  rules:\n"
+    "  - matches: [{path: {type: Nope}}]\n";
+
 static ambit_route_request route_req(const char *service, const char *path,
                                      const ambit_header *headers, size_t n, uint64_t seed) {
     ambit_route_request r;
@@ -247,12 +258,16 @@ static void routes(void) {
     ambit_str nm, val;
     CHECK(ambit_header_edits_get(edits, 99, &op, &nm, &val) == AMBIT_RESULT_NOT_FOUND);
     ambit_header resp[] = {hdr("server", "envoy"), hdr("content-type", "text/plain")};
-    ambit_header_edits *re = NULL;
+    const ambit_header_edits *re = NULL;
     CHECK(ambit_route_decision_response_edits(d, resp, 2, &re) == AMBIT_RESULT_OK);
     CHECK(find_edit(re, "server", &v) == AMBIT_HEADER_OP_REMOVE);
     CHECK(find_edit(re, "x-served-by", &v) == AMBIT_HEADER_OP_SET && eq(v, "reviews-api"));
     CHECK(find_edit(re, "content-type", &v) == -1);
-    ambit_header_edits_free(re);
+    /* The list lives in the decision (never freed by us); the next call replaces it. */
+    ambit_header no_server[] = {hdr("content-type", "text/plain")};
+    CHECK(ambit_route_decision_response_edits(d, no_server, 1, &re) == AMBIT_RESULT_OK);
+    CHECK(find_edit(re, "server", &v) == -1);
+    CHECK(find_edit(re, "x-served-by", &v) == AMBIT_HEADER_OP_SET && eq(v, "reviews-api"));
     CHECK(ambit_route_decision_mirror_count(d) == 1);
     ambit_str mns, mname;
     uint16_t mport = 0;
@@ -337,9 +352,20 @@ static void routes(void) {
     CHECK(n > 0 && contains(msg, n, "shop/r"));
     ambit_error_free(err);
     err = NULL;
+    /* Where: the file the loader names ("<l7>", as the waypoint names its L7 YAML), the
+     * object and the field. */
+    CHECK(ambit_route_table_from_yaml(S(BROKEN_ROUTE), &t, &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(err != NULL && ambit_error_code(err) == AMBIT_RESULT_CONFIG_INVALID);
+    ambit_str file = {0}, object = {0}, field = {0};
+    CHECK(ambit_error_location(err, &file, &object, &field) == AMBIT_RESULT_OK);
+    CHECK(eq(file, "<l7>"));
+    CHECK(eq(object, "HTTPRoute shop/broken"));
+    CHECK(eq(field, "spec.rules[0].matches[0].path.type"));
+    ambit_error_free(err);
+    err = NULL;
     CHECK(ambit_route_table_from_yaml(S(": : :\n\t- ["), &t, NULL) == AMBIT_RESULT_CONFIG_INVALID);
     const uint8_t bad_utf8[] = {'k', 0xff};
-    CHECK(ambit_route_table_from_yaml(bad_utf8, sizeof bad_utf8, &t, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_route_table_from_yaml(SN(bad_utf8, sizeof bad_utf8), &t, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
 }
 
 static void route_misuse(void) {
@@ -376,7 +402,7 @@ static void route_misuse(void) {
     CHECK(ambit_route_table_decide(t, &bad, &d) == AMBIT_RESULT_INVALID_PARAMETER && d == NULL);
 
     /* NULL for every pointer parameter. */
-    CHECK(ambit_route_table_from_yaml(NULL, 5, &t, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_route_table_from_yaml(SN(NULL, 5), &t, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_route_table_from_yaml(S(ROUTES), NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_route_table_decide(NULL, &r, &d) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_route_table_decide(t, NULL, &d) == AMBIT_RESULT_NULL_PARAMETER);
@@ -400,7 +426,7 @@ static void route_misuse(void) {
     CHECK(ambit_route_decision_request_edits(NULL) == NULL);
     CHECK(ambit_route_decision_mirror_count(NULL) == 0);
     CHECK(!ambit_route_decision_retries_status(NULL, 503));
-    ambit_header_edits *re = NULL;
+    const ambit_header_edits *re = NULL;
     CHECK(ambit_route_decision_response_edits(NULL, NULL, 0, &re) == AMBIT_RESULT_NULL_PARAMETER);
     ambit_route_limits lim;
     CHECK(ambit_route_decision_limits(NULL, &lim) == AMBIT_RESULT_NULL_PARAMETER);
@@ -415,10 +441,9 @@ static void route_misuse(void) {
     CHECK(ambit_route_decision_mirror(d, 0, NULL, &b, &port) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_route_decision_mirror(d, 0, &a, NULL, &port) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_route_decision_mirror(d, 0, &a, &b, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    /* Not a FORWARD with edits: an empty response list to free. */
+    /* Not a FORWARD with edits: an empty response list (borrowed from the decision). */
     CHECK(ambit_route_decision_response_edits(d, NULL, 0, &re) == AMBIT_RESULT_OK);
-    CHECK(ambit_header_edits_len(re) == 0);
-    ambit_header_edits_free(re);
+    CHECK(re != NULL && ambit_header_edits_len(re) == 0);
     ambit_route_decision_free(d);
 
     ambit_header_op op;
@@ -627,7 +652,7 @@ static void jwt_misuse(const ambit_authenticators *a) {
     uint64_t ms;
     bool b;
     const ambit_authenticators *out = NULL;
-    CHECK(ambit_authenticators_from_yaml(NULL, 3, &out, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_authenticators_from_yaml(SN(NULL, 3), &out, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_from_yaml(S(AUTHN), NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_len(NULL) == 0);
     CHECK(ambit_authenticators_jwks_uri_count(NULL) == 0);
@@ -638,15 +663,15 @@ static void jwt_misuse(const ambit_authenticators *a) {
     CHECK(ambit_authenticators_jwks_uri(a, 0, (uint8_t *)buf, sizeof buf, &n, NULL, &b) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_jwks_uri(a, 0, (uint8_t *)buf, sizeof buf, &n, &ms, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_set_jwks(NULL, S("u"), S("{}"), &keys, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_authenticators_set_jwks(a, NULL, 1, S("{}"), &keys, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_authenticators_set_jwks(a, S("u"), NULL, 2, &keys, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_authenticators_set_jwks(a, SN(NULL, 1), S("{}"), &keys, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_authenticators_set_jwks(a, S("u"), SN(NULL, 2), &keys, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_set_jwks(a, S("u"), S("{}"), NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_jwks_uri_from_openid_configuration(NULL, 2, (uint8_t *)buf, sizeof buf, &n, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_jwks_uri_from_openid_configuration(SN(NULL, 2), (uint8_t *)buf, sizeof buf, &n, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_jwks_uri_from_openid_configuration(S("{}"), (uint8_t *)buf, sizeof buf, NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_authenticate(NULL, &t, NULL, 0, S("/"), 1, &r) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_authenticate(a, NULL, NULL, 0, S("/"), 1, &r) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_authenticate(a, &t, NULL, 1, S("/"), 1, &r) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_authenticators_authenticate(a, &t, NULL, 0, NULL, 1, 1, &r) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_authenticators_authenticate(a, &t, NULL, 0, SN(NULL, 1), 1, &r) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_authenticate(a, &t, NULL, 0, S("/"), 1, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(r == NULL);
     ambit_waypoint_target half = {str("shop"), str("waypoint"), str("shop"), none()};
@@ -661,7 +686,7 @@ static void jwt_misuse(const ambit_authenticators *a) {
     CHECK(ambit_authn_result_edits(NULL) == NULL);
     CHECK(ambit_authn_result_claim(NULL, S("sub"), (uint8_t *)buf, sizeof buf, &n) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authenticators_authenticate(a, &t, NULL, 0, S("/"), 1, &r) == AMBIT_RESULT_OK);
-    CHECK(ambit_authn_result_claim(r, NULL, 3, (uint8_t *)buf, sizeof buf, &n) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_authn_result_claim(r, SN(NULL, 3), (uint8_t *)buf, sizeof buf, &n) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_authn_result_claim(r, S("sub"), (uint8_t *)buf, sizeof buf, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     ambit_authn_result_free(r);
 }
@@ -815,17 +840,45 @@ static void l7(const char *dir, uint64_t now, const ambit_authenticators *authen
     CHECK(ambit_l7_policies_warnings(NULL, (uint8_t *)warn, sizeof warn, &n) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_l7_policies_warnings(p, (uint8_t *)warn, sizeof warn, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     const ambit_l7_policies *q = NULL;
-    CHECK(ambit_l7_policies_from_yaml(NULL, 1, &q, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_l7_policies_from_yaml(SN(NULL, 1), &q, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_l7_policies_from_yaml(S(L7), NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_l7_policies_from_yaml(S("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
                                         "metadata: {name: x, namespace: shop}\nspec: {action: MAYBE}\n"),
                                       &q, &err) == AMBIT_RESULT_CONFIG_INVALID);
     CHECK(q == NULL && err != NULL);
+    ambit_str file = {0}, object = {0}, field = {0};
+    CHECK(ambit_error_location(err, &file, &object, &field) == AMBIT_RESULT_OK);
+    CHECK(eq(file, "<l7>"));
+    CHECK(eq(object, "AuthorizationPolicy shop/x"));
+    CHECK(eq(field, "spec.action"));
     ambit_error_free(err);
 
     ambit_spiffe_id_free(frontend);
     ambit_spiffe_id_free(other);
     ambit_l7_policies_free(p);
+}
+
+/* ============================== error locations ============================== */
+
+/* Only configuration errors have a place; the outputs are refused NULL one by one. */
+static void error_locations(void) {
+    ambit_error *err = NULL;
+    CHECK(ambit_spiffe_id_check(S("spiffe://Bad/ns"), &err) == AMBIT_RESULT_INVALID_SPIFFE_ID);
+    CHECK(err != NULL);
+    ambit_str file = {0}, object = {0}, field = {0};
+    CHECK(ambit_error_location(err, &file, &object, &field) == AMBIT_RESULT_NOT_FOUND);
+    CHECK(file.data == NULL && object.data == NULL && field.data == NULL); /* untouched */
+    ambit_error_free(err);
+    err = NULL;
+    const ambit_route_table *t = NULL;
+    CHECK(ambit_route_table_from_yaml(S(BROKEN_ROUTE), &t, &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(t == NULL && err != NULL);
+    CHECK(ambit_error_location(err, NULL, &object, &field) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_error_location(err, &file, NULL, &field) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_error_location(err, &file, &object, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(object.data == NULL);
+    ambit_error_free(err);
+    CHECK(ambit_error_location(NULL, &file, &object, &field) == AMBIT_RESULT_NULL_PARAMETER);
 }
 
 /* ============================== frees ============================== */
@@ -838,10 +891,12 @@ static void free_null_is_a_no_op_for_every_type(void) {
     ambit_ca_free(NULL);
     ambit_credentials_free(NULL);
     ambit_hbone_listener_free(NULL);
+    ambit_node_options_free(NULL);
     ambit_node_proxy_free(NULL);
+    ambit_waypoint_options_free(NULL);
+    ambit_waypoint_free(NULL);
     ambit_route_table_free(NULL);
     ambit_route_decision_free(NULL);
-    ambit_header_edits_free(NULL);
     ambit_authenticators_free(NULL);
     ambit_authn_result_free(NULL);
     ambit_l7_policies_free(NULL);
@@ -860,6 +915,7 @@ int main(int argc, char **argv) {
     jwt_misuse(a);
     l7(argv[1], now, a);
     ambit_authenticators_free(a);
+    error_locations();
     free_null_is_a_no_op_for_every_type();
     return finish();
 }

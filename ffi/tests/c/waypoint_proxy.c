@@ -28,6 +28,15 @@ static const char *CONFIG =
     "- {name: web, namespace: demo, hostname: web.demo.svc.cluster.local, vips: [\"/127.32.100.1\"],\n"
     "   ports: {80: 8080}, waypoint: {destination: \"/127.32.3.2\"}}\n";
 
+/* Refused by the route loader: an unknown path match type. */
+static const char *BROKEN_ROUTE =
+    "apiVersion: gateway.networking.k8s.io/v1\n"
+    "kind: HTTPRoute\n"
+    "metadata: {name: broken, namespace: shop}\n"
+    "spec:\n"
+    "  rules:\n"
+    "  - matches: [{path: {type: Nope}}]\n";
+
 static const char *L7 =
     "apiVersion: gateway.networking.k8s.io/v1\n"
     "kind: HTTPRoute\n"
@@ -52,9 +61,9 @@ static const char *L7 =
     "kind: ConfigMap\n"
     "metadata: {name: ignored, namespace: demo}\n";
 
-/* GET `path` from 127.32.1.2 via SOCKS5 `proxy` (ip:port) to the web VIP; returns the status
- * code (-1 on a transport failure) and the response (head and body, NUL-terminated) in buf. */
-static int http_get(const char *proxy, const char *path, char *buf, size_t cap) {
+/* GET `path` from 127.32.1.2 via SOCKS5 `proxy` to the web VIP; returns the status code (-1 on
+ * a transport failure) and the response (head and body, NUL-terminated) in buf. */
+static int http_get(const ambit_socket_addr *proxy, const char *path, char *buf, size_t cap) {
     int s = -1;
     if (socks5_connect(proxy, "127.32.1.2", "127.32.100.1", 80, &s) != 0) return -1;
     char request[256];
@@ -80,38 +89,47 @@ int main(void) {
     CHECK(ambit_runtime_new(2, &rt) == AMBIT_RESULT_OK);
     const ambit_ca *ca = NULL;
     CHECK(ambit_ca_new(S("cluster.local"), &ca, NULL) == AMBIT_RESULT_OK);
-    ambit_node_listeners la = {.socks5 = (const uint8_t *)"127.32.0.1:0", .socks5_len = 12, .hbone_port = 15008};
-    ambit_node_listeners lb = {.hbone_port = 15008};
+    /* Node A: SOCKS5 on 127.32.0.1 (any port); node B: no SOCKS5 (on by default). */
+    ambit_socket_addr socks_a = addr_of("127.32.0.1:0");
+    ambit_node_options *la = NULL, *lb = NULL;
+    CHECK(ambit_node_options_new(S("node-a"), &la) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_socks5(la, &socks_a) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_new(S("node-b"), &lb) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_options_set_socks5(lb, NULL) == AMBIT_RESULT_OK);
     ambit_node_proxy *a = NULL, *b = NULL;
     ambit_error *err = NULL;
-    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-a"), ca, &la, &a, &err) == AMBIT_RESULT_OK);
-    CHECK(ambit_node_proxy_start(rt, S(CONFIG), S("node-b"), ca, &lb, &b, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), ca, la, &a, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_node_proxy_start(rt, S(CONFIG), ca, lb, &b, &err) == AMBIT_RESULT_OK);
+    ambit_node_options_free(la);
+    ambit_node_options_free(lb);
 
-    ambit_waypoint_options o = {
-        .name = (const uint8_t *)"waypoint", .name_len = 8,
-        .ns = (const uint8_t *)"demo", .ns_len = 4,
-        .hbone = (const uint8_t *)"127.32.3.2:15008", .hbone_len = 16,
-        .metrics = (const uint8_t *)"127.32.3.2:0", .metrics_len = 12,
-    };
+    /* Kept until the refusals below, which start waypoints with the same options. */
+    ambit_socket_addr hbone = addr_of("127.32.3.2:15008"), metrics_at = addr_of("127.32.3.2:0");
+    ambit_waypoint_options *o = NULL;
+    CHECK(ambit_waypoint_options_new(S("waypoint"), S("demo"), &hbone, &o) == AMBIT_RESULT_OK && o != NULL);
+    CHECK(ambit_waypoint_options_set_metrics(o, &metrics_at) == AMBIT_RESULT_OK);
+    CHECK(ambit_waypoint_options_set_network(o, S("")) == AMBIT_RESULT_OK);             /* the default */
+    CHECK(ambit_waypoint_options_set_root_namespace(o, S("istio-system")) == AMBIT_RESULT_OK); /* the default */
     ambit_waypoint *w = NULL;
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, &w, &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, o, &w, &err) == AMBIT_RESULT_OK);
     CHECK(err == NULL && w != NULL);
     char text[1 << 12];
     size_t n = 0;
-    CHECK(ambit_waypoint_hbone_addr(w, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
-    text[n] = 0;
-    CHECK(strcmp(text, "127.32.3.2:15008") == 0);
+    ambit_socket_addr bound = {0};
+    CHECK(ambit_waypoint_hbone_addr(w, &bound) == AMBIT_RESULT_OK);
+    CHECK(strcmp(addr_text(&bound, text, sizeof text), "127.32.3.2:15008") == 0);
+    CHECK(ambit_waypoint_hbone_addr(w, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_hbone_addr(NULL, &bound) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_waypoint_warnings(w, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
     text[n] = 0;
     CHECK(strstr(text, "ConfigMap") != NULL);
 
-    char proxy[64];
-    CHECK(ambit_node_proxy_socks5_addr(a, (uint8_t *)proxy, sizeof proxy - 1, &n) == AMBIT_RESULT_OK);
-    proxy[n] = 0;
+    ambit_socket_addr proxy = {0};
+    CHECK(ambit_node_proxy_socks5_addr(a, &proxy) == AMBIT_RESULT_OK);
     static char resp[1 << 14];
-    CHECK(http_get(proxy, "/hello?x=1", resp, sizeof resp) == 200);
+    CHECK(http_get(&proxy, "/hello?x=1", resp, sizeof resp) == 200);
     CHECK(strstr(resp, "GET /hello?x=1 x-routed=c-host") != NULL);
-    CHECK(http_get(proxy, "/admin/users", resp, sizeof resp) == 403);
+    CHECK(http_get(&proxy, "/admin/users", resp, sizeof resp) == 403);
     CHECK(strstr(resp, "RBAC: access denied") != NULL);
 
     /* New L7: only the header changes. Broken L7: refused, the last good one stays. */
@@ -119,16 +137,16 @@ int main(void) {
     CHECK(l7b != NULL);
     if (!l7b) return finish();
     memcpy(strstr(l7b, "c-host"), "reload", 6);
-    CHECK(ambit_waypoint_reload_l7(w, (const uint8_t *)l7b, strlen(l7b), &err) == AMBIT_RESULT_OK);
+    CHECK(ambit_waypoint_reload_l7(w, S(l7b), &err) == AMBIT_RESULT_OK);
     free(l7b);
-    CHECK(http_get(proxy, "/again", resp, sizeof resp) == 200);
+    CHECK(http_get(&proxy, "/again", resp, sizeof resp) == 200);
     CHECK(strstr(resp, "GET /again x-routed=reload") != NULL);
     CHECK(ambit_waypoint_reload_l7(w, S("kind: HTTPRoute\nspec: [nope"), &err) == AMBIT_RESULT_CONFIG_INVALID);
     CHECK(err != NULL);
     CHECK(ambit_error_message(err, (uint8_t *)text, sizeof text, &n) == AMBIT_RESULT_OK && n > 0);
     ambit_error_free(err);
     err = NULL;
-    CHECK(http_get(proxy, "/still", resp, sizeof resp) == 200);
+    CHECK(http_get(&proxy, "/still", resp, sizeof resp) == 200);
     CHECK(strstr(resp, "x-routed=reload") != NULL);
     CHECK(ambit_waypoint_reload(w, S("workloads: [{uid: x}]"), &err) == AMBIT_RESULT_CONFIG_INVALID);
     ambit_error_free(err);
@@ -149,30 +167,56 @@ int main(void) {
 
     /* Refusals: each with a clear code, nothing started. */
     ambit_waypoint *w2 = NULL;
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, &w2, &err) == AMBIT_RESULT_IO); /* port taken */
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, o, &w2, &err) == AMBIT_RESULT_IO); /* port taken */
     ambit_error_free(err);
     err = NULL;
-    ambit_waypoint_options bad = o;
-    bad.hbone = (const uint8_t *)"nowhere";
-    bad.hbone_len = 7;
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, &err) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_error_message(err, (uint8_t *)text, sizeof text - 1, &n) == AMBIT_RESULT_OK);
-    text[n] = 0;
-    CHECK(strstr(text, "hbone") != NULL);
-    ambit_error_free(err);
-    err = NULL;
-    bad = o;
-    bad.metrics = NULL; /* with a nonzero length */
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    bad = o;
-    bad.name_len = 0;
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &bad, &w2, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
-    CHECK(ambit_waypoint_start(rt, S("not: [valid"), S(L7), ca, &o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S("kind: ["), ca, &o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
-    CHECK(ambit_waypoint_start(NULL, S(CONFIG), S(L7), ca, &o, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    /* Bad options are refused when they are made (the start never sees them). */
+    ambit_waypoint_options *bad = NULL;
+    ambit_socket_addr nowhere = {0};
+    CHECK(ambit_socket_addr_parse(S("nowhere"), &nowhere) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_new(S("waypoint"), S("demo"), &nowhere, &bad) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_new(S("waypoint"), S("demo"), NULL, &bad) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_options_new(SN(NULL, 8), S("demo"), &hbone, &bad) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_options_new(S(""), S("demo"), &hbone, &bad) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_new(S("waypoint"), S(""), &hbone, &bad) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_new(S("waypoint"), S("demo"), &hbone, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(bad == NULL);
+    CHECK(ambit_waypoint_options_set_metrics(o, &nowhere) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_set_metrics(NULL, &metrics_at) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_options_set_network(o, SN(NULL, 3)) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_options_set_network(NULL, S("net")) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_options_set_root_namespace(o, S("")) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_waypoint_options_set_root_namespace(NULL, S("istio-system")) == AMBIT_RESULT_NULL_PARAMETER);
+    ambit_waypoint_options_free(NULL);
+    CHECK(ambit_waypoint_start(rt, S("not: [valid"), S(L7), ca, o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S("kind: ["), ca, o, &w2, NULL) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(ambit_waypoint_start(rt, SN(NULL, 4), S(L7), ca, o, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_start(NULL, S(CONFIG), S(L7), ca, o, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, NULL, &w2, NULL) == AMBIT_RESULT_NULL_PARAMETER);
-    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, &o, NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(L7), ca, o, NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
     CHECK(w2 == NULL);
+
+    /* A broken HTTPRoute in the L7 YAML: refused, and the error says where (the same object
+     * and field as ambit_route_table_from_yaml reports, in the file "<l7>"). */
+    err = NULL;
+    CHECK(ambit_waypoint_start(rt, S(CONFIG), S(BROKEN_ROUTE), ca, o, &w2, &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(err != NULL && ambit_error_code(err) == AMBIT_RESULT_CONFIG_INVALID);
+    ambit_str file = {0}, object = {0}, field = {0};
+    CHECK(ambit_error_location(err, &file, &object, &field) == AMBIT_RESULT_OK);
+    CHECK(str_eq(file, "<l7>"));
+    CHECK(str_eq(object, "HTTPRoute shop/broken"));
+    CHECK(str_eq(field, "spec.rules[0].matches[0].path.type"));
+    ambit_error_free(err);
+    err = NULL;
+    /* And so does a broken reload, which leaves the running L7 config alone. */
+    CHECK(ambit_waypoint_reload_l7(w, S(BROKEN_ROUTE), &err) == AMBIT_RESULT_CONFIG_INVALID);
+    CHECK(ambit_error_location(err, &file, &object, &field) == AMBIT_RESULT_OK);
+    CHECK(str_eq(file, "<l7>") && str_eq(object, "HTTPRoute shop/broken") &&
+          str_eq(field, "spec.rules[0].matches[0].path.type"));
+    ambit_error_free(err);
+    err = NULL;
+    CHECK(w2 == NULL);
+    ambit_waypoint_options_free(o);
     CHECK(ambit_waypoint_metrics(NULL, (uint8_t *)metrics, need, &n) == AMBIT_RESULT_NULL_PARAMETER);
     free(metrics);
     CHECK(ambit_waypoint_reload_l7(NULL, S(L7), NULL) == AMBIT_RESULT_NULL_PARAMETER);

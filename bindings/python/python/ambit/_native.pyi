@@ -3,11 +3,19 @@
 Checked by `python -m mypy.stubtest ambit._native --allowlist .mypy-stubtest-allowlist`."""
 
 from collections.abc import Iterable, Mapping
-from typing import Any, final
+from typing import Any, Literal, final
 
 __version__: str
 
 _Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+_AuthnKind = Literal["anonymous", "authenticated", "denied"]
+_RouteKind = Literal[
+    "forward", "unrouted", "not_found", "redirect", "abort", "rate_limited", "no_backend", "other"
+]
+_L7Code = Literal[
+    "AllowedByPolicy", "DeniedByPolicy", "DeniedByCustom", "NoAllowPolicies", "NoAllowMatched", "Other"
+]
 
 class AmbitError(Exception): ...
 class IdentityError(AmbitError): ...
@@ -70,7 +78,7 @@ class Decision:
 @final
 class Policy:
     @staticmethod
-    def from_yaml(yaml: str, root_namespace: str = "istio-system") -> Policy: ...
+    def from_yaml(yaml: str, root_namespace: str = "istio-system", file: str = "<policies>") -> Policy: ...
     @property
     def warnings(self) -> list[str]: ...
     def __len__(self) -> int: ...
@@ -93,7 +101,7 @@ class L7Decision:
     @property
     def reason(self) -> str: ...
     @property
-    def code(self) -> str: ...
+    def code(self) -> _L7Code: ...
     @property
     def audit(self) -> list[str]: ...
     @property
@@ -120,7 +128,9 @@ class RequestAuth:
 @final
 class L7Policies:
     @staticmethod
-    def from_yaml(yaml: str, root_namespace: str = "istio-system", path_normalization: str = "BASE") -> L7Policies: ...
+    def from_yaml(
+        yaml: str, root_namespace: str = "istio-system", path_normalization: str = "BASE", file: str = "<l7>"
+    ) -> L7Policies: ...
     @property
     def warnings(self) -> list[str]: ...
     @property
@@ -147,7 +157,7 @@ class L7Policies:
 @final
 class AuthnResult:
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> _AuthnKind: ...
     @property
     def status(self) -> int | None: ...
     @property
@@ -165,7 +175,7 @@ class AuthnResult:
 @final
 class Authenticators:
     @staticmethod
-    def from_yaml(yaml: str, root_namespace: str = "istio-system") -> Authenticators: ...
+    def from_yaml(yaml: str, root_namespace: str = "istio-system", file: str = "<l7>") -> Authenticators: ...
     @property
     def warnings(self) -> list[str]: ...
     @property
@@ -196,7 +206,7 @@ class Retry:
 @final
 class RouteResult:
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> _RouteKind: ...
     @property
     def status(self) -> int | None: ...
     @property
@@ -231,7 +241,7 @@ class RouteResult:
 @final
 class Router:
     @staticmethod
-    def from_yaml(yaml: str, seed: int | None = None, file: str = "<routes>") -> Router: ...
+    def from_yaml(yaml: str, seed: int | None = None, file: str = "<l7>") -> Router: ...
     @property
     def warnings(self) -> list[str]: ...
     @property

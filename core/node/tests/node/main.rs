@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
-use ambit_node::{NodeConfig, NodeProxy};
+use ambit_node::NodeProxy;
 use ambit_state::State;
+use ambit_test_util::TestPki;
 use ambit_test_util::apps::{echo_through, tcp_echo};
 use ambit_test_util::mesh::{ip, workload};
+use ambit_test_util::nodes::{Listeners, two_nodes};
 use ambit_test_util::socks5::{SocksError, Target, socks5_connect};
-use ambit_tls::{Provider, TlsContext};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -30,31 +29,9 @@ struct Mesh {
 
 impl Mesh {
     async fn start(net: u8, state: State) -> Self {
-        let ca = Arc::new(
-            CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca"),
-        );
-        let source = Arc::new(CaSource::new(
-            ca,
-            Duration::from_secs(3600),
-            Arc::new(SystemClock),
-        ));
-        let tls = TlsContext::new(Provider::default());
-        let cfg = |node: &str, host: u8| {
-            let mut c = NodeConfig::new(node);
-            let local = |p| Some(SocketAddr::new(ip(net, [0, host]), p));
-            c.socks5 = local(0);
-            c.http_connect = local(0);
-            c.metrics = local(0);
-            c.readiness = local(0);
-            c.admin = local(0);
-            c
-        };
-        let a = NodeProxy::start(cfg("node-a", 1), state.clone(), source.clone(), tls.clone())
+        let (a, b) = two_nodes(net, state, &TestPki::new(), Listeners::All)
             .await
-            .expect("node a");
-        let b = NodeProxy::start(cfg("node-b", 2), state, source, tls)
-            .await
-            .expect("node b");
+            .expect("nodes");
         Self { a, b }
     }
 

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
-use ambit_node::{NodeConfig, NodeProxy};
+use ambit_node::NodeProxy;
 use ambit_state::{GatewayAddress, State};
+use ambit_test_util::TestPki;
 use ambit_test_util::jwt::JwtSigner;
 use ambit_test_util::mesh::{bind_when_free, ip, service, workload};
+use ambit_test_util::nodes::{Listeners, two_nodes};
 use ambit_test_util::socks5::{Target, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
@@ -102,30 +104,12 @@ impl Mesh {
     }
 
     async fn start_with(net: u8, l7_yaml: &str, jwks_ca_pem: Option<String>) -> Self {
-        let ca = Arc::new(
-            CertificateAuthority::new(TrustDomain::new("cluster.local").expect("td")).expect("ca"),
-        );
-        let source = Arc::new(CaSource::new(
-            ca,
-            Duration::from_secs(3600),
-            Arc::new(SystemClock),
-        ));
-        let tls = TlsContext::new(Provider::default());
-        let cfg = |node: &str, host: u8| {
-            let mut c = NodeConfig::new(node);
-            c.socks5 = Some(SocketAddr::new(ip(net, [0, host]), 0));
-            c.metrics = None;
-            c.readiness = None;
-            c.admin = None;
-            c
-        };
+        let pki = TestPki::new();
+        let (source, tls) = (pki.source(), pki.tls.clone());
         let st = state(net);
-        let a = NodeProxy::start(cfg("node-a", 1), st.clone(), source.clone(), tls.clone())
+        let (a, b) = two_nodes(net, st.clone(), &pki, Listeners::Socks5)
             .await
-            .expect("node a");
-        let b = NodeProxy::start(cfg("node-b", 2), st.clone(), source.clone(), tls.clone())
-            .await
-            .expect("node b");
+            .expect("nodes");
         for (name, host) in [("reviews-v1", [2, 2]), ("reviews-v2", [2, 3])] {
             app(SocketAddr::new(ip(net, host), 8080), name, None).await;
         }

@@ -1,4 +1,4 @@
-//! The panic boundary, and the pointer helpers every export goes through.
+//! The pointer helpers every export goes through.
 //!
 //! Every C-visible type says what its pointer stands for by implementing [`Castable`]
 //! (rustls-ffi's pattern): `Ownership` is [`OwnershipBox`] (a mutable object the caller owns and
@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::error::ambit_result;
+pub(crate) use crate::panic::ffi_panic_boundary;
 
 /// What a C handle type stands for.
 pub(crate) trait Castable {
@@ -135,25 +136,12 @@ pub(crate) unsafe fn try_slice_from<'a, T>(p: *const T, n: usize) -> Option<&'a 
     }
 }
 
-/// Runs the body, turning a panic into `$on_panic` (default `AMBIT_RESULT_PANIC`).
-macro_rules! ffi_panic_boundary {
-    ($body:block) => {
-        ffi_panic_boundary!($crate::error::ambit_result::AMBIT_RESULT_PANIC, $body)
-    };
-    ($on_panic:expr, $body:block) => {
-        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
-            Ok(v) => v,
-            Err(_) => $on_panic,
-        }
-    };
-}
-
 /// Borrows a `Castable` pointer as `&RustType`, returning NULL_PARAMETER for NULL.
 macro_rules! try_ref_from_ptr {
     ($ptr:expr) => {{
         // SAFETY: every export's contract: a non-NULL pointer is a live handle of its type (or
         // the caller's own `repr(C)` value) for the duration of the call.
-        match unsafe { $crate::macros::try_from($ptr) } {
+        match unsafe { $crate::ffi::try_from($ptr) } {
             Some(r) => r,
             None => return $crate::error::ambit_result::AMBIT_RESULT_NULL_PARAMETER,
         }
@@ -165,7 +153,7 @@ macro_rules! try_mut_from_ptr {
     ($ptr:expr) => {{
         // SAFETY: every export's contract: a non-NULL pointer is a live handle of its type that
         // no other thread uses during the call (the type is documented as not thread-safe).
-        match unsafe { $crate::macros::try_from_mut($ptr) } {
+        match unsafe { $crate::ffi::try_from_mut($ptr) } {
             Some(r) => r,
             None => return $crate::error::ambit_result::AMBIT_RESULT_NULL_PARAMETER,
         }
@@ -177,7 +165,7 @@ macro_rules! try_mut_from_ptr {
 macro_rules! try_clone_arc {
     ($ptr:expr) => {{
         // SAFETY: every export's contract: a non-NULL shared handle is live for the call.
-        match unsafe { $crate::macros::clone_arc($ptr) } {
+        match unsafe { $crate::ffi::clone_arc($ptr) } {
             Some(a) => a,
             None => return $crate::error::ambit_result::AMBIT_RESULT_NULL_PARAMETER,
         }
@@ -189,7 +177,7 @@ macro_rules! try_slice {
     ($ptr:expr, $len:expr) => {{
         // SAFETY: every export's contract: `len` readable elements at a non-NULL `ptr`,
         // unchanged during the call.
-        match unsafe { $crate::macros::try_slice_from($ptr, $len) } {
+        match unsafe { $crate::ffi::try_slice_from($ptr, $len) } {
             Some(s) => s,
             None => return $crate::error::ambit_result::AMBIT_RESULT_NULL_PARAMETER,
         }
@@ -199,7 +187,7 @@ macro_rules! try_slice {
 /// Borrows `(ptr, len)` as `&str`, returning INVALID_PARAMETER for bad UTF-8.
 macro_rules! try_str {
     ($ptr:expr, $len:expr) => {{
-        let bytes: &[u8] = $crate::macros::try_slice!($ptr, $len);
+        let bytes: &[u8] = $crate::ffi::try_slice!($ptr, $len);
         match ::std::str::from_utf8(bytes) {
             Ok(s) => s,
             Err(_) => return $crate::error::ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
@@ -211,7 +199,16 @@ macro_rules! try_str {
 macro_rules! try_ambit_str {
     ($s:expr) => {{
         let s: $crate::strings::ambit_str = $s;
-        $crate::macros::try_str!(s.data, s.len)
+        $crate::ffi::try_str!(s.data, s.len)
+    }};
+}
+
+/// Borrows an `ambit_str` as bytes (NULL_PARAMETER for NULL with a nonzero length).
+macro_rules! try_ambit_bytes {
+    ($s:expr) => {{
+        let s: $crate::strings::ambit_str = $s;
+        let bytes: &[u8] = $crate::ffi::try_slice!(s.data, s.len);
+        bytes
     }};
 }
 
@@ -227,7 +224,7 @@ macro_rules! try_out {
 }
 
 pub(crate) use {
-    ffi_panic_boundary, try_ambit_str, try_clone_arc, try_mut_from_ptr, try_out, try_ref_from_ptr,
+    try_ambit_bytes, try_ambit_str, try_clone_arc, try_mut_from_ptr, try_out, try_ref_from_ptr,
     try_slice, try_str,
 };
 

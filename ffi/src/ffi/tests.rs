@@ -328,8 +328,8 @@ fn header_arrays_become_maps_and_edits() {
     );
     assert!(HeaderEdits::between(&before, &before).0.is_empty());
 
-    // Through the exports: an owned list, read, freed; and the NULL cases.
-    let owned: *mut ambit_header_edits = to_boxed_mut_ptr(edits);
+    // Through the exports: a borrowed list, read; and the NULL cases.
+    let owned: *const ambit_header_edits = edits.as_ptr();
     assert_eq!(crate::strings::ambit_header_edits_len(owned), 5);
     let (mut op, mut name, mut value) = (AMBIT_HEADER_OP_REMOVE, s(""), s(""));
     assert_eq!(
@@ -356,8 +356,6 @@ fn header_arrays_become_maps_and_edits() {
         ambit_result::AMBIT_RESULT_NULL_PARAMETER
     );
     assert_eq!(crate::strings::ambit_header_edits_len(ptr::null()), 0);
-    crate::strings::ambit_header_edits_free(owned);
-    crate::strings::ambit_header_edits_free(ptr::null_mut());
 }
 
 // === errors ===
@@ -365,10 +363,8 @@ fn header_arrays_become_maps_and_edits() {
 #[test]
 fn errors_are_handed_out_and_freed_once() {
     let mut err: *mut ambit_error = ptr::null_mut();
-    let e = Error {
-        code: ambit_result::AMBIT_RESULT_CONFIG_INVALID,
-        message: "bad field".into(),
-    };
+    let mut e = Error::new(ambit_result::AMBIT_RESULT_CONFIG_INVALID, "bad field");
+    e.location = Some(["f.yaml".into(), "HTTPRoute a/b".into(), "spec.x".into()]);
     // SAFETY: `err` is a live local.
     let code = unsafe { e.give(&mut err) };
     assert_eq!(code, ambit_result::AMBIT_RESULT_CONFIG_INVALID);
@@ -383,13 +379,26 @@ fn errors_are_handed_out_and_freed_once() {
         ambit_result::AMBIT_RESULT_OK
     );
     assert_eq!(&buf[..n], b"bad field");
+    let (mut file, mut object, mut field) = (s(""), s(""), s(""));
+    assert_eq!(
+        crate::error::ambit_error_location(err, &mut file, &mut object, &mut field),
+        ambit_result::AMBIT_RESULT_OK
+    );
+    // SAFETY: the strings point into `err`, still live.
+    unsafe {
+        assert_eq!(
+            (file.text(), object.text(), field.text()),
+            (Ok("f.yaml"), Ok("HTTPRoute a/b"), Ok("spec.x"))
+        );
+    }
+    assert_eq!(
+        crate::error::ambit_error_location(err, ptr::null_mut(), &mut object, &mut field),
+        ambit_result::AMBIT_RESULT_NULL_PARAMETER
+    );
     crate::error::ambit_error_free(err);
     crate::error::ambit_error_free(ptr::null_mut());
     // Giving to a NULL out-pointer drops the error right away.
-    let e = Error {
-        code: ambit_result::AMBIT_RESULT_IO,
-        message: String::new(),
-    };
+    let e = Error::new(ambit_result::AMBIT_RESULT_IO, "");
     // SAFETY: NULL is allowed.
     let code = unsafe { e.give(ptr::null_mut()) };
     assert_eq!(code, ambit_result::AMBIT_RESULT_IO);
@@ -451,7 +460,7 @@ fn route_decisions_outlive_their_table() {
     use crate::route::*;
     let mut table: *const ambit_route_table = ptr::null();
     assert_eq!(
-        ambit_route_table_from_yaml(ROUTES.as_ptr(), ROUTES.len(), &mut table, ptr::null_mut()),
+        ambit_route_table_from_yaml(s(ROUTES), &mut table, ptr::null_mut()),
         ambit_result::AMBIT_RESULT_OK
     );
     assert_eq!(ambit_route_table_len(table), 1);
@@ -494,13 +503,12 @@ fn route_decisions_outlive_their_table() {
         ambit_result::AMBIT_RESULT_OK
     );
     assert_eq!(limits.request_timeout_ms, 3000);
-    let mut resp: *mut ambit_header_edits = ptr::null_mut();
+    let mut resp: *const ambit_header_edits = ptr::null();
     assert_eq!(
         ambit_route_decision_response_edits(d, ptr::null(), 0, &mut resp),
         ambit_result::AMBIT_RESULT_OK
     );
     assert_eq!(crate::strings::ambit_header_edits_len(resp), 1);
-    crate::strings::ambit_header_edits_free(resp);
     ambit_route_decision_free(d);
 
     // NULL reads fail closed; NULL frees do nothing.
@@ -520,7 +528,7 @@ fn route_redirects_and_refusals() {
     use crate::route::*;
     let mut table: *const ambit_route_table = ptr::null();
     assert_eq!(
-        ambit_route_table_from_yaml(ROUTES.as_ptr(), ROUTES.len(), &mut table, ptr::null_mut()),
+        ambit_route_table_from_yaml(s(ROUTES), &mut table, ptr::null_mut()),
         ambit_result::AMBIT_RESULT_OK
     );
     let host = [ambit_header {
@@ -576,10 +584,20 @@ fn route_redirects_and_refusals() {
     let garbage = "kind: HTTPRoute\napiVersion: gateway.networking.k8s.io/v1\nspec: 7\n";
     let mut t2: *const ambit_route_table = ptr::null();
     assert_eq!(
-        ambit_route_table_from_yaml(garbage.as_ptr(), garbage.len(), &mut t2, &mut err),
+        ambit_route_table_from_yaml(s(garbage), &mut t2, &mut err),
         ambit_result::AMBIT_RESULT_CONFIG_INVALID
     );
     assert!(t2.is_null());
     assert!(!err.is_null());
+    // A config error says where it is (the ABI names L7 YAML `<l7>`).
+    let (mut file, mut object, mut field) = (s(""), s(""), s(""));
+    assert_eq!(
+        crate::error::ambit_error_location(err, &mut file, &mut object, &mut field),
+        ambit_result::AMBIT_RESULT_OK
+    );
+    // SAFETY: the strings point into `err`, still live.
+    unsafe {
+        assert_eq!(field.text(), Ok("metadata.name"));
+    }
     crate::error::ambit_error_free(err);
 }
