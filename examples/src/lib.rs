@@ -5,7 +5,7 @@
 
 pub use ambit_proxy::FileWatch;
 pub use ambit_test_util::apps::{http_get, http_hello, tcp_echo};
-pub use ambit_test_util::socks5::{SocksError, Target, socks5_connect};
+pub use ambit_test_util::socks5::{SocksError, SocksTarget, socks5_connect};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ambit_identity::SpiffeId;
 use ambit_authz::{
     Action, Authorization, Clause, Connection, Labels, Match, PolicySet, Reason, Rule, Scope,
-    ServiceAccountMatch, StringMatch, Target,
+    ServiceAccountMatch, PolicyTarget, StringMatch,
 };
 use arbitrary::Arbitrary;
 use ipnet::IpNet;
@@ -256,7 +256,7 @@ fuzz_target!(|input: Input| {
         .iter()
         .map(|&(n, p)| format!("{}/{}", pick(&NAMESPACES, n), pick(&NAMES, p)))
         .collect();
-    let target = Target {
+    let target = PolicyTarget {
         namespace,
         labels: &workload_labels,
         policy_keys: &keys,

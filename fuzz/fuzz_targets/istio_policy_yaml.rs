@@ -3,7 +3,7 @@
 #![no_main]
 
 use ambit_identity::SpiffeId;
-use ambit_authz::{Connection, IstioPolicies, Labels, PolicySet, Target};
+use ambit_authz::{Connection, IstioPolicies, Labels, PolicySet, PolicyTarget as Target};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {

@@ -26,7 +26,7 @@ fuzz_target!(|s: &str| {
                 authority: None,
             };
             for path in ["/", "/v1/items?x=1", "/a/b/../c", ""] {
-                let kind = |o: &Outcome<'_>| format!("{:?}", o.status());
+                let kind = |o: &Outcome| format!("{:?}", o.status());
                 let a = loaded.table.route(&target, &Method::GET, path, &headers, now, &mut SplitMix64::new(7));
                 let b = loaded.table.route(&target, &Method::GET, path, &headers, now, &mut SplitMix64::new(7));
                 if let Outcome::Forward(f) = &a {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use ambit_identity::{PemFileSource, SpiffeId};
 use ambit_node::NodeProxy;
 use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
-use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_test_util::socks5::{SocksTarget, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use anyhow::{Context, Result, bail, ensure};
@@ -334,7 +334,7 @@ impl Mesh {
 
     /// A connection from pod `from` to the `reviews` service, through node A.
     async fn connect(&self, from: IpAddr) -> Result<TcpStream> {
-        let s = socks5_connect(self.socks, from, &Target::Addr(reviews_vip(self.net)))
+        let s = socks5_connect(self.socks, from, &SocksTarget::Addr(reviews_vip(self.net)))
             .await
             .map_err(|e| anyhow::anyhow!("SOCKS5 via node A from {from}: {e:?}"))?;
         s.set_nodelay(true)?;

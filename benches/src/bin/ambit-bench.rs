@@ -24,7 +24,7 @@ use ambit_hbone::{
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, SystemClock, TrustDomain};
 use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::{State, Workload};
-use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_test_util::socks5::{SocksTarget, socks5_connect};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -357,7 +357,7 @@ impl Path {
                 Arc::new(move || {
                     Box::pin(async move {
                         Ok(Box::new(
-                            socks5_connect(proxy, from, &Target::Addr(target))
+                            socks5_connect(proxy, from, &SocksTarget::Addr(target))
                                 .await
                                 .map_err(|e| anyhow::anyhow!("SOCKS5: {e:?}"))?,
                         ) as Conn)

@@ -20,7 +20,7 @@ use ambit_benches::proc::open_fds;
 use ambit_identity::{CaSource, CertificateAuthority, SystemClock, TrustDomain};
 use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::{GatewayAddress, Service, State, TunnelProtocol, Workload};
-use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_test_util::socks5::{SocksTarget, socks5_connect};
 use ambit_test_util::{payload, rss_kib};
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
@@ -246,7 +246,7 @@ fn verdict(samples: &[(u64, u64, usize)], failed: u64, corrupt: u64) -> Result<(
 
 async fn l4(w: usize, n: u64) -> Result<bool> {
     let proxy = SocketAddr::new(ip([0, 1]), 15080);
-    let to = Target::Addr(SocketAddr::new(ip([2, 2]), 8080));
+    let to = SocksTarget::Addr(SocketAddr::new(ip([2, 2]), 8080));
     let mut s = socks5_connect(proxy, ip([1, 2]), &to)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -265,7 +265,7 @@ async fn l4(w: usize, n: u64) -> Result<bool> {
 
 async fn l7() -> Result<bool> {
     let proxy = SocketAddr::new(ip([0, 1]), 15080);
-    let to = Target::Addr(SocketAddr::new(ip([100, 1]), 80));
+    let to = SocksTarget::Addr(SocketAddr::new(ip([100, 1]), 80));
     let mut s = socks5_connect(proxy, ip([1, 2]), &to)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -60,7 +60,7 @@ def test_config_errors_and_warnings():
 
 
 def test_shared_l7_table(repo):
-    """testdata/authz/l7-cases.yaml (shared with core/policy/tests/l7_table.rs), decided from
+    """testdata/authz/l7-cases.yaml (shared with core/authz/tests/authz/l7_table.rs), decided from
     Python through ambit.L7Policies exactly as the engine decides it."""
     import yaml
 

@@ -1,5 +1,5 @@
 """Gateway API HTTPRoute decisions from Python (ambit.Router): the shared case table
-(testdata/route/cases.yaml, also driven by core/route/tests/cases.rs), weighted splits, and
+(testdata/route/cases.yaml, also driven by core/route/tests/route/cases.rs), weighted splits, and
 the errors a user sees."""
 
 import math

@@ -1,6 +1,7 @@
-//! Starting the proxies from configuration text and a CA, as embedders do: the C ABI, the
-//! Python package and the demo all start them through these functions, so a YAML error, a
-//! missing identity or a port taken is reported the same way everywhere.
+//! Starting the proxies from configuration text and a CA, as embedders do: the C ABI and the
+//! Python package start them through these functions, so a YAML error, a missing identity or
+//! a port taken is reported the same way in both. (The example daemons read files and start
+//! `NodeProxy`/`Waypoint` directly, with their own reload loops.)
 
 use std::sync::Arc;
 

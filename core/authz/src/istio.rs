@@ -1,9 +1,12 @@
 //! Istio `AuthorizationPolicy` and `PeerAuthentication` YAML (security.istio.io v1 and v1beta1),
 //! translated to the L4 model exactly as istiod translates them for ztunnel.
 //!
-//! What the node proxy cannot enforce is reported as a [`LoadWarning`], never dropped silently:
-//! policies with `targetRef(s)` (for waypoints), AUDIT and CUSTOM actions, and HTTP attributes
-//! (an ALLOW rule with any is dropped; a DENY rule keeps its L4 part, so it denies more).
+//! What the node proxy cannot enforce is reported as a [`ConfigWarning`], never dropped
+//! silently: policies with `targetRef(s)` (for waypoints), AUDIT and CUSTOM actions, and HTTP
+//! attributes (an ALLOW rule with any is dropped; a DENY rule keeps its L4 part, so it denies
+//! more).
+//!
+//! [`ConfigWarning`]: ambit_config::ConfigWarning
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -39,6 +39,12 @@ impl Report {
             .push(ConfigWarning::new(&self.file, object, field, message));
     }
 
+    /// Records a warning as it is (it keeps its own file): for loaders that combine several
+    /// files and find something wrong with the combination.
+    pub fn push(&mut self, warning: ConfigWarning) {
+        self.warnings.push(warning);
+    }
+
     /// The warnings so far.
     pub fn warnings(&self) -> &[ConfigWarning] {
         &self.warnings

@@ -194,9 +194,29 @@ impl RouteTable {
         let parsed = load::from_objects(objects, report, false)?;
         let mut table = RouteTable::new();
         for w in table.rebuild(|defs, warnings| defs.add(parsed, warnings)) {
-            report.warn(&w.object, &w.field, w.message);
+            report.push(w);
         }
         Ok(table)
+    }
+
+    /// One table from the objects of several files, each with its own report (so an error
+    /// names the file it is in). References between files (a rule's extension defined in
+    /// another file) are resolved once, over all of them; what is wrong with the combination
+    /// is returned, each warning naming its own file.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a [ambit_config::Object], &'a mut ambit_config::Report)>,
+    ) -> Result<(RouteTable, Vec<ConfigWarning>), ConfigError> {
+        let mut all = Vec::new();
+        for (objects, report) in files {
+            all.push(load::from_objects(objects, report, false)?);
+        }
+        let mut table = RouteTable::new();
+        let warnings = table.rebuild(|defs, warnings| {
+            for parsed in all {
+                defs.add(parsed, warnings);
+            }
+        });
+        Ok((table, warnings))
     }
 
     /// Parses `yaml` and adds its objects to this table; see [`parse`](Self::parse). An object

@@ -1,10 +1,10 @@
 //! Fixtures shared by ambit's tests, benches and the demo, so that none of them keeps its own
 //! copy: a test PKI with one CA ([`TestPki`]), HBONE servers that echo ([`EchoServer`]), the
 //! loopback mesh vocabulary ([`mesh`]: addresses, workloads, services), node A and node B
-//! ([`nodes`]), small applications
-//! ([`apps`]: a TCP echo, an HTTP hello), a JWT signer ([`jwt`]), a SOCKS5 client
-//! ([`socks5`]), deterministic payloads. Real parts only: real certificates, real sockets on
-//! loopback. Not published; failures here are test failures, so helpers panic with a message.
+//! ([`nodes`]), small applications ([`apps`]: a TCP echo, an HTTP hello), a JWT signer
+//! ([`jwt`]), a SOCKS5 client ([`socks5`]), the shared case tables ([`cases`]), deterministic
+//! payloads. Real parts only: real certificates, real sockets on loopback. Not published;
+//! failures here are test failures, so helpers panic with a message.
 //!
 //! ```
 //! use ambit_test_util::{TestPki, mesh};
@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod cases;
 pub mod jwt;
 pub mod mesh;
 pub mod nodes;

@@ -9,7 +9,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// Where a SOCKS5 CONNECT should go.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub enum SocksTarget {
     /// An address.
     Addr(SocketAddr),
     /// A host name (resolved by the proxy) and port.
@@ -30,7 +30,7 @@ pub enum SocksError {
 pub async fn socks5_connect(
     proxy: SocketAddr,
     from: IpAddr,
-    target: &Target,
+    target: &SocksTarget,
 ) -> Result<TcpStream, SocksError> {
     let io = SocksError::Io;
     let other = |m: &str| SocksError::Io(std::io::Error::other(m.to_owned()));
@@ -50,7 +50,7 @@ pub async fn socks5_connect(
     }
     let mut req = vec![5, 1, 0];
     let port = match target {
-        Target::Addr(a) => {
+        SocksTarget::Addr(a) => {
             match a.ip() {
                 IpAddr::V4(v4) => {
                     req.push(1);
@@ -63,7 +63,7 @@ pub async fn socks5_connect(
             }
             a.port()
         }
-        Target::Host(h, p) => {
+        SocksTarget::Host(h, p) => {
             let len = u8::try_from(h.len()).map_err(|_| other("host name too long"))?;
             req.push(3);
             req.push(len);

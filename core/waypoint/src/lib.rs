@@ -148,36 +148,43 @@ impl L7Config {
         file: &str,
         root_namespace: &str,
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
-        let mut report = Report::new(file);
-        let objects = ambit_config::objects(text, &report)?;
-        for o in &objects {
-            let used = matches!(
-                (o.group(), o.kind.as_str()),
-                ("gateway.networking.k8s.io", "HTTPRoute")
-                    | ("ambit.dev", "Fault" | "LocalRateLimit")
-                    | (
-                        "security.istio.io",
-                        "AuthorizationPolicy" | "RequestAuthentication"
-                    )
-            );
-            if !used {
-                report.warn(
-                    &o.label(),
-                    "kind",
-                    format!(
-                        "{} {} is not used by a waypoint; ignored",
-                        o.api_version, o.kind
-                    ),
-                );
-            }
+        Self::from_files(&[(text, file)], root_namespace)
+    }
+
+    /// Loads several files (`(text, file name)`) as one config, as [`L7Config::from_yaml`]
+    /// loads one: an error names the file it is in, a rule may use an extension defined in
+    /// another file, and of an object defined twice the later definition is used.
+    pub fn from_files(
+        files: &[(&str, &str)],
+        root_namespace: &str,
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        let mut loaded = Vec::with_capacity(files.len());
+        for (text, file) in files {
+            let mut report = Report::new(file);
+            let objects = ambit_config::objects(text, &report)?;
+            warn_unused(&objects, &mut report);
+            loaded.push((objects, report));
         }
-        let routes = RouteTable::from_objects(&objects, &mut report)?;
-        let authorization = L7Policies::from_objects(&objects, root_namespace, &mut report)?;
-        let authentication = Authenticators::from_objects(&objects, root_namespace, &mut report)?;
-        Ok((
-            Self::new(routes, authorization, authentication),
-            report.into_warnings(),
-        ))
+        let (routes, combined) =
+            RouteTable::from_files(loaded.iter_mut().map(|(o, r)| (o.as_slice(), r)))?;
+        let mut authorization = L7Policies::with_root_namespace(root_namespace);
+        let mut authentication = Authenticators::new();
+        let mut warnings = Vec::new();
+        for (objects, mut report) in loaded {
+            authorization.merge(L7Policies::from_objects(
+                &objects,
+                root_namespace,
+                &mut report,
+            )?);
+            authentication.merge(Authenticators::from_objects(
+                &objects,
+                root_namespace,
+                &mut report,
+            )?);
+            warnings.extend(report.into_warnings());
+        }
+        warnings.extend(combined);
+        Ok((Self::new(routes, authorization, authentication), warnings))
     }
 
     /// A config from its three parts.
@@ -190,6 +197,31 @@ impl L7Config {
             routes,
             authorization,
             authentication,
+        }
+    }
+}
+
+/// Warns about the kinds among `objects` that no waypoint uses.
+fn warn_unused(objects: &[ambit_config::Object], report: &mut Report) {
+    for o in objects {
+        let used = matches!(
+            (o.group(), o.kind.as_str()),
+            ("gateway.networking.k8s.io", "HTTPRoute")
+                | ("ambit.dev", "Fault" | "LocalRateLimit")
+                | (
+                    "security.istio.io",
+                    "AuthorizationPolicy" | "RequestAuthentication"
+                )
+        );
+        if !used {
+            report.warn(
+                &o.label(),
+                "kind",
+                format!(
+                    "{} {} is not used by a waypoint; ignored",
+                    o.api_version, o.kind
+                ),
+            );
         }
     }
 }
@@ -228,7 +260,7 @@ pub(crate) struct Inner {
 
 /// What a CONNECT targets, once found bound to this waypoint.
 #[derive(Debug, Clone)]
-pub(crate) enum Target {
+pub(crate) enum BoundTarget {
     /// A service VIP and port.
     Service(Arc<Service>, u16),
     /// A pod IP and port.
@@ -369,7 +401,7 @@ impl Inner {
     }
 
     /// The service or workload `authority` names, if its waypoint is this one.
-    fn target(&self, authority: &Authority, local: IpAddr) -> Result<Target, String> {
+    fn target(&self, authority: &Authority, local: IpAddr) -> Result<BoundTarget, String> {
         let Authority::Addr(a) = authority else {
             return Err(format!("target {authority} is not an IP address and port"));
         };
@@ -390,7 +422,7 @@ impl Inner {
             if svc.target_port(a.port()).is_none() {
                 return Err(format!("service {} has no port {}", svc.hostname, a.port()));
             }
-            return Ok(Target::Service(svc.clone(), a.port()));
+            return Ok(BoundTarget::Service(svc.clone(), a.port()));
         }
         if let Some(w) = state.workload_by_addr(net, a.ip()) {
             if !w
@@ -400,7 +432,7 @@ impl Inner {
             {
                 return Err(format!("workload {} does not use this waypoint", w.name));
             }
-            return Ok(Target::Workload(w.clone(), a.port()));
+            return Ok(BoundTarget::Workload(w.clone(), a.port()));
         }
         Err(format!(
             "{a} is neither a service nor a workload this waypoint knows"
@@ -452,5 +484,75 @@ impl Handler for Connect {
         {
             tracing::debug!(error = %e, "waypoint HTTP connection ended with an error");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::L7Config;
+
+    const ROUTE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - filters: [{type: ExtensionRef, extensionRef: {group: ambit.dev, kind: Fault, name: down}}]
+    backendRefs: [{name: web, port: 80}]
+"#;
+    const FAULT: &str = r#"
+apiVersion: ambit.dev/v1alpha1
+kind: Fault
+metadata: {name: down, namespace: shop}
+spec:
+  abort: {httpStatus: 503, percentage: {value: 100}}
+"#;
+    const POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: web}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+"#;
+
+    #[test]
+    fn files_load_as_one_config_and_references_cross_files() {
+        let (l7, warnings) = L7Config::from_files(
+            &[
+                (ROUTE, "route.yaml"),
+                (FAULT, "fault.yaml"),
+                (POLICY, "p.yaml"),
+            ],
+            "istio-system",
+        )
+        .expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((l7.routes.len(), l7.authorization.len()), (1, 1));
+        // Alone, the route's extension is missing (so the cross-file case above is real).
+        let (_, alone) = L7Config::from_files(&[(ROUTE, "route.yaml")], "istio-system")
+            .expect("loads with a warning");
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert_eq!(alone[0].file, "route.yaml");
+    }
+
+    #[test]
+    fn an_error_names_the_file_it_is_in() {
+        let broken = POLICY.replace("DENY", "MAYBE");
+        let e = L7Config::from_files(
+            &[
+                (ROUTE, "route.yaml"),
+                (&broken, "p.yaml"),
+                (FAULT, "fault.yaml"),
+            ],
+            "istio-system",
+        )
+        .expect_err("refused");
+        assert_eq!(
+            (e.file.as_str(), e.object.as_str(), e.field.as_str()),
+            ("p.yaml", "AuthorizationPolicy shop/p", "spec.action")
+        );
     }
 }

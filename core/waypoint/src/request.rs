@@ -22,7 +22,7 @@ use crate::forward::{Answered, Attempted, forward, is_grpc};
 use crate::refusal::{Refusal, Reply};
 use crate::steps::{self, Cx, Routed};
 use crate::upgrade::{Splice, Upgrade};
-use crate::{Inner, Target};
+use crate::{BoundTarget, Inner};
 
 /// What every request on one tunnel shares: who sent it and what it targets.
 #[derive(Debug)]
@@ -31,11 +31,11 @@ pub(crate) struct Downstream {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) local_addr: SocketAddr,
     baggage: Baggage,
-    pub(crate) target: Target,
+    pub(crate) target: BoundTarget,
 }
 
 impl Downstream {
-    pub(crate) fn new(req: &ConnectRequest, target: Target) -> Self {
+    pub(crate) fn new(req: &ConnectRequest, target: BoundTarget) -> Self {
         Self {
             peer_id: req.peer_id.clone(),
             peer_addr: req.peer_addr,

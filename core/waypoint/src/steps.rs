@@ -14,7 +14,7 @@ use http::request::Parts;
 
 use crate::refusal::{Refusal, Reply, local_reply};
 use crate::request::{Downstream, host_of, path_and_query};
-use crate::{Inner, L7Config, Target};
+use crate::{BoundTarget, Inner, L7Config};
 
 /// What one request is checked against: the waypoint, the tunnel it came on, and the config and
 /// state at its start.
@@ -29,8 +29,8 @@ impl Cx<'_> {
     /// The service the tunnel targets (`None` for a pod target) and the port.
     pub(crate) fn service(&self) -> (Option<&Arc<Service>>, u16) {
         match &self.conn.target {
-            Target::Service(s, p) => (Some(s), *p),
-            Target::Workload(_, p) => (None, *p),
+            BoundTarget::Service(s, p) => (Some(s), *p),
+            BoundTarget::Workload(_, p) => (None, *p),
         }
     }
 
@@ -151,8 +151,8 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
     let (service, port) = cx.service();
     let mut plan = Plan {
         backend: match &cx.conn.target {
-            Target::Workload(w, p) => Backend::Workload(w.clone(), *p),
-            Target::Service(s, p) => Backend::Service(s.clone(), *p),
+            BoundTarget::Workload(w, p) => Backend::Workload(w.clone(), *p),
+            BoundTarget::Service(s, p) => Backend::Service(s.clone(), *p),
         },
         route: String::new(),
         service: service.cloned(),

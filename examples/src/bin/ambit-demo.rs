@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ambit_authz::Connection;
-use ambit_examples::{SocksError, Target, http_get, http_hello, socks5_connect, tcp_echo};
+use ambit_examples::{SocksError, SocksTarget, http_get, http_hello, socks5_connect, tcp_echo};
 use ambit_identity::{CaSource, CertificateAuthority, SpiffeId, TrustDomain};
 use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::local;
@@ -105,7 +105,7 @@ struct Call {
     from_ip: [u8; 4],
     via: usize,
     to: &'static str,
-    target: Target,
+    target: SocksTarget,
     http: bool,
 }
 
@@ -166,8 +166,8 @@ async fn run(args: Args) -> Result<()> {
     println!("policies: shop/cart-from-frontend (ALLOW), shop/db-from-cart (ALLOW),");
     println!("          istio-system/deny-legacy (DENY), PeerAuthentication shop/default STRICT\n");
 
-    let cart_svc = || Target::Host("cart.shop.svc.cluster.local".into(), 80);
-    let db = || Target::Addr("127.0.2.11:5432".parse().expect("literal"));
+    let cart_svc = || SocksTarget::Host("cart.shop.svc.cluster.local".into(), 80);
+    let db = || SocksTarget::Addr("127.0.2.11:5432".parse().expect("literal"));
     let calls = [
         Call {
             from: "frontend",
@@ -364,7 +364,7 @@ spec:
         let mut s = socks5_connect(
             proxy,
             IpAddr::from([127, 0, 1, 10]),
-            &Target::Host("reviews.shop.svc.cluster.local".into(), 80),
+            &SocksTarget::Host("reviews.shop.svc.cluster.local".into(), 80),
         )
         .await
         .map_err(|e| anyhow::anyhow!("SOCKS5 to reviews: {e:?}"))?;
@@ -460,20 +460,20 @@ fn demo_token(key: &JwtSigner, issuer: &str, sub: &str, expires_in: i64) -> Resu
 fn explain(
     state: &ambit_state::State,
     from: IpAddr,
-    target: &Target,
+    target: &SocksTarget,
 ) -> Result<ambit_authz::Decision> {
     let src = state
         .workload_by_addr("", from)
         .context("source workload")?;
     let (dst, port) = match target {
-        Target::Addr(a) => (
+        SocksTarget::Addr(a) => (
             state
                 .workload_by_addr("", a.ip())
                 .context("destination")?
                 .clone(),
             a.port(),
         ),
-        Target::Host(h, p) => {
+        SocksTarget::Host(h, p) => {
             let svc = state.service_by_hostname(h).context("service")?;
             let eps = state.endpoints(svc, *p);
             let (w, port) = eps.first().context("endpoint")?.clone();

@@ -141,21 +141,19 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// All L7 files as one config (warnings logged).
+/// All L7 files as one config (warnings logged); an error names the file it is in.
 fn load_l7(files: &[PathBuf], root: &str) -> Result<L7Config> {
-    let mut text = String::new();
+    let mut texts = Vec::with_capacity(files.len());
     for f in files {
         let t =
             std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        text.push_str("\n---\n");
-        text.push_str(&t);
+        texts.push((t, f.display().to_string()));
     }
-    let label = files
+    let sources: Vec<(&str, &str)> = texts
         .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (l7, warnings) = L7Config::from_yaml(&text, &label, root)?;
+        .map(|(t, f)| (t.as_str(), f.as_str()))
+        .collect();
+    let (l7, warnings) = L7Config::from_files(&sources, root)?;
     for w in warnings {
         warn!("{w}");
     }

@@ -13,7 +13,7 @@ use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::{State, TunnelProtocol, Workload};
 use ambit_test_util::apps::tcp_echo;
 use ambit_test_util::mesh::{bind_when_free, ip};
-use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_test_util::socks5::{SocksTarget, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -166,7 +166,7 @@ fn load(
             let stop = stop.clone();
             tokio::spawn(async move {
                 let proxy = SocketAddr::new(ip(net, [0, 1]), 15080);
-                let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 8080));
+                let to = SocksTarget::Addr(SocketAddr::new(ip(net, [2, 2]), 8080));
                 let (mut ok, mut failed) = (0u64, Vec::new());
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -269,7 +269,7 @@ async fn clients_ride_through_a_node_restart() {
     eprintln!("restart: {ok} round trips, {failures} failed around the restart");
     // Fresh connections after the restart succeed.
     let proxy = SocketAddr::new(ip(net, [0, 1]), 15080);
-    let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 8080));
+    let to = SocksTarget::Addr(SocketAddr::new(ip(net, [2, 2]), 8080));
     for i in 0..20 {
         let mut s = socks5_connect(proxy, ip(net, [1, 2]), &to)
             .await
@@ -290,7 +290,7 @@ async fn refused_upstreams_and_apps_dying_mid_stream_end_promptly() {
     let b = f.node(net, "node-b", 2, state(net, 0)).await;
     let proxy = a.bound().socks5.expect("socks5");
     // Nothing listens on server:9999: SOCKS5 "connection refused" (5), counted as CONNECT.
-    let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 9999));
+    let to = SocksTarget::Addr(SocketAddr::new(ip(net, [2, 2]), 9999));
     let r = tokio::time::timeout(STEP, socks5_connect(proxy, ip(net, [1, 2]), &to))
         .await
         .expect("answered in time");
@@ -328,7 +328,7 @@ async fn refused_upstreams_and_apps_dying_mid_stream_end_promptly() {
             drop(s);
         }
     });
-    let to = Target::Addr(SocketAddr::new(ip(net, [2, 2]), 7000));
+    let to = SocksTarget::Addr(SocketAddr::new(ip(net, [2, 2]), 7000));
     let mut s = socks5_connect(proxy, ip(net, [1, 2]), &to)
         .await
         .expect("connected");

@@ -11,8 +11,7 @@ use ambit_test_util::TestPki;
 use ambit_test_util::apps::{echo_through, tcp_echo};
 use ambit_test_util::mesh::{ip, workload};
 use ambit_test_util::nodes::{Listeners, two_nodes};
-use ambit_test_util::socks5::{SocksError, Target, socks5_connect};
-use serde::Deserialize;
+use ambit_test_util::socks5::{SocksError, SocksTarget, socks5_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -43,7 +42,7 @@ impl Mesh {
     /// is the SOCKS5 reply code.
     async fn socks(&self, from: IpAddr, to: SocketAddr) -> Result<TcpStream, u8> {
         let proxy = self.a.bound().socks5.expect("socks5");
-        match socks5_connect(proxy, from, &Target::Addr(to)).await {
+        match socks5_connect(proxy, from, &SocksTarget::Addr(to)).await {
             Ok(s) => Ok(s),
             Err(SocksError::Refused(code)) => Err(code),
             Err(SocksError::Io(e)) => panic!("SOCKS5 through node A failed: {e}"),
@@ -314,53 +313,14 @@ spec:
     assert_eq!(mesh.socks(ip(net, [1, 2]), server).await.err(), Some(2));
 }
 
-#[derive(Deserialize)]
-struct Table {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    policies: String,
-    workload: CaseWorkload,
-    connection: CaseConn,
-    expect: CaseExpect,
-}
-
-#[derive(Deserialize)]
-struct CaseWorkload {
-    namespace: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CaseConn {
-    source: Option<String>,
-    source_ip: Option<IpAddr>,
-    port: u16,
-}
-
-#[derive(Deserialize)]
-struct CaseExpect {
-    allow: bool,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_l4_table_end_to_end_through_two_node_proxies() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/authz/l4-cases.yaml"
-    );
-    let table: Table =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("table")).expect("parse");
+    let cases = ambit_test_util::cases::l4();
     let net = 14;
     let mesh = Mesh::start(net, State::new()).await;
     let mut ran = 0;
     let mut failures = Vec::new();
-    for (i, case) in table.cases.iter().enumerate() {
+    for (i, case) in cases.iter().enumerate() {
         // Over HBONE every source has a cluster.local identity and a loopback address; the
         // plaintext and foreign-address cases are covered by the engine test.
         let Some(principal) = case.connection.source.as_deref() else {
@@ -408,7 +368,7 @@ async fn shared_l4_table_end_to_end_through_two_node_proxies() {
             ));
         }
     }
-    eprintln!("{ran} of {} table cases ran end to end", table.cases.len());
+    eprintln!("{ran} of {} table cases ran end to end", cases.len());
     assert!(ran >= 30, "only {ran} cases ran end to end");
     assert!(
         failures.is_empty(),

@@ -16,7 +16,7 @@ use ambit_test_util::TestPki;
 use ambit_test_util::jwt::JwtSigner;
 use ambit_test_util::mesh::{bind_when_free, ip, service, workload};
 use ambit_test_util::nodes::{Listeners, two_nodes};
-use ambit_test_util::socks5::{Target, socks5_connect};
+use ambit_test_util::socks5::{SocksTarget, socks5_connect};
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
 use bytes::Bytes;
@@ -144,7 +144,7 @@ impl Mesh {
     ) -> (u16, String, http::HeaderMap) {
         let proxy = self.a.bound().socks5.expect("socks5");
         let to = SocketAddr::new(ip(self.net, service_vip), 80);
-        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &SocksTarget::Addr(to))
             .await
             .expect("socks5 to the service");
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
@@ -165,7 +165,7 @@ impl Mesh {
     async fn get_pod(&self, host: [u8; 2], port: u16, path: &str) -> (u16, String) {
         let proxy = self.a.bound().socks5.expect("socks5");
         let to = SocketAddr::new(ip(self.net, host), port);
-        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &Target::Addr(to))
+        let s = socks5_connect(proxy, ip(self.net, [1, 2]), &SocksTarget::Addr(to))
             .await
             .expect("socks5 to the pod");
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
@@ -715,7 +715,7 @@ async fn upgrade_request(
 ) -> (String, tokio::net::TcpStream, Vec<u8>) {
     let proxy = mesh.a.bound().socks5.expect("socks5");
     let to = SocketAddr::new(ip(mesh.net, [100, 2]), 80);
-    let mut s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &Target::Addr(to))
+    let mut s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &SocksTarget::Addr(to))
         .await
         .expect("socks5 to the service");
     let req = format!(

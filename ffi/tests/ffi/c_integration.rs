@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use facade::authz::{Connection, IstioPolicies, PolicySet, PolicyTarget as Target};
 use facade::identity::{CertificateAuthority, SpiffeId, TrustDomain};
-use serde::Deserialize;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -258,46 +257,12 @@ fn c_waypoint_decisions_are_clean_under_valgrind() {
     run_waypoint(Mode::Valgrind);
 }
 
-#[derive(Deserialize)]
-struct Table {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    policies: String,
-    workload: CaseWorkload,
-    connection: CaseConn,
-}
-
-#[derive(Deserialize)]
-struct CaseWorkload {
-    namespace: String,
-    #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CaseConn {
-    source: Option<String>,
-    source_ip: Option<IpAddr>,
-    port: u16,
-}
-
 #[test]
 fn policy_check_example_agrees_with_the_rust_engine_on_the_shared_table() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let exe = tmp.path().join("ambit-policy-check");
     compile("examples/ambit-policy-check.c", &exe, false);
-    let table: Table = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(manifest().join("../testdata/authz/l4-cases.yaml"))
-            .expect("table"),
-    )
-    .expect("parse table");
-    assert!(table.cases.len() >= 30);
-    for (i, case) in table.cases.iter().enumerate() {
+    for (i, case) in ambit_test_util::cases::l4().iter().enumerate() {
         let yaml = tmp.path().join(format!("case-{i}.yaml"));
         std::fs::write(&yaml, &case.policies).expect("write");
         let src_ip = case

@@ -9,11 +9,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-struct Table {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
@@ -93,26 +88,8 @@ struct Expect {
 
 #[test]
 fn shared_l7_table() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/authz/l7-cases.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("case table");
-    let table: Table = serde_yaml_ng::from_str(&text).expect("case table parses");
-    assert!(table.cases.len() >= 35, "only {} cases", table.cases.len());
-    let mut failures = Vec::new();
-    for case in &table.cases {
-        if let Err(e) = run(case) {
-            failures.push(format!("{}: {e}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases fail:\n{}",
-        failures.len(),
-        table.cases.len(),
-        failures.join("\n")
-    );
+    let cases: Vec<Case> = ambit_test_util::cases::read("authz/l7-cases.yaml", 35);
+    ambit_test_util::cases::check_all(&cases, |c| &c.name, run);
 }
 
 fn run(case: &Case) -> Result<(), String> {

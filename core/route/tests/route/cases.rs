@@ -10,11 +10,6 @@ use http::{HeaderMap, Method, Request};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Deserialize)]
-struct Table {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
@@ -133,26 +128,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 #[test]
 fn shared_route_table() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/route/cases.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("case table");
-    let table: Table = serde_yaml_ng::from_str(&text).expect("case table parses");
-    assert!(table.cases.len() >= 45, "only {} cases", table.cases.len());
-    let mut failures = Vec::new();
-    for case in &table.cases {
-        if let Err(e) = run(case) {
-            failures.push(format!("{}: {e}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        table.cases.len(),
-        failures.join("\n")
-    );
+    let cases: Vec<Case> = ambit_test_util::cases::read("route/cases.yaml", 45);
+    ambit_test_util::cases::check_all(&cases, |c| &c.name, run);
 }
 
 fn run(case: &Case) -> Result<(), String> {
