@@ -99,8 +99,25 @@ pub(crate) async fn reconcile(
     }
 }
 
+/// Size band (bytes, debug build) of one tunnel's future: memory per inbound tunnel (measured
+/// 3,072).
+const TUNNEL_BAND: (usize, usize) = (2_600, 3_600);
+
 impl Handler for Inbound {
-    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let tunnel = self.tunnel(req, responder);
+        ambit_proxy::size_between(TUNNEL_BAND.0, TUNNEL_BAND.1, &tunnel);
+        tunnel
+    }
+}
+
+impl Inbound {
+    /// One tunnel: authorize, connect to the workload, answer, copy, log and count.
+    async fn tunnel(&self, req: ConnectRequest, responder: Responder) {
         let node = &self.0;
         let start = Instant::now();
         let state = node.state.load_full();

@@ -9,10 +9,12 @@ use tracing::debug;
 use crate::Node;
 
 /// Runs `handle` on its own task for every accepted client; failures are logged at debug.
+/// `band` is the size band of one client's future ([`ambit_proxy::size_between`]).
 pub(crate) async fn accept_loop<F, Fut>(
     node: Arc<Node>,
     listener: TcpListener,
     what: &'static str,
+    band: (usize, usize),
     handle: F,
 ) where
     F: Fn(Arc<Node>, TcpStream, SocketAddr) -> Fut,
@@ -23,6 +25,7 @@ pub(crate) async fn accept_loop<F, Fut>(
         // that reaches us in two pieces would otherwise stall ~40 ms.
         let _ = s.set_nodelay(true);
         let work = handle(node.clone(), s, peer);
+        ambit_proxy::size_between(band.0, band.1, &work);
         tokio::spawn(async move {
             if let Err(e) = work.await {
                 debug!(%peer, error = %e, "{what} client dropped");

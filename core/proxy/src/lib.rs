@@ -7,6 +7,7 @@
 //! - [`pick`]: the weighted endpoint choice by `capacity`.
 //! - [`Tasks`]: spawned tasks that stop when their owner is dropped.
 //! - [`FileWatch`]: the content-based file watch behind every daemon's reload loop.
+//! - [`size_between`]: the size band of a per-connection future.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -28,6 +29,7 @@ pub mod admin;
 mod identities;
 mod labels;
 mod pick;
+mod size;
 mod tasks;
 mod watch;
 
@@ -36,6 +38,7 @@ use std::net::SocketAddr;
 pub use identities::Identities;
 pub use labels::labels_for;
 pub use pick::{pick, random_u64};
+pub use size::size_between;
 pub use tasks::Tasks;
 pub use watch::FileWatch;
 

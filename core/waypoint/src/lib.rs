@@ -444,8 +444,28 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub(crate) struct Connect(Arc<Inner>);
 
+/// Size band (bytes, debug build) of one tunnel's future: memory per waypoint connection
+/// (measured 3,176).
+const TUNNEL_BAND: (usize, usize) = (2_700, 3_700);
+/// Size band (bytes, debug build) of one request's future: memory per request in flight
+/// (measured 5,096).
+const REQUEST_BAND: (usize, usize) = (4_300, 5_900);
+
 impl Handler for Connect {
-    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let tunnel = self.tunnel(req, responder);
+        ambit_proxy::size_between(TUNNEL_BAND.0, TUNNEL_BAND.1, &tunnel);
+        tunnel
+    }
+}
+
+impl Connect {
+    /// One tunnel: find the target, accept, serve HTTP on it.
+    async fn tunnel(&self, req: ConnectRequest, responder: Responder) {
         let inner = self.0.clone();
         let target = match inner.target(&req.authority, req.local_addr.ip()) {
             Ok(t) => t,
@@ -475,7 +495,9 @@ impl Handler for Connect {
         let conn = Arc::new(request::Downstream::new(&req, target));
         let service = hyper::service::service_fn(move |r| {
             let (inner, conn) = (inner.clone(), conn.clone());
-            async move { Ok::<_, std::convert::Infallible>(request::handle(inner, conn, r).await) }
+            let request = request::handle(inner, conn, r);
+            ambit_proxy::size_between(REQUEST_BAND.0, REQUEST_BAND.1, &request);
+            async move { Ok::<_, std::convert::Infallible>(request.await) }
         });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         if let Err(e) = builder
