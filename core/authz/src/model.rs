@@ -8,7 +8,7 @@ use ambit_identity::SpiffeId;
 use ipnet::IpNet;
 
 /// One authorization policy as the node proxy enforces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Authorization {
     /// Policy name.
@@ -26,7 +26,7 @@ pub struct Authorization {
 }
 
 /// Which workloads a policy applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Scope {
     /// Every workload in the mesh (a selector-less policy in the root namespace).
     Global,
@@ -37,7 +37,7 @@ pub enum Scope {
 }
 
 /// What a matching policy decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Action {
     /// Allow matching connections (and, once any ALLOW policy applies, deny the rest).
     Allow,
@@ -46,14 +46,14 @@ pub enum Action {
 }
 
 /// All clauses must match (none: matches).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rule {
     /// The clauses, AND-ed.
     pub clauses: Vec<Clause>,
 }
 
 /// Any match must match (none: matches).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Clause {
     /// The matches, OR-ed.
     pub matches: Vec<Match>,
@@ -61,7 +61,7 @@ pub struct Clause {
 
 /// Every populated field must pass; a positive list passes when any value matches, a `not_`
 /// list when none does. A match with every field empty never matches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Match {
     /// Source namespace (from the peer certificate).
@@ -91,7 +91,7 @@ pub struct Match {
 }
 
 /// A string condition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum StringMatch {
     /// Equal.
     Exact(String),
@@ -104,7 +104,7 @@ pub enum StringMatch {
 }
 
 /// A service account, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ServiceAccountMatch {
     /// Namespace.
     pub namespace: String,

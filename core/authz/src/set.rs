@@ -97,7 +97,14 @@ impl PolicySet {
 
     /// Adds (or replaces, by key) a policy in workload-API form.
     pub fn insert(&mut self, policy: Authorization) {
-        self.remove(&policy.key());
+        let key = policy.key();
+        self.insert_keyed(&key, policy);
+    }
+
+    /// Adds (or replaces) a policy under `key`, the name workloads reference it by (the xDS
+    /// resource name, normally `namespace/name`).
+    pub fn insert_keyed(&mut self, key: &str, policy: Authorization) {
+        self.remove(key);
         let p = Arc::new(policy);
         match p.scope {
             Scope::Global => self.global.push(p.clone()),
@@ -108,7 +115,7 @@ impl PolicySet {
                 .push(p.clone()),
             Scope::WorkloadSelector => {}
         }
-        self.by_key.insert(p.key(), p);
+        self.by_key.insert(key.to_owned(), p);
     }
 
     /// Adds a selector-scoped policy (from Istio YAML): it applies to workloads whose labels
@@ -138,6 +145,14 @@ impl PolicySet {
         self.peer_authn.push(pa);
         self.peer_authn
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+
+    /// Every policy with the key it is stored (and referenced) under, in key order.
+    pub fn keyed(&self) -> Vec<(&str, &Arc<Authorization>)> {
+        let mut v: Vec<(&str, &Arc<Authorization>)> =
+            self.by_key.iter().map(|(k, p)| (k.as_str(), p)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
     }
 
     /// Removes a policy by key; returns whether it existed.

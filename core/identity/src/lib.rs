@@ -56,7 +56,9 @@ pub use ca::{
     DEFAULT_WORKLOAD_TTL, IssuedCertificate, LeafRequest,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use rotation::{CredentialManager, INITIAL_BACKOFF, MAX_BACKOFF, RefreshReport};
+pub use rotation::{
+    CertificateStatus, CredentialManager, INITIAL_BACKOFF, MAX_BACKOFF, RefreshReport,
+};
 pub use source::{CaSource, CredentialError, CredentialSource, PemFileSource};
 pub use spiffe::{
     MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN, SCHEME_PREFIX, SpiffeId, SpiffeIdError, TrustDomain,

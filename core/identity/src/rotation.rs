@@ -49,6 +49,22 @@ pub struct RefreshReport {
     pub failed: Vec<(SpiffeId, CredentialError)>,
 }
 
+/// One managed certificate, as [`CredentialManager::certificates`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateStatus {
+    /// Whose.
+    pub id: SpiffeId,
+    /// Valid from.
+    pub not_before: SystemTime,
+    /// Valid until.
+    pub not_after: SystemTime,
+    /// When it is renewed next (half-life, or the next retry after a failure).
+    pub next_refresh: SystemTime,
+    /// Why the last renewal failed, if it did (the old certificate is still served).
+    pub last_error: Option<String>,
+}
+
 // === impl CredentialManager ===
 
 impl CredentialManager {
@@ -101,6 +117,26 @@ impl CredentialManager {
     /// Stops managing `id`; subscribers keep the last value.
     pub fn forget(&self, id: &SpiffeId) {
         self.lock().remove(id);
+    }
+
+    /// Every managed identity's certificate: validity, next renewal, last renewal error.
+    pub fn certificates(&self) -> Vec<CertificateStatus> {
+        let mut out: Vec<CertificateStatus> = self
+            .lock()
+            .iter()
+            .map(|(id, e)| {
+                let creds = e.tx.borrow();
+                CertificateStatus {
+                    id: id.clone(),
+                    not_before: creds.svid.not_before(),
+                    not_after: creds.svid.not_after(),
+                    next_refresh: e.next,
+                    last_error: e.last_error.as_ref().map(ToString::to_string),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        out
     }
 
     /// The earliest time any identity is due for renewal.

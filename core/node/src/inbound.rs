@@ -42,23 +42,26 @@ pub(crate) struct Listeners {
 }
 
 /// Brings the HBONE listeners and certificates in line with the local workloads of `node`'s
-/// current state.
+/// current state; returns how many local workloads have no certificate yet (their ports stay
+/// closed, and readiness holds `certificates`, until they do).
 pub(crate) async fn reconcile(
     node: &Arc<Node>,
     server: &ambit_hbone::Server<Inbound>,
     listeners: &mut Listeners,
-) {
+) -> usize {
     let state = node.state.load_full();
     let mut configs = HashMap::new();
-    for w in state.workloads() {
-        if w.node != node.config.node || w.protocol != ambit_state::TunnelProtocol::Hbone {
+    let mut missing = Vec::new();
+    for w in state.workloads_on(&node.config.node) {
+        if w.protocol != ambit_state::TunnelProtocol::Hbone {
             continue;
         }
         let Ok(id) = w.identity() else { continue };
         let cell = match node.identities.cell(&id).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(workload = %w.name, error = %e, "no certificate for local workload; its HBONE port stays closed");
+                warn!(workload = %w.name, error = %e, "no certificate for local workload; its HBONE port stays closed until one is had");
+                missing.push(format!("{} ({e})", w.uid));
                 continue;
             }
         };
@@ -72,6 +75,18 @@ pub(crate) async fn reconcile(
         for ip in &w.addresses {
             configs.insert(*ip, config.clone());
         }
+    }
+    if missing.is_empty() {
+        node.readiness.unblock("certificates");
+    } else {
+        node.readiness.block(
+            "certificates",
+            format!(
+                "{} local workload(s) without one: {}",
+                missing.len(),
+                missing.join(", ")
+            ),
+        );
     }
     let wanted: HashSet<IpAddr> = configs.keys().copied().collect();
     node.selector.configs.store(Arc::new(configs));
@@ -97,6 +112,7 @@ pub(crate) async fn reconcile(
             Err(e) => warn!(%addr, error = %e, "cannot listen for HBONE for a local workload"),
         }
     }
+    missing.len()
 }
 
 /// Size band (bytes, debug build) of one tunnel's future: memory per inbound tunnel (measured

@@ -42,19 +42,23 @@ mod plaintext;
 mod socket;
 mod steer;
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_identity::CredentialSource;
-use ambit_proxy::{Identities, Tasks, admin};
+use ambit_proxy::{Identities, Readiness, Tasks, admin};
 use ambit_state::State;
 use ambit_telemetry::{AccessLog, Metrics, ResponseFlag, TcpLabels};
 use ambit_tls::TlsContext;
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
 use tracing::info;
+
+/// First and longest wait before trying again to get a local workload's certificate.
+const CERT_RETRY_START: Duration = Duration::from_millis(500);
+const CERT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub use ambit_proxy::ProxyError;
 pub use steer::ILLEGAL_PORTS;
@@ -150,7 +154,29 @@ pub(crate) struct Node {
     client: ambit_hbone::Client,
     selector: inbound::Selector,
     changed: Notify,
+    readiness: Arc<Readiness>,
+    dump_extra: DumpSections,
 }
+
+/// The daemon's `/config_dump` sections.
+#[derive(Default)]
+struct DumpSections(std::sync::Mutex<BTreeMap<String, DumpSection>>);
+
+impl std::fmt::Debug for DumpSections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        f.debug_tuple("DumpSections").field(&names).finish()
+    }
+}
+
+impl DumpSections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DumpSection>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A section a daemon adds to `/config_dump`, computed at each request.
+pub type DumpSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl NodeProxy {
     /// Starts serving `state` with credentials from `credentials` (the built-in CA or PEM
@@ -173,6 +199,8 @@ impl NodeProxy {
             connections: conns::Connections::default(),
             selector: selector.clone(),
             changed: Notify::new(),
+            readiness: Arc::new(Readiness::default()),
+            dump_extra: DumpSections::default(),
         });
         let server = ambit_hbone::Server::new(
             selector,
@@ -194,12 +222,25 @@ impl NodeProxy {
                 return Err(e);
             }
         };
-        // Follows state changes: listeners and certificates for new local workloads.
+        // Follows state changes: listeners and certificates for new local workloads. While a
+        // local workload has no certificate (the CA is down), it tries again with backoff.
         let (n, s, ls) = (node.clone(), server.clone(), listeners.clone());
         tasks.push(tokio::spawn(async move {
+            let mut retry = CERT_RETRY_START;
+            let mut missing = n
+                .readiness
+                .pending()
+                .iter()
+                .any(|(w, _)| w == "certificates");
             loop {
-                n.changed.notified().await;
-                inbound::reconcile(&n, &s, &mut *ls.lock().await).await;
+                if missing {
+                    let _ = tokio::time::timeout(retry, n.changed.notified()).await;
+                    retry = (retry * 2).min(CERT_RETRY_MAX);
+                } else {
+                    retry = CERT_RETRY_START;
+                    n.changed.notified().await;
+                }
+                missing = inbound::reconcile(&n, &s, &mut *ls.lock().await).await > 0;
             }
         }));
         info!(node = %node.config.node, ?bound, "node proxy ready");
@@ -243,7 +284,7 @@ impl NodeProxy {
             tasks.push(task);
         }
         if let Some(a) = c.readiness {
-            let (addr, task) = admin::spawn_readiness(a).await?;
+            let (addr, task) = admin::spawn_readiness(a, node.readiness.clone()).await?;
             bound.readiness = addr;
             tasks.push(task);
         }
@@ -285,6 +326,19 @@ impl NodeProxy {
         let closed = self.update(state);
         inbound::reconcile(&self.node, &self.server, &mut *self.listeners.lock().await).await;
         closed
+    }
+
+    /// What the node proxy still waits for before `/healthz/ready` says 200. It holds
+    /// `certificates` itself while a local workload has none; a daemon may add its own (the
+    /// first control-plane sync).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.node.readiness
+    }
+
+    /// Adds (or replaces) a top-level section of `/config_dump`, computed at each request
+    /// (a daemon's control-plane status, say).
+    pub fn add_dump_section(&self, name: &str, section: DumpSection) {
+        self.node.dump_extra.lock().insert(name.to_owned(), section);
     }
 
     /// The current state.
@@ -341,39 +395,89 @@ impl Node {
     }
 }
 
+/// `/config_dump`: the real state serialised (workloads, services, policies with their keys),
+/// the certificates held, readiness, and whatever the daemon adds (the xDS client's status).
 fn config_dump(node: &Node) -> String {
+    #[derive(serde::Serialize)]
+    struct Dump<'a> {
+        node: &'a str,
+        ready: bool,
+        pending: BTreeMap<String, String>,
+        workloads: Vec<WorkloadDump<'a>>,
+        services: Vec<&'a ambit_state::Service>,
+        policies: Vec<PolicyDump<'a>>,
+        certificates: Vec<CertDump>,
+        open_connections: usize,
+        #[serde(flatten)]
+        extra: BTreeMap<String, serde_json::Value>,
+    }
+    #[derive(serde::Serialize)]
+    struct WorkloadDump<'a> {
+        identity: String,
+        #[serde(flatten)]
+        workload: &'a ambit_state::Workload,
+    }
+    #[derive(serde::Serialize)]
+    struct PolicyDump<'a> {
+        key: &'a str,
+        #[serde(flatten)]
+        policy: &'a ambit_authz::Authorization,
+    }
+    #[derive(serde::Serialize)]
+    struct CertDump {
+        identity: String,
+        not_before: String,
+        not_after: String,
+        next_refresh: String,
+        last_error: Option<String>,
+    }
     let state = node.state.load();
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = format!("{{\"node\":\"{}\",\"workloads\":[", esc(&node.config.node));
-    let mut ws: Vec<_> = state.workloads().collect();
-    ws.sort_by(|a, b| a.uid.cmp(&b.uid));
-    for (i, w) in ws.iter().enumerate() {
-        let addrs: Vec<String> = w.addresses.iter().map(|a| format!("\"{a}\"")).collect();
-        let _ = write!(
-            out,
-            "{}{{\"uid\":\"{}\",\"name\":\"{}\",\"namespace\":\"{}\",\"node\":\"{}\",\"addresses\":[{}],\"protocol\":\"{:?}\",\"identity\":\"{}\"}}",
-            if i > 0 { "," } else { "" },
-            esc(&w.uid),
-            esc(&w.name),
-            esc(&w.namespace),
-            esc(&w.node),
-            addrs.join(","),
-            w.protocol,
-            w.identity().map(|i| i.to_string()).unwrap_or_default()
-        );
-    }
-    out.push_str("],\"services\":[");
-    let mut ss: Vec<_> = state.services().collect();
-    ss.sort_by_key(|s| s.key());
-    for (i, s) in ss.iter().enumerate() {
-        let _ = write!(out, "{}\"{}\"", if i > 0 { "," } else { "" }, esc(&s.key()));
-    }
-    out.push_str("],\"policies\":[");
-    let mut ps: Vec<String> = state.policies().policies().map(|p| p.key()).collect();
-    ps.sort();
-    for (i, p) in ps.iter().enumerate() {
-        let _ = write!(out, "{}\"{}\"", if i > 0 { "," } else { "" }, esc(p));
-    }
-    let _ = writeln!(out, "],\"open_connections\":{}}}", node.connections.len());
-    out
+    let mut workloads: Vec<WorkloadDump<'_>> = state
+        .workloads()
+        .map(|w| WorkloadDump {
+            identity: w.identity().map(|i| i.to_string()).unwrap_or_default(),
+            workload: w,
+        })
+        .collect();
+    workloads.sort_by(|a, b| a.workload.uid.cmp(&b.workload.uid));
+    let mut services: Vec<&ambit_state::Service> = state.services().map(|s| &**s).collect();
+    services.sort_by_key(|s| s.key());
+    let policies = state
+        .policies()
+        .keyed()
+        .into_iter()
+        .map(|(key, p)| PolicyDump { key, policy: p })
+        .collect();
+    let time = ambit_identity::format_time;
+    let certificates = node
+        .identities
+        .certificates()
+        .into_iter()
+        .map(|c| CertDump {
+            identity: c.id.to_string(),
+            not_before: time(c.not_before),
+            not_after: time(c.not_after),
+            next_refresh: time(c.next_refresh),
+            last_error: c.last_error,
+        })
+        .collect();
+    let extra = node
+        .dump_extra
+        .lock()
+        .iter()
+        .map(|(k, f)| (k.clone(), f()))
+        .collect();
+    let pending = node.readiness.pending().into_iter().collect();
+    let dump = Dump {
+        node: &node.config.node,
+        ready: node.readiness.is_ready(),
+        pending,
+        workloads,
+        services,
+        policies,
+        certificates,
+        open_connections: node.connections.len(),
+        extra,
+    };
+    serde_json::to_string(&dump).unwrap_or_else(|e| format!("{{\"error\": \"config dump: {e}\"}}"))
 }

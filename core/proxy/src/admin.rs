@@ -91,16 +91,21 @@ where
     Ok((bound, tokio::spawn(serve(l, route))))
 }
 
-/// Serves `/healthz/ready` on `addr` (ready once listening).
+/// Serves `/healthz/ready` on `addr`: 200 once nothing in `readiness` is pending, 503
+/// naming what is until then.
 pub async fn spawn_readiness(
     addr: SocketAddr,
+    readiness: Arc<crate::Readiness>,
 ) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError> {
     let l = bind("readiness", addr).await?;
     let bound = l.local_addr().ok();
-    let route = Arc::new(|path: String| async move {
-        match path.as_str() {
-            "/healthz/ready" => (200, "text/plain", "ready\n".to_owned()),
-            _ => (404, "text/plain", "not found\n".to_owned()),
+    let route = Arc::new(move |path: String| {
+        let readiness = readiness.clone();
+        async move {
+            match path.as_str() {
+                "/healthz/ready" => readiness.reply(),
+                _ => (404, "text/plain", "not found\n".to_owned()),
+            }
         }
     });
     Ok((bound, tokio::spawn(serve(l, route))))

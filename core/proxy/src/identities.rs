@@ -62,6 +62,11 @@ impl Identities {
         Ok(cell)
     }
 
+    /// Every certificate held, with validity and renewal state.
+    pub fn certificates(&self) -> Vec<ambit_identity::CertificateStatus> {
+        self.manager.certificates()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SpiffeId, Arc<CredentialCell>>> {
         self.cells.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -8,6 +8,7 @@
 //! - [`Tasks`]: spawned tasks that stop when their owner is dropped.
 //! - [`FileWatch`]: the content-based file watch behind every daemon's reload loop.
 //! - [`size_between`]: the size band of a per-connection future.
+//! - [`Readiness`]: what a proxy still waits for before `/healthz/ready` says 200.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -29,6 +30,7 @@ pub mod admin;
 mod identities;
 mod labels;
 mod pick;
+mod ready;
 mod size;
 mod tasks;
 mod watch;
@@ -38,6 +40,7 @@ use std::net::SocketAddr;
 pub use identities::Identities;
 pub use labels::labels_for;
 pub use pick::{pick, random_u64};
+pub use ready::Readiness;
 pub use size::size_between;
 pub use tasks::Tasks;
 pub use watch::FileWatch;

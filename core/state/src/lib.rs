@@ -35,7 +35,9 @@ mod state;
 mod types;
 
 pub use local::LoadedConfig;
-pub use state::State;
+pub use state::{State, StateError};
 pub use types::{
-    GatewayAddress, GatewayDestination, Service, TunnelProtocol, Workload, WorkloadType,
+    AppTunnelProtocol, ApplicationTunnel, GatewayAddress, GatewayDestination, HealthPolicy,
+    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, TunnelProtocol,
+    Visibility, Workload, WorkloadStatus, WorkloadType,
 };

@@ -293,7 +293,7 @@ pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
         let workload = convert_workload(w).map_err(|(field, m)| report.error(&label, &field, m))?;
         state
             .insert_workload(workload)
-            .map_err(|m| report.error(&label, "", m))?;
+            .map_err(|m| report.error(&label, "", m.to_string()))?;
     }
     for (i, v) in f.services.into_iter().enumerate() {
         let label = object_label("services", i, &v);

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use ambit_identity::{SpiffeId, SpiffeIdError, TrustDomain};
+use ipnet::IpNet;
+use serde::Serialize;
 
 /// How a workload receives mesh traffic (`TunnelProtocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub enum TunnelProtocol {
     /// Plain TCP: the workload is not in the mesh (`NONE`).
     #[default]
@@ -17,7 +19,7 @@ pub enum TunnelProtocol {
 }
 
 /// `WorkloadType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub enum WorkloadType {
     /// A Deployment's pod.
     #[default]
@@ -30,9 +32,137 @@ pub enum WorkloadType {
     Job,
 }
 
+/// `WorkloadStatus`: unhealthy workloads are not picked as endpoints (unless a service's
+/// load balancing allows all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum WorkloadStatus {
+    /// Ready.
+    #[default]
+    Healthy,
+    /// Not ready.
+    Unhealthy,
+}
+
+/// `NetworkMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum NetworkMode {
+    /// The pod has its own network namespace.
+    #[default]
+    Standard,
+    /// The pod shares the node's network (its IP is the node's, so it is not found by IP).
+    HostNetwork,
+}
+
+/// `ApplicationTunnel.Protocol`: how a workload that terminates tunnels itself wants
+/// traffic delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum AppTunnelProtocol {
+    /// Plain bytes.
+    #[default]
+    None,
+    /// A PROXY protocol v2 header first.
+    Proxy,
+}
+
+/// `ApplicationTunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ApplicationTunnel {
+    /// The protocol.
+    pub protocol: AppTunnelProtocol,
+    /// The port it listens on, when not the target port.
+    pub port: Option<u16>,
+}
+
+/// `Locality`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Locality {
+    /// Region.
+    pub region: String,
+    /// Zone.
+    pub zone: String,
+    /// Subzone.
+    pub subzone: String,
+}
+
+/// `LoadBalancing.Scope`: what endpoints must share with the client to be preferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum LbScope {
+    /// Region.
+    Region,
+    /// Zone.
+    Zone,
+    /// Subzone.
+    Subzone,
+    /// Node.
+    Node,
+    /// Cluster.
+    Cluster,
+    /// Network.
+    Network,
+}
+
+/// `LoadBalancing.Mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum LbMode {
+    /// No locality preference (`UNSPECIFIED_MODE`).
+    #[default]
+    Standard,
+    /// Only endpoints matching every scope.
+    Strict,
+    /// Prefer matching endpoints, fall back to others.
+    Failover,
+    /// Send to the address the client asked for.
+    Passthrough,
+}
+
+/// `LoadBalancing.HealthPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum HealthPolicy {
+    /// Only healthy endpoints.
+    #[default]
+    OnlyHealthy,
+    /// Every endpoint, healthy or not.
+    AllowAll,
+}
+
+/// `LoadBalancing`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct LoadBalancing {
+    /// Scopes in order of preference.
+    pub routing_preference: Vec<LbScope>,
+    /// The mode.
+    pub mode: LbMode,
+    /// Which endpoints may be picked.
+    pub health_policy: HealthPolicy,
+}
+
+/// `IPFamilies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum IpFamilies {
+    /// As the cluster decides.
+    #[default]
+    Automatic,
+    /// IPv4 only.
+    Ipv4Only,
+    /// IPv6 only.
+    Ipv6Only,
+    /// Both.
+    Dual,
+}
+
+/// `Service.Visibility`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum Visibility {
+    /// Reachable from every namespace.
+    #[default]
+    Public,
+    /// Reachable from its own namespace only.
+    Namespace,
+}
+
 /// Where a waypoint is reached (`GatewayAddress`): an address, or a service hostname whose
 /// endpoints are the waypoint's pods; HBONE on `hbone_mtls_port` (15008).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]
 pub struct GatewayAddress {
     /// The address or hostname.
@@ -42,7 +172,7 @@ pub struct GatewayAddress {
 }
 
 /// The two forms of a [`GatewayAddress`] destination.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub enum GatewayDestination {
     /// `network/IP`.
     Address {
@@ -61,6 +191,14 @@ pub enum GatewayDestination {
 }
 
 impl GatewayAddress {
+    /// A gateway at `destination`, HBONE on `hbone_mtls_port`.
+    pub fn new(destination: GatewayDestination, hbone_mtls_port: u16) -> Self {
+        Self {
+            destination,
+            hbone_mtls_port,
+        }
+    }
+
     /// A waypoint at `ip` on the default network, port 15008.
     pub fn ip(ip: IpAddr) -> Self {
         Self {
@@ -99,7 +237,7 @@ impl std::fmt::Display for GatewayAddress {
 }
 
 /// A workload (pod or VM).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Workload {
     /// Primary key (`cluster/group/kind/namespace/name`, or anything unique).
@@ -140,10 +278,24 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
     /// The waypoint that traffic addressed to this workload's IP goes through.
     pub waypoint: Option<GatewayAddress>,
+    /// A hostname, for workloads without IPs (a WorkloadEntry for an external name).
+    pub hostname: String,
+    /// Healthy or not.
+    pub status: WorkloadStatus,
+    /// Pod or host network.
+    pub network_mode: NetworkMode,
+    /// Whether it terminates HBONE itself (no node proxy in front of it).
+    pub native_tunnel: bool,
+    /// How it wants tunnelled traffic delivered, when it terminates tunnels itself.
+    pub application_tunnel: Option<ApplicationTunnel>,
+    /// The gateway that reaches it from another network.
+    pub network_gateway: Option<GatewayAddress>,
+    /// Where it runs.
+    pub locality: Locality,
 }
 
 /// A service: a hostname, VIPs and port mappings; endpoints are the workloads that list it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Service {
     /// Name.
@@ -163,6 +315,18 @@ pub struct Service {
     /// Several waypoints chosen per connection by weight (`weighted_waypoints`, field 13);
     /// when non-empty it takes precedence over `waypoint`.
     pub weighted_waypoints: Vec<(GatewayAddress, u32)>,
+    /// VIP ranges (an address with a prefix shorter than the address), with their network.
+    pub cidr_vips: Vec<(String, IpNet)>,
+    /// How endpoints are picked.
+    pub load_balancing: Option<LoadBalancing>,
+    /// Address families.
+    pub ip_families: IpFamilies,
+    /// The preferred one of several services sharing a hostname or VIP.
+    pub canonical: bool,
+    /// Who may reach it.
+    pub visibility: Visibility,
+    /// Whether ingress gateways send its traffic through its waypoint.
+    pub ingress_use_waypoint: bool,
 }
 
 impl Workload {
@@ -188,6 +352,13 @@ impl Workload {
             capacity: 1,
             labels: BTreeMap::new(),
             waypoint: None,
+            hostname: String::new(),
+            status: WorkloadStatus::Healthy,
+            network_mode: NetworkMode::Standard,
+            native_tunnel: false,
+            application_tunnel: None,
+            network_gateway: None,
+            locality: Locality::default(),
         }
     }
 
@@ -239,6 +410,12 @@ impl Service {
             subject_alt_names: Vec::new(),
             waypoint: None,
             weighted_waypoints: Vec::new(),
+            cidr_vips: Vec::new(),
+            load_balancing: None,
+            ip_families: IpFamilies::Automatic,
+            canonical: false,
+            visibility: Visibility::Public,
+            ingress_use_waypoint: false,
         }
     }
 

@@ -71,7 +71,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::{info, warn};
 
 use ambit_config::{ConfigError, ConfigWarning, Report};
-use ambit_proxy::{Identities, Tasks, admin};
+use ambit_proxy::{Identities, Readiness, Tasks, admin};
 
 pub use ambit_proxy::ProxyError;
 
@@ -256,6 +256,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) upstream: upstream::Upstreams,
     pub(crate) jwks: jwks::Fetcher,
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 /// What a CONNECT targets, once found bound to this waypoint.
@@ -300,6 +301,7 @@ impl Waypoint {
             state,
             l7: ArcSwap::from_pointee(l7),
             metrics: Metrics::new(),
+            readiness: Arc::new(Readiness::default()),
         });
         let server = ambit_hbone::Server::new(
             server_config,
@@ -320,7 +322,7 @@ impl Waypoint {
             tasks.push(task);
         }
         if let Some(a) = inner.config.readiness {
-            let (addr, task) = admin::spawn_readiness(a).await?;
+            let (addr, task) = admin::spawn_readiness(a, inner.readiness.clone()).await?;
             bound.readiness = addr;
             tasks.push(task);
         }
@@ -337,6 +339,12 @@ impl Waypoint {
     /// The addresses bound.
     pub fn bound(&self) -> &WaypointBound {
         &self.bound
+    }
+
+    /// What the waypoint still waits for before `/healthz/ready` says 200 (nothing of its
+    /// own: it starts with its certificate; a daemon may add the first control-plane sync).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.inner.readiness
     }
 
     /// Replaces the workload/service state (new requests see it at once).
