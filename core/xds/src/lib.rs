@@ -7,6 +7,7 @@
 //!   [`CredentialSource`](ambit_identity::CredentialSource).
 //! - [`ControlPlane`]: the TLS + token + headers connection both use.
 //! - [`convert`]: the messages → ambit's types, validated field by field.
+//! - [`ZtunnelEnv`]: ztunnel's environment variables, with its defaults.
 //!
 //! ```
 //! use ambit_xds::convert;
@@ -35,6 +36,7 @@ pub mod ads;
 pub mod ca;
 pub mod control;
 pub mod convert;
+pub mod env;
 pub mod pb;
 
 pub use ads::{
@@ -42,3 +44,4 @@ pub use ads::{
 };
 pub use ca::{CaClientError, IstioCaClient};
 pub use control::{ControlError, ControlPlane, RootCa, Token};
+pub use env::{EnvError, ProxyMode, ZtunnelEnv};

@@ -1,14 +1,18 @@
-//! `ambit-ztunnel`: a node proxy daemon with Istio ztunnel's behaviour, configured from
-//! ztunnel's local YAML config (plus Istio policy YAML), reloaded when the file changes.
+//! `ambit-ztunnel`: a node proxy daemon with Istio ztunnel's behaviour. It joins a mesh as
+//! ztunnel does, from ztunnel's environment variables (istiod's delta xDS for workloads,
+//! services and policies; the Istio CA for certificates), or runs from ztunnel's local YAML
+//! config (plus Istio policy YAML), reloaded when the file changes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_examples::{CredentialFlags, FileWatch, listen_addr as addr};
-use ambit_identity::TrustDomain;
+use ambit_identity::CredentialSource;
 use ambit_node::{NodeConfig, NodeProxy};
-use ambit_state::{LoadedConfig, local};
+use ambit_state::{LoadedConfig, State, local};
 use ambit_tls::{Provider, TlsContext};
+use ambit_xds::{AdsClient, IstioCaClient, ProxyMode, XdsConfig, ZtunnelEnv};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -20,16 +24,17 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "ambit-ztunnel", version, about)]
 struct Args {
-    /// Local config in ztunnel's LOCAL_XDS_PATH shape (workloads, services, policies).
+    /// Local config in ztunnel's LOCAL_XDS_PATH shape (workloads, services, policies). With
+    /// it and no XDS_ADDRESS, the proxy runs from the file alone and reloads it on change.
     #[arg(long, env = "LOCAL_XDS_PATH")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Extra Istio AuthorizationPolicy / PeerAuthentication YAML files.
     #[arg(long = "policies")]
     policies: Vec<PathBuf>,
     /// This node's name: workloads whose `node` matches are served here.
     #[arg(long, env = "NODE_NAME")]
     node: String,
-    /// Trust domain of the built-in CA.
+    /// The node's trust domain: the built-in CA's, and the only one accepted from peers.
     #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
     /// Directory with a CA made by `ambitctl ca init` (workload certificates are issued from
@@ -84,20 +89,22 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let loaded = load(&args.config, &args.policies)?;
-    for w in &loaded.warnings {
-        warn!("{w}");
+    let env = ZtunnelEnv::from_process(args.config.as_deref())?;
+    let td = ambit_identity::TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
+    if args.config.is_none() && !args.policies.is_empty() {
+        anyhow::bail!("--policies needs --config (a local config to add them to)");
     }
-    let td = TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
-    let credentials = ambit_examples::credentials(
-        td,
-        &CredentialFlags {
-            ca_dir: args.ca_dir.clone(),
-            cert_chain: args.cert_chain.clone(),
-            key: args.key.clone(),
-            root_cert: args.root_cert.clone(),
-        },
-    )?;
+    let state = match &args.config {
+        Some(c) => {
+            let loaded = load(c, &args.policies)?;
+            for w in &loaded.warnings {
+                warn!("{w}");
+            }
+            loaded.state
+        }
+        None => State::new(),
+    };
+    let credentials = credentials(&args, &env, td)?;
     let mut config = NodeConfig::new(&args.node);
     config.inbound_port = args.hbone_port;
     config.socks5 = addr("socks5", &args.socks5)?;
@@ -110,24 +117,119 @@ async fn run(args: Args) -> Result<()> {
     config.json_access_log = args.log_format == "json";
     let proxy = NodeProxy::start(
         config,
-        loaded.state,
+        state.clone(),
         credentials,
         TlsContext::new(Provider::default()),
     )
     .await
     .context("starting the node proxy")?;
-    let local = proxy
-        .state()
-        .workloads()
-        .filter(|w| w.node == args.node)
-        .count();
-    info!(node = %args.node, local_workloads = local, bound = ?proxy.bound(), "ambit-ztunnel ready");
+    info!(
+        node = %args.node,
+        local_workloads = proxy.state().workloads_on(&args.node).count(),
+        bound = ?proxy.bound(),
+        xds = ?env.xds.as_ref().map(|x| x.address.to_string()),
+        "ambit-ztunnel started"
+    );
+    match env.xds.clone() {
+        Some(control) => {
+            follow_xds(
+                &proxy,
+                XdsConfig {
+                    control,
+                    node: env.node(),
+                },
+                state,
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        None => reload_loop(&proxy, &args).await,
+    }
+    info!("shutting down: draining for up to 5 s");
+    proxy.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
 
+/// Where certificates come from: the flags' CA directory or PEM files, else the Istio CA the
+/// environment names, else (no control plane at all) an ephemeral built-in CA.
+fn credentials(
+    args: &Args,
+    env: &ZtunnelEnv,
+    td: ambit_identity::TrustDomain,
+) -> Result<Arc<dyn CredentialSource>> {
+    let flags = CredentialFlags {
+        ca_dir: args.ca_dir.clone(),
+        cert_chain: args.cert_chain.clone(),
+        key: args.key.clone(),
+        root_cert: args.root_cert.clone(),
+    };
+    if flags.ca_dir.is_some() || flags.cert_chain.is_some() {
+        return ambit_examples::credentials(td, &flags);
+    }
+    match (&env.ca, &env.xds) {
+        (Some(ca), _) => {
+            info!(ca = %ca.address, ttl = ?env.secret_ttl, "certificates from the Istio CA");
+            let impersonate = env.proxy_mode == ProxyMode::Shared;
+            Ok(Arc::new(IstioCaClient::new(
+                ca.clone(),
+                td,
+                env.secret_ttl,
+                impersonate,
+            )))
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "CA_ADDRESS is empty but xDS is on: give a CA address, --ca-dir or --cert-chain"
+        ),
+        (None, None) => ambit_examples::credentials(td, &flags),
+    }
+}
+
+/// Runs the xDS client: every accepted push replaces the proxy's state; readiness holds
+/// `xds` until the first sync is applied; `/config_dump` shows the client's status.
+fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
+    let address = config.control.address.to_string();
+    proxy
+        .readiness()
+        .block("xds", format!("waiting for the first sync from {address}"));
+    let updater = proxy.updater();
+    let client = AdsClient::new(
+        config,
+        initial,
+        Box::new(move |state| {
+            let closed = updater.update(state);
+            if closed > 0 {
+                info!(
+                    closed_connections = closed,
+                    "pushed policy closed open connections"
+                );
+            }
+        }),
+    );
+    let status = client.status();
+    proxy.add_dump_section(
+        "xds",
+        Arc::new(move || serde_json::to_value(status.get()).unwrap_or_default()),
+    );
+    let mut synced = client.synced();
+    let readiness = proxy.readiness().clone();
+    tokio::spawn(async move {
+        if synced.wait_for(|s| *s).await.is_ok() {
+            readiness.unblock("xds");
+        }
+    });
+    tokio::spawn(client.run());
+}
+
+/// Reloads the local config (and policy files) whenever one changes, until Ctrl-C.
+async fn reload_loop(proxy: &NodeProxy, args: &Args) {
+    let Some(config) = &args.config else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
     let mut files = args.policies.clone();
-    files.push(args.config.clone());
+    files.push(config.clone());
     let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
     while ambit_examples::changed_or_interrupted(&mut watch).await {
-        match load(&args.config, &args.policies) {
+        match load(config, &args.policies) {
             Ok(cfg) => {
                 for w in &cfg.warnings {
                     warn!("{w}");
@@ -138,9 +240,6 @@ async fn run(args: Args) -> Result<()> {
             Err(e) => error!("configuration not reloaded, keeping the last good one: {e:#}"),
         }
     }
-    info!("shutting down: draining for up to 5 s");
-    proxy.shutdown(Duration::from_secs(5)).await;
-    Ok(())
 }
 
 fn load(config: &Path, policies: &[PathBuf]) -> Result<LoadedConfig> {
