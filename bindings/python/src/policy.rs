@@ -25,6 +25,8 @@ pub(crate) struct Decision {
     policy: Option<String>,
     /// Why, in words.
     reason: String,
+    /// With the dry-run policies enforced too: `(allowed, policy)`; None when none applies.
+    would_be: Option<(bool, Option<String>)>,
 }
 
 #[pymethods]
@@ -104,6 +106,7 @@ impl Policy {
         Ok(Decision {
             allowed: d.allowed,
             reason: d.to_string(),
+            would_be: d.dry_run.map(|w| (w.allowed, w.policy)),
             policy: d.policy,
         })
     }
@@ -126,6 +129,8 @@ pub(crate) struct L7Decision {
     audit: Vec<String>,
     /// Dry-run policies that matched (`namespace/name`); never enforced.
     dry_run: Vec<String>,
+    /// With the dry-run policies enforced too: `(allowed, policy)`; None when none applies.
+    would_be: Option<(bool, Option<String>)>,
 }
 
 #[pymethods]
@@ -159,6 +164,7 @@ impl From<RustL7Decision> for L7Decision {
             policy: d.policy.map(|p| p.to_string()),
             audit: d.audit.iter().map(|p| p.to_string()).collect(),
             dry_run: d.dry_run.iter().map(|p| p.to_string()).collect(),
+            would_be: d.would_be.map(|w| (w.allowed, w.policy)),
         }
     }
 }

@@ -36,8 +36,10 @@ def test_shared_l4_table(repo):
             labels=case["workload"].get("labels"),
         )
         want = case["expect"]
-        if d.allowed != want["allow"] or d.policy != want["policy"]:
-            failures.append(f"{case['name']}: got {d!r}, want {json.dumps(want)}")
+        would = want.get("dryRun")
+        want_would = None if would is None else (would["allow"], would["policy"])
+        if d.allowed != want["allow"] or d.policy != want["policy"] or d.would_be != want_would:
+            failures.append(f"{case['name']}: got {d!r} would_be={d.would_be}, want {json.dumps(want)}")
     assert not failures, "\n".join(failures)
 
 
@@ -100,8 +102,11 @@ def test_shared_l7_table(repo):
         want = case["expect"]
         got = (d.allowed, d.policy, d.audit, d.dry_run)
         expected = (want["allow"], want["policy"], want.get("audit", []), want.get("dryRun", []))
-        if got != expected or ("reason" in want and d.code != want["reason"]):
-            failures.append(f"{case['name']}: got {d!r} {got}, want {want}")
+        would = want.get("wouldBe")
+        if got != expected or ("reason" in want and d.code != want["reason"]) or (
+            would is not None and d.would_be != (would["allow"], would["policy"])
+        ):
+            failures.append(f"{case['name']}: got {d!r} {got} would_be={d.would_be}, want {want}")
     assert not failures, "\n".join(failures)
 
 

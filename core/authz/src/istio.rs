@@ -147,7 +147,10 @@ impl IstioPolicies {
             let ns = obj.namespace.as_str();
             if obj.kind == "AuthorizationPolicy" {
                 let spec: ApSpec = report.decode(obj.spec.clone(), &label, "spec")?;
-                out.authorization(spec, ns, &name, root_namespace, &label, report)?;
+                let dry_run = crate::dry_run(&obj.annotations, &mut |field, message| {
+                    report.warn(&label, field, message)
+                });
+                out.authorization(spec, ns, &name, root_namespace, &label, dry_run, report)?;
             } else {
                 let spec: PaSpec = report.decode(obj.spec.clone(), &label, "spec")?;
                 out.peer_authentication(spec, ns, &name, &label, report)?;
@@ -169,6 +172,7 @@ impl IstioPolicies {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn authorization(
         &mut self,
         spec: ApSpec,
@@ -176,6 +180,7 @@ impl IstioPolicies {
         name: &str,
         root: &str,
         label: &str,
+        dry_run: bool,
         report: &mut Report,
     ) -> Result<(), ConfigError> {
         if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
@@ -256,7 +261,7 @@ impl IstioPolicies {
                 scope,
                 action,
                 rules,
-                dry_run: false,
+                dry_run,
             },
             selector,
         ));

@@ -170,6 +170,8 @@ pub struct L7Decision {
     pub audit: Vec<Arc<str>>,
     /// Dry-run policies that matched (`namespace/name`); never enforced.
     pub dry_run: Vec<Arc<str>>,
+    /// The decision had the dry-run policies been enforced too; `None` when none applies.
+    pub would_be: Option<crate::DryRun>,
 }
 
 /// Why an L7 decision came out as it did.
@@ -444,32 +446,48 @@ where
             list.push(p.key.clone());
         }
     }
-    let decided = |allowed, policy: Option<&Arc<L7Policy>>, reason| L7Decision {
+    let any_dry_run = policies.clone().any(|p| p.dry_run);
+    let (allowed, policy, reason) = verdict(policies.clone().filter(|p| !p.dry_run), &cx);
+    let would_be = any_dry_run.then(|| {
+        let (allowed, policy, _) = verdict(policies, &cx);
+        crate::DryRun {
+            allowed,
+            policy: policy.map(|p| p.key.to_string()),
+        }
+    });
+    L7Decision {
         allowed,
         policy: policy.map(|p| p.key.clone()),
         reason,
         audit,
         dry_run,
-    };
-    let enforced = policies.filter(|p| !p.dry_run);
+        would_be,
+    }
+}
+
+/// CUSTOM, then DENY, then ALLOW, over `policies`.
+fn verdict<'p, I>(policies: I, cx: &Cx<'_>) -> (bool, Option<&'p Arc<L7Policy>>, L7Reason)
+where
+    I: Iterator<Item = &'p Arc<L7Policy>> + Clone,
+{
     for (action, reason) in [
         (L7Action::Custom, L7Reason::DeniedByCustom),
         (L7Action::Deny, L7Reason::DeniedByPolicy),
     ] {
-        if let Some(p) = enforced
+        if let Some(p) = policies
             .clone()
-            .find(|p| p.action == action && p.matches_cx(&cx))
+            .find(|p| p.action == action && p.matches_cx(cx))
         {
-            return decided(false, Some(p), reason);
+            return (false, Some(p), reason);
         }
     }
-    let mut allows = enforced.filter(|p| p.action == L7Action::Allow).peekable();
+    let mut allows = policies.filter(|p| p.action == L7Action::Allow).peekable();
     if allows.peek().is_none() {
-        return decided(true, None, L7Reason::NoAllowPolicies);
+        return (true, None, L7Reason::NoAllowPolicies);
     }
-    match allows.find(|p| p.matches_cx(&cx)) {
-        Some(p) => decided(true, Some(p), L7Reason::AllowedByPolicy),
-        None => decided(false, None, L7Reason::NoAllowMatched),
+    match allows.find(|p| p.matches_cx(cx)) {
+        Some(p) => (true, Some(p), L7Reason::AllowedByPolicy),
+        None => (false, None, L7Reason::NoAllowMatched),
     }
 }
 

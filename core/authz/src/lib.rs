@@ -123,7 +123,7 @@ pub use model::{
 };
 pub use peer::{MtlsMode, PeerAuthentication};
 pub use set::{
-    Applicable, DEFAULT_ROOT_NAMESPACE, Decision, Labels, PolicySet, PolicyTarget, Reason,
+    Applicable, DEFAULT_ROOT_NAMESPACE, Decision, DryRun, Labels, PolicySet, PolicyTarget, Reason,
 };
 
 use ambit_config::{ConfigError, Object, Report};
@@ -146,4 +146,26 @@ pub(crate) fn unsupported_api(obj: &Object, report: &Report) -> ConfigError {
             obj.api_version
         ),
     )
+}
+
+/// `metadata.annotations["istio.io/dry-run"]`: `"true"` / `"false"` (or YAML booleans).
+pub(crate) fn dry_run(
+    annotations: &std::collections::BTreeMap<String, serde_yaml_ng::Value>,
+    warn: &mut impl FnMut(&str, String),
+) -> bool {
+    let Some(v) = annotations.get("istio.io/dry-run") else {
+        return false;
+    };
+    match v {
+        serde_yaml_ng::Value::Bool(b) => *b,
+        serde_yaml_ng::Value::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => true,
+        serde_yaml_ng::Value::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => false,
+        _ => {
+            warn(
+                "metadata.annotations[istio.io/dry-run]",
+                "not a boolean; the policy is enforced".into(),
+            );
+            false
+        }
+    }
 }

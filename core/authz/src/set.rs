@@ -59,6 +59,17 @@ pub struct Decision {
     pub reason: Reason,
     /// Dry-run policies that matched (logged, never enforced).
     pub dry_run_matches: Vec<String>,
+    /// The decision had the dry-run policies been enforced too; `None` when none applies.
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a decision would have been with the dry-run policies enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// Whether the connection would have been allowed.
+    pub allowed: bool,
+    /// The deciding policy, when one would have decided.
+    pub policy: Option<String>,
 }
 
 /// Why a decision came out as it did.
@@ -308,7 +319,8 @@ impl PolicySet {
 
 impl Applicable {
     /// ztunnel's order: any DENY match → deny; no ALLOW policies → allow; any ALLOW match →
-    /// allow; else deny. Dry-run policies are evaluated and reported, never enforced.
+    /// allow; else deny. Dry-run policies are never enforced: the same order is run with
+    /// them added, and its outcome reported in [`Decision::dry_run`].
     pub fn evaluate(&self, conn: &Connection<'_>) -> Decision {
         let attrs = Attrs::of(conn);
         let dry_run_matches = self
@@ -317,21 +329,28 @@ impl Applicable {
             .filter(|p| p.matches_attrs(&attrs))
             .map(|p| p.key())
             .collect();
-        let decided = |allowed, policy: Option<&Arc<Authorization>>, reason| Decision {
+        let (allowed, policy, reason) = decide(&attrs, self.deny.iter(), self.allow.iter());
+        let dry_run = (!self.dry_run.is_empty()).then(|| {
+            let deny = self
+                .deny
+                .iter()
+                .chain(self.dry_run.iter().filter(|p| p.action == Action::Deny));
+            let allow = self
+                .allow
+                .iter()
+                .chain(self.dry_run.iter().filter(|p| p.action == Action::Allow));
+            let (allowed, policy, _) = decide(&attrs, deny, allow);
+            DryRun {
+                allowed,
+                policy: policy.map(|p| p.key()),
+            }
+        });
+        Decision {
             allowed,
             policy: policy.map(|p| p.key()),
             reason,
             dry_run_matches,
-        };
-        if let Some(p) = self.deny.iter().find(|p| p.matches_attrs(&attrs)) {
-            return decided(false, Some(p), Reason::DeniedByPolicy);
-        }
-        if self.allow.is_empty() {
-            return decided(true, None, Reason::NoAllowPolicies);
-        }
-        match self.allow.iter().find(|p| p.matches_attrs(&attrs)) {
-            Some(p) => decided(true, Some(p), Reason::AllowedByPolicy),
-            None => decided(false, None, Reason::NoAllowMatched),
+            dry_run,
         }
     }
 
@@ -343,6 +362,25 @@ impl Applicable {
     /// Whether no policy applies.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The decision procedure over some DENY and ALLOW policies.
+fn decide<'a>(
+    attrs: &Attrs<'_>,
+    mut deny: impl Iterator<Item = &'a Arc<Authorization>>,
+    allow: impl Iterator<Item = &'a Arc<Authorization>>,
+) -> (bool, Option<&'a Arc<Authorization>>, Reason) {
+    if let Some(p) = deny.find(|p| p.matches_attrs(attrs)) {
+        return (false, Some(p), Reason::DeniedByPolicy);
+    }
+    let mut allow = allow.peekable();
+    if allow.peek().is_none() {
+        return (true, None, Reason::NoAllowPolicies);
+    }
+    match allow.find(|p| p.matches_attrs(attrs)) {
+        Some(p) => (true, Some(p), Reason::AllowedByPolicy),
+        None => (false, None, Reason::NoAllowMatched),
     }
 }
 

@@ -224,6 +224,7 @@ impl Inbound {
             destination_port: target.port(),
         };
         let decision = state.applicable_policies(&w).evaluate(&conn);
+        node.report_dry_run(&decision, &w, req.peer_id.as_str());
         if !decision.allowed {
             node.count_failure(&mut labels, ResponseFlag::Deny);
             return refuse(

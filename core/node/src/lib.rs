@@ -396,6 +396,29 @@ impl Drop for NodeProxy {
 }
 
 impl Node {
+    /// Logs and counts a connection to `workload` from `peer` whose outcome dry-run policies
+    /// would change (they are never enforced; this is how their effect is seen).
+    fn report_dry_run(
+        &self,
+        d: &ambit_authz::Decision,
+        workload: &ambit_state::Workload,
+        peer: &str,
+    ) {
+        let Some(would) = d.dry_run.as_ref().filter(|w| w.allowed != d.allowed) else {
+            return;
+        };
+        let policy = would.policy.as_deref().unwrap_or("");
+        info!(
+            workload = %workload.uid,
+            peer,
+            would = if would.allowed { "allow" } else { "deny" },
+            policy = if policy.is_empty() { "-" } else { policy },
+            enforced = %d,
+            "dry-run authorization"
+        );
+        self.metrics.dry_run("destination", would.allowed, policy);
+    }
+
     /// Records a connection that failed before carrying data, with its response flag.
     fn count_failure(&self, labels: &mut TcpLabels, flag: ResponseFlag) {
         labels.response_flags = flag;

@@ -60,6 +60,7 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
         destination_port: dst.port(),
     };
     let d = state.applicable_policies(&w).evaluate(&conn);
+    node.report_dry_run(&d, &w, &peer.to_string());
     if !d.allowed {
         node.count_failure(&mut labels, ResponseFlag::Deny);
         log.error = Some(d.to_string());

@@ -125,16 +125,21 @@ pub(crate) fn render_labels(l: &TcpLabels, protocol: &str) -> String {
             out.push(',');
         }
         let v = if v.is_empty() { "unknown" } else { v };
-        let _ = write!(out, "{k}=\"");
-        for ch in v.chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
+        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+    }
+    out
+}
+
+/// A Prometheus label value escaped (backslash, quote, newline).
+pub(crate) fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
-        out.push('"');
     }
     out
 }

@@ -31,6 +31,8 @@ type HistogramFamily = (&'static str, &'static str, fn(&HttpStats) -> &Histogram
 pub struct Metrics {
     tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>>>,
     http: Mutex<HashMap<HttpLabels, Arc<HttpStats>>>,
+    /// (reporter, would-be decision, deciding policy) → count.
+    dry_run: Mutex<HashMap<(&'static str, &'static str, String), u64>>,
 }
 
 /// The statistics of one HTTP label set.
@@ -71,11 +73,44 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a connection or request the `reporter` saw whose outcome dry-run policies would
+    /// change: to `allowed` (or not), decided by `policy` (empty when no policy would decide).
+    /// Dry-run policies are never enforced; this is how their effect is seen.
+    pub fn dry_run(&self, reporter: &'static str, allowed: bool, policy: &str) {
+        let decision = if allowed { "allow" } else { "deny" };
+        let mut m = self.dry_run.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((reporter, decision, policy.to_owned()))
+            .or_default() += 1;
+    }
+
     /// Everything in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = self.render_tcp();
         self.render_http(&mut out);
+        self.render_dry_run(&mut out);
         out
+    }
+
+    fn render_dry_run(&self, out: &mut String) {
+        let m = self.dry_run.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return;
+        }
+        let mut series: Vec<_> = m.iter().collect();
+        series.sort();
+        let name = "ambit_dry_run_decisions_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections and requests whose outcome dry-run authorization policies would change (not enforced)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((reporter, decision, policy), n) in series {
+            let _ = writeln!(
+                out,
+                "{name}{{reporter=\"{reporter}\",decision=\"{decision}\",policy=\"{}\"}} {n}",
+                crate::labels::escape_label(policy)
+            );
+        }
     }
 
     fn render_http(&self, out: &mut String) {

@@ -96,11 +96,24 @@ pub struct L4Connection {
 
 /// The verdict of an [`L4Case`].
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct L4Expect {
     /// Allowed.
     pub allow: bool,
     /// The deciding policy (`ns/name`), when one decides.
+    pub policy: Option<String>,
+    /// The verdict with the dry-run policies enforced too (only where some apply).
+    #[serde(default)]
+    pub dry_run: Option<L4DryRun>,
+}
+
+/// The would-be verdict of [`L4Expect::dry_run`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L4DryRun {
+    /// Would be allowed.
+    pub allow: bool,
+    /// The policy that would decide.
     pub policy: Option<String>,
 }
 

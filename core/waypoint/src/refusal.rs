@@ -45,6 +45,19 @@ impl Refusal {
         )
     }
 
+    /// A method that is a standard one in other letter case (`delete`): 400, before any
+    /// policy sees it, so it can never slip past a rule written for the standard method.
+    pub(crate) fn case_variant_method(method: &str, standard: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ResponseFlag::DownstreamProtocolError,
+            "method must be upper case",
+            format!(
+                "method {method:?} is {standard} in other letter case; refused (methods are case-sensitive)"
+            ),
+        )
+    }
+
     /// No HTTPRoute rule matched: 404.
     pub(crate) fn no_route() -> Self {
         Self::new(

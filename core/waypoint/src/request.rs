@@ -162,6 +162,7 @@ async fn decide(cx: &Cx<'_>, parts: &mut Parts) -> (Known, Result<Routed, Refusa
         ..Known::default()
     };
     let decided = async {
+        steps::check_method(parts)?;
         let authn = steps::authenticate(cx, parts)?;
         if let Some(a) = &authn.auth {
             known.principal = a.principal();

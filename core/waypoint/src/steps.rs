@@ -78,6 +78,23 @@ pub(crate) fn authenticate(cx: &Cx<'_>, parts: &Parts) -> Result<Authenticated, 
 }
 
 /// AuthorizationPolicy over the request as received (403 when not allowed).
+/// The methods of RFC 9110 and PATCH: a method equal to one of them but for letter case is
+/// refused, because policies match methods exactly while some backends do not.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Refuses a request whose method is a standard method in other letter case (`delete`):
+/// authorization compares methods exactly, so such a request would escape a rule written for
+/// `DELETE`, and a backend that reads methods case-insensitively would then act on it.
+pub(crate) fn check_method(parts: &Parts) -> Result<(), Refusal> {
+    let m = parts.method.as_str();
+    match STANDARD_METHODS.iter().find(|s| s.eq_ignore_ascii_case(m)) {
+        Some(standard) if *standard != m => Err(Refusal::case_variant_method(m, standard)),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn authorize(
     cx: &Cx<'_>,
     parts: &Parts,
@@ -100,6 +117,23 @@ pub(crate) fn authorize(
             sni: None,
         },
     );
+    if let Some(would) = decision
+        .would_be
+        .as_ref()
+        .filter(|w| w.allowed != decision.allowed)
+    {
+        let policy = would.policy.as_deref().unwrap_or("");
+        tracing::info!(
+            peer = %cx.conn.peer_id,
+            method = %parts.method,
+            path = %path,
+            would = if would.allowed { "allow" } else { "deny" },
+            policy = if policy.is_empty() { "-" } else { policy },
+            enforced = %decision,
+            "dry-run authorization"
+        );
+        cx.inner.metrics.dry_run("waypoint", would.allowed, policy);
+    }
     if decision.allowed {
         Ok(())
     } else {

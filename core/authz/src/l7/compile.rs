@@ -1,7 +1,6 @@
 //! Istio `AuthorizationPolicy` YAML → compiled [`L7Policy`]: hosts lowercased, CIDRs, ports and
 //! templates parsed, header names validated, once at load time.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -102,7 +101,7 @@ pub(super) fn policy(
         ),
         (_, None) => {}
     }
-    let dry_run = dry_run(&doc.annotations, &mut warn);
+    let dry_run = crate::dry_run(&doc.annotations, &mut warn);
     let attachments = attach::resolve(
         spec.selector.is_some(),
         spec.target_ref,
@@ -141,28 +140,6 @@ pub(super) fn policy(
         rules,
         attachments,
     }))
-}
-
-/// `metadata.annotations["istio.io/dry-run"]`: `"true"` / `"false"` (or YAML booleans).
-fn dry_run(
-    annotations: &BTreeMap<String, serde_yaml_ng::Value>,
-    warn: &mut impl FnMut(&str, String),
-) -> bool {
-    let Some(v) = annotations.get("istio.io/dry-run") else {
-        return false;
-    };
-    match v {
-        serde_yaml_ng::Value::Bool(b) => *b,
-        serde_yaml_ng::Value::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => true,
-        serde_yaml_ng::Value::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => false,
-        _ => {
-            warn(
-                "metadata.annotations[istio.io/dry-run]",
-                "not a boolean; the policy is enforced".into(),
-            );
-            false
-        }
-    }
 }
 
 /// Compiles one rule, handling unusable values the way istiod does (see the module docs).

@@ -41,5 +41,14 @@ fn run(case: &L4Case) -> Result<(), String> {
             d, d.policy, case.expect.allow, case.expect.policy
         ));
     }
+    let got = d.dry_run.as_ref().map(|r| (r.allowed, r.policy.clone()));
+    let want = case
+        .expect
+        .dry_run
+        .as_ref()
+        .map(|r| (r.allow, r.policy.clone()));
+    if got != want {
+        return Err(format!("dry run: got {got:?}, want {want:?}"));
+    }
     Ok(())
 }

@@ -84,6 +84,14 @@ struct Expect {
     audit: Vec<String>,
     #[serde(default)]
     dry_run: Vec<String>,
+    would_be: Option<WouldBe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WouldBe {
+    allow: bool,
+    policy: Option<String>,
 }
 
 #[test]
@@ -188,6 +196,15 @@ fn run(case: &Case) -> Result<(), String> {
     }
     if keys(&d.dry_run) != e.dry_run {
         wrong.push(format!("dry run {:?} (want {:?})", d.dry_run, e.dry_run));
+    }
+    if let Some(w) = &e.would_be {
+        let got = d.would_be.as_ref().map(|r| (r.allowed, r.policy.clone()));
+        if got != Some((w.allow, w.policy.clone())) {
+            wrong.push(format!(
+                "would be {got:?} (want {:?})",
+                (w.allow, &w.policy)
+            ));
+        }
     }
     if wrong.is_empty() {
         Ok(())

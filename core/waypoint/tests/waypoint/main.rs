@@ -848,3 +848,101 @@ async fn a_start_that_fails_halfway_leaves_nothing_listening() {
         .expect("the waypoint's HBONE port is free again");
     drop(taken);
 }
+
+/// A request over HTTP/2 (prior knowledge) from the client workload to `service` port 80.
+async fn request_h2(mesh: &Mesh, service_vip: [u8; 2], req: Request<Full<Bytes>>) -> (u16, String) {
+    let proxy = mesh.a.bound().socks5.expect("socks5");
+    let to = SocketAddr::new(ip(mesh.net, service_vip), 80);
+    let s = socks5_connect(proxy, ip(mesh.net, [1, 2]), &SocksTarget::Addr(to))
+        .await
+        .expect("socks5 to the service");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(s),
+    )
+    .await
+    .expect("http2 handshake");
+    tokio::spawn(conn);
+    let resp = tokio::time::timeout(STEP, send.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_in_other_letter_case_never_slips_past_a_policy_and_dry_runs_are_reported() {
+    let policies = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-delete, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: shadow-no-admin, namespace: demo, annotations: {istio.io/dry-run: "true"}}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+"#;
+    let mesh = Mesh::start(48, policies).await;
+    let with_method = |m: &[u8], path: &str| {
+        Request::builder()
+            .method(hyper::Method::from_bytes(m).expect("method"))
+            .uri(path)
+            .header("host", "reviews.demo.svc.cluster.local")
+            .body(Full::new(Bytes::new()))
+            .expect("req")
+    };
+    // The standard method is denied; the same in other letters is refused before any policy
+    // runs, over HTTP/1.1 and HTTP/2; a real extension method is not refused.
+    let (s, _, _) = mesh.request([100, 1], with_method(b"DELETE", "/x")).await;
+    assert_eq!(s, 403);
+    for m in [&b"delete"[..], b"Delete", b"dElEtE"] {
+        let (s, body, _) = mesh.request([100, 1], with_method(m, "/x")).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (400, "method must be upper case"),
+            "HTTP/1.1 {m:?}"
+        );
+        let uri = format!("http://reviews.demo.svc.cluster.local/x");
+        let (s, body) = request_h2(&mesh, [100, 1], with_method(m, &uri)).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (400, "method must be upper case"),
+            "HTTP/2 {m:?}"
+        );
+    }
+    let (s, body, _) = mesh.request([100, 1], with_method(b"PURGE", "/x")).await;
+    assert_eq!(s, 200, "an extension method is routed as usual: {body}");
+
+    // The dry-run DENY matches /admin: the request goes through, and the would-be deny is
+    // counted (never for a path it does not match).
+    let (s, body) = mesh.get([100, 1], "/admin", &[]).await;
+    assert_eq!(s, 200, "a dry-run policy is never enforced: {body}");
+    let (s, _) = mesh.get([100, 1], "/public", &[]).await;
+    assert_eq!(s, 200);
+    let metrics = mesh.waypoint.metrics();
+    let line = |decision: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("ambit_dry_run_decisions_total{")
+                    && l.contains(&format!("decision=\"{decision}\""))
+            })
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("deny").as_deref(),
+        Some(
+            "ambit_dry_run_decisions_total{reporter=\"waypoint\",decision=\"deny\",policy=\"demo/shadow-no-admin\"} 1"
+        ),
+        "{metrics}"
+    );
+}
