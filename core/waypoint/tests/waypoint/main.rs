@@ -911,8 +911,8 @@ spec:
             (400, "method must be upper case"),
             "HTTP/1.1 {m:?}"
         );
-        let uri = format!("http://reviews.demo.svc.cluster.local/x");
-        let (s, body) = request_h2(&mesh, [100, 1], with_method(m, &uri)).await;
+        let uri = "http://reviews.demo.svc.cluster.local/x";
+        let (s, body) = request_h2(&mesh, [100, 1], with_method(m, uri)).await;
         assert_eq!(
             (s, body.as_str()),
             (400, "method must be upper case"),
