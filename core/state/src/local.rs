@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::State;
 use crate::types::{
-    GatewayAddress, GatewayDestination, Service, TunnelProtocol, Workload, WorkloadType,
+    AppTunnelProtocol, ApplicationTunnel, GatewayAddress, GatewayDestination, HealthPolicy,
+    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, TunnelProtocol,
+    Visibility, Workload, WorkloadStatus, WorkloadType,
 };
 
 /// A loaded config, and the warnings about what it asked for that ambit does not enforce.
@@ -51,7 +53,10 @@ struct File {
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WorkloadYaml {
+    /// Empty: `<clusterId or Kubernetes>//Pod/<namespace>/<name>`.
+    #[serde(default)]
     uid: String,
+    #[serde(default)]
     name: String,
     namespace: String,
     #[serde(default)]
@@ -84,6 +89,59 @@ struct WorkloadYaml {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     waypoint: Option<GatewayYaml>,
+    network_gateway: Option<GatewayYaml>,
+    #[serde(default)]
+    hostname: String,
+    status: Option<String>,
+    network_mode: Option<String>,
+    #[serde(default)]
+    native_tunnel: bool,
+    application_tunnel: Option<AppTunnelYaml>,
+    locality: Option<LocalityYaml>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppTunnelYaml {
+    protocol: String,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LocalityYaml {
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    zone: String,
+    #[serde(default)]
+    subzone: String,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CidrVipYaml {
+    #[serde(default)]
+    network: String,
+    cidr: String,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointYaml {
+    workload_uid: String,
+    #[serde(default)]
+    port: BTreeMap<u16, u16>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadBalancerYaml {
+    #[serde(default)]
+    routing_preferences: Vec<String>,
+    mode: Option<String>,
+    health_policy: Option<String>,
 }
 
 /// `{destination: "network/IP" | "namespace/hostname", hboneMtlsPort: 15008}`.
@@ -117,6 +175,15 @@ struct ServiceYaml {
     waypoint: Option<GatewayYaml>,
     #[serde(default)]
     weighted_waypoints: Vec<WeightedWaypointYaml>,
+    #[serde(default)]
+    cidr_vips: Vec<CidrVipYaml>,
+    #[serde(default)]
+    endpoints: BTreeMap<String, EndpointYaml>,
+    load_balancer: Option<LoadBalancerYaml>,
+    ip_families: Option<String>,
+    #[serde(default)]
+    canonical: bool,
+    visibility: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -297,9 +364,28 @@ pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
     }
     for (i, v) in f.services.into_iter().enumerate() {
         let label = object_label("services", i, &v);
-        let s: ServiceYaml = report.decode(v, &label, "")?;
+        let mut s: ServiceYaml = report.decode(v, &label, "")?;
+        let endpoints = std::mem::take(&mut s.endpoints);
         let service = convert_service(s).map_err(|(field, m)| report.error(&label, &field, m))?;
+        let key = service.key();
         state.insert_service(service);
+        // Listed endpoints join the workloads' own `services` entries.
+        for (name, ep) in endpoints {
+            let Some(w) = state.workload(&ep.workload_uid) else {
+                report.warn(
+                    &label,
+                    &format!("endpoints[{name:?}].workloadUid"),
+                    format!("no workload {:?} in this config; ignored", ep.workload_uid),
+                );
+                continue;
+            };
+            let mut w = (**w).clone();
+            w.services.entry(key.clone()).or_default().extend(ep.port);
+            if ep.status.as_deref() == Some("Unhealthy") {
+                w.status = WorkloadStatus::Unhealthy;
+            }
+            state.upsert_workload(w);
+        }
     }
     for (i, v) in f.policies.into_iter().enumerate() {
         let label = object_label("policies", i, &v);
@@ -375,7 +461,17 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
             ));
         }
     };
-    let mut out = Workload::new(&w.uid, &w.name, &w.namespace, w.workload_ips);
+    let uid = if w.uid.is_empty() {
+        let cluster = if w.cluster_id.is_empty() {
+            "Kubernetes"
+        } else {
+            &w.cluster_id
+        };
+        format!("{cluster}//Pod/{}/{}", w.namespace, w.name)
+    } else {
+        w.uid.clone()
+    };
+    let mut out = Workload::new(&uid, &w.name, &w.namespace, w.workload_ips);
     out.network = w.network;
     out.protocol = protocol;
     out.trust_domain = w.trust_domain;
@@ -394,6 +490,53 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
         .waypoint
         .map(|g| convert_gateway(g, "waypoint"))
         .transpose()?;
+    out.network_gateway = w
+        .network_gateway
+        .map(|g| convert_gateway(g, "networkGateway"))
+        .transpose()?;
+    out.hostname = w.hostname;
+    out.status = one_of(
+        w.status.as_deref(),
+        "status",
+        &[
+            ("Healthy", WorkloadStatus::Healthy),
+            ("Unhealthy", WorkloadStatus::Unhealthy),
+        ],
+    )?
+    .unwrap_or_default();
+    out.network_mode = one_of(
+        w.network_mode.as_deref(),
+        "networkMode",
+        &[
+            ("Standard", NetworkMode::Standard),
+            ("HostNetwork", NetworkMode::HostNetwork),
+        ],
+    )?
+    .unwrap_or_default();
+    out.native_tunnel = w.native_tunnel;
+    out.application_tunnel = match w.application_tunnel {
+        None => None,
+        Some(t) => Some(ApplicationTunnel {
+            protocol: one_of(
+                Some(&t.protocol),
+                "applicationTunnel.protocol",
+                &[
+                    ("NONE", AppTunnelProtocol::None),
+                    ("PROXY", AppTunnelProtocol::Proxy),
+                ],
+            )?
+            .unwrap_or_default(),
+            port: t.port.filter(|p| *p != 0),
+        }),
+    };
+    out.locality = w
+        .locality
+        .map(|l| Locality {
+            region: l.region,
+            zone: l.zone,
+            subzone: l.subzone,
+        })
+        .unwrap_or_default();
     out.identity().map_err(|e| {
         (
             "serviceAccount".into(),
@@ -427,7 +570,100 @@ fn convert_service(s: ServiceYaml) -> Result<Service, (String, String)> {
         )?;
         out.weighted_waypoints.push((g, w.weight));
     }
+    for (i, c) in s.cidr_vips.iter().enumerate() {
+        let net = c.cidr.parse::<IpNet>().map_err(|e| {
+            (
+                format!("cidrVips[{i}].cidr"),
+                format!("{:?} is not a CIDR: {e}", c.cidr),
+            )
+        })?;
+        out.cidr_vips.push((c.network.clone(), net));
+    }
+    if let Some(lb) = s.load_balancer {
+        let mut routing_preference = Vec::with_capacity(lb.routing_preferences.len());
+        for (i, p) in lb.routing_preferences.iter().enumerate() {
+            let field = format!("loadBalancer.routingPreferences[{i}]");
+            routing_preference.push(
+                one_of(
+                    Some(p),
+                    &field,
+                    &[
+                        ("Region", LbScope::Region),
+                        ("Zone", LbScope::Zone),
+                        ("Subzone", LbScope::Subzone),
+                        ("Node", LbScope::Node),
+                        ("Cluster", LbScope::Cluster),
+                        ("Network", LbScope::Network),
+                    ],
+                )?
+                .unwrap_or(LbScope::Region),
+            );
+        }
+        out.load_balancing = Some(LoadBalancing {
+            routing_preference,
+            mode: one_of(
+                lb.mode.as_deref(),
+                "loadBalancer.mode",
+                &[
+                    ("Standard", LbMode::Standard),
+                    ("Strict", LbMode::Strict),
+                    ("Failover", LbMode::Failover),
+                    ("Passthrough", LbMode::Passthrough),
+                ],
+            )?
+            .unwrap_or_default(),
+            health_policy: one_of(
+                lb.health_policy.as_deref(),
+                "loadBalancer.healthPolicy",
+                &[
+                    ("OnlyHealthy", HealthPolicy::OnlyHealthy),
+                    ("AllowAll", HealthPolicy::AllowAll),
+                ],
+            )?
+            .unwrap_or_default(),
+        });
+    }
+    out.ip_families = one_of(
+        s.ip_families.as_deref(),
+        "ipFamilies",
+        &[
+            ("Dual", IpFamilies::Dual),
+            ("IPv4", IpFamilies::Ipv4Only),
+            ("IPv6", IpFamilies::Ipv6Only),
+        ],
+    )?
+    .unwrap_or_default();
+    out.canonical = s.canonical;
+    out.visibility = one_of(
+        s.visibility.as_deref(),
+        "visibility",
+        &[
+            ("Public", Visibility::Public),
+            ("Namespace", Visibility::Namespace),
+        ],
+    )?
+    .unwrap_or_default();
     Ok(out)
+}
+
+/// The value `v` names among `choices` (exact spelling, as ztunnel's YAML takes them), or an
+/// error listing them; `None` when absent.
+fn one_of<T: Copy>(
+    v: Option<&str>,
+    field: &str,
+    choices: &[(&str, T)],
+) -> Result<Option<T>, (String, String)> {
+    let Some(v) = v else { return Ok(None) };
+    match choices.iter().find(|(name, _)| *name == v) {
+        Some((_, t)) => Ok(Some(*t)),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            Err((
+                field.to_owned(),
+                format!("{v:?} is not one of {}", names.join(", ")),
+            ))
+        }
+    }
 }
 
 /// `network/IP` (an empty network is the default one) or `namespace/hostname`.

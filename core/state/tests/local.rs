@@ -284,3 +284,109 @@ fn hostile_yaml_is_refused_without_crashing() {
             .is_some_and(|w| w.name == "w19999")
     );
 }
+
+#[test]
+fn every_field_of_ztunnels_local_config_loads_and_lands() {
+    use ambit_state::{
+        AppTunnelProtocol, HealthPolicy, IpFamilies, LbMode, LbScope, NetworkMode, Visibility,
+        WorkloadStatus,
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/ztunnel/every-field.yaml");
+    let loaded = local::load_file(&path).expect("ztunnel's format loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let s = &loaded.state;
+    let cart = s.workload("east//v1/Pod/shop/cart-5f6d").expect("cart");
+    assert_eq!(cart.addresses.len(), 2);
+    assert_eq!(
+        cart.identity().expect("id").to_string(),
+        "spiffe://corp.example/ns/shop/sa/cart"
+    );
+    assert_eq!(
+        (cart.network.as_str(), cart.node.as_str(), cart.capacity),
+        ("east", "worker-1", 4)
+    );
+    assert_eq!(cart.locality.zone, "eu-central-1a");
+    assert_eq!(cart.authorization_policies, ["shop/cart-ingress"]);
+    assert!(cart.network_gateway.is_some() && cart.waypoint.is_some());
+    let wp = s
+        .workload("east//v1/Pod/shop/shop-wp-0")
+        .expect("waypoint pod");
+    let tunnel = wp.application_tunnel.expect("application tunnel");
+    assert_eq!(
+        (tunnel.protocol, tunnel.port),
+        (AppTunnelProtocol::Proxy, Some(15088))
+    );
+    let db = s.workload("east//v1/Pod/shop/legacy-db-0").expect("db");
+    assert_eq!(
+        (db.network_mode, db.status),
+        (NetworkMode::HostNetwork, WorkloadStatus::Unhealthy)
+    );
+    let ext = s
+        .workload("east/networking.istio.io/WorkloadEntry/shop/ext-api")
+        .expect("entry");
+    assert_eq!(ext.hostname, "api.partner.example");
+
+    let svc = s
+        .service("shop/cart.shop.svc.cluster.local")
+        .expect("cart service");
+    assert_eq!(svc.vips.len(), 2);
+    assert_eq!(svc.cidr_vips[0].1.to_string(), "10.97.0.0/24");
+    assert!(svc.canonical);
+    assert_eq!(svc.ip_families, IpFamilies::Dual);
+    assert_eq!(svc.weighted_waypoints.len(), 2);
+    let lb = svc.load_balancing.as_ref().expect("load balancing");
+    assert_eq!(
+        lb.routing_preference,
+        [LbScope::Network, LbScope::Region, LbScope::Zone]
+    );
+    assert_eq!(
+        (lb.mode, lb.health_policy),
+        (LbMode::Failover, HealthPolicy::OnlyHealthy)
+    );
+    // Endpoints: the workload that lists the service, and the one the service lists.
+    let eps: Vec<String> = s
+        .endpoints(svc, 80)
+        .iter()
+        .map(|(w, _)| w.name.clone())
+        .collect();
+    assert_eq!(eps, ["cart-5f6d", "static-ep"]);
+    let db_svc = s
+        .service("shop/db.shop.svc.cluster.local")
+        .expect("db service");
+    assert_eq!(db_svc.visibility, Visibility::Namespace);
+    let partner = s.service("shop/api.partner.example").expect("partner");
+    assert_eq!(
+        partner
+            .load_balancing
+            .as_ref()
+            .map(|l| (l.mode, l.health_policy)),
+        Some((LbMode::Passthrough, HealthPolicy::AllowAll))
+    );
+
+    let p = s.policies();
+    let ingress = p.get("shop/cart-ingress").expect("policy");
+    let m = &ingress.rules[0].clauses[0].matches[0];
+    assert_eq!(m.principals.len(), 2);
+    assert_eq!(
+        (
+            m.not_principals.len(),
+            m.namespaces.len(),
+            m.not_namespaces.len()
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (m.service_accounts.len(), m.not_service_accounts.len()),
+        (1, 1)
+    );
+    assert_eq!(
+        (
+            m.destination_ports.as_slice(),
+            m.not_destination_ports.as_slice()
+        ),
+        (&[8081][..], &[9090][..])
+    );
+    assert!(p.get("shop/shadow-deny-db").expect("dry run").dry_run);
+    assert!(p.get("istio-system/mesh-wide").is_some());
+}

@@ -128,7 +128,7 @@ async fn run(args: Args) -> Result<()> {
         local_workloads = proxy.state().workloads_on(&args.node).count(),
         bound = ?proxy.bound(),
         xds = ?env.xds.as_ref().map(|x| x.address.to_string()),
-        "ambit-ztunnel started"
+        "ambit-ztunnel ready"
     );
     match env.xds.clone() {
         Some(control) => {

@@ -426,3 +426,135 @@ spec:
         "{metrics}"
     );
 }
+
+/// ztunnel's own example local config, in its shape (written from the format: two workloads on
+/// node `local`, one HBONE and one TCP, backing two canonical services, one on another network;
+/// an Allow policy with `notDestinationPorts`): `ambit-ztunnel` loads it unchanged and carries
+/// traffic as ztunnel would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ztunnels_example_local_config_carries_traffic_as_ztunnel_would() {
+    let net = 23;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
+        .args(["ca", "init", "--dir"])
+        .arg(dir.join("ca"))
+        .output()
+        .await
+        .expect("ambitctl");
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    let config = format!(
+        r#"# The shape of ztunnel's examples/localhost.yaml.
+workloads:
+- uid: cluster1//v1/Pod/default/local
+  name: local
+  namespace: default
+  serviceAccount: default
+  workloadIps: ["127.{net}.1.1"]
+  protocol: HBONE
+  node: local
+  network: ""
+  services:
+    "default/svc-a.example":
+      80: 8080
+    "default/svc-b.example":
+      80: 8080
+- uid: cluster1//v1/Pod/default/local-tcp
+  name: local-tcp
+  namespace: default
+  serviceAccount: default
+  workloadIps: ["127.{net}.1.2"]
+  protocol: TCP
+  node: local
+  network: ""
+  services:
+    "default/svc-a.example":
+      80: 8080
+    "default/svc-b.example":
+      80: 8080
+policies:
+  - action: Allow
+    rules:
+    - - - notDestinationPorts:
+          - 9999
+    name: deny-9999
+    namespace: default
+    scope: Namespace
+    dryRun: false
+services:
+- name: local
+  namespace: default
+  hostname: svc-a.example
+  vips:
+    - /127.{net}.10.1
+  ports:
+    80: 8080
+  subjectAltNames:
+   - spiffe://cluster.local/ns/default/sa/local
+  canonical: true
+- name: remote
+  namespace: default
+  hostname: svc-b.example
+  vips:
+    - remote/127.{net}.10.2
+  ports:
+    80: 8080
+  canonical: true
+"#
+    );
+    std::fs::write(dir.join("local.yaml"), config).expect("write config");
+    // Each workload answers with its name on 8080 and 9999.
+    for (host, name) in [(1u8, "local"), (2, "local-tcp")] {
+        for port in [8080u16, 9999] {
+            let app = TcpListener::bind(format!("127.{net}.1.{host}:{port}"))
+                .await
+                .expect("bind app");
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = app.accept().await {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf).await;
+                        let body = format!("{name}:{port}\n");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = s.write_all(resp.as_bytes()).await;
+                    });
+                }
+            });
+        }
+    }
+    let _node = Daemon::start(dir, "local", 1, net).await;
+    let socks = format!("127.{net}.0.1:15080");
+    let (hbone, tcp) = (format!("127.{net}.1.1"), format!("127.{net}.1.2"));
+
+    // The service VIP reaches both endpoints (HBONE to the first, plain TCP to the second).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..24 {
+        let (ok, text) = curl(&socks, &tcp, &format!("http://127.{net}.10.1/")).await;
+        assert!(ok, "VIP request failed: {text}");
+        seen.insert(text);
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["local-tcp:8080\n", "local:8080\n"],
+        "both endpoints serve the VIP"
+    );
+    // The Allow policy admits every port but 9999 on the HBONE workload.
+    let (ok, text) = curl(&socks, &tcp, &format!("http://{hbone}:8080/")).await;
+    assert!(ok && text == "local:8080\n", "{text}");
+    let (ok, text) = curl(&socks, &tcp, &format!("http://{hbone}:9999/")).await;
+    assert!(!ok, "port 9999 is outside the Allow rule: {text}");
+    // A TCP workload has no inbound proxy: nothing to enforce there.
+    let (ok, text) = curl(&socks, &hbone, &format!("http://{tcp}:9999/")).await;
+    assert!(ok && text == "local-tcp:9999\n", "{text}");
+    // The other network's VIP is not this network's service: it is sent on as addressed, and
+    // nothing listens there.
+    let (ok, _) = curl(&socks, &hbone, &format!("http://127.{net}.10.2/")).await;
+    assert!(!ok, "a VIP of another network is not a local service");
+}
