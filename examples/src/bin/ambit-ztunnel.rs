@@ -89,7 +89,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let env = ZtunnelEnv::from_process(args.config.as_deref())?;
+    let mut env = ZtunnelEnv::from_process(args.config.as_deref())?;
+    // --node and NODE_NAME are one setting (clap reads the variable into the flag).
+    env.node_name = Some(args.node.clone());
     let td = ambit_identity::TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
     if args.config.is_none() && !args.policies.is_empty() {
         anyhow::bail!("--policies needs --config (a local config to add them to)");
