@@ -251,7 +251,7 @@ fn state(net: u8) -> Result<State> {
         for svc in ["reviews", name] {
             w.services.insert(
                 format!("demo/{svc}.demo.svc.cluster.local"),
-                [(80, 8080)].into(),
+                [(80, 8080)].into_iter().collect(),
             );
         }
         s.insert_workload(w).map_err(err)?;

@@ -87,7 +87,7 @@ fn state() -> State {
     let mut web = mk("web", "node-b", [2, 3]);
     web.services.insert(
         "soak/web.soak.svc.cluster.local".into(),
-        BTreeMap::from([(80, 8080)]),
+        [(80, 8080)].into_iter().collect(),
     );
     let _ = s.insert_workload(web);
     let _ = s.insert_workload(mk("waypoint", "none", [3, 2]));

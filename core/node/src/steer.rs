@@ -62,7 +62,7 @@ pub(crate) fn steer(
         Some(svc) => service_waypoint(svc),
         None => state
             .workload_by_addr(network, dst.ip())
-            .and_then(|w| w.waypoint.as_ref()),
+            .and_then(|w| w.waypoint.as_deref()),
     };
     if let Some(g) = gateway
         && !src.is_some_and(|s| is_waypoint(s, g))
@@ -192,9 +192,9 @@ mod tests {
             s.insert_workload(wl(uid, ip)).expect("workload");
         }
         let mut app = wl("app", [10, 0, 2, 1]);
-        app.waypoint = Some(GatewayAddress::ip(IpAddr::from([10, 0, 9, 1])));
+        app.waypoint = Some(Box::new(GatewayAddress::ip(IpAddr::from([10, 0, 9, 1]))));
         app.services
-            .insert("ns/svc.ns".into(), BTreeMap::from([(80, 8080)]));
+            .insert("ns/svc.ns".into(), [(80, 8080)].into_iter().collect());
         s.insert_workload(app).expect("workload");
         let mut svc = Service::new("svc", "ns", "svc.ns");
         svc.vips = vec![(String::new(), IpAddr::from([10, 96, 0, 1]))];
@@ -261,7 +261,7 @@ mod tests {
         }
         let mut lost = state();
         let mut app = (**lost.workload("app").expect("app")).clone();
-        app.waypoint = Some(GatewayAddress::ip(IpAddr::from([10, 0, 9, 99])));
+        app.waypoint = Some(Box::new(GatewayAddress::ip(IpAddr::from([10, 0, 9, 99]))));
         lost.insert_workload(app).expect("workload");
         assert!(matches!(
             steer(&lost, "", client.as_deref(), dst),

@@ -33,11 +33,13 @@
 pub mod local;
 mod state;
 mod types;
+mod vecmap;
 
 pub use local::LoadedConfig;
 pub use state::{State, StateError};
 pub use types::{
     AppTunnelProtocol, ApplicationTunnel, GatewayAddress, GatewayDestination, HealthPolicy,
-    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, TunnelProtocol,
-    Visibility, Workload, WorkloadStatus, WorkloadType,
+    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, ServicePorts,
+    TunnelProtocol, Visibility, Workload, WorkloadStatus, WorkloadType,
 };
+pub use vecmap::VecMap;

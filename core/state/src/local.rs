@@ -380,7 +380,7 @@ pub fn parse(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
                 continue;
             };
             let mut w = (**w).clone();
-            w.services.entry(key.clone()).or_default().extend(ep.port);
+            w.services.get_or_default(key.clone()).extend(ep.port);
             if ep.status.as_deref() == Some("Unhealthy") {
                 w.status = WorkloadStatus::Unhealthy;
             }
@@ -481,18 +481,22 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
     out.canonical_revision = w.canonical_revision;
     out.workload_type = workload_type;
     out.workload_name = w.workload_name;
-    out.services = w.services;
+    out.services = w
+        .services
+        .into_iter()
+        .map(|(k, ports)| (k, ports.into_iter().collect()))
+        .collect();
     out.authorization_policies = w.authorization_policies;
     out.cluster_id = w.cluster_id;
     out.capacity = w.capacity.unwrap_or(1);
     out.labels = w.labels;
     out.waypoint = w
         .waypoint
-        .map(|g| convert_gateway(g, "waypoint"))
+        .map(|g| convert_gateway(g, "waypoint").map(Box::new))
         .transpose()?;
     out.network_gateway = w
         .network_gateway
-        .map(|g| convert_gateway(g, "networkGateway"))
+        .map(|g| convert_gateway(g, "networkGateway").map(Box::new))
         .transpose()?;
     out.hostname = w.hostname;
     out.status = one_of(
@@ -529,14 +533,13 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
             port: t.port.filter(|p| *p != 0),
         }),
     };
-    out.locality = w
-        .locality
-        .map(|l| Locality {
+    out.locality = w.locality.map(|l| {
+        Box::new(Locality {
             region: l.region,
             zone: l.zone,
             subzone: l.subzone,
         })
-        .unwrap_or_default();
+    });
     out.identity().map_err(|e| {
         (
             "serviceAccount".into(),

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ambit_authz::{Applicable, Authorization, PolicySet, PolicyTarget};
-use imbl::{HashMap, OrdSet};
+use imbl::HashMap;
 
 use crate::types::{
     GatewayAddress, GatewayDestination, HealthPolicy, Service, Workload, WorkloadStatus,
@@ -19,10 +19,11 @@ use crate::types::{
 /// the xDS client, shared behind an `Arc` by the proxies.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    workloads: HashMap<String, Arc<Workload>>,
+    /// Workloads by uid. The uid is allocated once and shared by every index (`Arc<str>`).
+    workloads: HashMap<Arc<str>, Arc<Workload>>,
     /// IP → the workloads that hold it, as (network, uid), the newest last: pods recycle
     /// addresses, and a pushed pod may arrive before its predecessor's removal.
-    by_ip: HashMap<IpAddr, Vec<(String, String)>>,
+    by_ip: HashMap<IpAddr, Holders>,
     services: HashMap<String, Arc<Service>>,
     /// VIP → (network, service key), the newest last.
     by_vip: HashMap<IpAddr, Vec<(String, String)>>,
@@ -30,10 +31,83 @@ pub struct State {
     /// namespace → name → service key.
     by_name: HashMap<String, HashMap<String, String>>,
     /// Service key → the uids of the workloads that list it (its endpoints), in uid order.
-    endpoints: HashMap<String, OrdSet<String>>,
+    endpoints: HashMap<String, UidSet>,
     /// Node name → the uids of the workloads on it.
-    by_node: HashMap<String, OrdSet<String>>,
+    by_node: HashMap<String, UidSet>,
     policies: Arc<PolicySet>,
+}
+
+/// The workloads holding one IP, as (network, uid), the newest last. Almost always one, held
+/// without a vector.
+#[derive(Debug, Clone)]
+enum Holders {
+    One((String, Arc<str>)),
+    Many(Vec<(String, Arc<str>)>),
+}
+
+impl Holders {
+    fn push(&mut self, holder: (String, Arc<str>)) {
+        match self {
+            Self::One(first) => {
+                let first = std::mem::replace(first, (String::new(), Arc::from("")));
+                *self = Self::Many(vec![first, holder]);
+            }
+            Self::Many(v) => v.push(holder),
+        }
+    }
+
+    /// Removes `uid`; returns whether none is left.
+    fn remove(&mut self, uid: &str) -> bool {
+        match self {
+            Self::One((_, u)) => &**u == uid,
+            Self::Many(v) => {
+                v.retain(|(_, u)| &**u != uid);
+                match v.len() {
+                    0 => true,
+                    1 => {
+                        let last = v.remove(0);
+                        *self = Self::One(last);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn newest_on(&self, network: &str) -> Option<&Arc<str>> {
+        match self {
+            Self::One((n, uid)) => (n == network).then_some(uid),
+            Self::Many(v) => v.iter().rev().find(|(n, _)| n == network).map(|(_, u)| u),
+        }
+    }
+}
+
+/// A set of workload uids, kept sorted: a service's endpoints or a node's workloads. A plain
+/// vector, because a persistent ordered set spends a kilobyte-sized node on a handful of uids.
+#[derive(Debug, Clone, Default)]
+struct UidSet(Vec<Arc<str>>);
+
+impl UidSet {
+    fn insert(&mut self, uid: Arc<str>) {
+        if let Err(i) = self.0.binary_search(&uid) {
+            self.0.insert(i, uid);
+        }
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Ok(i) = self.0.binary_search_by(|u| (**u).cmp(uid)) {
+            self.0.remove(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter()
+    }
 }
 
 /// Why a change to the state was refused.
@@ -69,11 +143,11 @@ impl State {
     pub fn insert_workload(&mut self, w: Workload) -> Result<(), StateError> {
         for ip in &w.addresses {
             if let Some(other) = self.uid_at(&w.network, *ip)
-                && *other != w.uid
+                && **other != *w.uid
             {
                 return Err(StateError::AddressInUse {
                     ip: *ip,
-                    other: other.clone(),
+                    other: other.to_string(),
                 });
             }
         }
@@ -85,23 +159,27 @@ impl State {
     /// over until this one goes (the newest holder wins lookups).
     pub fn upsert_workload(&mut self, w: Workload) {
         self.remove_workload(&w.uid);
+        let uid: Arc<str> = Arc::from(w.uid.as_str());
         for ip in &w.addresses {
-            self.by_ip
-                .entry(*ip)
-                .or_default()
-                .push((w.network.clone(), w.uid.clone()));
+            let holder = (w.network.clone(), uid.clone());
+            match self.by_ip.get_mut(ip) {
+                Some(h) => h.push(holder),
+                None => {
+                    self.by_ip.insert(*ip, Holders::One(holder));
+                }
+            }
         }
         for key in w.services.keys() {
             self.endpoints
                 .entry(key.clone())
                 .or_default()
-                .insert(w.uid.clone());
+                .insert(uid.clone());
         }
         self.by_node
             .entry(w.node.clone())
             .or_default()
-            .insert(w.uid.clone());
-        self.workloads.insert(w.uid.clone(), Arc::new(w));
+            .insert(uid.clone());
+        self.workloads.insert(uid, Arc::new(w));
     }
 
     /// Removes a workload by uid; returns whether it was there.
@@ -110,11 +188,10 @@ impl State {
             return false;
         };
         for ip in &old.addresses {
-            if let Some(holders) = self.by_ip.get_mut(ip) {
-                holders.retain(|(_, u)| u != uid);
-                if holders.is_empty() {
-                    self.by_ip.remove(ip);
-                }
+            if let Some(holders) = self.by_ip.get_mut(ip)
+                && holders.remove(uid)
+            {
+                self.by_ip.remove(ip);
             }
         }
         for key in old.services.keys() {
@@ -220,20 +297,15 @@ impl State {
         self.workloads.get(uid)
     }
 
-    fn uid_at(&self, network: &str, ip: IpAddr) -> Option<&String> {
-        self.by_ip
-            .get(&ip)?
-            .iter()
-            .rev()
-            .find(|(n, _)| n == network)
-            .map(|(_, uid)| uid)
+    fn uid_at(&self, network: &str, ip: IpAddr) -> Option<&Arc<str>> {
+        self.by_ip.get(&ip)?.newest_on(network)
     }
 
     /// The workload owning `ip` on `network` (the newest, when a pushed pod took over an
     /// address its predecessor has not released yet).
     pub fn workload_by_addr(&self, network: &str, ip: IpAddr) -> Option<&Arc<Workload>> {
         self.uid_at(network, ip)
-            .and_then(|uid| self.workloads.get(uid))
+            .and_then(|uid| self.workloads.get(&**uid))
     }
 
     /// The service with VIP `ip` on `network`.
@@ -317,7 +389,7 @@ impl State {
                     .endpoints
                     .get(&key)?
                     .iter()
-                    .filter_map(|uid| self.workloads.get(uid))
+                    .filter_map(|uid| self.workloads.get(&**uid))
                     .filter(|w| !w.addresses.is_empty())
                     .collect();
                 if ws.is_empty() {
@@ -337,7 +409,7 @@ impl State {
             .get(node)
             .into_iter()
             .flat_map(|uids| uids.iter())
-            .filter_map(|uid| self.workloads.get(uid))
+            .filter_map(|uid| self.workloads.get(&**uid))
     }
 
     /// Number of workloads.

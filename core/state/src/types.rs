@@ -8,6 +8,12 @@ use ambit_identity::{SpiffeId, SpiffeIdError, TrustDomain};
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::vecmap::VecMap;
+
+/// A workload's ports for one service it backs: service port → target port (0 = the
+/// service's own mapping).
+pub type ServicePorts = VecMap<u16, u16>;
+
 /// How a workload receives mesh traffic (`TunnelProtocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub enum TunnelProtocol {
@@ -267,7 +273,7 @@ pub struct Workload {
     /// Workload (e.g. Deployment) name.
     pub workload_name: String,
     /// Services it backs: `namespace/hostname` → service port → target port.
-    pub services: BTreeMap<String, BTreeMap<u16, u16>>,
+    pub services: VecMap<String, ServicePorts>,
     /// Selector-scoped policies (`namespace/name`) that apply to it.
     pub authorization_policies: Vec<String>,
     /// Cluster id.
@@ -276,8 +282,9 @@ pub struct Workload {
     pub capacity: u32,
     /// Labels (ambit extension: lets Istio `selector` policies match local-config workloads).
     pub labels: BTreeMap<String, String>,
-    /// The waypoint that traffic addressed to this workload's IP goes through.
-    pub waypoint: Option<GatewayAddress>,
+    /// The waypoint that traffic addressed to this workload's IP goes through (boxed: most
+    /// workloads have none, and each workload's size is memory per pod at mesh scale).
+    pub waypoint: Option<Box<GatewayAddress>>,
     /// A hostname, for workloads without IPs (a WorkloadEntry for an external name).
     pub hostname: String,
     /// Healthy or not.
@@ -289,9 +296,9 @@ pub struct Workload {
     /// How it wants tunnelled traffic delivered, when it terminates tunnels itself.
     pub application_tunnel: Option<ApplicationTunnel>,
     /// The gateway that reaches it from another network.
-    pub network_gateway: Option<GatewayAddress>,
-    /// Where it runs.
-    pub locality: Locality,
+    pub network_gateway: Option<Box<GatewayAddress>>,
+    /// Where it runs (none when the control plane says nothing).
+    pub locality: Option<Box<Locality>>,
 }
 
 /// A service: a hostname, VIPs and port mappings; endpoints are the workloads that list it.
@@ -346,7 +353,7 @@ impl Workload {
             canonical_revision: String::new(),
             workload_type: WorkloadType::Deployment,
             workload_name: String::new(),
-            services: BTreeMap::new(),
+            services: VecMap::new(),
             authorization_policies: Vec::new(),
             cluster_id: String::new(),
             capacity: 1,
@@ -358,7 +365,7 @@ impl Workload {
             native_tunnel: false,
             application_tunnel: None,
             network_gateway: None,
-            locality: Locality::default(),
+            locality: None,
         }
     }
 

@@ -306,7 +306,10 @@ fn every_field_of_ztunnels_local_config_loads_and_lands() {
         (cart.network.as_str(), cart.node.as_str(), cart.capacity),
         ("east", "worker-1", 4)
     );
-    assert_eq!(cart.locality.zone, "eu-central-1a");
+    assert_eq!(
+        cart.locality.as_ref().map(|l| l.zone.as_str()),
+        Some("eu-central-1a")
+    );
     assert_eq!(cart.authorization_policies, ["shop/cart-ingress"]);
     assert!(cart.network_gateway.is_some() && cart.waypoint.is_some());
     let wp = s

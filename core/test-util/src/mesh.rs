@@ -43,7 +43,7 @@ pub fn service(net: u8, name: &str, ns: &str, vip: [u8; 2], ports: &[(u16, u16)]
 /// Adds `namespace/hostname` of `svc` to the services `w` backs, with `ports`.
 pub fn backs(w: &mut Workload, svc: &Service, ports: &[(u16, u16)]) {
     w.services
-        .insert(svc.key(), ports.iter().copied().collect::<BTreeMap<_, _>>());
+        .insert(svc.key(), ports.iter().copied().collect());
 }
 
 /// Binds `addr` as soon as whatever held it has let go (`Err` after a generous wait): how a

@@ -159,12 +159,8 @@ pub type Publish = Box<dyn Fn(State) + Send + Sync>;
 /// The delta-ADS client. [`AdsClient::run`] runs it until dropped.
 pub struct AdsClient {
     config: XdsConfig,
-    state: State,
+    resources: Resources,
     publish: Publish,
-    /// name → version of what was accepted, per type (`initial_resource_versions`).
-    known: HashMap<&'static str, BTreeMap<String, String>>,
-    /// Address resource name → what it added (a workload uid or a service key).
-    addresses: HashMap<String, AddressKey>,
     status: StatusHandle,
     synced: watch::Sender<bool>,
     pending: Vec<&'static str>,
@@ -209,10 +205,8 @@ impl AdsClient {
         let (synced, _) = watch::channel(false);
         Self {
             config,
-            state: initial,
+            resources: Resources::new(initial),
             publish,
-            known: HashMap::new(),
-            addresses: HashMap::new(),
             status,
             synced,
             pending: TYPES.to_vec(),
@@ -270,11 +264,10 @@ impl AdsClient {
         let (tx, rx) = mpsc::channel(100);
         let node = self.config.node.to_proto();
         for type_url in TYPES {
-            let initial = self.known.get(type_url).cloned().unwrap_or_default();
             let first = DeltaDiscoveryRequest {
                 node: Some(node.clone()),
                 type_url: type_url.to_owned(),
-                initial_resource_versions: initial.into_iter().collect(),
+                initial_resource_versions: self.resources.versions(type_url),
                 ..DeltaDiscoveryRequest::default()
             };
             let _ = tx.try_send(first);
@@ -321,16 +314,12 @@ impl AdsClient {
                 };
             }
         };
-        let mut refusals = Vec::new();
-        let changed = if type_url == ADDRESS_TYPE {
-            self.apply_addresses(&response, &mut refusals)
-        } else {
-            self.apply_authorizations(&response, &mut refusals)
-        };
-        if changed {
-            (self.publish)(self.state.clone());
+        let applied = self.resources.apply(&response);
+        if applied.changed {
+            (self.publish)(self.resources.state().clone());
         }
-        let known = self.known.entry(type_url).or_default().len();
+        let refusals = applied.refusals;
+        let known = self.resources.versions(type_url).len();
         let mut status = self.status.lock();
         let ts = status.types.entry(type_url.to_owned()).or_default();
         ts.resources = known;
@@ -363,6 +352,64 @@ impl AdsClient {
             ..DeltaDiscoveryRequest::default()
         }
     }
+}
+
+/// What a response did: whether the state changed, and the resources refused
+/// (`name: field: reason`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Applied {
+    /// Whether anything was added, replaced or removed.
+    pub changed: bool,
+    /// The refusals, one per resource, for the NACK.
+    pub refusals: Vec<String>,
+}
+
+/// The resources a client holds: the state they make, the versions it will tell the server
+/// after a reconnect, and what each Address resource name added. [`AdsClient`] applies every
+/// response through it; it is public so that its cost can be measured without a network.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    state: State,
+    /// name → version of what was accepted, per type (`initial_resource_versions`).
+    known: HashMap<&'static str, BTreeMap<String, String>>,
+    /// Address resource name → what it added (a workload uid or a service key).
+    addresses: HashMap<String, AddressKey>,
+}
+
+impl Resources {
+    /// Resources on top of `initial` (a local config's state, or empty).
+    pub fn new(initial: State) -> Self {
+        Self {
+            state: initial,
+            ..Self::default()
+        }
+    }
+
+    /// The state now.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The versions held for `type_url`, as `initial_resource_versions` sends them.
+    pub fn versions(&self, type_url: &str) -> HashMap<String, String> {
+        self.known
+            .get(type_url)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Applies one response of a subscribed type: removals first, then each resource on
+    /// its own (a refused one keeps its previous version). Another type changes nothing.
+    pub fn apply(&mut self, response: &DeltaDiscoveryResponse) -> Applied {
+        let mut refusals = Vec::new();
+        let changed = match response.type_url.as_str() {
+            ADDRESS_TYPE => self.apply_addresses(response, &mut refusals),
+            AUTHORIZATION_TYPE => self.apply_authorizations(response, &mut refusals),
+            _ => false,
+        };
+        Applied { changed, refusals }
+    }
 
     fn apply_addresses(
         &mut self,
@@ -391,7 +438,17 @@ impl AdsClient {
                             AddressKey::Service(key)
                         }
                     };
-                    if let Some(old) = self.addresses.insert(r.name.clone(), key.clone())
+                    // Only names that are not the key itself are remembered (istiod names
+                    // workloads by uid and services by namespace/hostname).
+                    let named_as_key = match &key {
+                        AddressKey::Workload(k) | AddressKey::Service(k) => *k == r.name,
+                    };
+                    let old = if named_as_key {
+                        self.addresses.remove(&r.name)
+                    } else {
+                        self.addresses.insert(r.name.clone(), key.clone())
+                    };
+                    if let Some(old) = old
                         && old != key
                     {
                         self.remove_key(&old);

@@ -4,7 +4,6 @@
 //! would widen a policy (an unset string match, address bytes of the wrong length), this
 //! refuses the resource instead, so it is NACKed and the last good version stays in force.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ambit_authz::{
@@ -12,8 +11,8 @@ use ambit_authz::{
 };
 use ambit_state::{
     AppTunnelProtocol, ApplicationTunnel, GatewayAddress, GatewayDestination, HealthPolicy,
-    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, TunnelProtocol,
-    Visibility, Workload, WorkloadStatus, WorkloadType,
+    IpFamilies, LbMode, LbScope, LoadBalancing, Locality, NetworkMode, Service, ServicePorts,
+    TunnelProtocol, VecMap, Visibility, Workload, WorkloadStatus, WorkloadType,
 };
 use ipnet::IpNet;
 
@@ -129,10 +128,13 @@ pub fn workload(w: wl::Workload) -> Result<Workload, ConvertError> {
         .application_tunnel
         .map(|t| application_tunnel(&t))
         .transpose()?;
-    out.waypoint = w.waypoint.map(|g| gateway(g, "waypoint")).transpose()?;
+    out.waypoint = w
+        .waypoint
+        .map(|g| gateway(g, "waypoint").map(Box::new))
+        .transpose()?;
     out.network_gateway = w
         .network_gateway
-        .map(|g| gateway(g, "networkGateway"))
+        .map(|g| gateway(g, "networkGateway").map(Box::new))
         .transpose()?;
     out.services = services_map(w.services)?;
     out.authorization_policies = w.authorization_policies;
@@ -145,14 +147,13 @@ pub fn workload(w: wl::Workload) -> Result<Workload, ConvertError> {
     } else {
         w.cluster_id
     };
-    out.locality = w
-        .locality
-        .map(|l| Locality {
+    out.locality = w.locality.map(|l| {
+        Box::new(Locality {
             region: l.region,
             zone: l.zone,
             subzone: l.subzone,
         })
-        .unwrap_or_default();
+    });
     out.network_mode = match enum_of(w.network_mode, "networkMode", |v| {
         wl::NetworkMode::try_from(v).ok()
     })? {
@@ -179,8 +180,8 @@ fn application_tunnel(t: &wl::ApplicationTunnel) -> Result<ApplicationTunnel, Co
 
 fn services_map(
     m: std::collections::HashMap<String, wl::PortList>,
-) -> Result<BTreeMap<String, BTreeMap<u16, u16>>, ConvertError> {
-    let mut out = BTreeMap::new();
+) -> Result<VecMap<String, ServicePorts>, ConvertError> {
+    let mut out = VecMap::new();
     for (key, list) in m {
         if !key.contains('/') {
             return Err(err(
@@ -188,13 +189,15 @@ fn services_map(
                 format!("failed to parse namespaced hostname: {key}"),
             ));
         }
-        let mut ports = BTreeMap::new();
+        let mut ports = ServicePorts::new();
         for (i, p) in list.ports.iter().enumerate() {
             let at = format!("services[{key:?}].ports[{i}]");
             ports.insert(port(p.service_port, &at)?, port(p.target_port, &at)?);
         }
+        ports.shrink_to_fit();
         out.insert(key, ports);
     }
+    out.shrink_to_fit();
     Ok(out)
 }
 

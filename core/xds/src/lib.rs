@@ -40,7 +40,8 @@ pub mod env;
 pub mod pb;
 
 pub use ads::{
-    ADDRESS_TYPE, AUTHORIZATION_TYPE, AdsClient, NodeInfo, StatusHandle, XdsConfig, XdsStatus,
+    ADDRESS_TYPE, AUTHORIZATION_TYPE, AdsClient, Applied, NodeInfo, Resources, StatusHandle,
+    XdsConfig, XdsStatus,
 };
 pub use ca::{CaClientError, IstioCaClient};
 pub use control::{ControlError, ControlPlane, RootCa, Token};

@@ -2,7 +2,6 @@
 //! waypoint → JWT, L7 policy, HTTPRoute → HBONE (waypoint identity) → node B → HTTP apps.
 //! HTTP is spoken by hyper on the client side and by small hyper apps on the server side.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,12 +43,12 @@ fn state(net: u8) -> State {
         let mut w = workload(net, name, "demo", "reviews", "node-b", host);
         if name == "reviews-v1" {
             // Pod-addressed traffic to v1 goes through the waypoint too.
-            w.waypoint = Some(GatewayAddress::ip(ip(net, [3, 2])));
+            w.waypoint = Some(Box::new(GatewayAddress::ip(ip(net, [3, 2]))));
         }
         for svc in svcs {
             w.services.insert(
                 format!("demo/{svc}.demo.svc.cluster.local"),
-                BTreeMap::from([(80, 8080)]),
+                [(80, 8080)].into_iter().collect(),
             );
         }
         s.insert_workload(w).expect("w");
