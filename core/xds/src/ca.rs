@@ -246,3 +246,119 @@ pub fn checked(
     let svid = Svid::new(chain, key).map_err(|e| bad(e.to_string()))?;
     Ok(Credentials::new(svid, bundle))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use ambit_identity::{CertificateAuthority, SpiffeId, TrustDomain};
+
+    use super::{CaClientError, checked};
+
+    fn issue(ca: &CertificateAuthority, id: &SpiffeId) -> (Vec<String>, ambit_identity::Svid) {
+        let svid = ca.issue(id, Duration::from_secs(3600)).expect("issue");
+        (vec![svid.chain_pem(), ca.bundle().to_pem()], svid)
+    }
+
+    fn problem(r: Result<ambit_identity::Credentials, CaClientError>) -> String {
+        match r {
+            Err(CaClientError::BadResponse { problem, .. }) => problem,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_answer_is_served_only_for_the_identity_asked_under_a_trusted_root() {
+        let td = TrustDomain::new("cluster.local").expect("td");
+        let ca = CertificateAuthority::new(td.clone()).expect("ca");
+        let web = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/web").expect("id");
+        let now = SystemTime::now();
+        let (chain, svid) = issue(&ca, &web);
+        let ok = checked(&web, &chain, svid.key().clone_key(), ca.bundle(), now).expect("good");
+        assert_eq!(ok.svid.id(), &web);
+
+        // Another identity than asked for.
+        let db = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/db").expect("id");
+        let (chain, svid) = issue(&ca, &db);
+        let p = problem(checked(
+            &web,
+            &chain,
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(
+            p.contains("the certificate is for spiffe://cluster.local/ns/shop/sa/db"),
+            "{p}"
+        );
+
+        // A root that is not the configured one (a rogue CA of the same name).
+        let rogue = CertificateAuthority::new(td.clone()).expect("rogue");
+        let (chain, svid) = issue(&rogue, &web);
+        let p = problem(checked(
+            &web,
+            &chain,
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(p.contains("root is not in the trust bundle"), "{p}");
+
+        // The configured root sent, but the leaf signed by another key.
+        let (mut chain, svid) = issue(&rogue, &web);
+        chain[1] = ca.bundle().to_pem();
+        let p = problem(checked(
+            &web,
+            &chain,
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(p.contains("does not verify"), "{p}");
+
+        // No root at all, or nothing.
+        let (chain, svid) = issue(&ca, &web);
+        let p = problem(checked(
+            &web,
+            &chain[..1],
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(p.contains("want the leaf and at least the root"), "{p}");
+        let p = problem(checked(
+            &web,
+            &["junk".into(), "junk".into()],
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(p.contains("no certificate"), "{p}");
+
+        // Another trust domain's identity, even from the trusted root's CA, is not ours.
+        let other_td =
+            CertificateAuthority::new(TrustDomain::new("corp.example").expect("td")).expect("ca");
+        let foreign = SpiffeId::parse("spiffe://corp.example/ns/shop/sa/web").expect("id");
+        let (chain, svid) = issue(&other_td, &foreign);
+        let p = problem(checked(
+            &foreign,
+            &chain,
+            svid.key().clone_key(),
+            ca.bundle(),
+            now,
+        ));
+        assert!(p.contains("root is not in the trust bundle"), "{p}");
+    }
+
+    #[test]
+    fn a_csr_names_the_identity_in_one_uri_san_and_nothing_else() {
+        let id = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/web").expect("id");
+        let (csr, _) = super::csr_for(&id).expect("csr");
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(csr.as_bytes())
+            .map(|d: rustls_pki_types::CertificateSigningRequestDer<'static>| d)
+            .expect("PEM");
+        let text = String::from_utf8_lossy(der.as_ref());
+        assert!(text.contains("spiffe://cluster.local/ns/shop/sa/web"));
+        assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    }
+}

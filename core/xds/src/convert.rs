@@ -399,3 +399,136 @@ fn cidr(a: &sec::Address, at: &str) -> Result<IpNet, ConvertError> {
         u8::try_from(a.length).map_err(|_| err(at, format!("invalid cidr: /{}", a.length)))?;
     IpNet::new(addr, prefix).map_err(|e| err(at, format!("invalid cidr: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of<T: std::fmt::Debug>(r: Result<T, ConvertError>) -> String {
+        r.expect_err("refused").field
+    }
+
+    #[test]
+    fn workloads_refuse_what_cannot_be_represented_naming_the_field() {
+        let base = || wl::Workload {
+            uid: "u".into(),
+            addresses: vec![vec![10, 0, 0, 1]],
+            ..Default::default()
+        };
+        let mut w = base();
+        w.tunnel_protocol = wl::TunnelProtocol::LegacyIstioMtls as i32;
+        assert_eq!(field_of(workload(w)), "tunnelProtocol");
+        let mut w = base();
+        w.tunnel_protocol = 99;
+        assert_eq!(field_of(workload(w)), "tunnelProtocol");
+        let mut w = base();
+        w.waypoint = Some(wl::GatewayAddress::default());
+        assert_eq!(field_of(workload(w)), "waypoint");
+        let mut w = base();
+        w.services
+            .insert("no-slash".into(), wl::PortList::default());
+        assert_eq!(field_of(workload(w)), "services[\"no-slash\"]");
+        let mut w = base();
+        w.services.insert(
+            "shop/web".into(),
+            wl::PortList {
+                ports: vec![wl::Port {
+                    service_port: 70_000,
+                    target_port: 80,
+                    app_protocol: 0,
+                }],
+            },
+        );
+        assert_eq!(field_of(workload(w)), "services[\"shop/web\"].ports[0]");
+        // Defaults as ztunnel reads them.
+        let w = workload(base()).expect("minimal workload");
+        assert_eq!((w.capacity, w.cluster_id.as_str()), (1, "Kubernetes"));
+        assert_eq!(w.protocol, TunnelProtocol::None);
+        assert!(w.locality.is_none());
+        let mut zero = base();
+        zero.capacity = Some(0);
+        assert_eq!(workload(zero).expect("capacity 0").capacity, 0);
+    }
+
+    #[test]
+    fn services_split_vips_from_cidrs() {
+        let s = wl::Service {
+            name: "web".into(),
+            namespace: "shop".into(),
+            hostname: "web.shop.svc.cluster.local".into(),
+            addresses: vec![
+                wl::NetworkAddress {
+                    network: "".into(),
+                    address: vec![10, 96, 0, 1],
+                    length: None,
+                },
+                wl::NetworkAddress {
+                    network: "".into(),
+                    address: vec![10, 96, 0, 2],
+                    length: Some(32),
+                },
+                wl::NetworkAddress {
+                    network: "east".into(),
+                    address: vec![10, 97, 0, 0],
+                    length: Some(24),
+                },
+            ],
+            ..Default::default()
+        };
+        let s = service(s).expect("service");
+        assert_eq!(s.vips.len(), 2);
+        assert_eq!(s.cidr_vips[0].0, "east");
+        assert_eq!(s.cidr_vips[0].1.to_string(), "10.97.0.0/24");
+        let bad = wl::Service {
+            addresses: vec![wl::NetworkAddress {
+                network: "".into(),
+                address: vec![10, 0, 0, 1],
+                length: Some(40),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(field_of(service(bad)), "addresses[0]");
+    }
+
+    #[test]
+    fn policies_never_widen_on_bad_values() {
+        let with = |m: sec::Match| sec::Authorization {
+            name: "p".into(),
+            namespace: "shop".into(),
+            rules: vec![sec::Rule {
+                clauses: vec![sec::Clause { matches: vec![m] }],
+            }],
+            ..Default::default()
+        };
+        // An unset string match (ztunnel drops it, leaving "any principal").
+        let m = sec::Match {
+            principals: vec![sec::StringMatch { match_type: None }],
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(authorization(with(m))),
+            "rules[0].clauses[0].matches[0].principals[0]"
+        );
+        // Address bytes of the wrong length (ztunnel drops them).
+        let m = sec::Match {
+            source_ips: vec![sec::Address {
+                address: vec![1, 2, 3],
+                length: 8,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(authorization(with(m))),
+            "rules[0].clauses[0].matches[0].sourceIps[0]"
+        );
+        let mut p = with(sec::Match::default());
+        p.action = 7;
+        assert_eq!(field_of(authorization(p)), "action");
+        let ok = authorization(with(sec::Match {
+            destination_ports: vec![8080],
+            ..Default::default()
+        }))
+        .expect("policy");
+        assert_eq!(ok.key(), "shop/p");
+    }
+}
