@@ -225,3 +225,83 @@ def test_a_replaced_token_file_is_used_by_the_next_stream(mesh):
     assert a.proc.poll() is None and b.proc.poll() is None
     with mesh.connect(mesh.ip(2, 2)) as s:
         assert echo(s, "token") == "server-1: token"
+
+
+def test_a_waypoint_takes_its_mesh_from_xds_and_enforces_l7_policy(mesh, tmp_path):
+    import http.server
+    import os
+    import subprocess
+    import threading
+
+    from conftest import REPO, http_get, wait_until as until
+
+    vip, wp_ip = mesh.ip(100, 1), mesh.ip(3, 2)
+    svc = f"{NS}/web.{NS}.svc.cluster.local"
+    with mesh.fake.batch():
+        mesh.fake.put_workload(mesh.workload("client", mesh.ip(1, 2), "node-a"))
+        mesh.fake.put_service({"name": "web", "namespace": NS, "hostname": f"web.{NS}.svc.cluster.local",
+                               "addresses": [f"/{vip}"], "ports": [{"service_port": 80, "target_port": 8080}],
+                               "waypoint": f"/{wp_ip}"})
+        mesh.fake.put_workload(mesh.workload("server-1", mesh.ip(2, 2), "node-b", service_account="server",
+                                             services={svc: {80: 8080}}))
+        mesh.fake.put_workload(mesh.workload("waypoint", wp_ip, "waypoint-node"))
+    # server-1 speaks HTTP here (the waypoint parses requests).
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello from server-1: {self.path}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer((mesh.ip(2, 2), 8080), Hello)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    l7 = tmp_path / "l7.yaml"
+    l7.write_text(f"""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-admin, namespace: {NS}}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: web}}]
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: ["/admin"]}}}}]}}]
+""")
+    a, b = mesh.start_nodes()
+    binary = os.environ.get("AMBIT_WAYPOINT") or str(REPO / "target" / "debug" / "ambit-waypoint")
+    env = {**os.environ, **mesh.env("waypoint", 3), "RUST_LOG": "info", "NO_COLOR": "1"}
+    wp = subprocess.Popen([binary, "--name", "waypoint", "--namespace", NS, "--l7", str(l7),
+                           "--hbone", f"{wp_ip}:15008", "--metrics", f"{wp_ip}:15020",
+                           "--readiness", f"{wp_ip}:15021"],
+                          env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: http_get(f"{wp_ip}:15021", "/healthz/ready")[0] == 200, 30, "waypoint ready")
+        a.wait_ready()
+        b.wait_ready()
+        # The waypoint's own certificate came from the fake CA, without impersonation.
+        wp_csr = [r for r in mesh.fake.csr_requests if r.issued_san == "spiffe://cluster.local/ns/shop/sa/waypoint"]
+        assert wp_csr and wp_csr[0].impersonated_identity is None
+
+        def get(path: str) -> str:
+            with mesh.connect(vip, 80) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: web.{NS}.svc.cluster.local\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            return data.decode(errors="replace")
+
+        ok = get("/hello")
+        assert ok.startswith("HTTP/1.1 200") and "hello from server-1: /hello" in ok, ok
+        denied = get("/admin")
+        assert denied.startswith("HTTP/1.1 403") and "RBAC: access denied" in denied, denied
+        metrics = http_get(f"{wp_ip}:15020", "/metrics")[1]
+        assert 'reporter="waypoint"' in metrics and 'response_code="403"' in metrics
+    finally:
+        wp.terminate()
+        try:
+            wp.wait(10)
+        except subprocess.TimeoutExpired:
+            wp.kill()
+        httpd.shutdown()

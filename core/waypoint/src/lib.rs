@@ -226,6 +226,24 @@ fn warn_unused(objects: &[ambit_config::Object], report: &mut Report) {
     }
 }
 
+/// Replaces a waypoint's workload/service state from elsewhere (see
+/// [`Waypoint::state_updater`]).
+#[derive(Clone)]
+pub struct StateUpdater(Arc<Inner>);
+
+impl std::fmt::Debug for StateUpdater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateUpdater").finish_non_exhaustive()
+    }
+}
+
+impl StateUpdater {
+    /// As [`Waypoint::update_state`]: new requests see `state` at once.
+    pub fn update(&self, state: State) {
+        self.0.state.store(Arc::new(state));
+    }
+}
+
 /// The addresses a running waypoint bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -345,6 +363,12 @@ impl Waypoint {
     /// own: it starts with its certificate; a daemon may add the first control-plane sync).
     pub fn readiness(&self) -> &Arc<Readiness> {
         &self.inner.readiness
+    }
+
+    /// A handle that replaces the workload/service state, for a control-plane client to hold
+    /// while the waypoint is owned elsewhere.
+    pub fn state_updater(&self) -> StateUpdater {
+        StateUpdater(self.inner.clone())
     }
 
     /// Replaces the workload/service state (new requests see it at once).

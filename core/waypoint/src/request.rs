@@ -98,8 +98,12 @@ pub(crate) async fn handle(
         l7: &l7,
         conn: &conn,
     };
+    let version = parts.version;
     let handled = run(&cx, parts, incoming, req_bytes.clone()).await;
-    record(&cx, handled, log, grpc, start, req_bytes)
+    let mut reply = record(&cx, handled, log, grpc, start, req_bytes);
+    // The waypoint answers in the client's HTTP version, whatever the upstream spoke.
+    *reply.version_mut() = version;
+    reply
 }
 
 /// The steps, in order. The first refusal ends the request; everything learnt up to there is

@@ -1,16 +1,19 @@
-//! `ambit-waypoint`: an Istio ambient waypoint (L7 proxy). Mesh state comes from ztunnel's local
-//! YAML config (which services and workloads use this waypoint, and their endpoints); routes and
-//! policies from Gateway API `HTTPRoute`, Istio `AuthorizationPolicy` and
-//! `RequestAuthentication` YAML. Every file is reloaded when it changes; a broken file keeps the
-//! last good config in force.
+//! `ambit-waypoint`: an Istio ambient waypoint (L7 proxy). Mesh state (which services and
+//! workloads use this waypoint, and their endpoints) comes from istiod's workload API over
+//! delta xDS when `XDS_ADDRESS` is set (ztunnel's environment contract, certificates from the
+//! Istio CA), or from ztunnel's local YAML config; routes and policies from Gateway API
+//! `HTTPRoute`, Istio `AuthorizationPolicy` and `RequestAuthentication` YAML. Every file is
+//! reloaded when it changes; a broken file keeps the last good config in force.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_examples::{CredentialFlags, FileWatch, listen_addr};
-use ambit_identity::TrustDomain;
+use ambit_identity::{CredentialSource, TrustDomain};
 use ambit_tls::{Provider, TlsContext};
 use ambit_waypoint::{L7Config, Waypoint, WaypointConfig};
+use ambit_xds::{AdsClient, IstioCaClient, XdsConfig, ZtunnelEnv};
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -25,7 +28,7 @@ struct Args {
     /// Local config in ztunnel's LOCAL_XDS_PATH shape (workloads, services; services and
     /// workloads name their waypoint with `waypoint: {destination: ...}`).
     #[arg(long, env = "LOCAL_XDS_PATH")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// HTTPRoute / AuthorizationPolicy / RequestAuthentication YAML files (multi-document).
     #[arg(long = "l7")]
     l7: Vec<PathBuf>,
@@ -83,21 +86,34 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let env = ZtunnelEnv::from_process(args.config.as_deref())?;
     let td = TrustDomain::new(&args.trust_domain).context("--trust-domain")?;
     let sa = args.service_account.clone().unwrap_or(args.name.clone());
     let identity = td
         .workload_id(&args.namespace, &sa)
         .context("--namespace/--service-account do not form a SPIFFE id")?;
-    let credentials = ambit_examples::credentials(
-        td,
-        &CredentialFlags {
-            ca_dir: args.ca_dir.clone(),
-            cert_chain: args.cert_chain.clone(),
-            key: args.key.clone(),
-            root_cert: args.root_cert.clone(),
-        },
-    )?;
-    let state = ambit_state::local::load_file(&args.config)?.state;
+    let flags = CredentialFlags {
+        ca_dir: args.ca_dir.clone(),
+        cert_chain: args.cert_chain.clone(),
+        key: args.key.clone(),
+        root_cert: args.root_cert.clone(),
+    };
+    let credentials: Arc<dyn CredentialSource> = match &env.ca {
+        Some(ca) if flags.ca_dir.is_none() && flags.cert_chain.is_none() => {
+            // The waypoint's own identity, asked for with its own token: no impersonation.
+            Arc::new(IstioCaClient::new(
+                ca.clone(),
+                td.clone(),
+                env.secret_ttl,
+                false,
+            ))
+        }
+        _ => ambit_examples::credentials(td, &flags)?,
+    };
+    let state = match &args.config {
+        Some(c) => ambit_state::local::load_file(c)?.state,
+        None => ambit_state::State::new(),
+    };
     let l7 = load_l7(&args.l7, &args.root_namespace)?;
     let mut config = WaypointConfig::new(&args.name, &args.namespace, identity.clone());
     config.hbone = listen_addr("hbone", &args.hbone)?.context("--hbone cannot be off")?;
@@ -111,22 +127,36 @@ async fn run(args: Args) -> Result<()> {
     }
     let waypoint = Waypoint::start(
         config,
-        state,
+        state.clone(),
         l7,
         credentials,
         TlsContext::new(Provider::default()),
     )
     .await
     .context("starting the waypoint")?;
-    info!(%identity, bound = ?waypoint.bound(), "ambit-waypoint ready");
+    if let Some(control) = env.xds.clone() {
+        follow_xds(
+            &waypoint,
+            XdsConfig {
+                control,
+                node: env.node(),
+            },
+            state,
+        );
+    }
+    info!(%identity, bound = ?waypoint.bound(), xds = env.xds.is_some(), "ambit-waypoint ready");
 
     let mut files = args.l7.clone();
-    files.push(args.config.clone());
+    // With xDS the local config is read once, as ztunnel does; without, it is followed.
+    let local = args.config.clone().filter(|_| env.xds.is_none());
+    files.extend(local.clone());
     let mut watch = FileWatch::new(files, Duration::from_secs(args.reload_secs));
     while ambit_examples::changed_or_interrupted(&mut watch).await {
-        match ambit_state::local::load_file(&args.config) {
-            Ok(cfg) => waypoint.update_state(cfg.state),
-            Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),
+        if let Some(c) = &local {
+            match ambit_state::local::load_file(c) {
+                Ok(cfg) => waypoint.update_state(cfg.state),
+                Err(e) => error!("mesh state not reloaded, keeping the last good one: {e}"),
+            }
         }
         match load_l7(&args.l7, &args.root_namespace) {
             Ok(l7) => {
@@ -139,6 +169,25 @@ async fn run(args: Args) -> Result<()> {
     info!("shutting down: draining for up to 5 s");
     waypoint.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// Runs the xDS client into the waypoint's mesh state; readiness holds `xds` until the first
+/// sync is applied.
+fn follow_xds(waypoint: &Waypoint, config: XdsConfig, initial: ambit_state::State) {
+    let address = config.control.address.to_string();
+    waypoint
+        .readiness()
+        .block("xds", format!("waiting for the first sync from {address}"));
+    let updater = waypoint.state_updater();
+    let client = AdsClient::new(config, initial, Box::new(move |s| updater.update(s)));
+    let mut synced = client.synced();
+    let readiness = waypoint.readiness().clone();
+    tokio::spawn(async move {
+        if synced.wait_for(|s| *s).await.is_ok() {
+            readiness.unblock("xds");
+        }
+    });
+    tokio::spawn(client.run());
 }
 
 /// All L7 files as one config (warnings logged); an error names the file it is in.
