@@ -2,7 +2,11 @@
 //! prost's cross-package paths expect). Field numbers and names are Istio's and Envoy's public
 //! wire contract; the `.proto` files are the project's own (`proto/README.md`).
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
-#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 
 /// Istio's APIs.
 pub mod istio {
