@@ -66,13 +66,32 @@ pub fn listen_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
         .with_context(|| format!("--{flag} {v:?}: expected ip:port or \"off\""))
 }
 
-/// Waits until a watched file's content changes (`true`) or Ctrl-C arrives (`false`): the
-/// loop condition of every daemon's reload loop.
+/// Waits until a watched file's content changes (`true`) or a shutdown signal arrives
+/// (`false`): the loop condition of every daemon's reload loop.
 pub async fn changed_or_interrupted(watch: &mut FileWatch) -> bool {
     tokio::select! {
         () = watch.changed() => true,
-        _ = tokio::signal::ctrl_c() => false,
+        () = shutdown_signal() => false,
     }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (the kubelet's stop): when a daemon starts draining.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch for SIGTERM; only Ctrl-C stops"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs a daemon's async main on a multi-threaded runtime; errors print as `name: error`

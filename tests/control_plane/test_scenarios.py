@@ -223,6 +223,9 @@ def test_a_replaced_token_file_is_used_by_the_next_stream(mesh):
     mesh.fake.wait_synced(stream)
     # Calls with the old token were refused meanwhile, not crashed on.
     assert a.proc.poll() is None and b.proc.poll() is None
+    # Node B may have asked for its certificate with the old token (only A was waited for
+    # above): it tries again with the new one, and serves once it has it.
+    b.wait_ready(timeout=60)
     with mesh.connect(mesh.ip(2, 2)) as s:
         assert echo(s, "token") == "server-1: token"
 

@@ -44,6 +44,23 @@ pub struct Dial {
     /// Local address to connect from (the source workload's IP, so the peer sees it); falls
     /// back to the system's choice when it cannot be bound.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Where the TCP socket comes from: another network namespace (a pod's, in-pod mode), with
+    /// marks set. `None`: the process's own namespace.
+    pub sockets: Option<Arc<dyn SocketFactory>>,
+}
+
+/// Makes the TCP sockets tunnels are dialled from, for a client that must connect from
+/// elsewhere than its own network namespace. Connections from different factories are never
+/// pooled together.
+pub trait SocketFactory: Send + Sync + fmt::Debug {
+    /// A new, unconnected TCP socket of the family of `peer`.
+    fn tcp_socket(
+        &self,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<tokio::net::TcpSocket>> + Send + '_>>;
+
+    /// Tells this factory's connections from another's in the pool (a pod's uid, say).
+    fn pool_key(&self) -> &str;
 }
 
 /// An HBONE client with a connection pool. Cheap to clone; clones share the pool.
@@ -80,6 +97,7 @@ struct PoolKey {
     expected: Vec<SpiffeId>,
     peer: SocketAddr,
     source_ip: Option<std::net::IpAddr>,
+    sockets: Option<String>,
 }
 
 struct KeyPool {
@@ -121,6 +139,7 @@ impl Dial {
             traceparent: None,
             headers: HeaderMap::new(),
             source_ip: None,
+            sockets: None,
         }
     }
 
@@ -185,6 +204,7 @@ impl Client {
             expected,
             peer: dial.peer,
             source_ip: dial.source_ip,
+            sockets: dial.sockets.as_ref().map(|f| f.pool_key().to_owned()),
         };
         let pool = self.inner.pool(&key);
         // One retry covers a pooled connection that died (GOAWAY, reset) since it was last
@@ -269,7 +289,7 @@ impl Client {
             return Ok(slot);
         }
         let config = pool.config(&self.inner.tls, dial)?;
-        let conn = self.dial(config, dial.peer, dial.source_ip).await?;
+        let conn = self.dial(config, dial).await?;
         self.inner
             .connections_opened
             .fetch_add(1, Ordering::Relaxed);
@@ -281,15 +301,20 @@ impl Client {
     async fn dial(
         &self,
         config: Arc<rustls::ClientConfig>,
-        peer: SocketAddr,
-        source_ip: Option<std::net::IpAddr>,
+        dial: &Dial,
     ) -> Result<Arc<Conn>, HboneError> {
         let s = &self.inner.settings;
         let timeout = s.connect_timeout;
+        let peer = dial.peer;
         let connect = async {
-            let tcp = connect_from(source_ip, peer)
-                .await
-                .map_err(|source| HboneError::Connect { addr: peer, source })?;
+            let tcp = match &dial.sockets {
+                Some(f) => match f.tcp_socket(peer).await {
+                    Ok(socket) => socket.connect(peer).await,
+                    Err(e) => Err(e),
+                },
+                None => connect_from(dial.source_ip, peer).await,
+            }
+            .map_err(|source| HboneError::Connect { addr: peer, source })?;
             let _ = tcp.set_nodelay(true);
             let local = tcp
                 .local_addr()

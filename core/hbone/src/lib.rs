@@ -60,7 +60,7 @@ mod tunnel;
 use std::time::Duration;
 
 pub use authority::{Authority, AuthorityError};
-pub use client::{Client, ClientStats, Dial, connect_from};
+pub use client::{Client, ClientStats, Dial, SocketFactory, connect_from};
 #[cfg(unix)]
 pub use copy::bridge_to_socketpair;
 pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel};
@@ -68,7 +68,9 @@ pub use error::HboneError;
 pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
 #[cfg(unix)]
 pub use queue::{QueueHandler, QueuedTunnel, TunnelQueue};
-pub use server::{ConfigSelector, ConnectRequest, Handler, Responder, Server, ServerStats};
+pub use server::{
+    ConfigSelector, ConnectRequest, Handler, Responder, Server, ServerStats, canonical,
+};
 pub use settings::{
     CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, MAX_STREAMS_PER_CONNECTION,
     SERVER_MAX_CONCURRENT_STREAMS, STREAM_WINDOW, ServerSettings,

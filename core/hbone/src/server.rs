@@ -235,7 +235,15 @@ impl<H> fmt::Debug for Server<H> {
     }
 }
 
+/// `addr` with an IPv4-mapped IPv6 address written as the IPv4 address it is.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, peer: SocketAddr) {
+    // A dual-stack listener (`[::]`) reports IPv4 peers as `::ffff:a.b.c.d`: always the plain
+    // IPv4 form here, as addresses are looked up and compared as the mesh knows them.
+    let peer = canonical(peer);
     let fail = |why: &dyn fmt::Display| {
         shared
             .stats
@@ -245,7 +253,7 @@ async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, pe
     };
     let _ = tcp.set_nodelay(true);
     let local = match tcp.local_addr() {
-        Ok(a) => a,
+        Ok(a) => canonical(a),
         Err(e) => return fail(&e),
     };
     let Some(config) = shared.tls.server_config(local) else {

@@ -88,6 +88,20 @@ impl Connections {
         closed
     }
 
+    /// Closes every open connection to workload `uid` (its pod was removed); returns how many.
+    pub(crate) fn close_workload(&self, uid: &str, why: &str) -> usize {
+        let mut closed = 0;
+        for open in self.lock().values_mut() {
+            if open.workload_uid == uid
+                && let Some(tx) = open.close.take()
+            {
+                let _ = tx.send(format!("closed: pod {why}"));
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// How many connections are open.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

@@ -97,6 +97,10 @@ pub(crate) async fn reconcile(
         }
         keep
     });
+    if node.config.inpod {
+        // Pods' HBONE listeners are bound inside their namespaces (crate::inpod).
+        return missing.len();
+    }
     for ip in wanted {
         if listeners.tasks.contains_key(&ip) {
             continue;
@@ -236,8 +240,8 @@ impl Inbound {
                 start,
             );
         }
-        // From the client's address when this host owns it, so the application sees it.
-        let connecting = ambit_hbone::connect_from(Some(req.peer_addr.ip()), target);
+        // From the client's address where possible, so the application sees it.
+        let connecting = node.connect_local(req.peer_addr.ip(), target, true);
         let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

@@ -37,13 +37,14 @@
 
 mod conns;
 mod inbound;
+pub mod inpod;
 mod outbound;
 mod plaintext;
 mod socket;
 mod steer;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +92,10 @@ pub struct NodeConfig {
     pub connect_timeout: Duration,
     /// Access logs as JSON lines instead of text.
     pub json_access_log: bool,
+    /// In-pod mode: pods are served inside their own network namespaces, as the node agent
+    /// hands them over ([`NodeProxy::serve_zds`]); no HBONE listener is bound on workload
+    /// addresses in the proxy's own namespace.
+    pub inpod: bool,
 }
 
 impl NodeConfig {
@@ -110,6 +115,7 @@ impl NodeConfig {
             admin: local(15000),
             connect_timeout: Duration::from_secs(10),
             json_access_log: false,
+            inpod: false,
         }
     }
 }
@@ -140,8 +146,11 @@ pub struct NodeProxy {
     node: Arc<Node>,
     bound: Bound,
     tasks: Tasks,
+    /// Metrics, readiness and admin: kept serving while the proxy drains.
+    endpoints: Tasks,
     server: ambit_hbone::Server<inbound::Inbound>,
     listeners: Arc<Mutex<inbound::Listeners>>,
+    inpod: Option<Arc<inpod::InPod>>,
 }
 
 #[derive(Debug)]
@@ -156,6 +165,10 @@ pub(crate) struct Node {
     changed: Notify,
     readiness: Arc<Readiness>,
     dump_extra: DumpSections,
+    /// Bumped on every state update, for whoever waits for the state to change.
+    generation: tokio::sync::watch::Sender<u64>,
+    /// The sockets of each in-pod pod, by pod address.
+    pod_sockets: std::sync::Mutex<HashMap<IpAddr, Arc<inpod::netns::PodSockets>>>,
 }
 
 /// The daemon's `/config_dump` sections.
@@ -187,6 +200,7 @@ impl Updater {
         let state = Arc::new(state);
         self.0.state.store(state.clone());
         self.0.changed.notify_one();
+        self.0.generation.send_modify(|g| *g += 1);
         self.0.connections.recheck(&state)
     }
 }
@@ -217,6 +231,8 @@ impl NodeProxy {
             changed: Notify::new(),
             readiness: Arc::new(Readiness::default()),
             dump_extra: DumpSections::default(),
+            generation: tokio::sync::watch::channel(0).0,
+            pod_sockets: std::sync::Mutex::default(),
         });
         let server = ambit_hbone::Server::new(
             selector,
@@ -228,7 +244,8 @@ impl NodeProxy {
 
         // Until the proxy is built, a failed bind must not leave what is already bound running.
         let mut tasks = Tasks::default();
-        let started = Self::bind_all(&node, &mut tasks).await;
+        let mut endpoints = Tasks::default();
+        let started = Self::bind_all(&node, &mut tasks, &mut endpoints).await;
         let bound = match started {
             Ok(b) => b,
             Err(e) => {
@@ -264,13 +281,42 @@ impl NodeProxy {
             node,
             bound,
             tasks,
+            endpoints,
             server,
             listeners,
+            inpod: None,
         })
     }
 
+    /// Serves pods in-pod as the node agent (istio-cni) at `path` hands them over by ZDS,
+    /// reconnecting whenever it goes away. Readiness holds `inpod` until the agent's snapshot is
+    /// in and every pod in it is served. Needs `NodeConfig::inpod`, and root (or
+    /// CAP_SYS_ADMIN + CAP_NET_ADMIN) to enter pods' namespaces and mark sockets.
+    pub fn serve_zds(&mut self, path: std::path::PathBuf) -> Result<(), ProxyError> {
+        if !self.node.config.inpod {
+            return Err(ProxyError::Config(
+                "serving pods from ZDS needs the node proxy in in-pod mode (NodeConfig::inpod)"
+                    .into(),
+            ));
+        }
+        let inpod = inpod::InPod::new(self.node.clone(), self.server.clone());
+        // Weak: the node holds its dump sections, and the pods hold the node.
+        let dump = Arc::downgrade(&inpod);
+        self.add_dump_section(
+            "workloadState",
+            Arc::new(move || dump.upgrade().map(|i| i.dump()).unwrap_or_default()),
+        );
+        self.tasks.push(tokio::spawn(inpod.clone().run(path)));
+        self.inpod = Some(inpod);
+        Ok(())
+    }
+
     /// Binds and serves the outbound, metrics, readiness and admin listeners the config asks for.
-    async fn bind_all(node: &Arc<Node>, tasks: &mut Tasks) -> Result<Bound, ProxyError> {
+    async fn bind_all(
+        node: &Arc<Node>,
+        tasks: &mut Tasks,
+        endpoints: &mut Tasks,
+    ) -> Result<Bound, ProxyError> {
         let mut bound = Bound::default();
         let c = node.config.clone();
         if let Some(a) = c.socks5 {
@@ -286,23 +332,40 @@ impl NodeProxy {
         if let Some(a) = c.outbound_capture {
             let l = admin::bind("outbound capture", a).await?;
             bound.outbound_capture = l.local_addr().ok();
-            tasks.push(tokio::spawn(outbound::serve_transparent(node.clone(), l)));
+            tasks.push(tokio::spawn(outbound::serve_transparent(
+                node.clone(),
+                l,
+                socket::Scope::default(),
+            )));
         }
         if let Some(a) = c.inbound_plaintext {
             let l = admin::bind("inbound plaintext", a).await?;
             bound.inbound_plaintext = l.local_addr().ok();
-            tasks.push(tokio::spawn(plaintext::serve(node.clone(), l)));
+            tasks.push(tokio::spawn(plaintext::serve(
+                node.clone(),
+                l,
+                socket::Scope::default(),
+            )));
         }
         if let Some(a) = c.metrics {
             let n = node.clone();
-            let (addr, task) = admin::spawn_metrics(a, move || n.metrics.render()).await?;
+            let (addr, task) =
+                admin::spawn_metrics(a, ambit_proxy::accept_errors(&node.metrics), move || {
+                    n.metrics.render()
+                })
+                .await?;
             bound.metrics = addr;
-            tasks.push(task);
+            endpoints.push(task);
         }
         if let Some(a) = c.readiness {
-            let (addr, task) = admin::spawn_readiness(a, node.readiness.clone()).await?;
+            let (addr, task) = admin::spawn_readiness(
+                a,
+                ambit_proxy::accept_errors(&node.metrics),
+                node.readiness.clone(),
+            )
+            .await?;
             bound.readiness = addr;
-            tasks.push(task);
+            endpoints.push(task);
         }
         if let Some(a) = c.admin {
             let l = admin::bind("admin", a).await?;
@@ -317,7 +380,8 @@ impl NodeProxy {
                     }
                 }
             });
-            tasks.push(tokio::spawn(admin::serve(l, route)));
+            let errors = ambit_proxy::accept_errors(&node.metrics);
+            endpoints.push(tokio::spawn(admin::serve(l, "admin", errors, route)));
         }
         Ok(bound)
     }
@@ -375,13 +439,19 @@ impl NodeProxy {
         self.node.connections.len()
     }
 
-    /// Stops accepting, lets inbound tunnels finish for up to `deadline`, then stops.
-    pub async fn shutdown(self, deadline: Duration) {
+    /// Stops accepting, lets inbound tunnels finish for up to `deadline`, then stops. Readiness
+    /// says 503 (`draining`) from the start.
+    pub async fn shutdown(mut self, deadline: Duration) {
+        self.node
+            .readiness
+            .block("draining", "the proxy is shutting down");
         self.tasks.abort_all();
+        self.inpod = None;
         self.server.drain(deadline).await;
         for (_, t) in self.listeners.lock().await.tasks.drain() {
             t.abort();
         }
+        self.endpoints.abort_all();
     }
 }
 
@@ -396,6 +466,33 @@ impl Drop for NodeProxy {
 }
 
 impl Node {
+    /// The sockets of the in-pod pod with address `ip`, if there is one.
+    fn pod_sockets(&self, ip: IpAddr) -> Option<Arc<inpod::netns::PodSockets>> {
+        self.lock_pod_sockets().get(&ip).cloned()
+    }
+
+    fn lock_pod_sockets(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Arc<inpod::netns::PodSockets>>> {
+        self.pod_sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connects to a local workload at `dst` for a client at `src`: from inside the pod's
+    /// namespace (in-pod), else from this one — from `src` itself when `spoof` and this host
+    /// owns that address, so the application sees its real client.
+    async fn connect_local(
+        &self,
+        src: IpAddr,
+        dst: SocketAddr,
+        spoof: bool,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        match self.pod_sockets(dst.ip()) {
+            Some(pod) => pod.tcp_from(src, dst).await?.connect(dst).await,
+            None if spoof => ambit_hbone::connect_from(Some(src), dst).await,
+            None => tokio::net::TcpStream::connect(dst).await,
+        }
+    }
+
     /// Logs and counts a connection to `workload` from `peer` whose outcome dry-run policies
     /// would change (they are never enforced; this is how their effect is seen).
     fn report_dry_run(

@@ -16,7 +16,7 @@ use tracing::info;
 use ambit_proxy::labels_for;
 
 use crate::Node;
-use crate::socket::{accept_loop, original_dst, reset};
+use crate::socket::{Scope, accept_loop, original_dst, reset};
 use crate::steer::{Steer, SteerError, steer};
 
 /// Size bands (bytes, debug build) of one client's future: memory per outbound connection
@@ -64,6 +64,7 @@ pub(crate) async fn serve_socks5(node: Arc<Node>, listener: TcpListener) {
         listener,
         "SOCKS5",
         SOCKS5_BAND,
+        Scope::default(),
         |n, s, p| async move { socks5(&n, s, p).await },
     )
     .await;
@@ -76,18 +77,21 @@ pub(crate) async fn serve_http_connect(node: Arc<Node>, listener: TcpListener) {
         listener,
         "HTTP CONNECT",
         HTTP_CONNECT_BAND,
+        Scope::default(),
         |n, s, p| async move { http_connect(&n, s, p).await },
     )
     .await;
 }
 
-/// Accepts redirected outbound connections (iptables REDIRECT to 15001) until dropped.
-pub(crate) async fn serve_transparent(node: Arc<Node>, listener: TcpListener) {
+/// Accepts redirected outbound connections (iptables REDIRECT to 15001) until dropped; their
+/// tasks end with `scope`.
+pub(crate) async fn serve_transparent(node: Arc<Node>, listener: TcpListener, scope: Scope) {
     accept_loop(
         node,
         listener,
         "captured outbound",
         CAPTURED_BAND,
+        scope,
         |n, s, peer| async move {
             let dst = original_dst(&s)?;
             match open(&n, peer, dst).await {
@@ -313,6 +317,9 @@ async fn open(
             });
             dial.baggage = Some(baggage(&src));
             dial.source_ip = Some(peer.ip());
+            dial.sockets = node
+                .pod_sockets(peer.ip())
+                .map(|s| s as Arc<dyn ambit_hbone::SocketFactory>);
             match node.client.connect(&dial).await {
                 Ok(t) => Ok(Opened {
                     upstream: Upstream::Tunnel(t),
@@ -350,8 +357,13 @@ async fn open(
             } else {
                 log.dst_addr = addr.to_string();
             }
-            match tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(addr)).await
-            {
+            let connecting = async {
+                match node.pod_sockets(peer.ip()) {
+                    Some(pod) => pod.tcp(addr.is_ipv6()).await?.connect(addr).await,
+                    None => TcpStream::connect(addr).await,
+                }
+            };
+            match tokio::time::timeout(node.config.connect_timeout, connecting).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     Ok(Opened {

@@ -11,7 +11,7 @@ use ambit_telemetry::{AccessLog, Reporter, ResponseFlag};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Node;
-use crate::socket::{accept_loop, original_dst, reset};
+use crate::socket::{Scope, accept_loop, original_dst, reset};
 
 /// Size band (bytes, debug build) of one captured inbound connection's future (only the netns
 /// test runs it, so the band is wider than the measured ones).
@@ -19,12 +19,13 @@ const PLAINTEXT_BAND: (usize, usize) = (1_500, 6_000);
 
 /// Accepts redirected plaintext inbound connections (15006): no identity, so STRICT policies
 /// deny them.
-pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, scope: Scope) {
     accept_loop(
         node,
         listener,
         "captured inbound",
         PLAINTEXT_BAND,
+        scope,
         |n, s, peer| async move {
             let dst = original_dst(&s)?;
             inbound_plaintext(&n, s, peer, dst).await;
@@ -66,9 +67,8 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
         log.error = Some(d.to_string());
         return node.access_log(&log);
     }
-    let Ok(Ok(up)) =
-        tokio::time::timeout(node.config.connect_timeout, TcpStream::connect(dst)).await
-    else {
+    let connecting = node.connect_local(peer.ip(), dst, false);
+    let Ok(Ok(up)) = tokio::time::timeout(node.config.connect_timeout, connecting).await else {
         node.count_failure(&mut labels, ResponseFlag::Connect);
         log.error = Some(format!("cannot connect to {dst}"));
         return node.access_log(&log);

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ambit_telemetry::LabeledFamily;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
@@ -13,13 +14,19 @@ use tracing::debug;
 /// A response: status, content type, body.
 pub type Reply = (u16, &'static str, String);
 
-/// Serves `route(path)` on `listener` until the task is dropped.
-pub async fn serve<F, Fut>(listener: TcpListener, route: Arc<F>)
-where
+/// Serves `route(path)` on `listener` (named `what` in logs and `errors`) until the task is
+/// dropped; failed accepts are retried ([`crate::accept`]).
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    errors: LabeledFamily,
+    route: Arc<F>,
+) where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send,
 {
-    while let Ok((mut s, peer)) = listener.accept().await {
+    loop {
+        let (mut s, peer) = crate::accept(&listener, what, &errors).await;
         let route = route.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
@@ -69,6 +76,7 @@ where
 /// the bound address and the serving task.
 pub async fn spawn_metrics<F>(
     addr: SocketAddr,
+    errors: LabeledFamily,
     render: F,
 ) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError>
 where
@@ -88,13 +96,14 @@ where
             }
         }
     });
-    Ok((bound, tokio::spawn(serve(l, route))))
+    Ok((bound, tokio::spawn(serve(l, "metrics", errors, route))))
 }
 
 /// Serves `/healthz/ready` on `addr`: 200 once nothing in `readiness` is pending, 503
 /// naming what is until then.
 pub async fn spawn_readiness(
     addr: SocketAddr,
+    errors: LabeledFamily,
     readiness: Arc<crate::Readiness>,
 ) -> Result<(Option<SocketAddr>, tokio::task::JoinHandle<()>), crate::ProxyError> {
     let l = bind("readiness", addr).await?;
@@ -108,7 +117,7 @@ pub async fn spawn_readiness(
             }
         }
     });
-    Ok((bound, tokio::spawn(serve(l, route))))
+    Ok((bound, tokio::spawn(serve(l, "readiness", errors, route))))
 }
 
 /// Binds `addr` for an endpoint, naming it in the error.

@@ -2,6 +2,7 @@
 //! waypoint (`ambit-waypoint`) are built from these pieces, so that neither depends on the other.
 //!
 //! - [`admin`]: the small HTTP/1.1 endpoints (metrics, readiness, config dump).
+//! - [`accept`]: an accept that outlives `EMFILE` and friends, counted in a metric.
 //! - [`Identities`]: live workload credentials on demand, renewed at half-life.
 //! - [`labels_for`]: Istio's telemetry labels from what the state knows about both ends.
 //! - [`pick`]: the weighted endpoint choice by `capacity`.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 pub mod admin;
 mod identities;
 mod labels;
@@ -37,6 +39,7 @@ mod watch;
 
 use std::net::SocketAddr;
 
+pub use accept::{accept, accept_errors};
 pub use identities::Identities;
 pub use labels::labels_for;
 pub use pick::{pick, random_u64};

@@ -34,6 +34,8 @@ pub struct State {
     endpoints: HashMap<String, UidSet>,
     /// Node name → the uids of the workloads on it.
     by_node: HashMap<String, UidSet>,
+    /// Workload `hostname` → uid, for the workloads that have one (the newest wins).
+    by_workload_hostname: HashMap<String, Arc<str>>,
     policies: Arc<PolicySet>,
 }
 
@@ -179,6 +181,10 @@ impl State {
             .entry(w.node.clone())
             .or_default()
             .insert(uid.clone());
+        if !w.hostname.is_empty() {
+            self.by_workload_hostname
+                .insert(w.hostname.to_ascii_lowercase(), uid.clone());
+        }
         self.workloads.insert(uid, Arc::new(w));
     }
 
@@ -206,6 +212,16 @@ impl State {
             set.remove(uid);
             if set.is_empty() {
                 self.by_node.remove(&old.node);
+            }
+        }
+        if !old.hostname.is_empty() {
+            let host = old.hostname.to_ascii_lowercase();
+            if self
+                .by_workload_hostname
+                .get(&host)
+                .is_some_and(|u| &**u == uid)
+            {
+                self.by_workload_hostname.remove(&host);
             }
         }
         true
@@ -324,6 +340,26 @@ impl State {
             .get(hostname)
             .and_then(|keys| keys.first())
             .and_then(|k| self.services.get(k))
+    }
+
+    /// Every service with `hostname` (several namespaces may export one name), in the order
+    /// they were registered.
+    pub fn services_by_hostname<'a>(
+        &'a self,
+        hostname: &str,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.by_hostname
+            .get(hostname)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.services.get(k))
+    }
+
+    /// The workload whose `hostname` is `hostname` (ASCII case ignored).
+    pub fn workload_by_hostname(&self, hostname: &str) -> Option<&Arc<Workload>> {
+        self.by_workload_hostname
+            .get(&hostname.to_ascii_lowercase())
+            .and_then(|uid| self.workloads.get(uid))
     }
 
     /// A service by namespace and name (as Gateway API `backendRefs` name it).

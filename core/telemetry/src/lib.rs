@@ -41,7 +41,7 @@ pub use access_log::{AccessLog, RequestLog, json_escape};
 pub use flag::ResponseFlag;
 pub use histogram::Histogram;
 pub use labels::{HttpLabels, Reporter, TcpLabels};
-pub use metrics::{HttpStats, Metrics, TcpCounters};
+pub use metrics::{HttpStats, LabeledFamily, Metrics, TcpCounters};
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,25 @@ pub struct Metrics {
     http: Mutex<HashMap<HttpLabels, Arc<HttpStats>>>,
     /// (reporter, would-be decision, deciding policy) → count.
     dry_run: Mutex<HashMap<(&'static str, &'static str, String), u64>>,
+    /// Families registered with [`Metrics::counter`] and [`Metrics::gauge`], by name.
+    families: Mutex<Vec<LabeledFamily>>,
+}
+
+/// A counter or gauge family with its own label names: ambit's operational metrics (accept
+/// errors, the DNS proxy, the in-pod workload manager) beside Istio's fixed label sets.
+/// Cheap to clone; clones share the values.
+#[derive(Debug, Clone)]
+pub struct LabeledFamily {
+    inner: Arc<FamilyInner>,
+}
+
+#[derive(Debug)]
+struct FamilyInner {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    gauge: bool,
+    values: Mutex<std::collections::BTreeMap<Vec<String>, u64>>,
 }
 
 /// The statistics of one HTTP label set.
@@ -83,11 +102,60 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// The counter family `name` with `labels` (registered on first use; later calls with the
+    /// same name return the same family).
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> LabeledFamily {
+        self.family(name, help, labels, false)
+    }
+
+    /// The gauge family `name` with `labels`, as [`Metrics::counter`].
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> LabeledFamily {
+        self.family(name, help, labels, true)
+    }
+
+    fn family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        gauge: bool,
+    ) -> LabeledFamily {
+        let mut all = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = all.iter().find(|f| f.inner.name == name) {
+            return f.clone();
+        }
+        let f = LabeledFamily {
+            inner: Arc::new(FamilyInner {
+                name,
+                help,
+                labels,
+                gauge,
+                values: Mutex::new(Default::default()),
+            }),
+        };
+        all.push(f.clone());
+        f
+    }
+
     /// Everything in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = self.render_tcp();
         self.render_http(&mut out);
         self.render_dry_run(&mut out);
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        for f in families.iter() {
+            f.render(&mut out);
+        }
         out
     }
 
@@ -203,6 +271,63 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+// === impl LabeledFamily ===
+
+impl LabeledFamily {
+    /// Adds one to the series with label `values` (in the family's label order).
+    pub fn inc(&self, values: &[&str]) {
+        self.add(values, 1);
+    }
+
+    /// Adds `n` to the series with label `values`.
+    pub fn add(&self, values: &[&str], n: u64) {
+        let mut m = self.lock();
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        *m.entry(key).or_default() += n;
+    }
+
+    /// Sets the series with label `values` to `n` (gauges).
+    pub fn set(&self, values: &[&str], n: u64) {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        self.lock().insert(key, n);
+    }
+
+    /// The value of the series with label `values` (0 when it was never touched).
+    pub fn get(&self, values: &[&str]) -> u64 {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        self.lock().get(&key).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<Vec<String>, u64>> {
+        self.inner.values.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn render(&self, out: &mut String) {
+        let m = self.lock();
+        if m.is_empty() {
+            return;
+        }
+        let FamilyInner {
+            name, help, labels, ..
+        } = &*self.inner;
+        let kind = if self.inner.gauge { "gauge" } else { "counter" };
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (values, n) in m.iter() {
+            let rendered: Vec<String> = labels
+                .iter()
+                .zip(values)
+                .map(|(l, v)| format!("{l}=\"{}\"", crate::labels::escape_label(v)))
+                .collect();
+            if rendered.is_empty() {
+                let _ = writeln!(out, "{name} {n}");
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {n}", rendered.join(","));
+            }
+        }
     }
 }
 

@@ -335,12 +335,21 @@ impl Waypoint {
         tasks.push(tokio::spawn(async move { drop(s.serve(l).await) }));
         if let Some(a) = inner.config.metrics {
             let i = inner.clone();
-            let (addr, task) = admin::spawn_metrics(a, move || i.metrics.render()).await?;
+            let (addr, task) =
+                admin::spawn_metrics(a, ambit_proxy::accept_errors(&inner.metrics), move || {
+                    i.metrics.render()
+                })
+                .await?;
             bound.metrics = addr;
             tasks.push(task);
         }
         if let Some(a) = inner.config.readiness {
-            let (addr, task) = admin::spawn_readiness(a, inner.readiness.clone()).await?;
+            let (addr, task) = admin::spawn_readiness(
+                a,
+                ambit_proxy::accept_errors(&inner.metrics),
+                inner.readiness.clone(),
+            )
+            .await?;
             bound.readiness = addr;
             tasks.push(task);
         }

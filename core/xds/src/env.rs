@@ -18,6 +18,8 @@
 //! | `SECRET_TTL` | certificate lifetime asked for | `24h` |
 //! | `LOCAL_XDS_PATH` | a local config file | none |
 //! | `PROXY_MODE` | `shared` (one proxy, many workloads, certificates by impersonation) or `dedicated` | `shared` |
+//! | `INPOD_UDS` | istio-cni's ZDS socket: in shared mode, pods are served inside their own network namespaces | `/var/run/ztunnel/ztunnel.sock`, used when `INPOD_ENABLED=true` (Istio's chart sets it) or `INPOD_UDS` is set; otherwise ambit serves the node's workloads from its own namespace (ambit) |
+//! | `CONNECTION_TERMINATION_DEADLINE` | how long open connections may finish after SIGTERM | `5s`; else from `TERMINATION_GRACE_PERIOD_SECONDS` (`secs - 5` above 10 s, else `secs - 1`, at least 1 s) |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ use crate::control::{ControlPlane, RootCa, Token};
 /// Istio's default root certificate path, relative to the working directory (as mounted in
 /// ztunnel's pod).
 pub const DEFAULT_ROOT_CA: &str = "./var/run/secrets/istio/root-cert.pem";
+/// istio-cni's ZDS socket, where it hands the node proxy its pods.
+pub const DEFAULT_INPOD_UDS: &str = "/var/run/ztunnel/ztunnel.sock";
 /// The projected service-account token's default path.
 pub const DEFAULT_TOKEN: &str = "./var/run/secrets/tokens/istio-token";
 
@@ -73,6 +77,11 @@ pub struct ZtunnelEnv {
     pub proxy_mode: ProxyMode,
     /// `PROXY_WORKLOAD_INFO` (`namespace/pod/service-account`) in dedicated mode.
     pub workload_info: Option<(String, String, String)>,
+    /// The ZDS socket, when pods are to be served in-pod (shared mode with `INPOD_ENABLED=true`
+    /// or `INPOD_UDS` set).
+    pub inpod_uds: Option<PathBuf>,
+    /// How long open connections may finish after a shutdown signal.
+    pub drain_deadline: Duration,
 }
 
 /// A variable that cannot be used, with its value, as ztunnel reports it.
@@ -214,7 +223,41 @@ impl ZtunnelEnv {
             }
             (ProxyMode::Shared, None) => None,
         };
+        let inpod_uds = match (proxy_mode, get("INPOD_UDS"), get("INPOD_ENABLED")) {
+            (ProxyMode::Dedicated, _, _) => None,
+            (_, Some(p), _) if !p.is_empty() => Some(PathBuf::from(p)),
+            (_, _, Some(e)) if e.eq_ignore_ascii_case("true") => {
+                Some(PathBuf::from(DEFAULT_INPOD_UDS))
+            }
+            _ => None,
+        };
+        let drain_deadline = match (
+            get("CONNECTION_TERMINATION_DEADLINE"),
+            get("TERMINATION_GRACE_PERIOD_SECONDS"),
+        ) {
+            (Some(v), _) => ambit_config::duration::env(v)
+                .map_err(|why| bad("CONNECTION_TERMINATION_DEADLINE", why))?,
+            (None, Some(v)) => {
+                let secs: u64 = v.trim().parse().map_err(|_| {
+                    bad(
+                        "TERMINATION_GRACE_PERIOD_SECONDS",
+                        "want a whole number of seconds".into(),
+                    )
+                })?;
+                // Leave the kubelet time to kill what is left (ztunnel's rule, without its
+                // underflow at 0).
+                let left = if secs > 10 {
+                    secs - 5
+                } else {
+                    secs.saturating_sub(1)
+                };
+                Duration::from_secs(left.max(1))
+            }
+            (None, None) => Duration::from_secs(5),
+        };
         Ok(Self {
+            inpod_uds,
+            drain_deadline,
             xds,
             ca,
             cluster_id,
@@ -301,6 +344,47 @@ mod tests {
             k8s.xds.expect("xDS").address.to_string(),
             "https://istiod.istio-system.svc:15012/"
         );
+    }
+
+    #[test]
+    fn inpod_and_drain_follow_ztunnel() {
+        let e = env(&[], None).expect("defaults");
+        assert_eq!(e.inpod_uds, None, "no ZDS unless asked (ambit's node mode)");
+        assert_eq!(e.drain_deadline, Duration::from_secs(5));
+        let chart = env(&[("INPOD_ENABLED", "true")], None).expect("chart");
+        assert_eq!(chart.inpod_uds, Some(PathBuf::from(DEFAULT_INPOD_UDS)));
+        let path = env(&[("INPOD_UDS", "/run/z.sock")], None).expect("path");
+        assert_eq!(path.inpod_uds, Some(PathBuf::from("/run/z.sock")));
+        let dedicated = env(
+            &[
+                ("INPOD_ENABLED", "true"),
+                ("PROXY_MODE", "dedicated"),
+                ("PROXY_WORKLOAD_INFO", "ns/pod/sa"),
+            ],
+            None,
+        )
+        .expect("dedicated");
+        assert_eq!(dedicated.inpod_uds, None, "dedicated mode never uses ZDS");
+        let grace = |v: &str| {
+            env(&[("TERMINATION_GRACE_PERIOD_SECONDS", v)], None)
+                .expect("grace")
+                .drain_deadline
+        };
+        assert_eq!(grace("30"), Duration::from_secs(25));
+        assert_eq!(grace("10"), Duration::from_secs(9));
+        assert_eq!(grace("0"), Duration::from_secs(1), "no underflow at 0");
+        let both = env(
+            &[
+                ("TERMINATION_GRACE_PERIOD_SECONDS", "30"),
+                ("CONNECTION_TERMINATION_DEADLINE", "2s"),
+            ],
+            None,
+        )
+        .expect("both");
+        assert_eq!(both.drain_deadline, Duration::from_secs(2));
+        let bad =
+            env(&[("TERMINATION_GRACE_PERIOD_SECONDS", "soon")], None).expect_err("not a number");
+        assert_eq!(bad.name, "TERMINATION_GRACE_PERIOD_SECONDS");
     }
 
     #[test]

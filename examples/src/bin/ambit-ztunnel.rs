@@ -117,7 +117,13 @@ async fn run(args: Args) -> Result<()> {
     config.readiness = addr("readiness", &args.readiness)?;
     config.admin = addr("admin", &args.admin)?;
     config.json_access_log = args.log_format == "json";
-    let proxy = NodeProxy::start(
+    config.inpod = env.inpod_uds.is_some();
+    if config.inpod {
+        // In-pod, capture happens in each pod's namespace, on ztunnel's fixed ports.
+        config.outbound_capture = None;
+        config.inbound_plaintext = None;
+    }
+    let mut proxy = NodeProxy::start(
         config,
         state.clone(),
         credentials,
@@ -125,11 +131,17 @@ async fn run(args: Args) -> Result<()> {
     )
     .await
     .context("starting the node proxy")?;
+    if let Some(uds) = &env.inpod_uds {
+        proxy
+            .serve_zds(uds.clone())
+            .context("serving pods from the node agent")?;
+    }
     info!(
         node = %args.node,
         local_workloads = proxy.state().workloads_on(&args.node).count(),
         bound = ?proxy.bound(),
         xds = ?env.xds.as_ref().map(|x| x.address.to_string()),
+        inpod = ?env.inpod_uds,
         "ambit-ztunnel ready"
     );
     match env.xds.clone() {
@@ -142,12 +154,12 @@ async fn run(args: Args) -> Result<()> {
                 },
                 state,
             );
-            let _ = tokio::signal::ctrl_c().await;
+            ambit_examples::shutdown_signal().await;
         }
         None => reload_loop(&proxy, &args).await,
     }
-    info!("shutting down: draining for up to 5 s");
-    proxy.shutdown(Duration::from_secs(5)).await;
+    info!(deadline = ?env.drain_deadline, "shutting down: draining open connections");
+    proxy.shutdown(env.drain_deadline).await;
     Ok(())
 }
 
@@ -224,7 +236,7 @@ fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
 /// Reloads the local config (and policy files) whenever one changes, until Ctrl-C.
 async fn reload_loop(proxy: &NodeProxy, args: &Args) {
     let Some(config) = &args.config else {
-        let _ = tokio::signal::ctrl_c().await;
+        ambit_examples::shutdown_signal().await;
         return;
     };
     let mut files = args.policies.clone();
