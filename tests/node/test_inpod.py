@@ -8,6 +8,7 @@ Needs root (CI runs as root); it fails, never skips, when a namespace cannot be 
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -29,6 +30,9 @@ from fake_cni import FakeCni  # noqa: E402
 
 TAG = f"{os.getpid() % 10000}"
 NS = "shop"
+# The cluster's resolver stand-in: outside the mesh, on the pods' network.
+RESOLVER = ("10.78.0.53", "fd78::53")
+VIP = ("10.96.0.50", "fd96::50")
 # name -> (node, IPv4, IPv6, ZDS uid, workload uid in the mesh state)
 PODS = {
     "a1": ("node-a", "10.78.0.11", "fd78::11", "zds-a1", f"Kubernetes//Pod/{NS}/a1"),
@@ -112,6 +116,11 @@ def istio_cni_rules(pod: str) -> None:
           "-j", "CONNMARK", "--restore-mark", "--nfmask", "0xffffffff", "--ctmask", "0xffffffff")
         t("-t", "nat", "-A", "ISTIO_PRERT", "!", "-d", lo, "-p", "tcp", "!", "--dport", "15008",
           "-m", "mark", "!", "--mark", "0x539/0xfff", "-j", "REDIRECT", "--to-ports", "15006")
+        # DNS capture (on by default since Istio 1.29): the pod's queries go to the proxy.
+        t("-t", "nat", "-A", "ISTIO_OUTPUT", "!", "-o", "lo", "-p", "udp", "-m", "mark", "!",
+          "--mark", "0x539/0xfff", "--dport", "53", "-j", "REDIRECT", "--to-port", "15053")
+        t("-t", "nat", "-A", "ISTIO_OUTPUT", "!", "-d", lo, "-p", "tcp", "--dport", "53", "-m",
+          "mark", "!", "--mark", "0x539/0xfff", "-j", "REDIRECT", "--to-ports", "15053")
         t("-t", "nat", "-A", "ISTIO_OUTPUT", "-p", "tcp", "-m", "mark", "--mark", "0x111/0xfff",
           "-j", "ACCEPT")
         t("-t", "nat", "-A", "ISTIO_OUTPUT", "!", "-d", lo, "-o", "lo", "-j", "ACCEPT")
@@ -142,7 +151,8 @@ class Node:
         env = dict(os.environ, INPOD_UDS=self.uds, RUST_LOG="info")
         self.proc = subprocess.Popen(
             [binary("ambit-ztunnel"), "--config", str(self.tmp / "local.yaml"), "--node",
-             self.name, "--ca-dir", str(self.tmp / "ca"), "--socks5", "off", "--metrics",
+             self.name, "--ca-dir", str(self.tmp / "ca"), "--socks5", "off",
+             "--resolv-conf", str(self.tmp / "resolv.conf"), "--metrics",
              self.metrics, "--readiness", self.readiness, "--admin", self.admin],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         assert self.cni.accept() == 1, "the proxy says ZDS version V1"
@@ -191,11 +201,34 @@ def mesh():
             run("ip", "-n", ns, "addr", "add", f"{v6}/64", "dev", "eth0", "nodad")
             run("ip", "-n", ns, "link", "set", "eth0", "up")
             istio_cni_rules(pod)
+        dns_ns = f"amb-dns-{TAG}"
+        run("ip", "netns", "add", dns_ns)
+        made.append(dns_ns)
+        run("ip", "-n", wire, "link", "add", "vdns", "type", "veth", "peer", "name", "eth0",
+            "netns", dns_ns)
+        run("ip", "-n", wire, "link", "set", "vdns", "master", "br0", "up")
+        run("ip", "-n", dns_ns, "link", "set", "lo", "up")
+        run("ip", "-n", dns_ns, "addr", "add", f"{RESOLVER[0]}/24", "dev", "eth0")
+        run("ip", "-n", dns_ns, "link", "set", "eth0", "up")
+        resolver = subprocess.Popen(["ip", "netns", "exec", dns_ns, sys.executable,
+                                     str(HERE / "dns_peer.py"), "upstream", RESOLVER[0]],
+                                    stdout=subprocess.PIPE, text=True)
+        apps.append(resolver)
+        assert resolver.stdout is not None and resolver.stdout.readline().strip() == "listening"
+        (tmp / "resolv.conf").write_text(f"search {NS}.svc.cluster.local\nnameserver {RESOLVER[0]}\n")
         run(binary("ambitctl"), "ca", "init", "--dir", str(tmp / "ca"))
         lines = ["workloads:"]
         for pod, (node, v4, v6, _uid, wuid) in PODS.items():
+            services = f"{{'{NS}/reviews.{NS}.svc.cluster.local': {{9080: 8080}}}}" \
+                if pod == "b1" else "{}"
             lines.append(f"- {{uid: '{wuid}', name: {pod}, namespace: {NS}, serviceAccount: "
-                         f"sa-{pod}, workloadIps: [{v4}, '{v6}'], node: {node}}}")
+                         f"sa-{pod}, workloadIps: [{v4}, '{v6}'], node: {node}, "
+                         f"services: {services}}}")
+        lines.append("- {uid: ext, name: ext, namespace: legacy, hostname: ext.corp.example, "
+                     "workloadIps: [10.78.0.60], node: elsewhere}")
+        lines += ["services:",
+                  f"- {{name: reviews, namespace: {NS}, hostname: reviews.{NS}.svc.cluster.local,"
+                  f" vips: ['/{VIP[0]}', '/{VIP[1]}'], ports: {{9080: 8080}}}}"]
         (tmp / "local.yaml").write_text("\n".join(lines) + "\n")
         b1 = subprocess.Popen(["ip", "netns", "exec", pod_ns("b1"), sys.executable,
                                str(HERE / "podapp.py"), "serve", "b1", "8080"],
@@ -304,3 +337,42 @@ def test_restart_then_snapshot_reconciles(mesh):
     for src in ("a1", "a2"):
         out = call(src, PODS["b1"][1], 8080, "after restart")
         assert out == f"b1 saw {PODS[src][1]}: after restart"
+
+
+def dns(pod: str, *args: str) -> dict:
+    out = in_pod(pod, sys.executable, str(HERE / "dns_peer.py"), *args)
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise AssertionError(f"dns_peer {args}: {out}") from None
+
+
+def test_dns_answers_the_mesh_and_forwards_the_rest(mesh):
+    a = mesh["node-a"]
+    wait_until(lambda: a.ready() == 200, what="node A ready")
+    fqdn = dns("a1", "query", RESOLVER[0], f"reviews.{NS}.svc.cluster.local", "A", "udp")
+    assert fqdn["answers"] == [f"reviews.{NS}.svc.cluster.local. A {VIP[0]}"] and fqdn["aa"]
+    short = dns("a1", "query", RESOLVER[0], "reviews", "A", "udp")
+    assert short["answers"] == [f"reviews. A {VIP[0]}"], "short name in the pod's namespace"
+    six = dns("a1", "query", RESOLVER[0], "reviews", "AAAA", "tcp")
+    assert six["answers"] == [f"reviews. AAAA {VIP[1]}"], "AAAA over TCP"
+    ext = dns("a2", "query", RESOLVER[0], "ext.corp.example", "A", "udp")
+    assert ext["answers"] == ["ext.corp.example. A 10.78.0.60"], "a workload's hostname"
+    fwd = dns("a1", "query", RESOLVER[0], "example.test", "A", "udp")
+    assert fwd["answers"] == ["example.test. A 192.0.2.7"] and not fwd["aa"], "forwarded"
+    fwd_tcp = dns("a1", "query", RESOLVER[0], "example.test", "A", "tcp")
+    assert fwd_tcp["answers"] == ["example.test. A 192.0.2.7"]
+    nx = dns("a1", "query", RESOLVER[0], "nowhere.test", "A", "udp")
+    assert nx["rcode"] == "NXDOMAIN", "the resolver's answer, as it is"
+    upd = dns("a1", "update", RESOLVER[0])
+    assert (upd["rcode"], upd["opcode"]) == ("NOERROR", "UPDATE"), "UPDATE forwarded, not NOTIMP"
+    junk = dns("a1", "garbage", RESOLVER[0])
+    assert junk["garbage"] == "FORMERR" and junk["id"] == 0x1234
+    assert junk["after"]["answers"] == ["example.test. A 192.0.2.7"], "and it goes on serving"
+    metrics = a.metrics_text()
+    requests = [m for m in metrics.splitlines() if m.startswith("istio_dns_requests_total")]
+    assert any('request_protocol="tcp"' in m for m in requests), requests
+    upstream = [m for m in metrics.splitlines()
+                if m.startswith("istio_dns_upstream_requests_total")]
+    assert sum(int(m.split()[-1]) for m in upstream) >= 4, upstream
+    assert "dns request" in a.log_text()

@@ -37,6 +37,8 @@ pub const POD_HBONE_PORT: u16 = 15008;
 pub const POD_OUTBOUND_PORT: u16 = 15001;
 /// Captured plaintext inbound port inside a pod.
 pub const POD_INBOUND_PORT: u16 = 15006;
+/// DNS proxy port inside a pod (on its loopback addresses).
+pub const POD_DNS_PORT: u16 = 15053;
 
 /// Readiness condition held until the agent's snapshot is in and every pod is served.
 const READY_KEY: &str = "inpod";
@@ -305,15 +307,55 @@ impl InPod {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let scope = Scope::new(stopped);
         let server = self.server.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(async move { drop(server.serve(hbone).await) }),
             tokio::spawn(crate::outbound::serve_transparent(
                 self.node.clone(),
                 outbound,
                 scope.clone(),
             )),
-            tokio::spawn(crate::plaintext::serve(self.node.clone(), inbound, scope)),
+            tokio::spawn(crate::plaintext::serve(
+                self.node.clone(),
+                inbound,
+                scope.clone(),
+            )),
         ];
+        if self.node.config.dns_capture {
+            let dns = crate::dns::DnsServer::new(
+                self.node.clone(),
+                Some((w.uid.clone(), sockets.clone())),
+            );
+            for ip in [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ] {
+                let addr = SocketAddr::new(ip, POD_DNS_PORT);
+                let bound = async {
+                    let udp = sockets.udp(addr).await?;
+                    let tcp = sockets.listen(addr).await?;
+                    Ok::<_, std::io::Error>((udp, tcp))
+                }
+                .await;
+                match bound {
+                    Ok((udp, tcp)) => {
+                        tasks.push(tokio::spawn(dns.clone().serve_udp(udp)));
+                        tasks.push(tokio::spawn(dns.clone().serve_tcp(tcp, scope.clone())));
+                    }
+                    // A pod without IPv6 on its loopback gets DNS on 127.0.0.1 only.
+                    Err(e) if ip.is_ipv6() => {
+                        tracing::debug!(pod = uid, error = %e, "no DNS proxy on [::1] in the pod")
+                    }
+                    Err(e) => {
+                        for t in &tasks {
+                            t.abort();
+                        }
+                        return Err(format!(
+                            "cannot listen for DNS on {addr} in the pod's network namespace: {e}"
+                        ));
+                    }
+                }
+            }
+        }
         Ok(Pod {
             info: info.clone(),
             workload: w.uid.clone(),

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod conns;
+pub mod dns;
 mod inbound;
 pub mod inpod;
 mod outbound;
@@ -92,6 +93,13 @@ pub struct NodeConfig {
     pub connect_timeout: Duration,
     /// Access logs as JSON lines instead of text.
     pub json_access_log: bool,
+    /// DNS proxy listener (UDP and TCP) in the proxy's own namespace, for its workloads.
+    pub dns: Option<SocketAddr>,
+    /// In-pod: a DNS proxy in each pod on `127.0.0.1:15053` (and `[::1]:15053` where the pod
+    /// has IPv6), where istio-cni's rules send the pod's DNS.
+    pub dns_capture: bool,
+    /// Where the DNS proxy sends what the mesh does not answer, and the cluster domain.
+    pub resolver: dns::DnsConfig,
     /// In-pod mode: pods are served inside their own network namespaces, as the node agent
     /// hands them over ([`NodeProxy::serve_zds`]); no HBONE listener is bound on workload
     /// addresses in the proxy's own namespace.
@@ -115,6 +123,9 @@ impl NodeConfig {
             admin: local(15000),
             connect_timeout: Duration::from_secs(10),
             json_access_log: false,
+            dns: None,
+            dns_capture: false,
+            resolver: dns::DnsConfig::default(),
             inpod: false,
         }
     }
@@ -138,6 +149,8 @@ pub struct Bound {
     pub readiness: Option<SocketAddr>,
     /// Admin.
     pub admin: Option<SocketAddr>,
+    /// DNS proxy.
+    pub dns: Option<SocketAddr>,
 }
 
 /// A running node proxy. Dropping it stops every listener.
@@ -346,6 +359,18 @@ impl NodeProxy {
                 l,
                 socket::Scope::default(),
             )));
+        }
+        if let Some(a) = c.dns {
+            let udp = tokio::net::UdpSocket::bind(a)
+                .await
+                .map_err(|e| ProxyError::Bind("DNS (UDP)".into(), a, e))?;
+            bound.dns = udp.local_addr().ok();
+            // TCP on the port UDP got, so that `:0` gives one port for both.
+            let tcp_addr = bound.dns.unwrap_or(a);
+            let l = admin::bind("DNS (TCP)", tcp_addr).await?;
+            let server = dns::DnsServer::new(node.clone(), None);
+            tasks.push(tokio::spawn(server.clone().serve_udp(udp)));
+            tasks.push(tokio::spawn(server.serve_tcp(l, socket::Scope::default())));
         }
         if let Some(a) = c.metrics {
             let n = node.clone();

@@ -355,6 +355,18 @@ impl State {
             .filter_map(|k| self.services.get(k))
     }
 
+    /// The workloads that list `service` (its endpoints), whatever the port.
+    pub fn endpoint_workloads<'a>(
+        &'a self,
+        service: &Service,
+    ) -> impl Iterator<Item = &'a Arc<Workload>> + 'a {
+        self.endpoints
+            .get(&service.key())
+            .into_iter()
+            .flat_map(|set| set.iter())
+            .filter_map(|uid| self.workloads.get(uid))
+    }
+
     /// The workload whose `hostname` is `hostname` (ASCII case ignored).
     pub fn workload_by_hostname(&self, hostname: &str) -> Option<&Arc<Workload>> {
         self.by_workload_hostname

@@ -19,6 +19,7 @@
 //! | `LOCAL_XDS_PATH` | a local config file | none |
 //! | `PROXY_MODE` | `shared` (one proxy, many workloads, certificates by impersonation) or `dedicated` | `shared` |
 //! | `INPOD_UDS` | istio-cni's ZDS socket: in shared mode, pods are served inside their own network namespaces | `/var/run/ztunnel/ztunnel.sock`, used when `INPOD_ENABLED=true` (Istio's chart sets it) or `INPOD_UDS` is set; otherwise ambit serves the node's workloads from its own namespace (ambit) |
+//! | `ISTIO_META_DNS_CAPTURE` | the DNS proxy (in-pod: `127.0.0.1:15053` in every pod) | on unless the value is other than `true` |
 //! | `CONNECTION_TERMINATION_DEADLINE` | how long open connections may finish after SIGTERM | `5s`; else from `TERMINATION_GRACE_PERIOD_SECONDS` (`secs - 5` above 10 s, else `secs - 1`, at least 1 s) |
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct ZtunnelEnv {
     pub inpod_uds: Option<PathBuf>,
     /// How long open connections may finish after a shutdown signal.
     pub drain_deadline: Duration,
+    /// `ISTIO_META_DNS_CAPTURE` (absent: on): the DNS proxy runs for the node's pods.
+    pub dns_capture: bool,
 }
 
 /// A variable that cannot be used, with its value, as ztunnel reports it.
@@ -255,9 +258,13 @@ impl ZtunnelEnv {
             }
             (None, None) => Duration::from_secs(5),
         };
+        let dns_capture = proxy_metadata
+            .get("DNS_CAPTURE")
+            .is_none_or(|v| v.eq_ignore_ascii_case("true"));
         Ok(Self {
             inpod_uds,
             drain_deadline,
+            dns_capture,
             xds,
             ca,
             cluster_id,
@@ -350,6 +357,9 @@ mod tests {
     fn inpod_and_drain_follow_ztunnel() {
         let e = env(&[], None).expect("defaults");
         assert_eq!(e.inpod_uds, None, "no ZDS unless asked (ambit's node mode)");
+        assert!(e.dns_capture, "DNS capture is on by default (Istio 1.29)");
+        let off = env(&[("ISTIO_META_DNS_CAPTURE", "false")], None).expect("off");
+        assert!(!off.dns_capture);
         assert_eq!(e.drain_deadline, Duration::from_secs(5));
         let chart = env(&[("INPOD_ENABLED", "true")], None).expect("chart");
         assert_eq!(chart.inpod_uds, Some(PathBuf::from(DEFAULT_INPOD_UDS)));

@@ -74,6 +74,13 @@ struct Args {
     /// Admin listener (keep it on localhost).
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: String,
+    /// DNS proxy listener, UDP and TCP, for the workloads of the node ("off" to disable;
+    /// in-pod mode runs one in every pod instead, unless ISTIO_META_DNS_CAPTURE=false).
+    #[arg(long, default_value = "off")]
+    dns: String,
+    /// Where the DNS proxy sends names the mesh does not know: this file's nameservers.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Access log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -118,6 +125,16 @@ async fn run(args: Args) -> Result<()> {
     config.admin = addr("admin", &args.admin)?;
     config.json_access_log = args.log_format == "json";
     config.inpod = env.inpod_uds.is_some();
+    config.dns = addr("dns", &args.dns)?;
+    config.dns_capture = config.inpod && env.dns_capture;
+    if config.dns.is_some() || config.dns_capture {
+        let text = std::fs::read_to_string(&args.resolv_conf)
+            .with_context(|| format!("--resolv-conf {}", args.resolv_conf.display()))?;
+        config.resolver.upstreams = ambit_node::dns::nameservers(&text);
+        if config.resolver.upstreams.is_empty() {
+            warn!(file = %args.resolv_conf.display(), "no nameserver: the DNS proxy answers only the mesh's names");
+        }
+    }
     if config.inpod {
         // In-pod, capture happens in each pod's namespace, on ztunnel's fixed ports.
         config.outbound_capture = None;
