@@ -4,6 +4,7 @@
 - ``serve NAME PORT``: a line server on every address (IPv4 and IPv6) that answers each line
   with ``NAME saw PEER-IP: LINE``, so a test sees which source address reached the app;
 - ``call HOST PORT LINE``: connects, sends LINE, prints the answer (exit 1 with the error);
+- ``session HOST PORT``: one connection for every line of stdin, each answer printed;
 - ``probe HOST PORT``: prints ``open`` or ``refused`` (exit 0 either way).
 """
 
@@ -56,6 +57,24 @@ def call(host: str, port: int, line: str) -> int:
         return 1
 
 
+def session(host: str, port: int) -> int:
+    """Sends each line of stdin on one connection and prints each answer; ends with the
+    connection (printing nothing more)."""
+    c = socket.create_connection((host, port), timeout=30)
+    f = c.makefile("rwb")
+    for line in sys.stdin:
+        try:
+            f.write(line.encode())
+            f.flush()
+            answer = f.readline()
+        except OSError:
+            return 0
+        if not answer:
+            return 0
+        print(answer.decode().rstrip("\n"), flush=True)
+    return 0
+
+
 def probe(host: str, port: int) -> int:
     try:
         with socket.create_connection((host, port), timeout=5):
@@ -71,6 +90,8 @@ if __name__ == "__main__":
         serve(sys.argv[2], int(sys.argv[3]))
     elif cmd == "call":
         sys.exit(call(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    elif cmd == "session":
+        sys.exit(session(sys.argv[2], int(sys.argv[3])))
     elif cmd == "probe":
         sys.exit(probe(sys.argv[2], int(sys.argv[3])))
     else:

@@ -148,11 +148,13 @@ class Node:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, INPOD_UDS=self.uds, RUST_LOG="info")
+        env = dict(os.environ, INPOD_UDS=self.uds, RUST_LOG="info",
+                   CONNECTION_TERMINATION_DEADLINE="2s")
         self.proc = subprocess.Popen(
             [binary("ambit-ztunnel"), "--config", str(self.tmp / "local.yaml"), "--node",
              self.name, "--ca-dir", str(self.tmp / "ca"), "--socks5", "off",
-             "--resolv-conf", str(self.tmp / "resolv.conf"), "--metrics",
+             "--resolv-conf", str(self.tmp / "resolv.conf"),
+             "--policies", str(self.tmp / "policies.yaml"), "--metrics",
              self.metrics, "--readiness", self.readiness, "--admin", self.admin],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         assert self.cni.accept() == 1, "the proxy says ZDS version V1"
@@ -230,6 +232,16 @@ def mesh():
                   f"- {{name: reviews, namespace: {NS}, hostname: reviews.{NS}.svc.cluster.local,"
                   f" vips: ['/{VIP[0]}', '/{VIP[1]}'], ports: {{9080: 8080}}}}"]
         (tmp / "local.yaml").write_text("\n".join(lines) + "\n")
+        (tmp / "policies.yaml").write_text(f"""\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-a2-over-v6, namespace: {NS}}}
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source: {{ipBlocks: ["{PODS['a2'][2]}/128"]}}
+""")
         b1 = subprocess.Popen(["ip", "netns", "exec", pod_ns("b1"), sys.executable,
                                str(HERE / "podapp.py"), "serve", "b1", "8080"],
                               stdout=subprocess.PIPE, text=True)
@@ -376,3 +388,43 @@ def test_dns_answers_the_mesh_and_forwards_the_rest(mesh):
                 if m.startswith("istio_dns_upstream_requests_total")]
     assert sum(int(m.split()[-1]) for m in upstream) >= 4, upstream
     assert "dns request" in a.log_text()
+
+
+def test_policy_on_an_ipv6_source_range(mesh):
+    # shop-wide DENY from a2's IPv6 address only (policies.yaml): enforced at b1's node.
+    denied = call("a2", PODS["b1"][2], 8080, "v6 from a2")
+    assert denied.startswith("error"), denied
+    assert call("a2", PODS["b1"][1], 8080, "v4 from a2") == f"b1 saw {PODS['a2'][1]}: v4 from a2"
+    assert call("a1", PODS["b1"][2], 8080, "v6 from a1") == f"b1 saw {PODS['a1'][2]}: v6 from a1"
+    b = mesh["node-b"]
+    assert "no-a2-over-v6" in b.log_text(), "the deciding policy is logged"
+
+
+def test_sigterm_drains_open_connections_with_readiness_503(mesh):
+    b = mesh["node-b"]
+    session = subprocess.Popen(
+        ["ip", "netns", "exec", pod_ns("a1"), sys.executable, str(HERE / "podapp.py"),
+         "session", PODS["b1"][1], "8080"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert session.stdin is not None and session.stdout is not None
+    try:
+        def say(line: str) -> str:
+            session.stdin.write(line + "\n")
+            session.stdin.flush()
+            return session.stdout.readline().strip()
+        assert say("before") == f"b1 saw {PODS['a1'][1]}: before"
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: b.ready() == 503, what="readiness 503 while draining")
+        assert "draining" in http_get(f"http://{b.readiness}/healthz/ready")[1]
+        assert say("during") == f"b1 saw {PODS['a1'][1]}: during", "open connections go on"
+        wait_until(lambda: probe("b1", PODS["b1"][1], 15008) == "refused", what="no new connections")
+        b.proc.wait(timeout=30)
+        assert say("after") == "", "closed at the deadline"
+    finally:
+        session.kill()
+        b.proc = None
+    b.start()
+    assert b.hand_over("b1") == ""
+    assert b.cni.snapshot_sent() == ""
+    wait_until(lambda: b.ready() == 200, what="node B back")

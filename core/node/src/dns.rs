@@ -574,8 +574,8 @@ impl DnsServer {
     }
 }
 
-/// FORMERR for bytes that do not parse, when they hold at least a header's id.
-fn format_error(bytes: &[u8]) -> Option<Vec<u8>> {
+/// FORMERR for bytes that do not parse as a DNS message, when they hold at least a header.
+pub fn format_error(bytes: &[u8]) -> Option<Vec<u8>> {
     let id = u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
     if bytes.len() < 12 {
         return None;
