@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.common import wait_until  # noqa: E402,F401  (re-exported to the scenarios)
 from tools.fake_istiod import FakeIstiod  # noqa: E402
 
 TOKEN = "t0k3n-for-tests"
@@ -41,21 +41,6 @@ def ztunnel_binary() -> str:
         pytest.fail(f"{path} not built: run `cargo build -p ambit-examples --bin ambit-ztunnel` "
                     "(scripts/test does), or set AMBIT_ZTUNNEL")
     return path
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Polls `predicate` until it returns something truthy (a condition, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except OSError as e:  # a socket not up yet
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def http_get(addr: str, path: str) -> tuple[int, str]:

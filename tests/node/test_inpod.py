@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -25,8 +24,10 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
 
 from fake_cni import FakeCni  # noqa: E402
+from tests.common import wait_until  # noqa: E402
 
 TAG = f"{os.getpid() % 10000}"
 NS = "shop"
@@ -54,21 +55,6 @@ def run(*cmd: str) -> str:
         pytest.fail(f"{' '.join(cmd)} failed (this test needs root for network namespaces "
                     f"and iptables): {r.stderr.strip()}")
     return r.stdout
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Polls `predicate` until it returns something truthy (a condition, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except OSError as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def http_get(url: str) -> tuple[int, str]:
