@@ -1,0 +1,277 @@
+"""The node proxy measured as users run it: two hosts (network namespaces joined by a veth
+pair), the client host's application traffic captured by iptables
+(`-t nat -A OUTPUT -p tcp ! -o lo ... -j REDIRECT --to-ports 15001`) into an `ambit-ztunnel`,
+carried over HBONE to the server host's `ambit-ztunnel`, both logging access at info. Beside it,
+in the same run, the same measurements straight over the veth (ports the capture rule leaves
+alone): the direct baseline.
+
+    cargo build --release -p ambit-examples --bin ambit-ztunnel --bin ambitctl
+    sudo python3 benches/netns/bench_netns.py [--quick] [--runs 3] [--json out.json]
+
+Needs root, iproute2, iptables, iperf3 and sockperf (Debian packages; installed if missing).
+Every namespace and process it makes is removed when it ends, however it ends. Figures:
+
+- iperf3 one stream, `-R` (server to client) and `-P 4`, Gbit/s (receiver side);
+- sockperf TCP ping-pong of 64 B, half round trip, p50 and p99 in µs;
+- sequential new connections per second (connect, 1 byte, its echo, close);
+- RSS of each proxy idle, and per idle captured tunnel with N held (default 10,000);
+- CPU-seconds per GB carried, per proxy, over the one-stream iperf3 run.
+
+Medians over the runs are printed as a table and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+TAG = os.getpid() % 100000
+C, S = f"ambn-c-{TAG}", f"ambn-s-{TAG}"
+C_IP, S_IP = "10.91.0.1", "10.91.0.2"
+# Meshed ports (captured) and their direct twins (left alone by the capture rule).
+IPERF, IPERF_D = 5201, 5202
+SOCKPERF, SOCKPERF_D = 11111, 11112
+ECHO, ECHO_D = 7001, 7002
+
+procs: list[subprocess.Popen] = []
+made: list[str] = []
+
+
+def sh(*cmd: str, check: bool = True, capture: bool = True) -> str:
+    r = subprocess.run(cmd, capture_output=capture, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr.strip() if capture else ''}")
+    return r.stdout if capture else ""
+
+
+def nsexec(ns: str, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *cmd]
+
+
+def spawn(ns: str, *cmd: str, **kw) -> subprocess.Popen:
+    p = subprocess.Popen(nsexec(ns, *cmd), **kw)
+    procs.append(p)
+    return p
+
+
+def cleanup() -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+    for ns in made:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("iperf3", "sockperf", "iptables", "ip") if not shutil.which(t)]
+    if missing:
+        pkgs = {"iperf3": "iperf3", "sockperf": "sockperf", "iptables": "iptables",
+                "ip": "iproute2"}
+        sh("apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing], capture=False)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def wait_ready(ns: str, addr: str, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = subprocess.run(nsexec(ns, sys.executable, "-c",
+                                  f"import urllib.request,sys;"
+                                  f"sys.exit(0 if urllib.request.urlopen('http://{addr}/healthz/ready',"
+                                  f"timeout=2).status==200 else 1)"), capture_output=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} not ready")
+
+
+def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, subprocess.Popen]:
+    for ns in (C, S):
+        sh("ip", "netns", "add", ns)
+        made.append(ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", C, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0",
+       "netns", S)
+    sh("ip", "-n", C, "addr", "add", f"{C_IP}/24", "dev", "veth0")
+    sh("ip", "-n", S, "addr", "add", f"{S_IP}/24", "dev", "veth0")
+    sh("ip", "-n", C, "link", "set", "veth0", "up")
+    sh("ip", "-n", S, "link", "set", "veth0", "up")
+    sh(*nsexec(C, "iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-o", "lo",
+               "-m", "multiport", "!", "--dports", f"15008,{IPERF_D},{SOCKPERF_D},{ECHO_D}",
+               "-j", "REDIRECT", "--to-ports", "15001"))
+    sh(str(bin_dir / "ambitctl"), "ca", "init", "--dir", str(tmp / "ca"))
+    (tmp / "local.yaml").write_text(
+        "workloads:\n"
+        f"- {{uid: c, name: client, namespace: bench, serviceAccount: client, "
+        f"workloadIps: [{C_IP}], node: node-c}}\n"
+        f"- {{uid: s, name: server, namespace: bench, serviceAccount: server, "
+        f"workloadIps: [{S_IP}], node: node-s}}\n")
+    env = dict(os.environ, RUST_LOG="info")
+    common = ["--config", str(tmp / "local.yaml"), "--ca-dir", str(tmp / "ca"), "--socks5", "off",
+              "--metrics", "127.0.0.1:15020", "--readiness", "127.0.0.1:15021", "--admin", "off"]
+    zt = str(bin_dir / "ambit-ztunnel")
+    # 10,000 held tunnels need 10,000 descriptors in each proxy: the limit is inherited.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    client = spawn(C, zt, "--node", "node-c",
+                   "--outbound-capture", "127.0.0.1:15001", *common,
+                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "client.log", "wb"))
+    server = spawn(S, zt, "--node", "node-s", *common,
+                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
+    wait_ready(C, "127.0.0.1:15021", "client proxy")
+    wait_ready(S, "127.0.0.1:15021", "server proxy")
+    for port in (IPERF, IPERF_D):
+        spawn(S, "iperf3", "-s", "-B", S_IP, "-p", str(port), stdout=subprocess.DEVNULL)
+    for port in (SOCKPERF, SOCKPERF_D):
+        spawn(S, "sockperf", "sr", "--tcp", "-i", S_IP, "-p", str(port),
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    echo = spawn(S, sys.executable, str(HERE / "peers.py"), "echo", str(ECHO), str(ECHO_D),
+                 stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None and echo.stdout.readline().strip() == "listening"
+    # The proxies' pids: `ip netns exec` execs its command, so they are Popen's.
+    return client, server
+
+
+def iperf(port: int, secs: int, *extra: str) -> float:
+    for _ in range(50):  # the server may still be starting
+        r = subprocess.run(nsexec(C, "iperf3", "-c", S_IP, "-p", str(port), "-t", str(secs), "-J",
+                                  *extra), capture_output=True, text=True)
+        if r.returncode == 0:
+            return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+        time.sleep(0.1)
+    raise SystemExit(f"iperf3 failed: {r.stdout[-500:]}")
+
+
+def sockperf(port: int, secs: int) -> tuple[float, float]:
+    out = ""
+    for _ in range(50):
+        r = subprocess.run(nsexec(C, "sockperf", "pp", "--tcp", "-i", S_IP, "-p", str(port),
+                                  "-t", str(secs), "-m", "64"), capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        if r.returncode == 0 and "percentile 50.000" in out:
+            break
+        time.sleep(0.1)
+    p = {k: float(v) for k, v in re.findall(r"percentile (\d+\.\d+) =\s+([\d.]+)", out)}
+    if "50.000" not in p:
+        raise SystemExit(f"sockperf failed: {out[-500:]}")
+    return p["50.000"], p["99.000"]
+
+
+def connrate(port: int, secs: float) -> float:
+    out = sh(*nsexec(C, sys.executable, str(HERE / "peers.py"), "connrate", S_IP, str(port),
+                     str(secs)))
+    return float(out.strip())
+
+
+def held_tunnels(client: subprocess.Popen, server: subprocess.Popen, n: int) -> tuple[float, float]:
+    before = rss_kib(client.pid), rss_kib(server.pid)
+    h = spawn(C, sys.executable, str(HERE / "peers.py"), "hold", S_IP, str(ECHO), str(n),
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert h.stdout is not None and h.stdin is not None
+    if h.stdout.readline().strip() != "held":
+        raise SystemExit("could not hold the tunnels")
+    time.sleep(1)  # settle: the last tunnels' first bytes are still being logged and counted
+    after = rss_kib(client.pid), rss_kib(server.pid)
+    h.stdin.close()
+    h.wait(timeout=60)
+    return ((after[0] - before[0]) * 1024 / n, (after[1] - before[1]) * 1024 / n)
+
+
+def one_run(client, server, quick: bool, held: int) -> dict:
+    secs = 3 if quick else 10
+    out: dict = {}
+    c0, s0 = cpu_seconds(client.pid), cpu_seconds(server.pid)
+    t = time.monotonic()
+    out["iperf_mesh_gbps"] = iperf(IPERF, secs)
+    gb = out["iperf_mesh_gbps"] * (time.monotonic() - t) / 8
+    out["cpu_s_per_gb_client"] = (cpu_seconds(client.pid) - c0) / gb
+    out["cpu_s_per_gb_server"] = (cpu_seconds(server.pid) - s0) / gb
+    out["iperf_direct_gbps"] = iperf(IPERF_D, secs)
+    out["iperf_reverse_mesh_gbps"] = iperf(IPERF, secs, "-R")
+    out["iperf_p4_mesh_gbps"] = iperf(IPERF, secs, "-P", "4")
+    pp = 3 if quick else 5
+    out["sockperf_direct_p50_us"], out["sockperf_direct_p99_us"] = sockperf(SOCKPERF_D, pp)
+    out["sockperf_mesh_p50_us"], out["sockperf_mesh_p99_us"] = sockperf(SOCKPERF, pp)
+    out["conn_rate_direct"] = connrate(ECHO_D, 2 if quick else 5)
+    out["conn_rate_mesh"] = connrate(ECHO, 2 if quick else 5)
+    out["held_bytes_per_tunnel_client"], out["held_bytes_per_tunnel_server"] = held_tunnels(
+        client, server, held)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short runs (smoke)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--held", type=int, default=10_000, help="idle tunnels to hold")
+    ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
+    ap.add_argument("--json", help="write the medians (and every run) here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (network namespaces, iptables)")
+    ensure_tools()
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="ambit-bench-netns-"))
+    client, server = setup(pathlib.Path(args.bin_dir), tmp)
+    idle = rss_kib(client.pid), rss_kib(server.pid)
+    runs = [one_run(client, server, args.quick, args.held if not args.quick else 1000)
+            for _ in range(args.runs)]
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    med["rss_idle_kib_client"], med["rss_idle_kib_server"] = idle
+    rows = [
+        ("iperf3 one stream, Gbit/s", med["iperf_direct_gbps"], med["iperf_mesh_gbps"]),
+        ("iperf3 -R, Gbit/s", None, med["iperf_reverse_mesh_gbps"]),
+        ("iperf3 -P 4, Gbit/s", None, med["iperf_p4_mesh_gbps"]),
+        ("sockperf 64 B half-RTT p50, µs", med["sockperf_direct_p50_us"], med["sockperf_mesh_p50_us"]),
+        ("sockperf p99, µs", med["sockperf_direct_p99_us"], med["sockperf_mesh_p99_us"]),
+        ("sequential new connections /s", med["conn_rate_direct"], med["conn_rate_mesh"]),
+        ("RSS idle, KiB (client / server)", None,
+         f"{med['rss_idle_kib_client']} / {med['rss_idle_kib_server']}"),
+        ("RSS per idle captured tunnel, B (client / server)", None,
+         f"{med['held_bytes_per_tunnel_client']:.0f} / {med['held_bytes_per_tunnel_server']:.0f}"),
+        ("CPU-seconds per GB (client / server)", None,
+         f"{med['cpu_s_per_gb_client']:.2f} / {med['cpu_s_per_gb_server']:.2f}"),
+    ]
+    print(f"\n| figure (medians of {args.runs}) | direct | ambit pair |")
+    print("|---|---|---|")
+    for name, d, m in rows:
+        fmt = lambda v: "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+        print(f"| {name} | {fmt(d)} | {fmt(m)} |")
+    added = med["sockperf_mesh_p50_us"] - med["sockperf_direct_p50_us"]
+    print(f"\nadded latency p50: {added:.1f} µs; logs in {tmp}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"median": med, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
