@@ -142,10 +142,12 @@ def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, s
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    client = spawn(C, zt, "--node", "node-c",
+    wrap = os.environ.get("AMBIT_BENCH_WRAP_CLIENT", "").split()
+    client = spawn(C, *wrap, zt, "--node", "node-c",
                    "--outbound-capture", "127.0.0.1:15001", *common,
                    env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "client.log", "wb"))
-    server = spawn(S, zt, "--node", "node-s", *common,
+    wrap_server = os.environ.get("AMBIT_BENCH_WRAP_SERVER", "").split()
+    server = spawn(S, *wrap_server, zt, "--node", "node-s", *common,
                    env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
     wait_ready(C, "127.0.0.1:15021", "client proxy")
     wait_ready(S, "127.0.0.1:15021", "server proxy")
@@ -206,9 +208,13 @@ def held_tunnels(client: subprocess.Popen, server: subprocess.Popen, n: int) -> 
     return ((after[0] - before[0]) * 1024 / n, (after[1] - before[1]) * 1024 / n)
 
 
-def one_run(client, server, quick: bool, held: int) -> dict:
+def one_run(client, server, quick: bool, held: int, only_held: bool = False) -> dict:
     secs = 3 if quick else 10
     out: dict = {}
+    if only_held:
+        out["held_bytes_per_tunnel_client"], out["held_bytes_per_tunnel_server"] = held_tunnels(
+            client, server, held)
+        return out
     c0, s0 = cpu_seconds(client.pid), cpu_seconds(server.pid)
     t = time.monotonic()
     out["iperf_mesh_gbps"] = iperf(IPERF, secs)
@@ -235,6 +241,10 @@ def main() -> None:
     ap.add_argument("--held", type=int, default=10_000, help="idle tunnels to hold")
     ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
     ap.add_argument("--json", help="write the medians (and every run) here")
+    ap.add_argument("--only-held", action="store_true",
+                    help="only the held-tunnels figure (for a heap profile of a proxy: "
+                         "AMBIT_BENCH_WRAP_CLIENT or AMBIT_BENCH_WRAP_SERVER='heaptrack -o FILE' "
+                         "runs it under a profiler)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, iptables)")
@@ -244,8 +254,11 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="ambit-bench-netns-"))
     client, server = setup(pathlib.Path(args.bin_dir), tmp)
     idle = rss_kib(client.pid), rss_kib(server.pid)
-    runs = [one_run(client, server, args.quick, args.held if not args.quick else 1000)
-            for _ in range(args.runs)]
+    held = args.held if not args.quick else min(args.held, 1000)
+    runs = [one_run(client, server, args.quick, held, args.only_held) for _ in range(args.runs)]
+    if args.only_held:
+        print(json.dumps(runs))
+        return
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     med["rss_idle_kib_client"], med["rss_idle_kib_server"] = idle
     rows = [

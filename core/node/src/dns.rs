@@ -378,16 +378,11 @@ impl DnsServer {
     /// Answers TCP clients on `listener` until the task is dropped.
     pub(crate) async fn serve_tcp(self, listener: TcpListener, scope: Scope) {
         let errors = ambit_proxy::accept_errors(&self.node.metrics);
+        let mut spawner = crate::socket::Spawner::new(scope);
         loop {
             let (s, peer) = ambit_proxy::accept(&listener, "DNS", &errors).await;
             let server = self.clone();
-            let mut scope = scope.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = server.tcp_client(s, ambit_hbone::canonical(peer)) => {}
-                    () = scope.closed() => {}
-                }
-            });
+            spawner.spawn(async move { server.tcp_client(s, ambit_hbone::canonical(peer)).await });
         }
     }
 

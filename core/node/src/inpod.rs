@@ -80,8 +80,8 @@ struct Pod {
     workload: String,
     sockets: Arc<PodSockets>,
     addresses: Vec<IpAddr>,
+    /// Its listeners' loops; each owns its connections' tasks, so aborting it ends them.
     tasks: Vec<JoinHandle<()>>,
-    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Pod {
@@ -89,7 +89,6 @@ impl Drop for Pod {
         for t in &self.tasks {
             t.abort();
         }
-        self.stop.send_replace(true);
     }
 }
 
@@ -304,21 +303,16 @@ impl InPod {
         let hbone = listen_any(&sockets, POD_HBONE_PORT).await?;
         let outbound = listen_any(&sockets, POD_OUTBOUND_PORT).await?;
         let inbound = listen_any(&sockets, POD_INBOUND_PORT).await?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let scope = Scope::new(stopped);
+        let scope = Scope::Pod;
         let server = self.server.clone();
         let mut tasks = vec![
             tokio::spawn(async move { drop(server.serve(hbone).await) }),
             tokio::spawn(crate::outbound::serve_transparent(
                 self.node.clone(),
                 outbound,
-                scope.clone(),
+                scope,
             )),
-            tokio::spawn(crate::plaintext::serve(
-                self.node.clone(),
-                inbound,
-                scope.clone(),
-            )),
+            tokio::spawn(crate::plaintext::serve(self.node.clone(), inbound, scope)),
         ];
         if self.node.config.dns_capture {
             let dns = crate::dns::DnsServer::new(
@@ -339,7 +333,7 @@ impl InPod {
                 match bound {
                     Ok((udp, tcp)) => {
                         tasks.push(tokio::spawn(dns.clone().serve_udp(udp)));
-                        tasks.push(tokio::spawn(dns.clone().serve_tcp(tcp, scope.clone())));
+                        tasks.push(tokio::spawn(dns.clone().serve_tcp(tcp, scope)));
                     }
                     // A pod without IPv6 on its loopback gets DNS on 127.0.0.1 only.
                     Err(e) if ip.is_ipv6() => {
@@ -362,7 +356,6 @@ impl InPod {
             sockets,
             addresses: w.addresses.clone(),
             tasks,
-            stop,
         })
     }
 

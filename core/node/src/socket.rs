@@ -4,36 +4,58 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tracing::debug;
 
 use crate::Node;
 
-/// Where a listener's connections belong: ended together when the scope closes (a pod that
-/// is removed), or never (the default, the node's own listeners).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Scope(Option<watch::Receiver<bool>>);
+/// Where a listener's connection tasks belong: the node's (they run on their own), or a pod's
+/// (the listener's loop owns them, so stopping the loop, as removing the pod does, ends them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The node's own listeners.
+    #[default]
+    Node,
+    /// A pod's listeners (in-pod mode).
+    Pod,
+}
 
-impl Scope {
-    /// A scope that closes when `closed` turns true (or its sender is dropped).
-    pub(crate) fn new(closed: watch::Receiver<bool>) -> Self {
-        Self(Some(closed))
+/// Spawns connection tasks in a [`Scope`].
+#[derive(Debug, Default)]
+pub(crate) struct Spawner {
+    scope: Scope,
+    pod: tokio::task::JoinSet<()>,
+}
+
+impl Spawner {
+    pub(crate) fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            pod: tokio::task::JoinSet::new(),
+        }
     }
 
-    /// Resolves when the scope closes; never for the default scope.
-    pub(crate) async fn closed(&mut self) {
-        match &mut self.0 {
-            Some(rx) => {
-                let _ = rx.wait_for(|c| *c).await;
+    /// Runs `task` for one connection: detached for the node, owned (and aborted with this
+    /// spawner) for a pod. Pass the connection's future itself, not a wrapper around a moved
+    /// one: a future moved into an `async` block is stored twice in it (measured: 7.9 KB per
+    /// captured connection instead of 3.8 KB).
+    pub(crate) fn spawn<T>(&mut self, task: T)
+    where
+        T: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.scope {
+            Scope::Node => drop(tokio::spawn(task)),
+            Scope::Pod => {
+                while self.pod.try_join_next().is_some() {}
+                self.pod.spawn(task);
             }
-            None => std::future::pending().await,
         }
     }
 }
 
 /// Runs `handle` on its own task for every accepted client, however many accepts fail
-/// ([`ambit_proxy::accept`]); a client's failure is logged at debug, and its task ends when
-/// `scope` closes. `band` is the size band of one client's future ([`ambit_proxy::size_between`]).
+/// ([`ambit_proxy::accept`]); a client's failure is logged at debug. In a pod's `scope` the
+/// clients' tasks end when this loop does. `band` is the size band of one client's task
+/// ([`ambit_proxy::size_between`]).
 pub(crate) async fn accept_loop<F, Fut>(
     node: Arc<Node>,
     listener: TcpListener,
@@ -42,27 +64,26 @@ pub(crate) async fn accept_loop<F, Fut>(
     scope: Scope,
     handle: F,
 ) where
-    F: Fn(Arc<Node>, TcpStream, SocketAddr) -> Fut,
+    F: Fn(Arc<Node>, TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let errors = ambit_proxy::accept_errors(&node.metrics);
+    let mut spawner = Spawner::new(scope);
     loop {
         let (s, peer) = ambit_proxy::accept(&listener, what, &errors).await;
         let peer = ambit_hbone::canonical(peer);
         // Relayed writes must not wait for the application's delayed ACK (Nagle): a response
         // that reaches us in two pieces would otherwise stall ~40 ms.
         let _ = s.set_nodelay(true);
-        let work = handle(node.clone(), s, peer);
-        ambit_proxy::size_between(band.0, band.1, &work);
-        let mut scope = scope.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                r = work => if let Err(e) = r {
-                    debug!(%peer, error = %e, "{what} client dropped");
-                },
-                () = scope.closed() => debug!(%peer, "{what} client closed with its pod"),
+        let (handle, node) = (handle.clone(), node.clone());
+        // `handle` is called inside the task, so its future is stored once.
+        let task = async move {
+            if let Err(e) = handle(node, s, peer).await {
+                debug!(%peer, error = %e, "{what} client dropped");
             }
-        });
+        };
+        ambit_proxy::size_between(band.0, band.1, &task);
+        spawner.spawn(task);
     }
 }
 
