@@ -54,7 +54,17 @@ pub struct QueueHandler {
 }
 
 impl crate::Handler for QueueHandler {
-    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.clone().queue(req, responder)
+    }
+}
+
+impl QueueHandler {
+    async fn queue(self, req: ConnectRequest, responder: Responder) {
         if self.tx.is_closed() {
             responder.reject(http::StatusCode::SERVICE_UNAVAILABLE);
             return;

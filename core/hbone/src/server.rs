@@ -77,18 +77,28 @@ pub struct Responder {
     stats: Arc<Stats>,
 }
 
-/// Decides what to do with each CONNECT. Runs on its own task per stream.
+/// Decides what to do with each CONNECT. The future it returns is the stream's task itself
+/// (spawned as it is, so its size is the memory a tunnel costs); it owns what it needs, so it
+/// borrows nothing from the handler.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request: answer through `responder`, then (if accepted) use the tunnel.
-    fn handle(&self, req: ConnectRequest, responder: Responder) -> impl Future<Output = ()> + Send;
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl Future<Output = ()> + Send + 'static;
 }
 
 impl<F, Fut> Handler for F
 where
     F: Fn(ConnectRequest, Responder) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    fn handle(&self, req: ConnectRequest, responder: Responder) -> impl Future<Output = ()> + Send {
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl Future<Output = ()> + Send + 'static {
         self(req, responder)
     }
 }
@@ -322,7 +332,7 @@ where
             accepted = conn.accept() => match accepted {
                 None => break,
                 Some(Ok((req, respond))) => {
-                    tokio::spawn(serve_stream(shared.clone(), req, respond, info.clone()));
+                    start_stream(shared, req, respond, info.clone());
                 }
                 Some(Err(e)) => {
                     debug!(%peer, error = %e, "HBONE connection ended with an error");
@@ -352,8 +362,11 @@ where
     Ok(())
 }
 
-async fn serve_stream<H: Handler>(
-    shared: Arc<Shared<H>>,
+/// Checks one CONNECT and spawns the handler's future for it (answering 400 here when the
+/// request is malformed). Nothing else wraps the handler's future: a future moved into another
+/// is stored in both.
+fn start_stream<H: Handler>(
+    shared: &Arc<Shared<H>>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     info: TunnelInfo,
@@ -404,7 +417,7 @@ async fn serve_stream<H: Handler>(
         info,
         stats: stats.clone(),
     };
-    shared.handler.handle(request, responder).await;
+    tokio::spawn(shared.handler.handle(request, responder));
 }
 
 /// Waits until the watched value satisfies `f` (or the sender is gone). Drops the borrow

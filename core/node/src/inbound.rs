@@ -128,8 +128,8 @@ impl Handler for Inbound {
         &self,
         req: ConnectRequest,
         responder: Responder,
-    ) -> impl std::future::Future<Output = ()> + Send {
-        let tunnel = self.tunnel(req, responder);
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tunnel = self.clone().tunnel(req, responder);
         ambit_proxy::size_between(TUNNEL_BAND.0, TUNNEL_BAND.1, &tunnel);
         tunnel
     }
@@ -137,7 +137,7 @@ impl Handler for Inbound {
 
 impl Inbound {
     /// One tunnel: authorize, connect to the workload, answer, copy, log and count.
-    async fn tunnel(&self, req: ConnectRequest, responder: Responder) {
+    async fn tunnel(self, req: ConnectRequest, responder: Responder) {
         let node = &self.0;
         let start = Instant::now();
         let state = node.state.load_full();

@@ -163,7 +163,17 @@ impl EchoHandler {
 }
 
 impl ambit_hbone::Handler for EchoHandler {
-    async fn handle(&self, req: ConnectRequest, responder: Responder) {
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.clone().echo(req, responder)
+    }
+}
+
+impl EchoHandler {
+    async fn echo(self, req: ConnectRequest, responder: Responder) {
         let status = match req.authority.port() {
             p @ (400 | 401 | 403 | 503) => Some(p),
             _ => None,

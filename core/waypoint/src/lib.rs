@@ -497,8 +497,8 @@ impl Handler for Connect {
         &self,
         req: ConnectRequest,
         responder: Responder,
-    ) -> impl std::future::Future<Output = ()> + Send {
-        let tunnel = self.tunnel(req, responder);
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tunnel = self.clone().tunnel(req, responder);
         ambit_proxy::size_between(TUNNEL_BAND.0, TUNNEL_BAND.1, &tunnel);
         tunnel
     }
@@ -506,7 +506,7 @@ impl Handler for Connect {
 
 impl Connect {
     /// One tunnel: find the target, accept, serve HTTP on it.
-    async fn tunnel(&self, req: ConnectRequest, responder: Responder) {
+    async fn tunnel(self, req: ConnectRequest, responder: Responder) {
         let inner = self.0.clone();
         let target = match inner.target(&req.authority, req.local_addr.ip()) {
             Ok(t) => t,
