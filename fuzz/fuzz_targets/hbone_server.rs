@@ -17,18 +17,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, req: ConnectRequest, responder: Responder) {
-        if let p @ (400 | 401 | 403 | 503) = req.authority.port() {
-            return responder.reject(http::StatusCode::from_u16(p).expect("status"));
-        }
-        let Ok(mut tunnel) = responder.accept(Default::default()) else {
-            return;
-        };
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = tunnel.read(&mut buf).await {
-            if tunnel.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
+    fn handle(
+        &self,
+        req: ConnectRequest,
+        responder: Responder,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        echo(req, responder)
+    }
+}
+
+async fn echo(req: ConnectRequest, responder: Responder) {
+    if let p @ (400 | 401 | 403 | 503) = req.authority.port() {
+        return responder.reject(http::StatusCode::from_u16(p).expect("status"));
+    }
+    let Ok(mut tunnel) = responder.accept(Default::default()) else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = tunnel.read(&mut buf).await {
+        if tunnel.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
 }

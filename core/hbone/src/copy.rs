@@ -89,15 +89,7 @@ where
 {
     let (mut tr, mut tw) = tunnel.into_split();
     let (mut or, mut ow) = tokio::io::split(other);
-    let down = async {
-        let mut total = 0u64;
-        while let Some(chunk) = tr.read_chunk().await? {
-            ow.write_all(&chunk).await?;
-            total += chunk.len() as u64;
-        }
-        ow.shutdown().await?;
-        Ok::<u64, io::Error>(total)
-    };
+    let down = tunnel_to(&mut tr, &mut ow);
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
@@ -121,6 +113,20 @@ where
     }
 }
 
+/// The tunnel's DATA written out as received, until END_STREAM, then the writer shut down.
+async fn tunnel_to<W>(tr: &mut crate::TunnelReader, w: &mut W) -> io::Result<u64>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut total = 0u64;
+    while let Some(chunk) = tr.read_chunk().await? {
+        w.write_all(&chunk).await?;
+        total += chunk.len() as u64;
+    }
+    w.shutdown().await?;
+    Ok(total)
+}
+
 /// [`copy_tunnel`] for a TCP socket, as lean as an idle connection can be: no buffer is held
 /// while the socket has nothing to read (one is taken when it becomes readable, and given back
 /// when it goes quiet again), and the socket is split without a lock or an allocation.
@@ -131,15 +137,7 @@ pub async fn copy_tunnel_tcp(
 ) -> io::Result<Transferred> {
     let (mut tr, mut tw) = tunnel.into_split();
     let (or, mut ow) = other.split();
-    let down = async {
-        let mut total = 0u64;
-        while let Some(chunk) = tr.read_chunk().await? {
-            ow.write_all(&chunk).await?;
-            total += chunk.len() as u64;
-        }
-        ow.shutdown().await?;
-        Ok::<u64, io::Error>(total)
-    };
+    let down = tunnel_to(&mut tr, &mut ow);
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
