@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pathlib
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -14,6 +13,7 @@ import threading
 import pytest
 
 from test_inpod import binary, http_get, run, wait_until
+from tests.common import socks5_connect
 
 SOCKS = "127.0.0.1:23080"
 METRICS = "127.0.0.1:23020"
@@ -22,13 +22,7 @@ CLIENT_IP = "127.0.0.5"
 
 
 def socks5(dst: tuple[str, int]) -> socket.socket:
-    s = socket.create_connection(SOCKS.rsplit(":", 1), timeout=10, source_address=(CLIENT_IP, 0))
-    s.sendall(b"\x05\x01\x00")
-    assert s.recv(2) == b"\x05\x00"
-    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(dst[0]) + struct.pack(">H", dst[1]))
-    reply = s.recv(10)
-    assert reply[:2] == b"\x05\x00", reply
-    return s
+    return socks5_connect(SOCKS, CLIENT_IP, dst[0], dst[1])
 
 
 def echo_server() -> tuple[str, int]:

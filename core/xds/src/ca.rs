@@ -277,16 +277,15 @@ mod tests {
         let ok = checked(&web, &chain, svid.key().clone_key(), ca.bundle(), now).expect("good");
         assert_eq!(ok.svid.id(), &web);
 
+        // What `checked` says about `chain` (with `svid`'s key) for identity `id`.
+        let refused = |id: &SpiffeId, chain: &[String], svid: &ambit_identity::Svid| {
+            problem(checked(id, chain, svid.key().clone_key(), ca.bundle(), now))
+        };
+
         // Another identity than asked for.
         let db = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/db").expect("id");
         let (chain, svid) = issue(&ca, &db);
-        let p = problem(checked(
-            &web,
-            &chain,
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&web, &chain, &svid);
         assert!(
             p.contains("the certificate is for spiffe://cluster.local/ns/shop/sa/db"),
             "{p}"
@@ -295,44 +294,20 @@ mod tests {
         // A root that is not the configured one (a rogue CA of the same name).
         let rogue = CertificateAuthority::new(td.clone()).expect("rogue");
         let (chain, svid) = issue(&rogue, &web);
-        let p = problem(checked(
-            &web,
-            &chain,
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&web, &chain, &svid);
         assert!(p.contains("root is not in the trust bundle"), "{p}");
 
         // The configured root sent, but the leaf signed by another key.
         let (mut chain, svid) = issue(&rogue, &web);
         chain[1] = ca.bundle().to_pem();
-        let p = problem(checked(
-            &web,
-            &chain,
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&web, &chain, &svid);
         assert!(p.contains("does not verify"), "{p}");
 
         // No root at all, or nothing.
         let (chain, svid) = issue(&ca, &web);
-        let p = problem(checked(
-            &web,
-            &chain[..1],
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&web, &chain[..1], &svid);
         assert!(p.contains("want the leaf and at least the root"), "{p}");
-        let p = problem(checked(
-            &web,
-            &["junk".into(), "junk".into()],
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&web, &["junk".into(), "junk".into()], &svid);
         assert!(p.contains("no certificate"), "{p}");
 
         // Another trust domain's identity, even from the trusted root's CA, is not ours.
@@ -340,13 +315,7 @@ mod tests {
             CertificateAuthority::new(TrustDomain::new("corp.example").expect("td")).expect("ca");
         let foreign = SpiffeId::parse("spiffe://corp.example/ns/shop/sa/web").expect("id");
         let (chain, svid) = issue(&other_td, &foreign);
-        let p = problem(checked(
-            &foreign,
-            &chain,
-            svid.key().clone_key(),
-            ca.bundle(),
-            now,
-        ));
+        let p = refused(&foreign, &chain, &svid);
         assert!(p.contains("root is not in the trust bundle"), "{p}");
     }
 
