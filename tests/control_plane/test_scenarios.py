@@ -210,6 +210,31 @@ def test_the_ca_down_at_start_keeps_readiness_503_until_it_is_back(mesh):
         assert echo(s, "back") == "server-1: back"
 
 
+def test_readiness_is_never_200_before_the_first_xds_sync(mesh):
+    """Probed from the moment the port opens until both nodes have been refused twice between
+    them: never 200, and the 503 names the sync it waits for."""
+    mesh.push_basic()
+    mesh.fake.xds_available = False
+    a, b = mesh.start_nodes()
+    seen: list[tuple[int, str]] = []
+
+    def probe():
+        try:
+            seen.append(a.ready())
+        except OSError:  # not listening yet
+            pass
+        return sum(c.method.endswith("DeltaAggregatedResources") for c in mesh.fake.calls) >= 4 and seen
+
+    wait_until(probe, timeout=30, what="four refused ADS attempts")
+    assert seen and all(code == 503 for code, _ in seen), seen[:3]
+    assert "xds" in seen[0][1] and "waiting for the first sync" in seen[0][1], seen[0]
+    mesh.fake.xds_available = True
+    a.wait_ready(timeout=60)
+    b.wait_ready(timeout=60)
+    with mesh.connect(mesh.ip(2, 2)) as s:
+        assert echo(s, "synced") == "server-1: synced"
+
+
 def test_a_replaced_token_file_is_used_by_the_next_stream(mesh):
     mesh.push_basic()
     a, b = mesh.start_nodes()

@@ -41,7 +41,9 @@ pub const POD_INBOUND_PORT: u16 = 15006;
 pub const POD_DNS_PORT: u16 = 15053;
 
 /// Readiness condition held until the agent's snapshot is in and every pod is served.
-const READY_KEY: &str = "inpod";
+pub(crate) const READY_KEY: &str = "inpod";
+/// The readiness detail until the node agent has sent its snapshot.
+pub(crate) const READY_WAITING: &str = "waiting for the node agent's snapshot";
 /// How long an add waits for the pod's workload to appear in the state before it is refused
 /// (and retried); the agent waits 5 s for each ack.
 const WORKLOAD_WAIT: Duration = Duration::from_secs(2);
@@ -125,8 +127,7 @@ impl InPod {
                 &[],
             ),
         };
-        node.readiness
-            .block(READY_KEY, "waiting for the node agent's snapshot");
+        node.readiness.block(READY_KEY, READY_WAITING);
         Arc::new(Self {
             node,
             server,

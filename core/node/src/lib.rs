@@ -104,6 +104,10 @@ pub struct NodeConfig {
     /// hands them over ([`NodeProxy::serve_zds`]); no HBONE listener is bound on workload
     /// addresses in the proxy's own namespace.
     pub inpod: bool,
+    /// Readiness gates held from before the first listener binds until the embedder calls
+    /// `readiness().unblock(name)`, as `(name, detail for the 503 body)`: so a probe never
+    /// sees 200 before, say, the first control-plane sync is applied.
+    pub readiness_gates: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -127,6 +131,7 @@ impl NodeConfig {
             dns_capture: false,
             resolver: dns::DnsConfig::default(),
             inpod: false,
+            readiness_gates: Vec::new(),
         }
     }
 }
@@ -180,8 +185,21 @@ pub(crate) struct Node {
     dump_extra: DumpSections,
     /// Bumped on every state update, for whoever waits for the state to change.
     generation: tokio::sync::watch::Sender<u64>,
+    /// The generation that listeners and certificates last followed (see [`Updater::settled`]).
+    applied: tokio::sync::watch::Sender<u64>,
     /// The sockets of each in-pod pod, by pod address.
     pod_sockets: std::sync::Mutex<HashMap<IpAddr, Arc<inpod::netns::PodSockets>>>,
+}
+
+impl Node {
+    /// Records that listeners and certificates follow the state of `generation` (or later).
+    fn mark_applied(&self, generation: u64) {
+        self.applied.send_if_modified(|g| {
+            let newer = generation > *g;
+            *g = (*g).max(generation);
+            newer
+        });
+    }
 }
 
 /// The daemon's `/config_dump` sections.
@@ -212,9 +230,21 @@ impl Updater {
     pub fn update(&self, state: State) -> usize {
         let state = Arc::new(state);
         self.0.state.store(state.clone());
-        self.0.changed.notify_one();
+        // The generation before the wake-up: the listener loop, once woken, reads the
+        // generation it is about to follow and must not see an older one.
         self.0.generation.send_modify(|g| *g += 1);
+        self.0.changed.notify_one();
         self.0.connections.recheck(&state)
+    }
+
+    /// Waits until listeners and certificates follow every state given so far (a local
+    /// workload's HBONE port is bound, or its missing certificate holds readiness), so that
+    /// a daemon can say ready once the first control-plane sync is really in force.
+    pub async fn settled(&self) {
+        let target = *self.0.generation.borrow();
+        let mut applied = self.0.applied.subscribe();
+        // The sender lives in the node this handle holds, so the wait ends only by arriving.
+        let _ = applied.wait_for(|g| *g >= target).await;
     }
 }
 
@@ -233,6 +263,10 @@ impl NodeProxy {
     ) -> Result<Self, ProxyError> {
         let identities = Identities::new(tls.clone(), credentials);
         let selector = inbound::Selector::default();
+        let readiness = Readiness::with_gates(&config.readiness_gates);
+        if config.inpod {
+            readiness.block(inpod::READY_KEY, inpod::READY_WAITING);
+        }
         let node = Arc::new(Node {
             client: ambit_hbone::Client::new(tls, ambit_hbone::ClientSettings::default()),
             config,
@@ -242,9 +276,10 @@ impl NodeProxy {
             connections: conns::Connections::default(),
             selector: selector.clone(),
             changed: Notify::new(),
-            readiness: Arc::new(Readiness::default()),
+            readiness: Arc::new(readiness),
             dump_extra: DumpSections::default(),
             generation: tokio::sync::watch::channel(0).0,
+            applied: tokio::sync::watch::channel(0).0,
             pod_sockets: std::sync::Mutex::default(),
         });
         let server = ambit_hbone::Server::new(
@@ -286,7 +321,9 @@ impl NodeProxy {
                     retry = CERT_RETRY_START;
                     n.changed.notified().await;
                 }
+                let generation = *n.generation.borrow();
                 missing = inbound::reconcile(&n, &s, &mut *ls.lock().await).await > 0;
+                n.mark_applied(generation);
             }
         }));
         info!(node = %node.config.node, ?bound, "node proxy ready");
@@ -432,7 +469,9 @@ impl NodeProxy {
     /// Replaces the state and waits until listeners and certificates follow it.
     pub async fn sync(&self, state: State) -> usize {
         let closed = self.update(state);
+        let generation = *self.node.generation.borrow();
         inbound::reconcile(&self.node, &self.server, &mut *self.listeners.lock().await).await;
+        self.node.mark_applied(generation);
         closed
     }
 

@@ -12,6 +12,15 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Readiness holding `gates` (`(name, detail)`) from the start, before any listener binds.
+    pub fn with_gates(gates: &[(String, String)]) -> Self {
+        let r = Self::default();
+        for (name, detail) in gates {
+            r.block(name, detail.clone());
+        }
+        r
+    }
+
     /// Marks `what` as pending, with a detail for the 503 body (replacing an earlier one).
     pub fn block(&self, what: &str, detail: impl Into<String>) {
         self.lock().insert(what.to_owned(), detail.into());
@@ -72,6 +81,16 @@ mod tests {
         r.unblock("xds");
         assert!(!r.is_ready());
         r.unblock("certificates");
+        assert!(r.is_ready());
+    }
+
+    #[test]
+    fn gates_hold_from_construction() {
+        let r = Readiness::with_gates(&[("xds".into(), "waiting for the first sync".into())]);
+        let (status, _, body) = r.reply();
+        assert_eq!(status, 503);
+        assert!(body.contains("xds: waiting for the first sync"), "{body}");
+        r.unblock("xds");
         assert!(r.is_ready());
     }
 }

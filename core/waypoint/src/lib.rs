@@ -102,6 +102,9 @@ pub struct WaypointConfig {
     pub max_buffered_body: usize,
     /// Extra trust anchors (PEM) for `https://` `jwksUri`s, beside the system's.
     pub jwks_ca_pem: Option<String>,
+    /// Readiness gates held from before the HBONE listener binds until the embedder calls
+    /// `readiness().unblock(name)`, as `(name, detail for the 503 body)`.
+    pub readiness_gates: Vec<(String, String)>,
 }
 
 impl WaypointConfig {
@@ -121,6 +124,7 @@ impl WaypointConfig {
             json_access_log: false,
             max_buffered_body: 1 << 20,
             jwks_ca_pem: None,
+            readiness_gates: Vec::new(),
         }
     }
 }
@@ -302,6 +306,7 @@ impl Waypoint {
             .server_config(&cell, &ServerOptions::default())
             .map_err(|e| ProxyError::Credentials(format!("{}: {e}", config.identity)))?;
         let state = Arc::new(ArcSwap::from_pointee(state));
+        let readiness = Arc::new(Readiness::with_gates(&config.readiness_gates));
         let tls_provider = tls.provider().clone();
         let inner = Arc::new(Inner {
             upstream: upstream::Upstreams::new(
@@ -319,7 +324,7 @@ impl Waypoint {
             state,
             l7: ArcSwap::from_pointee(l7),
             metrics: Metrics::new(),
-            readiness: Arc::new(Readiness::default()),
+            readiness,
         });
         let server = ambit_hbone::Server::new(
             server_config,

@@ -125,6 +125,12 @@ async fn run(args: Args) -> Result<()> {
             std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?,
         );
     }
+    if let Some(x) = &env.xds {
+        config.readiness_gates.push((
+            XDS_GATE.to_owned(),
+            format!("waiting for the first sync from {}", x.address),
+        ));
+    }
     let waypoint = Waypoint::start(
         config,
         state.clone(),
@@ -171,20 +177,19 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Runs the xDS client into the waypoint's mesh state; readiness holds `xds` until the first
-/// sync is applied.
+/// The readiness gate held from start until the first xDS sync is applied.
+const XDS_GATE: &str = "xds";
+
+/// Runs the xDS client into the waypoint's mesh state; readiness holds [`XDS_GATE`] (set in
+/// the config, before anything binds) until the first sync is applied.
 fn follow_xds(waypoint: &Waypoint, config: XdsConfig, initial: ambit_state::State) {
-    let address = config.control.address.to_string();
-    waypoint
-        .readiness()
-        .block("xds", format!("waiting for the first sync from {address}"));
     let updater = waypoint.state_updater();
     let client = AdsClient::new(config, initial, Box::new(move |s| updater.update(s)));
     let mut synced = client.synced();
     let readiness = waypoint.readiness().clone();
     tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_ok() {
-            readiness.unblock("xds");
+            readiness.unblock(XDS_GATE);
         }
     });
     tokio::spawn(client.run());

@@ -135,6 +135,12 @@ async fn run(args: Args) -> Result<()> {
             warn!(file = %args.resolv_conf.display(), "no nameserver: the DNS proxy answers only the mesh's names");
         }
     }
+    if let Some(x) = &env.xds {
+        config.readiness_gates.push((
+            XDS_GATE.to_owned(),
+            format!("waiting for the first sync from {}", x.address),
+        ));
+    }
     if config.inpod {
         // In-pod, capture happens in each pod's namespace, on ztunnel's fixed ports.
         config.outbound_capture = None;
@@ -214,14 +220,15 @@ fn credentials(
     }
 }
 
+/// The readiness gate held from start until the first xDS sync is applied.
+const XDS_GATE: &str = "xds";
+
 /// Runs the xDS client: every accepted push replaces the proxy's state; readiness holds
-/// `xds` until the first sync is applied; `/config_dump` shows the client's status.
+/// [`XDS_GATE`] (set in the config, before anything binds) until the first sync is applied
+/// and the local workloads' listeners follow it; `/config_dump` shows the client's status.
 fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
-    let address = config.control.address.to_string();
-    proxy
-        .readiness()
-        .block("xds", format!("waiting for the first sync from {address}"));
     let updater = proxy.updater();
+    let settled = updater.clone();
     let client = AdsClient::new(
         config,
         initial,
@@ -244,7 +251,8 @@ fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
     let readiness = proxy.readiness().clone();
     tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_ok() {
-            readiness.unblock("xds");
+            settled.settled().await;
+            readiness.unblock(XDS_GATE);
         }
     });
     tokio::spawn(client.run());

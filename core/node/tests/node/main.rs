@@ -425,3 +425,56 @@ spec:
         }
     }
 }
+
+/// A gate the embedder names in the config holds `/healthz/ready` at 503 from the moment the
+/// listener is up (no probe can see 200 before, say, the first control-plane sync), until the
+/// embedder lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_gates_hold_from_the_first_probe_until_lifted() {
+    let net = 56;
+    let mut c = ambit_test_util::nodes::node_config(net, "node-a", 1, Listeners::All);
+    c.readiness_gates
+        .push(("xds".into(), "waiting for the first sync".into()));
+    let pki = TestPki::new();
+    let node = NodeProxy::start(c, base_state(net), pki.source(), pki.tls.clone())
+        .await
+        .expect("node");
+    let addr = node.bound().readiness.expect("readiness");
+    let held = http_get(addr, "/healthz/ready").await;
+    assert!(held.starts_with("HTTP/1.1 503"), "{held}");
+    assert!(
+        held.contains("xds") && held.contains("waiting for the first sync"),
+        "{held}"
+    );
+    node.readiness().unblock("xds");
+    let ready = http_get(addr, "/healthz/ready").await;
+    assert!(ready.starts_with("HTTP/1.1 200 OK"), "{ready}");
+}
+
+/// `Updater::settled` returns only once a pushed local workload's HBONE port is bound: a
+/// daemon that says ready after it never sends peers to a closed port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_means_a_pushed_local_workload_is_listening() {
+    let net = 57;
+    let (a, b) = two_nodes(net, State::new(), &TestPki::new(), Listeners::Socks5)
+        .await
+        .expect("nodes");
+    let server = SocketAddr::new(ip(net, [2, 2]), 8080);
+    tcp_echo(server).await.expect("echo app");
+    let updater = b.updater();
+    updater.update(base_state(net));
+    updater.settled().await;
+    let hbone = SocketAddr::new(ip(net, [2, 2]), 15008);
+    TcpStream::connect(hbone)
+        .await
+        .expect("node B's HBONE port for the pushed workload is bound once settled");
+    a.sync(base_state(net)).await;
+    let proxy = a.bound().socks5.expect("socks5");
+    let mut s = socks5_connect(proxy, ip(net, [1, 2]), &SocksTarget::Addr(server))
+        .await
+        .expect("through the mesh");
+    assert_eq!(
+        echo_through(&mut s, b"settled").await.expect("echo"),
+        b"settled"
+    );
+}
