@@ -131,13 +131,14 @@ where
 /// while the socket has nothing to read (one is taken when it becomes readable, and given back
 /// when it goes quiet again), and the socket is split without a lock or an allocation.
 /// Measured with 2,000 idle captured tunnels: 1 KiB less per tunnel than [`copy_tunnel`].
+/// Both are borrowed, so the copy's future stores neither a second time.
 pub async fn copy_tunnel_tcp(
-    tunnel: crate::Tunnel,
+    tunnel: &mut crate::Tunnel,
     other: &mut tokio::net::TcpStream,
 ) -> io::Result<Transferred> {
-    let (mut tr, mut tw) = tunnel.into_split();
+    let (tr, tw) = tunnel.halves_mut();
     let (or, mut ow) = other.split();
-    let down = tunnel_to(&mut tr, &mut ow);
+    let down = tunnel_to(tr, &mut ow);
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;

@@ -95,6 +95,12 @@ impl Tunnel {
         (self.reader, self.writer)
     }
 
+    /// Both halves, borrowed: for a copy that works on the tunnel in place (a moved tunnel is
+    /// stored again in each future it is moved into).
+    pub fn halves_mut(&mut self) -> (&mut TunnelReader, &mut TunnelWriter) {
+        (&mut self.reader, &mut self.writer)
+    }
+
     /// Resets the stream with CANCEL: both directions end at once.
     pub fn abort(&mut self) {
         self.writer.abort();

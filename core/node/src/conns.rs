@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ambit_authz::Connection;
 use ambit_identity::SpiffeId;
@@ -24,15 +24,19 @@ struct Open {
 
 /// The registry. Entries remove themselves when their [`Registration`] drops.
 #[derive(Debug, Default)]
-pub(crate) struct Connections {
+pub(crate) struct Connections(Arc<Registry>);
+
+#[derive(Debug, Default)]
+struct Registry {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Open>>,
 }
 
-/// Keeps a connection registered until dropped.
-pub(crate) struct Registration<'a> {
+/// Keeps a connection registered until dropped. It owns a handle on the registry (it borrows
+/// nothing), so a tunnel's setup can hand it to the copy that outlives the setup.
+pub(crate) struct Registration {
     id: u64,
-    registry: &'a Connections,
+    registry: Arc<Registry>,
 }
 
 impl Connections {
@@ -41,9 +45,9 @@ impl Connections {
         &self,
         conn: &Connection<'_>,
         workload_uid: &str,
-    ) -> (Registration<'_>, oneshot::Receiver<String>) {
+    ) -> (Registration, oneshot::Receiver<String>) {
         let (tx, rx) = oneshot::channel();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
             id,
             Open {
@@ -55,7 +59,13 @@ impl Connections {
                 close: Some(tx),
             },
         );
-        (Registration { id, registry: self }, rx)
+        (
+            Registration {
+                id,
+                registry: self.0.clone(),
+            },
+            rx,
+        )
     }
 
     /// Re-evaluates every open connection against `state`; closes those now denied (or whose
@@ -108,11 +118,17 @@ impl Connections {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+        self.0.lock()
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
     }
