@@ -8,7 +8,7 @@ use std::time::Instant;
 use ambit_authz::Connection;
 use ambit_hbone::http::StatusCode;
 use ambit_hbone::{Authority, ConfigSelector, ConnectRequest, Handler, Responder};
-use ambit_telemetry::{AccessLog, Reporter, ResponseFlag, TcpCounters};
+use ambit_telemetry::{Reporter, ResponseFlag, TcpCounters};
 use ambit_tls::ServerOptions;
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
@@ -20,6 +20,7 @@ use ambit_proxy::labels_for;
 
 use crate::Node;
 use crate::conns::Registration;
+use crate::record::ConnLog;
 use crate::steer::ILLEGAL_PORTS;
 
 /// The TLS config for each local workload address, swapped as workloads come and go.
@@ -155,7 +156,7 @@ struct Accepted {
     _registration: Registration,
     revoked: oneshot::Receiver<String>,
     counters: Arc<TcpCounters>,
-    log: Box<AccessLog>,
+    log: Box<ConnLog>,
     start: Instant,
 }
 
@@ -165,14 +166,10 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     let node = &*node;
     let start = Instant::now();
     let state = node.state.load_full();
-    let mut log = Box::new(AccessLog {
-        src_addr: req.peer_addr.to_string(),
-        src_identity: req.peer_id.to_string(),
-        dst_addr: req.local_addr.to_string(),
-        dst_hbone_addr: req.authority.to_string(),
-        direction: "inbound",
-        ..AccessLog::default()
-    });
+    let mut log = Box::new(ConnLog::new("inbound", req.peer_addr));
+    log.src_identity = Some(req.peer_id.clone());
+    log.dst_addr = Some(req.local_addr);
+    log.dst_hbone_addr = Some(req.authority.clone());
     let local_ip = req.local_addr.ip();
     let target = match req.authority {
         Authority::Addr(a) if a.ip() == local_ip => a,
@@ -221,14 +218,12 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
             start,
         );
     };
-    log.dst_workload = w.name.clone();
-    log.dst_namespace = w.namespace.clone();
+    log.dst = Some(w.clone());
     let source = state
         .workload_by_addr(&node.config.network, req.peer_addr.ip())
         .cloned();
     if let Some(s) = &source {
-        log.src_workload = s.name.clone();
-        log.src_namespace = s.namespace.clone();
+        log.src = Some(s.clone());
     }
     let mut labels = labels_for(Reporter::Destination, source.as_deref(), Some(&w), None);
     if source.is_none() {
@@ -240,8 +235,10 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
         labels.source_canonical_service = or(&b.service);
         labels.source_canonical_revision = or(&b.revision);
         labels.source_cluster = or(&b.cluster);
-        log.src_workload = labels.source_workload.clone();
-        log.src_namespace = labels.source_workload_namespace.clone();
+        log.src_named = Some(Box::new((
+            labels.source_workload.clone(),
+            labels.source_workload_namespace.clone(),
+        )));
     }
     labels.source_principal = req.peer_id.to_string();
     labels.mutual_tls = true;
@@ -335,7 +332,7 @@ impl Accepted {
 fn refuse<T>(
     node: &Node,
     responder: Responder,
-    log: &mut AccessLog,
+    log: &mut ConnLog,
     status: StatusCode,
     why: String,
     start: Instant,

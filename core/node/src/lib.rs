@@ -41,6 +41,7 @@ mod inbound;
 pub mod inpod;
 mod outbound;
 mod plaintext;
+mod record;
 mod socket;
 mod steer;
 
@@ -52,7 +53,7 @@ use std::time::Duration;
 use ambit_identity::CredentialSource;
 use ambit_proxy::{Identities, Readiness, Tasks, admin};
 use ambit_state::State;
-use ambit_telemetry::{AccessLog, Metrics, ResponseFlag, TcpLabels};
+use ambit_telemetry::{Metrics, ResponseFlag, TcpLabels};
 use ambit_tls::TlsContext;
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
@@ -588,7 +589,8 @@ impl Node {
         c.closed(0, 0, true);
     }
 
-    fn access_log(&self, log: &AccessLog) {
+    fn access_log(&self, log: &record::ConnLog) {
+        let log = log.to_access_log();
         let line = if self.config.json_access_log {
             log.to_json()
         } else {

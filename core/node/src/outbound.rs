@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ambit_hbone::{Dial, HboneError, Tunnel};
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{AccessLog, Reporter, ResponseFlag, TcpCounters};
+use ambit_telemetry::{Reporter, ResponseFlag, TcpCounters};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
@@ -16,6 +16,7 @@ use tracing::info;
 use ambit_proxy::labels_for;
 
 use crate::Node;
+use crate::record::ConnLog;
 use crate::socket::{Scope, accept_loop, original_dst, reset};
 use crate::steer::{Steer, SteerError, steer};
 
@@ -58,7 +59,7 @@ enum Upstream {
 struct Opened {
     upstream: Upstream,
     counters: Arc<TcpCounters>,
-    log: Box<AccessLog>,
+    log: Box<ConnLog>,
 }
 
 /// Accepts SOCKS5 clients until the task is dropped.
@@ -273,14 +274,9 @@ async fn open(
     let src_id = src
         .identity()
         .map_err(|e| OutboundError::Credentials(e.to_string()))?;
-    let mut log = AccessLog {
-        src_addr: peer.to_string(),
-        src_workload: src.name.clone(),
-        src_namespace: src.namespace.clone(),
-        src_identity: src_id.to_string(),
-        direction: "outbound",
-        ..AccessLog::default()
-    };
+    let mut log = ConnLog::new("outbound", peer);
+    log.src = Some(src.clone());
+    log.src_identity = Some(src_id.clone());
     match steer {
         Steer::Hbone {
             peer: hbone_peer,
@@ -306,9 +302,9 @@ async fn open(
                 hbone_peer,
                 Some(authority),
                 &workload,
-                service.as_deref(),
+                service.as_ref(),
             );
-            log.dst_identity = labels.destination_principal.clone();
+            log.dst_identity = expected.first().cloned();
             let cell = node
                 .identities
                 .cell(&src_id)
@@ -359,9 +355,9 @@ async fn open(
             );
             labels.source_principal = src_id.to_string();
             if let Some(w) = &workload {
-                fill_dst(&mut log, addr, None, w, service.as_deref());
+                fill_dst(&mut log, addr, None, w, service.as_ref());
             } else {
-                log.dst_addr = addr.to_string();
+                log.dst_addr = Some(addr);
             }
             let connecting = async {
                 match node.pod_sockets(peer.ip()) {
@@ -428,17 +424,16 @@ async fn pump(node: &Node, app: &mut TcpStream, o: &mut Opened) {
 }
 
 fn fill_dst(
-    log: &mut AccessLog,
+    log: &mut ConnLog,
     addr: SocketAddr,
     hbone: Option<SocketAddr>,
-    w: &Workload,
-    s: Option<&Service>,
+    w: &Arc<Workload>,
+    s: Option<&Arc<Service>>,
 ) {
-    log.dst_addr = addr.to_string();
-    log.dst_hbone_addr = hbone.map(|a| a.to_string()).unwrap_or_default();
-    log.dst_workload = w.name.clone();
-    log.dst_namespace = w.namespace.clone();
-    log.dst_service = s.map(|s| s.hostname.clone()).unwrap_or_default();
+    log.dst_addr = Some(addr);
+    log.dst_hbone_addr = hbone.map(ambit_hbone::Authority::Addr);
+    log.dst = Some(w.clone());
+    log.service = s.cloned();
 }
 
 fn baggage(w: &Workload) -> ambit_hbone::Baggage {

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use ambit_authz::Connection;
 use ambit_proxy::labels_for;
-use ambit_telemetry::{AccessLog, Reporter, ResponseFlag};
+use ambit_telemetry::{Reporter, ResponseFlag};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Node;
+use crate::record::ConnLog;
 use crate::socket::{Scope, accept_loop, original_dst, reset};
 
 /// Size band (bytes, debug build) of one captured inbound connection's future (only the netns
@@ -37,12 +38,8 @@ pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, scope: Scope) 
 
 async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, dst: SocketAddr) {
     let state = node.state.load_full();
-    let mut log = AccessLog {
-        src_addr: peer.to_string(),
-        dst_addr: dst.to_string(),
-        direction: "inbound",
-        ..AccessLog::default()
-    };
+    let mut log = ConnLog::new("inbound", peer);
+    log.dst_addr = Some(dst);
     let Some(w) = state
         .workload_by_addr(&node.config.network, dst.ip())
         .filter(|w| w.node == node.config.node)
@@ -51,8 +48,7 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
         log.error = Some(format!("no local workload has address {}", dst.ip()));
         return node.access_log(&log);
     };
-    log.dst_workload = w.name.clone();
-    log.dst_namespace = w.namespace.clone();
+    log.dst = Some(w.clone());
     let mut labels = labels_for(Reporter::Destination, None, Some(&w), None);
     let conn = Connection {
         source_id: None,

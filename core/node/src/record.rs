@@ -1,0 +1,93 @@
+//! What a connection's access-log line is made of, held for the connection's life as shared
+//! handles and addresses: the line's strings are made once, when it is written.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambit_hbone::Authority;
+use ambit_identity::SpiffeId;
+use ambit_state::{Service, Workload};
+use ambit_telemetry::AccessLog;
+
+/// A connection's access-log record. Ten owned strings held by each of 10,000 idle tunnels
+/// were ~700 bytes apiece; this is a few pointers and two addresses.
+#[derive(Debug)]
+pub(crate) struct ConnLog {
+    pub(crate) direction: &'static str,
+    pub(crate) src_addr: SocketAddr,
+    pub(crate) src: Option<Arc<Workload>>,
+    /// Name and namespace from the peer's baggage, when its address is not a known workload.
+    pub(crate) src_named: Option<Box<(String, String)>>,
+    pub(crate) src_identity: Option<SpiffeId>,
+    pub(crate) dst_addr: Option<SocketAddr>,
+    pub(crate) dst_hbone_addr: Option<Authority>,
+    pub(crate) dst: Option<Arc<Workload>>,
+    pub(crate) service: Option<Arc<Service>>,
+    pub(crate) dst_identity: Option<SpiffeId>,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_recv: u64,
+    pub(crate) duration: Duration,
+    pub(crate) error: Option<String>,
+}
+
+impl ConnLog {
+    /// A record for a connection from `src_addr`, the rest filled in as it is learnt.
+    pub(crate) fn new(direction: &'static str, src_addr: SocketAddr) -> Self {
+        Self {
+            direction,
+            src_addr,
+            src: None,
+            src_named: None,
+            src_identity: None,
+            dst_addr: None,
+            dst_hbone_addr: None,
+            dst: None,
+            service: None,
+            dst_identity: None,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            duration: Duration::ZERO,
+            error: None,
+        }
+    }
+
+    /// The line's fields, as the telemetry crate writes them.
+    pub(crate) fn to_access_log(&self) -> AccessLog {
+        let text = |v: Option<&dyn std::fmt::Display>| v.map(|v| v.to_string()).unwrap_or_default();
+        let (src_workload, src_namespace) = match (&self.src, &self.src_named) {
+            (Some(w), _) => (w.name.clone(), w.namespace.clone()),
+            (None, Some(n)) => (n.0.clone(), n.1.clone()),
+            (None, None) => Default::default(),
+        };
+        AccessLog {
+            src_addr: self.src_addr.to_string(),
+            src_workload,
+            src_namespace,
+            src_identity: text(self.src_identity.as_ref().map(|i| i as _)),
+            dst_addr: text(self.dst_addr.as_ref().map(|a| a as _)),
+            dst_hbone_addr: text(self.dst_hbone_addr.as_ref().map(|a| a as _)),
+            dst_service: self
+                .service
+                .as_ref()
+                .map(|s| s.hostname.clone())
+                .unwrap_or_default(),
+            dst_workload: self
+                .dst
+                .as_ref()
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            dst_namespace: self
+                .dst
+                .as_ref()
+                .map(|w| w.namespace.clone())
+                .unwrap_or_default(),
+            dst_identity: text(self.dst_identity.as_ref().map(|i| i as _)),
+            direction: self.direction,
+            bytes_sent: self.bytes_sent,
+            bytes_recv: self.bytes_recv,
+            duration: self.duration,
+            error: self.error.clone(),
+        }
+    }
+}
