@@ -94,13 +94,26 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Runs a daemon's async main on a multi-threaded runtime; errors print as `name: error`
-/// (with causes) and exit 1.
+/// Runs a daemon's async main on a multi-threaded runtime (a worker per CPU); errors print
+/// as `name: error` (with causes) and exit 1.
 pub fn run_main(
     name: &str,
     main: impl std::future::Future<Output = Result<()>>,
 ) -> std::process::ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
+    run_main_on(name, None, main)
+}
+
+/// As [`run_main`], with `workers` worker threads (`None`: one per CPU).
+pub fn run_main_on(
+    name: &str,
+    workers: Option<std::num::NonZeroUsize>,
+    main: impl std::future::Future<Output = Result<()>>,
+) -> std::process::ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.get());
+    }
+    let result = builder
         .enable_all()
         .build()
         .context("cannot start the runtime")

@@ -87,12 +87,16 @@ struct Args {
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1")]
     reload_secs: u64,
+    /// Threads that carry the proxy's traffic (ztunnel's variable and default).
+    #[arg(long, env = "ZTUNNEL_WORKER_THREADS", default_value = "2")]
+    worker_threads: std::num::NonZeroUsize,
 }
 
 fn main() -> std::process::ExitCode {
     ambit_examples::init_logging("info");
     let args = Args::parse();
-    ambit_examples::run_main("ambit-ztunnel", run(args))
+    let workers = args.worker_threads;
+    ambit_examples::run_main_on("ambit-ztunnel", Some(workers), run(args))
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -165,6 +169,7 @@ async fn run(args: Args) -> Result<()> {
         bound = ?proxy.bound(),
         xds = ?env.xds.as_ref().map(|x| x.address.to_string()),
         inpod = ?env.inpod_uds,
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
         "ambit-ztunnel ready"
     );
     match env.xds.clone() {

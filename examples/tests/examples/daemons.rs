@@ -558,3 +558,40 @@ services:
     let (ok, _) = curl(&socks, &hbone, &format!("http://127.{net}.10.2/")).await;
     assert!(!ok, "a VIP of another network is not a local service");
 }
+
+/// `ZTUNNEL_WORKER_THREADS` sets how many runtime workers carry traffic, as for ztunnel; a
+/// value that is not a positive integer stops the daemon at start, naming the setting.
+#[tokio::test]
+async fn ztunnel_worker_threads_sets_the_runtime_workers() {
+    let spawn = |workers: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ambit-ztunnel"))
+            .args(["--node", "n", "--socks5", "off", "--metrics", "off"])
+            .args(["--readiness", "off", "--admin", "off"])
+            .env("XDS_ADDRESS", "")
+            .env("CA_ADDRESS", "")
+            .env("ZTUNNEL_WORKER_THREADS", workers)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ambit-ztunnel")
+    };
+    let mut child = spawn("3");
+    let mut d = Daemon {
+        stderr: BufReader::new(child.stderr.take().expect("stderr")).lines(),
+        _child: child,
+        name: "ambit-ztunnel",
+    };
+    // The runtime's own count (tokio's metrics), as the ready line reports it.
+    let ready = d.wait_for("ambit-ztunnel ready").await;
+    assert!(ready.contains("workers=3"), "{ready}");
+    for bad in ["0", "two"] {
+        let out = spawn(bad).wait_with_output().await.expect("exit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("worker-threads") && err.contains(bad), "{err}");
+    }
+}
