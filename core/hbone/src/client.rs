@@ -109,7 +109,7 @@ struct KeyPool {
 
 struct Conn {
     send: SendRequest<Bytes>,
-    info: TunnelInfo,
+    info: Arc<TunnelInfo>,
     max_streams: usize,
     active: AtomicUsize,
     closed: AtomicBool,
@@ -260,7 +260,7 @@ impl Client {
                 stream,
                 response.into_body(),
                 info,
-                Some(Box::new(slot)),
+                Some(Arc::new(slot)),
             ));
         }
     }
@@ -342,11 +342,11 @@ impl Client {
             Ok::<_, HboneError>((
                 send,
                 conn,
-                TunnelInfo {
+                Arc::new(TunnelInfo {
                     peer_id,
                     peer_addr: peer,
                     local_addr: local,
-                },
+                }),
             ))
         };
         let (send, mut conn, info) =

@@ -73,7 +73,7 @@ pub struct ConnectRequest {
 pub struct Responder {
     respond: Option<SendResponse<Bytes>>,
     recv: Option<RecvStream>,
-    info: TunnelInfo,
+    info: Arc<TunnelInfo>,
     stats: Arc<Stats>,
 }
 
@@ -322,6 +322,8 @@ where
         Err(_) => return Err(format!("HTTP/2 preface not received within {timeout:?}")),
     };
     let peer = info.peer_addr;
+    // One for the connection: each of its tunnels shares it.
+    let info = Arc::new(info);
     shared.connections.send_modify(|n| *n += 1);
     let keepalive = crate::keepalive(conn.ping_pong(), s.ping_interval, s.ping_timeout);
     tokio::pin!(keepalive);
@@ -369,7 +371,7 @@ fn start_stream<H: Handler>(
     shared: &Arc<Shared<H>>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    info: TunnelInfo,
+    info: Arc<TunnelInfo>,
 ) {
     let stats = shared.stats.clone();
     stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +458,7 @@ impl Responder {
             send,
             recv,
             self.info.clone(),
-            Some(Box::new(guard)),
+            Some(Arc::new(guard)),
         ))
     }
 

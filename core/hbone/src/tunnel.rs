@@ -43,7 +43,8 @@ pub struct TunnelReader {
 pub struct TunnelWriter {
     send: SendStream<Bytes>,
     closed: bool,
-    info: TunnelInfo,
+    /// Shared by every tunnel of one HBONE connection.
+    info: Arc<TunnelInfo>,
     _guard: Option<Arc<dyn Send + Sync>>,
 }
 
@@ -65,10 +66,9 @@ impl Tunnel {
     pub(crate) fn new(
         send: SendStream<Bytes>,
         recv: RecvStream,
-        info: TunnelInfo,
-        guard: Option<Box<dyn Send + Sync>>,
+        info: Arc<TunnelInfo>,
+        guard: Option<Arc<dyn Send + Sync>>,
     ) -> Self {
-        let guard: Option<Arc<dyn Send + Sync>> = guard.map(Arc::from);
         Self {
             reader: TunnelReader {
                 recv,
