@@ -265,27 +265,14 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     let connecting = node.connect_local(req.peer_addr.ip(), target, true);
     let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => format!("cannot connect to {target}: {e}"),
+                _ => format!("timed out connecting to {target}"),
+            };
             node.count_failure(&mut labels, ResponseFlag::Connect);
-            return refuse(
-                node,
-                responder,
-                &mut log,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot connect to {target}: {e}"),
-                start,
-            );
-        }
-        Err(_) => {
-            node.count_failure(&mut labels, ResponseFlag::Connect);
-            return refuse(
-                node,
-                responder,
-                &mut log,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("timed out connecting to {target}"),
-                start,
-            );
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return refuse(node, responder, &mut log, status, why, start);
         }
     };
     let _ = upstream.set_nodelay(true);

@@ -62,17 +62,24 @@ struct Daemon {
     name: &'static str,
 }
 
+/// `bin` as the tests run a daemon: info logs without colour on a piped stderr, killed when
+/// dropped.
+fn daemon(bin: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
 impl Daemon {
     /// Starts `bin` with `args` and waits for its ready line.
     async fn spawn(name: &'static str, bin: &str, args: &[String], ready: &str) -> Self {
-        let mut child = Command::new(bin)
+        let mut child = daemon(bin)
             .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -87,7 +94,7 @@ impl Daemon {
 
     async fn start(dir: &Path, node: &str, host: u8, net: u8) -> Self {
         let at = |port: u16| format!("127.{net}.0.{host}:{port}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ambit-ztunnel"))
+        let mut child = daemon(env!("CARGO_BIN_EXE_ambit-ztunnel"))
             .arg("--config")
             .arg(dir.join("local.yaml"))
             .args(["--node", node, "--ca-dir"])
@@ -101,12 +108,6 @@ impl Daemon {
                 "--reload-secs",
                 "1",
             ])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn ambit-ztunnel");
         let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -564,18 +565,12 @@ services:
 #[tokio::test]
 async fn ztunnel_worker_threads_sets_the_runtime_workers() {
     let spawn = |workers: &str| {
-        Command::new(env!("CARGO_BIN_EXE_ambit-ztunnel"))
+        daemon(env!("CARGO_BIN_EXE_ambit-ztunnel"))
             .args(["--node", "n", "--socks5", "off", "--metrics", "off"])
             .args(["--readiness", "off", "--admin", "off"])
             .env("XDS_ADDRESS", "")
             .env("CA_ADDRESS", "")
             .env("ZTUNNEL_WORKER_THREADS", workers)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn ambit-ztunnel")
     };
