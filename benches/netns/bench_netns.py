@@ -8,12 +8,14 @@ alone): the direct baseline.
     cargo build --release -p ambit-examples --bin ambit-ztunnel --bin ambitctl
     sudo python3 benches/netns/bench_netns.py [--quick] [--runs 3] [--json out.json]
 
-Needs root, iproute2, iptables, iperf3 and sockperf (Debian packages; installed if missing).
+Needs root, iproute2, iptables, iperf3, sockperf and a C compiler (Debian packages; installed
+if missing).
 Every namespace and process it makes is removed when it ends, however it ends. Figures:
 
 - iperf3 one stream, `-R` (server to client) and `-P 4`, Gbit/s (receiver side);
 - sockperf TCP ping-pong of 64 B, half round trip, p50 and p99 in µs;
-- sequential new connections per second (connect, 1 byte, its echo, close);
+- sequential new connections per second (connect, 1 byte, its echo, close; a C client and
+  server, `connrate.c`, so neither end is the limit);
 - RSS of each proxy idle, and per idle captured tunnel with N held (default 10,000);
 - CPU-seconds per GB carried, per proxy, over the one-stream iperf3 run.
 
@@ -46,7 +48,10 @@ C_IP, S_IP = "10.91.0.1", "10.91.0.2"
 IPERF, IPERF_D = 5201, 5202
 SOCKPERF, SOCKPERF_D = 11111, 11112
 ECHO, ECHO_D = 7001, 7002
+# The connection-rate peers (connrate.c): a sequential echo server for a C client.
+CONN, CONN_D = 7003, 7004
 
+CONNRATE = ""  # the built connrate.c, set up with the hosts
 procs: list[subprocess.Popen] = []
 made: list[str] = []
 
@@ -81,10 +86,10 @@ def cleanup() -> None:
 
 
 def ensure_tools() -> None:
-    missing = [t for t in ("iperf3", "sockperf", "iptables", "ip") if not shutil.which(t)]
+    missing = [t for t in ("iperf3", "sockperf", "iptables", "ip", "cc") if not shutil.which(t)]
     if missing:
         pkgs = {"iperf3": "iperf3", "sockperf": "sockperf", "iptables": "iptables",
-                "ip": "iproute2"}
+                "ip": "iproute2", "cc": "gcc"}
         sh("apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing], capture=False)
 
 
@@ -125,7 +130,7 @@ def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, s
     sh("ip", "-n", C, "link", "set", "veth0", "up")
     sh("ip", "-n", S, "link", "set", "veth0", "up")
     sh(*nsexec(C, "iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-o", "lo",
-               "-m", "multiport", "!", "--dports", f"15008,{IPERF_D},{SOCKPERF_D},{ECHO_D}",
+               "-m", "multiport", "!", "--dports", f"15008,{IPERF_D},{SOCKPERF_D},{ECHO_D},{CONN_D}",
                "-j", "REDIRECT", "--to-ports", "15001"))
     sh(str(bin_dir / "ambitctl"), "ca", "init", "--dir", str(tmp / "ca"))
     (tmp / "local.yaml").write_text(
@@ -159,6 +164,10 @@ def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, s
     echo = spawn(S, sys.executable, str(HERE / "peers.py"), "echo", str(ECHO), str(ECHO_D),
                  stdout=subprocess.PIPE, text=True)
     assert echo.stdout is not None and echo.stdout.readline().strip() == "listening"
+    global CONNRATE
+    CONNRATE = str(tmp / "connrate")
+    sh("cc", "-O2", "-pthread", "-o", CONNRATE, str(HERE / "connrate.c"))
+    spawn(S, CONNRATE, "serve", str(CONN), str(CONN_D))
     # The proxies' pids: `ip netns exec` execs its command, so they are Popen's.
     return client, server
 
@@ -189,9 +198,13 @@ def sockperf(port: int, secs: int) -> tuple[float, float]:
 
 
 def connrate(port: int, secs: float) -> float:
-    out = sh(*nsexec(C, sys.executable, str(HERE / "peers.py"), "connrate", S_IP, str(port),
-                     str(secs)))
-    return float(out.strip())
+    for _ in range(50):  # the server may still be starting
+        r = subprocess.run(nsexec(C, CONNRATE, "client", S_IP, str(port), str(secs)),
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return float(r.stdout.strip())
+        time.sleep(0.1)
+    raise SystemExit(f"connrate to port {port} failed: {r.stderr.strip()}")
 
 
 def held_tunnels(client: subprocess.Popen, server: subprocess.Popen, n: int) -> tuple[float, float]:
@@ -227,8 +240,8 @@ def one_run(client, server, quick: bool, held: int, only_held: bool = False) -> 
     pp = 3 if quick else 5
     out["sockperf_direct_p50_us"], out["sockperf_direct_p99_us"] = sockperf(SOCKPERF_D, pp)
     out["sockperf_mesh_p50_us"], out["sockperf_mesh_p99_us"] = sockperf(SOCKPERF, pp)
-    out["conn_rate_direct"] = connrate(ECHO_D, 2 if quick else 5)
-    out["conn_rate_mesh"] = connrate(ECHO, 2 if quick else 5)
+    out["conn_rate_direct"] = connrate(CONN_D, 2 if quick else 5)
+    out["conn_rate_mesh"] = connrate(CONN, 2 if quick else 5)
     out["held_bytes_per_tunnel_client"], out["held_bytes_per_tunnel_server"] = held_tunnels(
         client, server, held)
     return out

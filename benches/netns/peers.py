@@ -1,8 +1,6 @@
 """Small peers for bench_netns.py, run inside a host's namespace:
 
 - ``echo PORT...``: a single-threaded echo server (selectors) on every given port;
-- ``connrate HOST PORT SECONDS``: sequential connections (connect, 1 byte, its echo, close);
-  prints how many per second;
 - ``hold HOST PORT N``: opens N connections, sends 1 byte on each and reads its echo, prints
   ``held``, then keeps them open until stdin closes.
 """
@@ -13,7 +11,6 @@ import resource
 import selectors
 import socket
 import sys
-import time
 
 
 def raise_fd_limit(n: int) -> None:
@@ -59,19 +56,6 @@ def echo(ports: list[int]) -> None:
                     c.close()
 
 
-def connrate(host: str, port: int, secs: float) -> None:
-    end = time.monotonic() + secs
-    n = 0
-    while time.monotonic() < end:
-        with socket.create_connection((host, port), timeout=10) as c:
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            c.sendall(b"x")
-            if c.recv(1) != b"x":
-                raise SystemExit("no echo")
-        n += 1
-    print(n / secs)
-
-
 def hold(host: str, port: int, n: int) -> None:
     raise_fd_limit(n + 100)
     held = []
@@ -89,7 +73,5 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "echo":
         echo([int(p) for p in sys.argv[2:]])
-    elif cmd == "connrate":
-        connrate(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "hold":
         hold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
