@@ -62,28 +62,10 @@ class Mesh:
 
     def connect(self, node: str, from_ip: str, to: str, timeout: float = 10.0) -> socket.socket:
         """A connection from workload address `from_ip` through `node`'s SOCKS5 port to `to`
-        (`ip:port`). Raises ConnectionRefusedError when policy denies it."""
-        proxy = self.nodes[node].socks5_address
-        host, port = proxy.rsplit(":", 1)
-        s = socket.socket()
-        s.settimeout(timeout)
-        s.bind((from_ip, 0))
-        s.connect((host, int(port)))
-        s.sendall(b"\x05\x01\x00")
-        if s.recv(2) != b"\x05\x00":
-            raise ConnectionError("SOCKS5 greeting refused")
+        (`ip:port`). Raises SocksRefused (a ConnectionRefusedError) when policy denies it."""
         to_host, to_port = to.rsplit(":", 1)
-        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(to_host) + struct.pack("!H", int(to_port)))
-        reply = b""
-        while len(reply) < 10:
-            chunk = s.recv(10 - len(reply))
-            if not chunk:
-                break
-            reply += chunk
-        if len(reply) < 2 or reply[1] != 0:
-            s.close()
-            raise ConnectionRefusedError(f"SOCKS5 reply {reply[1] if len(reply) > 1 else '?'} for {to}")
-        return s
+        return socks5_connect(self.nodes[node].socks5_address, from_ip, to_host, int(to_port),
+                              timeout)
 
     def close(self) -> None:
         for w in self.waypoints.values():
@@ -92,6 +74,40 @@ class Mesh:
         for node in self.nodes.values():
             node.close()
         self.nodes.clear()
+
+
+class SocksRefused(ConnectionRefusedError):
+    """The node proxy refused a SOCKS5 CONNECT; `code` is the RFC 1928 reply code (-1: the
+    greeting itself was refused)."""
+
+    def __init__(self, code: int):
+        super().__init__(f"SOCKS5 reply {code}")
+        self.code = code
+
+
+def socks5_connect(proxy: str, src_ip: str, dst_ip: str, port: int,
+                   timeout: float = 10.0) -> socket.socket:
+    """RFC 1928 CONNECT (no auth, IPv4) from `src_ip` through `proxy` (`ip:port`)."""
+    host, pport = proxy.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((src_ip, 0))
+    s.connect((host, int(pport)))
+    s.sendall(b"\x05\x01\x00")
+    if s.recv(2) != b"\x05\x00":
+        s.close()
+        raise SocksRefused(-1)
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(dst_ip) + struct.pack(">H", port))
+    reply = b""
+    while len(reply) < 10:
+        chunk = s.recv(10 - len(reply))
+        if not chunk:
+            break
+        reply += chunk
+    if len(reply) < 2 or reply[1] != 0:
+        s.close()
+        raise SocksRefused(reply[1] if len(reply) > 1 else -1)
+    return s
 
 
 @pytest.fixture
