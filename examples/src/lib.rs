@@ -94,6 +94,18 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The readiness gate a daemon holds from start until its first xDS sync is in force.
+pub const XDS_GATE: &str = "xds";
+
+/// The `(name, detail)` readiness gate for a daemon following the control plane at `address`
+/// (its config's `readiness_gates`, so no probe sees 200 before the first sync).
+pub fn xds_gate(address: impl std::fmt::Display) -> (String, String) {
+    (
+        XDS_GATE.to_owned(),
+        format!("waiting for the first sync from {address}"),
+    )
+}
+
 /// Runs a daemon's async main on a multi-threaded runtime (a worker per CPU); errors print
 /// as `name: error` (with causes) and exit 1.
 pub fn run_main(

@@ -42,7 +42,8 @@ pub const POD_DNS_PORT: u16 = 15053;
 
 /// Readiness condition held until the agent's snapshot is in and every pod is served.
 pub(crate) const READY_KEY: &str = "inpod";
-/// The readiness detail until the node agent has sent its snapshot.
+/// The readiness detail until the node agent has sent its snapshot (held from the start by
+/// [`NodeProxy::start`](crate::NodeProxy::start) in in-pod mode).
 pub(crate) const READY_WAITING: &str = "waiting for the node agent's snapshot";
 /// How long an add waits for the pod's workload to appear in the state before it is refused
 /// (and retried); the agent waits 5 s for each ack.
@@ -127,7 +128,6 @@ impl InPod {
                 &[],
             ),
         };
-        node.readiness.block(READY_KEY, READY_WAITING);
         Arc::new(Self {
             node,
             server,
@@ -427,9 +427,7 @@ impl InPod {
     fn update_readiness(&self, session: &Session) {
         let pending = self.lock_pending();
         if !session.snapshot {
-            self.node
-                .readiness
-                .block(READY_KEY, "waiting for the node agent's snapshot");
+            self.node.readiness.block(READY_KEY, READY_WAITING);
         } else if pending.is_empty() {
             self.node.readiness.unblock(READY_KEY);
         } else {

@@ -23,8 +23,7 @@ use crate::steer::{Steer, SteerError, steer};
 /// Size bands (bytes, debug build) of one client's task: memory per outbound connection
 /// (measured: SOCKS5 1,432, HTTP CONNECT 1,480, captured 1,264; they were 7.3 KB before
 /// `open` was boxed and the task stopped storing its future twice, and 2,384 / 2,432 / 2,216
-/// before the copy borrowed the tunnel and the socket instead of taking them; release:
-/// captured 1,2xx).
+/// before the copy borrowed the tunnel and the socket instead of taking them).
 const SOCKS5_BAND: (usize, usize) = (1_200, 1_800);
 /// See [`SOCKS5_BAND`].
 const HTTP_CONNECT_BAND: (usize, usize) = (1_200, 1_800);

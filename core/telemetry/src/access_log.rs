@@ -1,6 +1,7 @@
 //! Access-log records: ztunnel's "connection complete" and the waypoint's per-request line,
 //! as text or JSON lines.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -85,25 +86,31 @@ pub struct RequestLog {
 // === impl AccessLog ===
 
 impl AccessLog {
-    fn fields(&self) -> Vec<(&'static str, String)> {
+    fn fields(&self) -> Vec<(&'static str, Cow<'_, str>)> {
         let mut f = vec![
-            ("src.addr", self.src_addr.clone()),
-            ("src.workload", self.src_workload.clone()),
-            ("src.namespace", self.src_namespace.clone()),
-            ("src.identity", self.src_identity.clone()),
-            ("dst.addr", self.dst_addr.clone()),
-            ("dst.hbone_addr", self.dst_hbone_addr.clone()),
-            ("dst.service", self.dst_service.clone()),
-            ("dst.workload", self.dst_workload.clone()),
-            ("dst.namespace", self.dst_namespace.clone()),
-            ("dst.identity", self.dst_identity.clone()),
-            ("direction", self.direction.to_owned()),
-            ("bytes_sent", self.bytes_sent.to_string()),
-            ("bytes_recv", self.bytes_recv.to_string()),
-            ("duration", format!("{}ms", self.duration.as_millis())),
+            ("src.addr", Cow::Borrowed(self.src_addr.as_str())),
+            ("src.workload", Cow::Borrowed(self.src_workload.as_str())),
+            ("src.namespace", Cow::Borrowed(self.src_namespace.as_str())),
+            ("src.identity", Cow::Borrowed(self.src_identity.as_str())),
+            ("dst.addr", Cow::Borrowed(self.dst_addr.as_str())),
+            (
+                "dst.hbone_addr",
+                Cow::Borrowed(self.dst_hbone_addr.as_str()),
+            ),
+            ("dst.service", Cow::Borrowed(self.dst_service.as_str())),
+            ("dst.workload", Cow::Borrowed(self.dst_workload.as_str())),
+            ("dst.namespace", Cow::Borrowed(self.dst_namespace.as_str())),
+            ("dst.identity", Cow::Borrowed(self.dst_identity.as_str())),
+            ("direction", Cow::Borrowed(self.direction)),
+            ("bytes_sent", Cow::Owned(self.bytes_sent.to_string())),
+            ("bytes_recv", Cow::Owned(self.bytes_recv.to_string())),
+            (
+                "duration",
+                Cow::Owned(format!("{}ms", self.duration.as_millis())),
+            ),
         ];
         if let Some(e) = &self.error {
-            f.push(("error", e.clone()));
+            f.push(("error", Cow::Borrowed(e.as_str())));
         }
         f.retain(|(_, v)| !v.is_empty());
         f
@@ -111,61 +118,55 @@ impl AccessLog {
 
     /// `connection complete src.addr=... dst.addr=...` (values with spaces are quoted).
     pub fn to_text(&self) -> String {
-        let mut out = String::from(if self.error.is_some() {
-            "connection failed"
-        } else {
-            "connection complete"
-        });
-        for (k, v) in self.fields() {
-            if v.contains(' ') || v.contains('"') {
-                let _ = write!(out, " {k}={v:?}");
-            } else {
-                let _ = write!(out, " {k}={v}");
-            }
-        }
-        out
+        text_line(self.message(), &self.fields())
     }
 
     /// One JSON object per line.
     pub fn to_json(&self) -> String {
-        let mut out = String::from("{\"message\":\"");
-        out.push_str(if self.error.is_some() {
+        json_line(self.message(), &self.fields())
+    }
+
+    fn message(&self) -> &'static str {
+        if self.error.is_some() {
             "connection failed"
         } else {
             "connection complete"
-        });
-        out.push('"');
-        for (k, v) in self.fields() {
-            let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(&v));
         }
-        out.push('}');
-        out
     }
 }
 
 // === impl RequestLog ===
 
 impl RequestLog {
-    fn fields(&self) -> Vec<(&'static str, String)> {
+    fn fields(&self) -> Vec<(&'static str, Cow<'_, str>)> {
         let mut f = vec![
-            ("src.addr", self.src_addr.clone()),
-            ("src.identity", self.src_identity.clone()),
-            ("request.principal", self.request_principal.clone()),
-            ("method", self.method.clone()),
-            ("path", self.path.clone()),
-            ("authority", self.authority.clone()),
-            ("protocol", self.protocol.clone()),
-            ("route", self.route.clone()),
-            ("dst.service", self.dst_service.clone()),
-            ("upstream", self.upstream.clone()),
-            ("response_code", self.response_code.to_string()),
-            ("response_flags", self.response_flags.as_str().to_owned()),
-            ("attempts", self.attempts.to_string()),
-            ("bytes_recv", self.bytes_recv.to_string()),
-            ("bytes_sent", self.bytes_sent.to_string()),
-            ("duration", format!("{}ms", self.duration.as_millis())),
-            ("trace_id", self.trace_id.clone()),
-            ("reason", self.reason.clone()),
+            ("src.addr", Cow::Borrowed(self.src_addr.as_str())),
+            ("src.identity", Cow::Borrowed(self.src_identity.as_str())),
+            (
+                "request.principal",
+                Cow::Borrowed(self.request_principal.as_str()),
+            ),
+            ("method", Cow::Borrowed(self.method.as_str())),
+            ("path", Cow::Borrowed(self.path.as_str())),
+            ("authority", Cow::Borrowed(self.authority.as_str())),
+            ("protocol", Cow::Borrowed(self.protocol.as_str())),
+            ("route", Cow::Borrowed(self.route.as_str())),
+            ("dst.service", Cow::Borrowed(self.dst_service.as_str())),
+            ("upstream", Cow::Borrowed(self.upstream.as_str())),
+            ("response_code", Cow::Owned(self.response_code.to_string())),
+            (
+                "response_flags",
+                Cow::Borrowed(self.response_flags.as_str()),
+            ),
+            ("attempts", Cow::Owned(self.attempts.to_string())),
+            ("bytes_recv", Cow::Owned(self.bytes_recv.to_string())),
+            ("bytes_sent", Cow::Owned(self.bytes_sent.to_string())),
+            (
+                "duration",
+                Cow::Owned(format!("{}ms", self.duration.as_millis())),
+            ),
+            ("trace_id", Cow::Borrowed(self.trace_id.as_str())),
+            ("reason", Cow::Borrowed(self.reason.as_str())),
         ];
         f.retain(|(_, v)| !v.is_empty());
         f
@@ -173,26 +174,36 @@ impl RequestLog {
 
     /// `request complete method=GET path=/ ...` (values with spaces are quoted).
     pub fn to_text(&self) -> String {
-        let mut out = String::from("request complete");
-        for (k, v) in self.fields() {
-            if v.contains(' ') || v.contains('"') {
-                let _ = write!(out, " {k}={v:?}");
-            } else {
-                let _ = write!(out, " {k}={v}");
-            }
-        }
-        out
+        text_line("request complete", &self.fields())
     }
 
     /// One JSON object per line.
     pub fn to_json(&self) -> String {
-        let mut out = String::from("{\"message\":\"request complete\"");
-        for (k, v) in self.fields() {
-            let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(&v));
-        }
-        out.push('}');
-        out
+        json_line("request complete", &self.fields())
     }
+}
+
+/// `message k=v ...`, values with spaces or quotes quoted.
+fn text_line(message: &str, fields: &[(&'static str, Cow<'_, str>)]) -> String {
+    let mut out = String::from(message);
+    for (k, v) in fields {
+        if v.contains(' ') || v.contains('"') {
+            let _ = write!(out, " {k}={v:?}");
+        } else {
+            let _ = write!(out, " {k}={v}");
+        }
+    }
+    out
+}
+
+/// `{"message":..., "k":"v", ...}` on one line.
+fn json_line(message: &str, fields: &[(&'static str, Cow<'_, str>)]) -> String {
+    let mut out = format!("{{\"message\":\"{message}\"");
+    for (k, v) in fields {
+        let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(v));
+    }
+    out.push('}');
+    out
 }
 
 /// `s` as the inside of a JSON string: quotes, backslashes and control characters escaped.

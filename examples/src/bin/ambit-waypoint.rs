@@ -126,10 +126,9 @@ async fn run(args: Args) -> Result<()> {
         );
     }
     if let Some(x) = &env.xds {
-        config.readiness_gates.push((
-            XDS_GATE.to_owned(),
-            format!("waiting for the first sync from {}", x.address),
-        ));
+        config
+            .readiness_gates
+            .push(ambit_examples::xds_gate(&x.address));
     }
     let waypoint = Waypoint::start(
         config,
@@ -177,10 +176,7 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The readiness gate held from start until the first xDS sync is applied.
-const XDS_GATE: &str = "xds";
-
-/// Runs the xDS client into the waypoint's mesh state; readiness holds [`XDS_GATE`] (set in
+/// Runs the xDS client into the waypoint's mesh state; readiness holds [`ambit_examples::XDS_GATE`] (set in
 /// the config, before anything binds) until the first sync is applied.
 fn follow_xds(waypoint: &Waypoint, config: XdsConfig, initial: ambit_state::State) {
     let updater = waypoint.state_updater();
@@ -189,7 +185,7 @@ fn follow_xds(waypoint: &Waypoint, config: XdsConfig, initial: ambit_state::Stat
     let readiness = waypoint.readiness().clone();
     tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_ok() {
-            readiness.unblock(XDS_GATE);
+            readiness.unblock(ambit_examples::XDS_GATE);
         }
     });
     tokio::spawn(client.run());

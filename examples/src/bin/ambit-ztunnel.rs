@@ -140,10 +140,9 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     if let Some(x) = &env.xds {
-        config.readiness_gates.push((
-            XDS_GATE.to_owned(),
-            format!("waiting for the first sync from {}", x.address),
-        ));
+        config
+            .readiness_gates
+            .push(ambit_examples::xds_gate(&x.address));
     }
     if config.inpod {
         // In-pod, capture happens in each pod's namespace, on ztunnel's fixed ports.
@@ -225,11 +224,8 @@ fn credentials(
     }
 }
 
-/// The readiness gate held from start until the first xDS sync is applied.
-const XDS_GATE: &str = "xds";
-
 /// Runs the xDS client: every accepted push replaces the proxy's state; readiness holds
-/// [`XDS_GATE`] (set in the config, before anything binds) until the first sync is applied
+/// [`ambit_examples::XDS_GATE`] (set in the config, before anything binds) until the first sync is applied
 /// and the local workloads' listeners follow it; `/config_dump` shows the client's status.
 fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
     let updater = proxy.updater();
@@ -257,7 +253,7 @@ fn follow_xds(proxy: &NodeProxy, config: XdsConfig, initial: State) {
     tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_ok() {
             settled.settled().await;
-            readiness.unblock(XDS_GATE);
+            readiness.unblock(ambit_examples::XDS_GATE);
         }
     });
     tokio::spawn(client.run());
