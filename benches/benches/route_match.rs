@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
         port: 8080,
         waypoint: Some(("shop", "waypoint")),
         authority: None,
+        client_namespace: None,
     };
     let mut headers = HeaderMap::new();
     headers.insert(

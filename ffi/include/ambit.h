@@ -731,6 +731,12 @@ typedef struct ambit_route_request {
    for real traffic splitting.
    */
   uint64_t seed;
+  /*
+   The client's namespace (from its SPIFFE identity), for GAMMA consumer routes: a route
+   attached to a Service in another namespace applies only to clients in its own
+   namespace. Empty (or NULL) when unknown: consumer routes do not apply.
+   */
+  struct ambit_str client_namespace;
 } ambit_route_request;
 
 /*

@@ -76,6 +76,10 @@ pub struct ambit_route_request {
     /// seed on the same table gives the same decision. Use a fresh random value per request
     /// for real traffic splitting.
     pub seed: u64,
+    /// The client's namespace (from its SPIFFE identity), for GAMMA consumer routes: a route
+    /// attached to a Service in another namespace applies only to clients in its own
+    /// namespace. Empty (or NULL) when unknown: consumer routes do not apply.
+    pub client_namespace: ambit_str,
 }
 
 /// The decision for one request, with everything the host needs to act on it.
@@ -213,11 +217,14 @@ pub extern "C" fn ambit_route_table_decide(
                 r.waypoint_namespace.optional_text(),
                 r.waypoint_name.optional_text(),
                 r.authority.optional_text(),
+                r.client_namespace.optional_text(),
             )
         };
-        let (waypoint_ns, waypoint_name, authority) = match optional {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        let (waypoint_ns, waypoint_name, authority, client_namespace) = match optional {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                return e;
+            }
         };
         let waypoint = match (waypoint_ns, waypoint_name) {
             (Some(ns), Some(name)) => Some((ns, name)),
@@ -238,6 +245,7 @@ pub extern "C" fn ambit_route_table_decide(
             port: r.port,
             waypoint,
             authority,
+            client_namespace,
         };
         let mut rng = SplitMix64::new(r.seed);
         let outcome =
@@ -304,7 +312,9 @@ fn decision(
             d.limits.delay_ms = millis(delay);
         }
         Outcome::RateLimited => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_RATE_LIMITED,
-        Outcome::NoBackend => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND,
+        Outcome::NoBackend | Outcome::BackendNotPermitted { .. } => {
+            d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND;
+        }
         // An outcome this ABI does not know yet: fail closed, with its status.
         _ => {
             if d.status == 0 {

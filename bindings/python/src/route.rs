@@ -61,7 +61,9 @@ impl From<&RustRetry> for Retry {
 #[derive(Debug, Default)]
 pub(crate) struct RouteResult {
     /// `forward`, `redirect`, `not_found` (404), `unrouted` (no route applies: forward to the
-    /// original service), `no_backend` (500), `abort` (injected fault) or `rate_limited` (429).
+    /// original service), `no_backend` (500), `backend_not_permitted` (500: a cross-namespace
+    /// backend no ReferenceGrant permits; `route` and `backend` name it), `abort` (injected
+    /// fault) or `rate_limited` (429).
     kind: String,
     /// The status the waypoint answers with itself; None for `forward` and `unrouted`.
     status: Option<u16>,
@@ -186,10 +188,12 @@ impl Router {
     /// target (`/path?query`); `authority` the HTTP/2 `:authority` (None: the `Host` header).
     /// `now` is seconds on the router's clock (0 = when it was loaded; default: the real
     /// elapsed time) for rate limits. Random draws come from `random` (fractions in [0, 1),
-    /// cycled), else a generator seeded with `seed`, else the router's own.
+    /// cycled), else a generator seeded with `seed`, else the router's own. `client_namespace`
+    /// is the client's namespace, for GAMMA consumer routes (None: unknown, they do not apply).
     #[pyo3(signature = (
         *, service, port = 80, method = "GET", path = "/", headers = None, waypoint = None,
-        authority = None, response_headers = None, seed = None, random = None, now = None
+        authority = None, response_headers = None, seed = None, random = None, now = None,
+        client_namespace = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn route(
@@ -205,6 +209,7 @@ impl Router {
         seed: Option<u64>,
         random: Option<Vec<f64>>,
         now: Option<f64>,
+        client_namespace: Option<&str>,
     ) -> PyResult<RouteResult> {
         let method = convert::method(method)?;
         let headers = header_map(headers)?;
@@ -224,6 +229,7 @@ impl Router {
             port,
             waypoint: waypoint.as_ref().map(pair),
             authority,
+            client_namespace,
         };
         let outcome = self
             .table
@@ -271,6 +277,11 @@ impl Router {
             }
             Outcome::RateLimited => "rate_limited",
             Outcome::NoBackend => "no_backend",
+            Outcome::BackendNotPermitted { route, backend: b } => {
+                out.route = Some(route);
+                out.backend = Some(backend(&b));
+                "backend_not_permitted"
+            }
             _ => "other",
         }
         .to_owned();

@@ -41,9 +41,11 @@ def check_step(router, case, req, at_ms, random, expect):
         response_headers=case.get("response") or {},
         random=random,
         now=at_ms / 1000,
+        client_namespace=target.get("client"),
     )
     wrong = []
-    if r.kind != expect["outcome"]:
+    kind = {"backend_not_permitted": "not_permitted"}.get(r.kind, r.kind)
+    if kind != expect["outcome"]:
         return [f"got {r!r}, want {expect['outcome']}"]
     if "status" in expect and r.status != expect["status"]:
         wrong.append(f"status {r.status}")
@@ -53,6 +55,11 @@ def check_step(router, case, req, at_ms, random, expect):
         delay = None if r.delay is None else round(r.delay * 1000)
         if delay != expect.get("delay_ms"):
             wrong.append(f"delay {delay} ms")
+    if r.kind == "backend_not_permitted":
+        assert r.backend is not None
+        for key, got in [("route", r.route), ("backend", backend_text(r.backend))]:
+            if key in expect and got != expect[key]:
+                wrong.append(f"{key} {got!r}")
     if r.kind != "forward":
         return wrong
     assert r.backend is not None and r.headers is not None and r.response_headers is not None

@@ -11,7 +11,7 @@
 //! response edits), redirect, 404, 500, 429, an injected fault, or [`Outcome::Unrouted`] (no
 //! route applies: forward to the original Service, the waypoint default).
 //!
-//! # What is implemented (Gateway API v1 `HTTPRoute`)
+//! # What is implemented (Gateway API v1 `HTTPRoute` and `GRPCRoute`, v1beta1 `ReferenceGrant`)
 //!
 //! - **Attachment.** `parentRefs` to a Service (`group: ""`, `kind: Service`, optional `port`)
 //!   or to the waypoint Gateway (`gateway.networking.k8s.io`/`Gateway`, the default). Routes
@@ -20,6 +20,19 @@
 //!   Gateway-attached routes (exact, then the longest matching `*.` wildcard, then routes with
 //!   no hostnames; a request that no rule of a more specific hostname matches falls through to
 //!   the next); for Service-attached routes they are ignored, as Istio does.
+//! - **GAMMA producer and consumer routes.** A route in the Service's namespace (producer)
+//!   applies to every client; a route in another namespace (consumer) applies only to clients
+//!   in that namespace ([`RouteTarget::client_namespace`], which the waypoint takes from the
+//!   client's SPIFFE identity), and for them takes the place of the producer routes.
+//! - **ReferenceGrant.** A `backendRef` or `RequestMirror` to a Service in another namespace
+//!   needs a `ReferenceGrant` there that lets the route's kind and namespace use it (by name or
+//!   every Service); a consumer route may also send to the Service it is attached to. A refused
+//!   backend's share of requests is [`Outcome::BackendNotPermitted`] (500) and a refused mirror
+//!   is not sent; both are warned about (`RefNotPermitted`) when the table is built.
+//! - **GRPCRoute** is read as the HTTP/2 request it matches: a method match is a path match on
+//!   `/<service>/<method>` (both: exact; service alone: every method; method alone or
+//!   `RegularExpression`: a regular expression), header matches and filters as in HTTPRoute
+//!   (`RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestMirror`, `ExtensionRef`).
 //! - **Matching**: path `Exact`, `PathPrefix` (whole path elements, trailing `/` ignored) and
 //!   `RegularExpression` (full match, Rust `regex` syntax, which is close to RE2's); headers
 //!   (case-insensitive names, `Exact` or `RegularExpression`); query parameters (values
@@ -31,12 +44,13 @@
 //! - **Backends**: weighted `backendRefs` to Services (weight 0..=1,000,000, default 1). Weight 0
 //!   gets nothing; all zero, no backendRefs, or a backend that is not a Service gives
 //!   [`Outcome::NoBackend`] (500).
-//! - **Filters**: `RequestHeaderModifier`, `ResponseHeaderModifier` (also per backendRef),
-//!   `RequestRedirect` (full `Location` built per the spec's port rules), `URLRewrite`
-//!   (hostname, `ReplaceFullPath`, `ReplacePrefixMatch`), `RequestMirror` (`percent` or
-//!   `fraction`, sampled per request). `CORS` is ignored with a warning. `ExternalAuth`, and an
-//!   `ExtensionRef` that is not an ambit extension, cannot be skipped under the spec, so the
-//!   rule answers 500 (with a warning).
+//! - **Filters**: `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect` (full
+//!   `Location` built per the spec's port rules), `URLRewrite` (hostname, `ReplaceFullPath`,
+//!   `ReplacePrefixMatch`), `RequestMirror` (`percent` or `fraction`, sampled per request), on
+//!   a rule or on one backendRef (applied only to the requests sent to it, after the rule's; a
+//!   backendRef's rewrite takes the place of the rule's). `CORS` is ignored with a warning.
+//!   `ExternalAuth`, and an `ExtensionRef` that is not an ambit extension, cannot be skipped
+//!   under the spec, so the rule answers 500 (with a warning).
 //! - **`timeouts`** (`request`, `backendRequest`; `"0s"` disables) and **`retry`** (`codes`,
 //!   `attempts` defaulting to 2 as in Istio, `backoff`); see [`Timeouts`] and [`Retry`].
 //!
@@ -122,6 +136,7 @@
 //!     port: 9080,
 //!     waypoint: Some(("shop", "waypoint")),
 //!     authority: None,
+//!     client_namespace: None,
 //! };
 //! let headers = HeaderMap::new();
 //! let mut rng = SplitMix64::new(7);

@@ -14,9 +14,9 @@ use ambit_config::{ConfigError, ConfigWarning, Object, Report, yaml_text};
 use serde_yaml_ng::Value;
 
 use crate::model::{
-    Backend, ExtensionKind, ExtensionRef, Fault, Filters, HeaderMatch, HeaderModifier, Match,
-    Mirror, Parent, PathMatch, PathModifier, QueryMatch, Redirect, Retry, Rewrite, Route, Rule,
-    Scheme, Timeouts, ValueMatch, WeightedBackend,
+    Backend, ExtensionKind, ExtensionRef, Fault, Filters, Grant, HeaderMatch, HeaderModifier,
+    Match, Mirror, Parent, PathMatch, PathModifier, QueryMatch, Redirect, Retry, Rewrite, Route,
+    RouteKind, Rule, Scheme, Timeouts, ValueMatch, WeightedBackend,
 };
 use crate::ratelimit::RateLimit;
 use crate::rng::Fraction;
@@ -25,6 +25,8 @@ mod backend;
 mod checks;
 mod extension;
 mod filter;
+mod grant;
+mod grpc;
 mod matches;
 mod wire;
 
@@ -48,11 +50,12 @@ pub(crate) struct Parsed {
     pub(crate) routes: Vec<Route>,
     pub(crate) faults: Vec<Ext<Arc<Fault>>>,
     pub(crate) rate_limits: Vec<Ext<RateLimit>>,
+    pub(crate) grants: Vec<Ext<Grant>>,
     pub(crate) warnings: Vec<ConfigWarning>,
 }
 
-/// The API group of the waypoint Gateway and of HTTPRoute.
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The API group of the waypoint Gateway, HTTPRoute, GRPCRoute and ReferenceGrant.
+pub(crate) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// The API group of ambit's extension kinds.
 pub(crate) const AMBIT_GROUP: &str = "ambit.dev";
 const AMBIT_API: &str = "ambit.dev/v1alpha1";
@@ -131,7 +134,8 @@ impl Loader {
         let api = obj.api_version.as_str();
         let ours = matches!(
             (obj.group(), kind),
-            (GATEWAY_GROUP, "HTTPRoute") | (AMBIT_GROUP, "Fault" | "LocalRateLimit")
+            (GATEWAY_GROUP, "HTTPRoute" | "GRPCRoute" | "ReferenceGrant")
+                | (AMBIT_GROUP, "Fault" | "LocalRateLimit")
         );
         if !ours {
             if strangers {
@@ -150,10 +154,28 @@ impl Loader {
             ("HTTPRoute", "gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1") => {
                 self.http_route(obj, ns, name, &label)
             }
-            ("HTTPRoute", _) => Err(self.error(
+            ("GRPCRoute", "gateway.networking.k8s.io/v1") => self.grpc_route(obj, ns, name, &label),
+            (
+                "ReferenceGrant",
+                "gateway.networking.k8s.io/v1beta1" | "gateway.networking.k8s.io/v1",
+            ) => {
+                let grant = self.grant(obj.spec.clone(), &label)?;
+                self.out.grants.push(Ext {
+                    key: format!("{ns}/{name}"),
+                    file: self.report.file().to_owned(),
+                    spec: grant,
+                });
+                Ok(())
+            }
+            ("HTTPRoute" | "GRPCRoute", _) => Err(self.error(
                 &label,
                 "apiVersion",
                 format!("{api:?} is not supported; use gateway.networking.k8s.io/v1"),
+            )),
+            ("ReferenceGrant", _) => Err(self.error(
+                &label,
+                "apiVersion",
+                format!("{api:?} is not supported; use gateway.networking.k8s.io/v1beta1"),
             )),
             (_, AMBIT_API) => {
                 let key = format!("{ns}/{name}");
@@ -187,6 +209,19 @@ impl Loader {
         label: &str,
     ) -> Result<(), ConfigError> {
         let spec: wire::RouteSpec = self.report.decode(obj.spec.clone(), label, "spec")?;
+        self.route(obj, RouteKind::Http, ns, name, label, spec)
+    }
+
+    /// What HTTPRoute and GRPCRoute share, from the HTTPRoute form of the spec.
+    fn route(
+        &mut self,
+        obj: &Object,
+        kind: RouteKind,
+        ns: String,
+        name: String,
+        label: &str,
+        spec: wire::RouteSpec,
+    ) -> Result<(), ConfigError> {
         let created = match &obj.creation_timestamp {
             None => None,
             Some(ts) => {
@@ -272,6 +307,7 @@ impl Loader {
         }
         self.out.routes.push(Route {
             key: format!("{ns}/{name}"),
+            kind,
             namespace: ns,
             file: self.report.file().to_owned(),
             created,
@@ -309,17 +345,6 @@ impl Loader {
                             &format!("{at}.sectionName"),
                             "port names are not resolved by ambit; the route applies to every \
                              port of the Service (use `port`)",
-                        );
-                    }
-                    if namespace != ns {
-                        self.warn(
-                            label,
-                            &format!("{at}.namespace"),
-                            format!(
-                                "a consumer route (Service in {namespace}, route in {ns}) applies \
-                                 only to clients in {ns} in Istio; a waypoint cannot tell, and \
-                                 ambit applies it to every client"
-                            ),
                         );
                     }
                     Parent::Service {
@@ -395,32 +420,28 @@ impl Loader {
                 "a rule with a RequestRedirect filter must not have backendRefs",
             ));
         }
-        let prefix_modifier =
-            |m: &Option<PathModifier>| matches!(m, Some(PathModifier::ReplacePrefixMatch(_)));
-        let uses_prefix = set
-            .filters
-            .redirect
-            .as_ref()
-            .is_some_and(|r| prefix_modifier(&r.path))
-            || set
-                .filters
-                .rewrite
-                .as_ref()
-                .is_some_and(|r| prefix_modifier(&r.path));
-        if uses_prefix && !(matches.len() == 1 && matches!(matches[0].path, PathMatch::Prefix(_))) {
-            return Err(self.error(
-                label,
-                &format!("{at}.filters"),
-                "ReplacePrefixMatch needs exactly one match, and it must be a PathPrefix match",
-            ));
-        }
-
         if r.backend_refs.len() > MAX_BACKENDS {
             return Err(self.error(label, &format!("{at}.backendRefs"), too_many(MAX_BACKENDS)));
         }
         let mut backends = Vec::with_capacity(r.backend_refs.len());
         for (k, b) in r.backend_refs.into_iter().enumerate() {
             backends.push(self.backend(b, &format!("{at}.backendRefs[{k}]"), ns, label)?);
+        }
+        let one_prefix = matches.len() == 1 && matches!(matches[0].path, PathMatch::Prefix(_));
+        let levels = std::iter::once((format!("{at}.filters"), &set.filters)).chain(
+            backends
+                .iter()
+                .enumerate()
+                .map(|(k, b)| (format!("{at}.backendRefs[{k}].filters"), &b.filters)),
+        );
+        for (field, filters) in levels {
+            if filters.uses_prefix_match() && !one_prefix {
+                return Err(self.error(
+                    label,
+                    &field,
+                    "ReplacePrefixMatch needs exactly one match, and it must be a PathPrefix match",
+                ));
+            }
         }
         let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
         if !backends.is_empty() && total_weight == 0 {

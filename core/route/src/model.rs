@@ -74,6 +74,7 @@ impl Retry {
 pub(crate) struct Route {
     /// `namespace/name`.
     pub(crate) key: String,
+    pub(crate) kind: RouteKind,
     pub(crate) namespace: String,
     /// The file it was loaded from, for warnings.
     pub(crate) file: String,
@@ -186,6 +187,17 @@ pub(crate) struct Filters {
     pub(crate) mirrors: Vec<Mirror>,
 }
 
+impl Filters {
+    /// Whether a redirect or rewrite replaces the matched prefix (which then must be one
+    /// PathPrefix match).
+    pub(crate) fn uses_prefix_match(&self) -> bool {
+        let prefix =
+            |m: &Option<PathModifier>| matches!(m, Some(PathModifier::ReplacePrefixMatch(_)));
+        self.redirect.as_ref().is_some_and(|r| prefix(&r.path))
+            || self.rewrite.as_ref().is_some_and(|r| prefix(&r.path))
+    }
+}
+
 /// `RequestHeaderModifier` / `ResponseHeaderModifier`. Gateway API allows one action per header
 /// name (checked at load), so the order of remove, set and add cannot matter.
 #[derive(Debug, Default)]
@@ -235,10 +247,50 @@ pub(crate) struct WeightedBackend {
     /// a 500, as Gateway API requires.
     pub(crate) backend: Option<Backend>,
     pub(crate) weight: u32,
-    pub(crate) request_headers: Option<HeaderModifier>,
-    pub(crate) response_headers: Option<HeaderModifier>,
+    /// Applied only to requests sent to this backend, after the rule's.
+    pub(crate) filters: Filters,
     /// A backend-level filter that ambit cannot apply and must not skip.
     pub(crate) fail_closed: bool,
+}
+
+/// A `ReferenceGrant` (v1beta1): lets objects of the listed kinds in the `from` namespaces
+/// refer to objects of the `to` kinds in the grant's own namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// `(group, kind, namespace)`.
+    pub(crate) from: Vec<(String, String, String)>,
+    /// `(group, kind, name)`; no name means every object of the kind.
+    pub(crate) to: Vec<(String, String, Option<String>)>,
+}
+
+impl Grant {
+    /// Whether a `from_kind` route in `from_ns` may use the Service `name` in this grant's
+    /// namespace.
+    pub(crate) fn permits_service(&self, from_kind: RouteKind, from_ns: &str, name: &str) -> bool {
+        let from = self.from.iter().any(|(g, k, ns)| {
+            g == crate::load::GATEWAY_GROUP && k == from_kind.as_str() && ns == from_ns
+        });
+        from && self.to.iter().any(|(g, k, n)| {
+            g.is_empty() && k == "Service" && n.as_deref().is_none_or(|n| n == name)
+        })
+    }
+}
+
+/// Which route kind an object was loaded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum RouteKind {
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    /// The Kubernetes kind.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
 }
 
 /// An `ambit.dev/v1alpha1` `Fault` object: Istio VirtualService fault-injection semantics.

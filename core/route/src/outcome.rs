@@ -11,7 +11,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, StatusCode, Uri};
 
 use crate::model::{
-    Backend, PathMatch, Redirect, Request, Retry, Scheme, Timeouts, WeightedBackend,
+    Backend, Mirror, PathMatch, Redirect, Request, Retry, Rule, Scheme, Timeouts, WeightedBackend,
 };
 use crate::rng::{Rng, below};
 use crate::table::{Entry, RuleEntry};
@@ -50,6 +50,15 @@ pub enum Outcome {
     /// redirect, the chosen backend is not a Service, or the rule uses a filter that cannot be
     /// applied or resolved. Answer 500, as Gateway API requires.
     NoBackend,
+    /// The chosen backend is a Service in another namespace that no `ReferenceGrant` there
+    /// permits this route to use: answer 500, as Gateway API requires for an invalid
+    /// backendRef (its share of requests only, when the rule has several).
+    BackendNotPermitted {
+        /// The route, `namespace/name`.
+        route: String,
+        /// The refused backend.
+        backend: Backend,
+    },
 }
 
 /// Forward the request: where to, with which limits, and the edits to make on the way.
@@ -142,7 +151,9 @@ impl Outcome {
             Outcome::NotFound => Some(StatusCode::NOT_FOUND),
             Outcome::Redirect { status, .. } | Outcome::Abort { status, .. } => Some(*status),
             Outcome::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
-            Outcome::NoBackend => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            Outcome::NoBackend | Outcome::BackendNotPermitted { .. } => {
+                Some(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 }
@@ -172,15 +183,11 @@ impl Forward {
         self.entry.rule.retry.as_ref()
     }
 
-    /// The `RequestMirror` backends this request was sampled for: send each a copy and ignore
-    /// the responses.
+    /// The `RequestMirror` backends this request was sampled for (the rule's, then the chosen
+    /// backendRef's): send each a copy and ignore the responses.
     pub fn mirrors(&self) -> impl Iterator<Item = &Backend> + '_ {
         let mask = self.mirrors;
-        self.entry
-            .rule
-            .filters
-            .mirrors
-            .iter()
+        mirror_list(&self.entry.rule, self.backend_index)
             .enumerate()
             .filter(move |(i, _)| *i < 32 && mask & (1 << i) != 0)
             .map(|(_, m)| &m.backend)
@@ -188,22 +195,29 @@ impl Forward {
 
     /// Edits the request before forwarding: the rule's `RequestHeaderModifier`, then the chosen
     /// backendRef's, then `URLRewrite` (host and path; `ReplacePrefixMatch` replaces the prefix
-    /// that matched, and the query string is kept).
+    /// that matched, and the query string is kept). A backendRef's `URLRewrite` takes the place
+    /// of the rule's, part by part (hostname, path).
     ///
     /// A rewritten host replaces the URI's authority when it has one (HTTP/2), and the `Host`
     /// header when the URI has none or the header is present.
     pub fn apply_request(&self, parts: &mut http::request::Parts) {
         let rule = &self.entry.rule;
+        let backend = self.weighted().map(|b| &b.filters);
         if let Some(m) = &rule.filters.request_headers {
             m.apply(&mut parts.headers);
         }
-        if let Some(m) = self.weighted().and_then(|b| b.request_headers.as_ref()) {
+        if let Some(m) = backend.and_then(|f| f.request_headers.as_ref()) {
             m.apply(&mut parts.headers);
         }
-        let Some(rewrite) = &rule.filters.rewrite else {
-            return;
-        };
-        if let Some(modifier) = &rewrite.path {
+        let ours = backend.and_then(|f| f.rewrite.as_ref());
+        let theirs = rule.filters.rewrite.as_ref();
+        let path = ours
+            .and_then(|r| r.path.as_ref())
+            .or(theirs.and_then(|r| r.path.as_ref()));
+        let hostname = ours
+            .and_then(|r| r.hostname.as_ref())
+            .or(theirs.and_then(|r| r.hostname.as_ref()));
+        if let Some(modifier) = path {
             let path = modifier.apply(parts.uri.path(), self.matched_prefix());
             let pq = match parts.uri.query() {
                 Some(q) => format!("{path}?{q}"),
@@ -213,7 +227,7 @@ impl Forward {
                 parts.uri = uri;
             }
         }
-        if let Some(host) = &rewrite.hostname {
+        if let Some(host) = hostname {
             let had_authority = parts.uri.authority().is_some();
             if had_authority
                 && let Ok(h) = host.to_str()
@@ -233,7 +247,10 @@ impl Forward {
         if let Some(m) = &self.entry.rule.filters.response_headers {
             m.apply(headers);
         }
-        if let Some(m) = self.weighted().and_then(|b| b.response_headers.as_ref()) {
+        if let Some(m) = self
+            .weighted()
+            .and_then(|b| b.filters.response_headers.as_ref())
+        {
             m.apply(headers);
         }
     }
@@ -254,6 +271,18 @@ impl Forward {
 /// Never returned: a Forward is only made for a backend that exists (`decide` checks). It
 /// keeps [`Forward::backend`] infallible without a panic path.
 static FALLBACK_BACKEND: Backend = Backend::empty();
+
+/// A rule's mirrors, then those of its backendRef `backend_index`.
+pub(crate) fn mirror_list(rule: &Rule, backend_index: usize) -> impl Iterator<Item = &Mirror> {
+    let backend = rule
+        .backends
+        .get(backend_index)
+        .map(|b| b.filters.mirrors.iter());
+    rule.filters
+        .mirrors
+        .iter()
+        .chain(backend.into_iter().flatten())
+}
 
 fn prefix_of(path: &PathMatch) -> Option<&str> {
     match path {
@@ -359,12 +388,28 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     let Some(weighted) = rule.backends.get(backend_index) else {
         return Outcome::NoBackend;
     };
-    if weighted.backend.is_none() || weighted.fail_closed {
+    let Some(backend) = &weighted.backend else {
+        return Outcome::NoBackend;
+    };
+    if weighted.fail_closed {
         return Outcome::NoBackend;
     }
+    if resolved.refused_backends & (1 << backend_index.min(31)) != 0 {
+        return Outcome::BackendNotPermitted {
+            route: resolved.route.key.clone(),
+            backend: backend.clone(),
+        };
+    }
+    if let Some(redirect) = &weighted.filters.redirect {
+        return Outcome::Redirect {
+            status: redirect.status,
+            location: location(redirect, prefix_of(&entry.m.path), req, host, port),
+        };
+    }
     let mut mirrors = 0u32;
-    for (i, m) in rule.filters.mirrors.iter().enumerate().take(32) {
-        if m.fraction.sample(rng) {
+    let refused = resolved.refused_mirrors(backend_index);
+    for (i, m) in mirror_list(rule, backend_index).enumerate().take(32) {
+        if refused & (1 << i) == 0 && m.fraction.sample(rng) {
             mirrors |= 1 << i;
         }
     }

@@ -14,10 +14,14 @@ use http::{HeaderMap, Method};
 use ambit_config::{ConfigError, ConfigWarning};
 
 use crate::load::{self, Ext, Parsed};
-use crate::model::{ExtensionKind, Fault, Match, Parent, PathMatch, Request, Route, Rule};
+use crate::model::{
+    ExtensionKind, Fault, Grant, Match, Parent, PathMatch, Request, Route, RouteKind, Rule,
+};
 use crate::outcome::{self, Outcome};
 use crate::ratelimit::{RateLimit, TokenBucket};
 use crate::rng::Rng;
+
+mod grants;
 
 /// All HTTPRoutes (and ambit extension objects) a waypoint knows, compiled for lookup.
 ///
@@ -58,6 +62,11 @@ pub struct RouteTarget<'a> {
     /// The request's authority (HTTP/2 `:authority`, or an absolute-form HTTP/1.1 target).
     /// `None` means: use the `Host` header. Used for `hostnames` and for redirects.
     pub authority: Option<&'a str>,
+    /// The client's namespace (from its SPIFFE identity), for GAMMA consumer routes: a route
+    /// attached to a Service in another namespace applies only to clients in the route's own
+    /// namespace, and for them takes the place of the Service's own (producer) routes.
+    /// `None` when unknown: consumer routes never apply.
+    pub client_namespace: Option<&'a str>,
 }
 
 #[derive(Debug, Default)]
@@ -69,20 +78,30 @@ struct Inner {
 /// The loaded objects, by `namespace/name`.
 #[derive(Debug, Default, Clone)]
 struct Defs {
-    routes: BTreeMap<String, Arc<Route>>,
+    /// By (`namespace/name`, kind): an HTTPRoute and a GRPCRoute may share a name.
+    routes: BTreeMap<(String, RouteKind), Arc<Route>>,
     faults: BTreeMap<String, Ext<Arc<Fault>>>,
     rate_limits: BTreeMap<String, Ext<RateLimit>>,
+    grants: BTreeMap<String, Ext<Grant>>,
 }
 
 #[derive(Debug, Default)]
 struct Index {
-    services: HashMap<String, HashMap<String, ServiceRoutes>>,
+    services: HashMap<String, HashMap<String, ServiceEntry>>,
     gateways: HashMap<String, HashMap<String, GatewayRoutes>>,
     /// By (route key, rule index), so that a rebuild can keep a bucket's state.
     buckets: HashMap<(String, usize), (RateLimit, Arc<TokenBucket>)>,
 }
 
-/// Routes attached to one Service. Hostnames do not apply (as in Istio).
+/// Routes attached to one Service: its producer routes (in the Service's namespace, for every
+/// client) and consumer routes by the namespace they are in (for clients there only).
+#[derive(Debug, Default)]
+struct ServiceEntry {
+    producer: Option<ServiceRoutes>,
+    consumers: HashMap<String, ServiceRoutes>,
+}
+
+/// Routes attached to one Service, from one namespace. Hostnames do not apply (as in Istio).
 #[derive(Debug, Default)]
 struct ServiceRoutes {
     /// Routes whose parentRef names no port.
@@ -160,6 +179,24 @@ pub(crate) struct RuleEntry {
     pub(crate) bucket: Option<Arc<TokenBucket>>,
     /// An unresolvable filter: answer 500.
     pub(crate) fail_closed: bool,
+    /// Bit k: backendRef k is in another namespace and no ReferenceGrant permits it.
+    pub(crate) refused_backends: u32,
+    /// The same for mirrors: `[0]` the rule's, `[k + 1]` backendRef k's.
+    pub(crate) refused_mirrors: Box<[u32]>,
+}
+
+impl RuleEntry {
+    /// Refused mirrors, numbered as [`outcome::mirror_list`] lists them for `backend_index`.
+    pub(crate) fn refused_mirrors(&self, backend_index: usize) -> u32 {
+        let rule = self.refused_mirrors.first().copied().unwrap_or(0);
+        let backend = self
+            .refused_mirrors
+            .get(backend_index + 1)
+            .copied()
+            .unwrap_or(0);
+        let shift = self.rule.filters.mirrors.len();
+        rule | backend.checked_shl(shift as u32).unwrap_or(0)
+    }
 }
 
 // === impl RouteTable ===
@@ -240,6 +277,7 @@ impl RouteTable {
             defs.routes.retain(|_, r| r.file != file);
             defs.faults.retain(|_, f| f.file != file);
             defs.rate_limits.retain(|_, l| l.file != file);
+            defs.grants.retain(|_, g| g.file != file);
         })
     }
 
@@ -253,9 +291,9 @@ impl RouteTable {
         self.inner.defs.routes.is_empty()
     }
 
-    /// The loaded HTTPRoutes as `namespace/name`, sorted.
+    /// The loaded HTTPRoutes and GRPCRoutes as `namespace/name`, sorted.
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.defs.routes.keys().map(String::as_str)
+        self.inner.defs.routes.keys().map(|(k, _)| k.as_str())
     }
 
     /// Decides one request.
@@ -301,7 +339,7 @@ impl RouteTable {
             .services
             .get(target.service_namespace)
             .and_then(|m| m.get(target.service_name))
-            .and_then(|s| s.table(target.port));
+            .and_then(|s| s.table(target.client_namespace, target.port));
         if let Some(table) = service {
             return match table.find(&req) {
                 Some(e) => decide(e, rng),
@@ -345,7 +383,16 @@ impl RouteTable {
 impl fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouteTable")
-            .field("routes", &self.inner.defs.routes.keys().collect::<Vec<_>>())
+            .field(
+                "routes",
+                &self
+                    .inner
+                    .defs
+                    .routes
+                    .keys()
+                    .map(|k| &k.0)
+                    .collect::<Vec<_>>(),
+            )
             .field("faults", &self.inner.defs.faults.keys().collect::<Vec<_>>())
             .field(
                 "rate_limits",
@@ -370,9 +417,14 @@ impl Defs {
     fn add(&mut self, parsed: Parsed, warnings: &mut Vec<ConfigWarning>) {
         warnings.extend(parsed.warnings);
         for route in parsed.routes {
-            let (key, file) = (route.key.clone(), route.file.clone());
-            if let Some(old) = self.routes.insert(key.clone(), Arc::new(route)) {
-                warnings.push(replaced("HTTPRoute", &key, &file, &old.file));
+            let (key, kind, file) = (route.key.clone(), route.kind, route.file.clone());
+            if let Some(old) = self.routes.insert((key.clone(), kind), Arc::new(route)) {
+                warnings.push(replaced(kind.as_str(), &key, &file, &old.file));
+            }
+        }
+        for g in parsed.grants {
+            if let Some(old) = self.grants.insert(g.key.clone(), g.clone()) {
+                warnings.push(replaced("ReferenceGrant", &g.key, &g.file, &old.file));
             }
         }
         for f in parsed.faults {
@@ -391,7 +443,13 @@ impl Defs {
         for (key, route) in other.routes {
             let file = route.file.clone();
             if let Some(old) = self.routes.insert(key.clone(), route) {
-                warnings.push(replaced("HTTPRoute", &key, &file, &old.file));
+                warnings.push(replaced(key.1.as_str(), &key.0, &file, &old.file));
+            }
+        }
+        for (key, g) in other.grants {
+            let file = g.file.clone();
+            if let Some(old) = self.grants.insert(key.clone(), g) {
+                warnings.push(replaced("ReferenceGrant", &key, &file, &old.file));
             }
         }
         for (key, f) in other.faults {
@@ -438,7 +496,9 @@ impl Index {
             .collect();
 
         type Ids = BTreeSet<usize>;
-        let mut services: BTreeMap<(&str, &str), BTreeMap<Option<u16>, Ids>> = BTreeMap::new();
+        // (Service namespace, name, the consumer namespace or None for producer routes).
+        type ServiceKey<'a> = (&'a str, &'a str, Option<&'a str>);
+        let mut services: BTreeMap<ServiceKey<'_>, BTreeMap<Option<u16>, Ids>> = BTreeMap::new();
         #[derive(Default)]
         struct ByHost<'a> {
             hostnames: BTreeMap<&'a str, Ids>,
@@ -453,8 +513,9 @@ impl Index {
                         name,
                         port,
                     } => {
+                        let consumer = (*namespace != route.namespace).then_some(&*route.namespace);
                         services
-                            .entry((namespace, name))
+                            .entry((namespace, name, consumer))
                             .or_default()
                             .entry(*port)
                             .or_default()
@@ -478,7 +539,7 @@ impl Index {
             buckets,
             ..Index::default()
         };
-        for ((ns, name), by_port) in &services {
+        for ((ns, name, consumer), by_port) in &services {
             let any = by_port.get(&None);
             let ports = by_port
                 .iter()
@@ -489,13 +550,22 @@ impl Index {
                     Some((port, table(&all)))
                 })
                 .collect();
-            index.services.entry((*ns).to_owned()).or_default().insert(
-                (*name).to_owned(),
-                ServiceRoutes {
-                    any_port: any.map(table),
-                    ports,
-                },
-            );
+            let routes = ServiceRoutes {
+                any_port: any.map(table),
+                ports,
+            };
+            let entry = index
+                .services
+                .entry((*ns).to_owned())
+                .or_default()
+                .entry((*name).to_owned())
+                .or_default();
+            match consumer {
+                None => entry.producer = Some(routes),
+                Some(c) => {
+                    entry.consumers.insert((*c).to_owned(), routes);
+                }
+            }
         }
         for ((ns, name), by_host) in &gateways {
             let mut g = GatewayRoutes {
@@ -531,12 +601,15 @@ fn resolve(
     buckets: &mut HashMap<(String, usize), (RateLimit, Arc<TokenBucket>)>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Arc<RuleEntry> {
+    let (refused_backends, refused_mirrors) = grants::refusals(route, rule, defs, warnings);
     let mut entry = RuleEntry {
         route: route.clone(),
         rule: rule.clone(),
         fault: None,
         bucket: None,
         fail_closed: rule.fail_closed,
+        refused_backends,
+        refused_mirrors,
     };
     for ext in &rule.extensions {
         let key = format!("{}/{}", route.namespace, ext.name);
@@ -562,7 +635,7 @@ fn resolve(
             entry.fail_closed = true;
             warnings.push(ConfigWarning::new(
                 &route.file,
-                &format!("HTTPRoute {}", route.key),
+                &format!("{} {}", route.kind.as_str(), route.key),
                 &ext.field,
                 format!(
                     "{kind} {key} is not loaded; requests matching this rule get 500 until it is"
@@ -571,6 +644,19 @@ fn resolve(
         }
     }
     Arc::new(entry)
+}
+
+// === impl ServiceEntry ===
+
+impl ServiceEntry {
+    /// The table for a request from `client` to `port`: the client namespace's consumer
+    /// routes if it has any for the port, else the producer routes.
+    fn table(&self, client: Option<&str>, port: u16) -> Option<&Table> {
+        client
+            .and_then(|c| self.consumers.get(c))
+            .and_then(|r| r.table(port))
+            .or_else(|| self.producer.as_ref()?.table(port))
+    }
 }
 
 // === impl ServiceRoutes ===

@@ -205,6 +205,7 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
         port,
         waypoint: Some((&cx.inner.config.namespace, &cx.inner.config.name)),
         authority: authority.as_deref(),
+        client_namespace: cx.conn.peer_id.namespace(),
     };
     let mut rng = ambit_proxy::random_u64;
     let path = path_and_query(parts);
@@ -223,6 +224,13 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
             return Err(Refusal::no_backend(
                 "the matched rule has no backend with weight".into(),
             ));
+        }
+        Outcome::BackendNotPermitted { route, backend } => {
+            return Err(Refusal::no_backend(format!(
+                "HTTPRoute {route}: backend Service {}/{} is in another namespace and no \
+                 ReferenceGrant permits it",
+                backend.namespace, backend.name
+            )));
         }
         Outcome::RateLimited => return Err(Refusal::rate_limited()),
         Outcome::Abort { status, delay } => {

@@ -452,6 +452,7 @@ fn request(path: &str, headers: &[ambit_header]) -> crate::route::ambit_route_re
         headers: headers.as_ptr(),
         headers_len: headers.len(),
         seed: 1,
+        client_namespace: ambit_str::default(),
     }
 }
 

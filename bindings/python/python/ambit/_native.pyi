@@ -11,7 +11,8 @@ _Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 _AuthnKind = Literal["anonymous", "authenticated", "denied"]
 _RouteKind = Literal[
-    "forward", "unrouted", "not_found", "redirect", "abort", "rate_limited", "no_backend", "other"
+    "forward", "unrouted", "not_found", "redirect", "abort", "rate_limited", "no_backend",
+    "backend_not_permitted", "other"
 ]
 _L7Code = Literal[
     "AllowedByPolicy", "DeniedByPolicy", "DeniedByCustom", "NoAllowPolicies", "NoAllowMatched", "Other"
@@ -265,6 +266,7 @@ class Router:
         seed: int | None = None,
         random: list[float] | None = None,
         now: float | None = None,
+        client_namespace: str | None = None,
     ) -> RouteResult: ...
 
 @final

@@ -41,8 +41,7 @@ impl Loader {
         Ok(WeightedBackend {
             backend,
             weight: weight as u32,
-            request_headers: set.filters.request_headers,
-            response_headers: set.filters.response_headers,
+            filters: set.filters,
             fail_closed: set.fail_closed,
         })
     }

@@ -165,27 +165,6 @@ impl Loader {
                 "RequestRedirect and URLRewrite cannot be used in the same rule",
             ));
         }
-        if level == Level::Backend {
-            // Backend-level filters are implementation-specific; ambit applies the header
-            // modifiers. A redirect or rewrite changes where the request goes, so it must not be
-            // skipped; a mirror is only lost observability, so it is.
-            if out.filters.redirect.is_some() || out.filters.rewrite.is_some() {
-                out.fail_closed = true;
-                self.warn(
-                    label,
-                    &list_field,
-                    "RequestRedirect and URLRewrite are supported on rules, not on backendRefs; \
-                     requests sent to this backend get 500",
-                );
-            }
-            if !out.filters.mirrors.is_empty() {
-                self.warn(
-                    label,
-                    &list_field,
-                    "RequestMirror is supported on rules, not on backendRefs; ignored",
-                );
-            }
-        }
         Ok(out)
     }
 

@@ -215,3 +215,66 @@ pub(super) struct RateLimitSpec {
     pub(super) tokens_per_fill: Option<i64>,
     pub(super) fill_interval: Option<String>,
 }
+
+/// `kind: ReferenceGrant` (gateway.networking.k8s.io/v1beta1).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(super) struct GrantSpec {
+    #[serde(default)]
+    pub(super) from: Vec<GrantFrom>,
+    #[serde(default)]
+    pub(super) to: Vec<GrantTo>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct GrantFrom {
+    pub(super) group: String,
+    pub(super) kind: String,
+    pub(super) namespace: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct GrantTo {
+    pub(super) group: String,
+    pub(super) kind: String,
+    pub(super) name: Option<String>,
+}
+
+/// `kind: GRPCRoute` (gateway.networking.k8s.io/v1).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GrpcRouteSpec {
+    #[serde(default)]
+    pub(super) parent_refs: Vec<ParentRef>,
+    #[serde(default)]
+    pub(super) hostnames: Vec<String>,
+    #[serde(default)]
+    pub(super) rules: Vec<GrpcRule>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GrpcRule {
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) matches: Vec<GrpcMatch>,
+    #[serde(default)]
+    pub(super) filters: Vec<Filter>,
+    #[serde(default)]
+    pub(super) backend_refs: Vec<BackendRef>,
+    pub(super) session_persistence: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct GrpcMatch {
+    pub(super) method: Option<GrpcMethod>,
+    #[serde(default)]
+    pub(super) headers: Vec<ValueMatch>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct GrpcMethod {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+    pub(super) service: Option<String>,
+    pub(super) method: Option<String>,
+}

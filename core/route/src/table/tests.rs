@@ -9,6 +9,7 @@ fn route(key: &str, created: Option<i64>) -> Arc<Route> {
     let (ns, _) = key.split_once('/').expect("ns/name");
     Arc::new(Route {
         key: key.into(),
+        kind: RouteKind::Http,
         namespace: ns.into(),
         file: "test.yaml".into(),
         created: created.map(|s| (s, 0)),
@@ -43,6 +44,8 @@ fn entry(
         fault: None,
         bucket: None,
         fail_closed: false,
+        refused_backends: 0,
+        refused_mirrors: Box::new([]),
     });
     (
         label.to_owned(),

@@ -13,6 +13,7 @@ const TARGET: Target<'static> = Target {
     port: 9080,
     waypoint: Some(("shop", "waypoint")),
     authority: None,
+    client_namespace: None,
 };
 
 fn table(yaml: &str) -> RouteTable {

@@ -36,6 +36,8 @@ struct TargetSpec {
     service: Option<String>,
     port: Option<u16>,
     waypoint: Option<String>,
+    /// The client's namespace (for consumer routes); default: unknown.
+    client: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -236,6 +238,7 @@ fn check_step(
         port: case.target.port.unwrap_or(9080),
         waypoint,
         authority: req.authority.as_deref(),
+        client_namespace: case.target.client.as_deref(),
     };
     let method: Method = req
         .method
@@ -268,6 +271,7 @@ fn check_step(
         Outcome::Abort { .. } => "abort",
         Outcome::RateLimited => "rate_limited",
         Outcome::NoBackend => "no_backend",
+        Outcome::BackendNotPermitted { .. } => "not_permitted",
         _ => "unknown",
     };
     if kind != expect.outcome {
@@ -297,6 +301,18 @@ fn check_step(
             }
         }
         Outcome::Forward(f) => check_forward(f, case, req, &method, path, &headers, expect)?,
+        Outcome::BackendNotPermitted { route, backend: b } => {
+            for (what, got, want) in [
+                ("route", route.clone(), &expect.route),
+                ("backend", backend(b), &expect.backend),
+            ] {
+                if let Some(w) = want
+                    && *w != got
+                {
+                    return Err(format!("{what} {got:?}, want {w:?}"));
+                }
+            }
+        }
         _ => {}
     }
     Ok(())
