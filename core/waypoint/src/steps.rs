@@ -226,6 +226,16 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
             ));
         }
         Outcome::BackendNotPermitted { route, backend } => {
+            let refused = format!("{}/{}", backend.namespace, backend.name);
+            cx.inner
+                .metrics
+                .counter(
+                    "ambit_route_backend_not_permitted_total",
+                    "Requests answered 500 because the chosen backend is in another namespace \
+                     and no ReferenceGrant permits the route to use it.",
+                    &["route", "backend"],
+                )
+                .inc(&[&route, &refused]);
             return Err(Refusal::no_backend(format!(
                 "HTTPRoute {route}: backend Service {}/{} is in another namespace and no \
                  ReferenceGrant permits it",

@@ -1,0 +1,986 @@
+//! The Gateway API conformance suite's HTTPRoute, GRPCRoute and mesh tests
+//! (`testdata/gateway-api/conformance.yaml`, transcribed from the pinned suite by
+//! `tools/gateway-conformance/transcribe.py`) decided by the route table, and checked the way
+//! the suite's own comparers check a response: `http.CompareRoundTrip` for the gateway role,
+//! the mesh echo client's `compareRequest` for the mesh role.
+//!
+//! Every test of the file passes in full, or is listed in
+//! `testdata/gateway-api/applicability.yaml` as not applicable (with the reason) or not yet
+//! passing (with the reason); a listed "not yet" test that passes fails this test too, so the
+//! list (and the README table made from it) cannot go stale.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use ambit_route::{Forward, Outcome, RouteTable, RouteTarget, SplitMix64};
+use http::header::{HOST, HeaderName, HeaderValue, LOCATION};
+use http::{HeaderMap, Method};
+use serde::Deserialize;
+
+/// The host a gateway-role request without one carries: the suite sends the Gateway's address,
+/// an IP, which no route hostname matches.
+const GATEWAY_ADDRESS: &str = "192.0.2.10";
+/// The port of the suite's Gateway listeners and mesh Services.
+const PORT: u16 = 80;
+/// Draws per weighted-distribution check.
+const DRAWS: u32 = 2_000;
+
+#[derive(Deserialize)]
+struct Suite {
+    source: Source,
+    base: Base,
+    tests: Vec<Test>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Source {
+    tag: String,
+    commit: String,
+}
+
+#[derive(Deserialize)]
+struct Base {
+    #[serde(default)]
+    gateways: Vec<BaseGateway>,
+    #[serde(default)]
+    services: Vec<BaseService>,
+    #[serde(default)]
+    reference_grants: String,
+}
+
+#[derive(Deserialize)]
+struct BaseGateway {
+    namespace: String,
+    name: String,
+    listeners: Vec<Listener>,
+}
+
+#[derive(Deserialize)]
+struct Listener {
+    port: u16,
+}
+
+#[derive(Deserialize)]
+struct BaseService {
+    namespace: String,
+    name: String,
+    /// The Deployments whose pods the Service selects (for the mesh's `echo`, both versions).
+    #[serde(default)]
+    backends: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Test {
+    name: String,
+    role: String,
+    #[serde(default)]
+    manifests: String,
+    #[serde(default)]
+    cases: Vec<Case>,
+    #[serde(default)]
+    distributions: Vec<Distribution>,
+    untranscribed: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Req {
+    host: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    headers: BTreeMap<String, String>,
+    protocol: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ExpectedRequest {
+    host: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    absent_headers: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Redirect {
+    scheme: Option<String>,
+    host: Option<String>,
+    port: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Resp {
+    status: Option<u16>,
+    statuses: Vec<u16>,
+    headers: BTreeMap<String, String>,
+    absent_headers: Vec<String>,
+    valid_header_values: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Mirrored {
+    name: String,
+    namespace: Option<String>,
+    percent: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Grpc {
+    service: String,
+    method: String,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    gateway: Option<String>,
+    /// Objects (`Kind namespace/name`) the test deleted before sending this request.
+    #[serde(default)]
+    after_deleting: Vec<String>,
+    client_namespace: Option<String>,
+    #[serde(default)]
+    request: Req,
+    expected_request: Option<ExpectedRequest>,
+    redirect: Option<Redirect>,
+    #[serde(default)]
+    response: Resp,
+    #[serde(default)]
+    backend: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    backend_set_response_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    mirrored_to: Vec<Mirrored>,
+    grpc: Option<Grpc>,
+}
+
+#[derive(Deserialize)]
+struct Distribution {
+    gateway: Option<String>,
+    client_namespace: Option<String>,
+    #[serde(default)]
+    request: Req,
+    #[serde(default)]
+    namespace: String,
+    weights: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+struct Applicability {
+    /// Test name → why it does not apply to a waypoint.
+    not_applicable: BTreeMap<String, String>,
+    /// Test name → what fails or is not checked yet.
+    not_yet: BTreeMap<String, String>,
+}
+
+/// The namespace the mesh tests' client runs in, and where `echo` lives.
+const MESH_NAMESPACE: &str = "gateway-conformance-mesh";
+
+#[test]
+fn gateway_api_conformance_suite() {
+    let suite: Suite = read("gateway-api/conformance.yaml");
+    let apply: Applicability = read("gateway-api/applicability.yaml");
+    assert!(suite.tests.len() >= 60, "only {} tests", suite.tests.len());
+    let names: BTreeSet<&str> = suite.tests.iter().map(|t| t.name.as_str()).collect();
+    for listed in apply.not_applicable.keys().chain(apply.not_yet.keys()) {
+        assert!(
+            names.contains(listed.as_str()),
+            "applicability.yaml lists {listed}, which the suite at {} does not have",
+            suite.source.tag
+        );
+    }
+    let pods = Pods::new(&suite.base.services);
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for test in &suite.tests {
+        if apply.not_applicable.contains_key(&test.name) {
+            continue;
+        }
+        let result = run(test, &suite.base, &pods);
+        match (result, apply.not_yet.get(&test.name)) {
+            (Ok(()), None) => passed += 1,
+            (Ok(()), Some(why)) => failures.push(format!(
+                "{}: passes now, but applicability.yaml says not yet ({why}): move it",
+                test.name
+            )),
+            (Err(e), None) => failures.push(format!("{}: {e}", test.name)),
+            (Err(_), Some(_)) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} tests fail:\n{}",
+        failures.len(),
+        suite.tests.len(),
+        failures.join("\n")
+    );
+    assert!(passed >= 30, "only {passed} tests passed");
+}
+
+fn read<T: serde::de::DeserializeOwned>(rel: &str) -> T {
+    let path = ambit_test_util::cases::testdata(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: cannot read: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// What the waypoint knows while a test runs: its routes, the Services that exist (a backend
+/// that does not is answered 500), and each Gateway's listener port (the port the request was
+/// sent to, which redirects keep).
+struct World {
+    table: RouteTable,
+    services: BTreeSet<(String, String)>,
+    ports: BTreeMap<(String, String), u16>,
+}
+
+impl World {
+    /// The test's manifests (and the base ReferenceGrants), minus the objects `deleted` names.
+    fn load(test: &Test, base: &Base, deleted: &[String]) -> Result<Self, String> {
+        let yaml = format!("{}\n---\n{}", test.manifests, base.reference_grants);
+        let objects = ambit_config::objects(&yaml, &ambit_config::Report::new("manifests.yaml"))
+            .map_err(|e| format!("manifests: {e}"))?;
+        let objects: Vec<_> = objects
+            .into_iter()
+            .filter(|o| {
+                let id = format!(
+                    "{} {}/{}",
+                    o.kind,
+                    o.namespace,
+                    o.name.as_deref().unwrap_or("")
+                );
+                !deleted.contains(&id)
+            })
+            .collect();
+        let mut report = ambit_config::Report::new("manifests.yaml");
+        let table =
+            RouteTable::from_objects(&objects, &mut report).map_err(|e| format!("load: {e}"))?;
+        let mut services: BTreeSet<_> = base
+            .services
+            .iter()
+            .map(|s| (s.namespace.clone(), s.name.clone()))
+            .collect();
+        let mut ports: BTreeMap<_, _> = base
+            .gateways
+            .iter()
+            .filter_map(|g| {
+                Some((
+                    (g.namespace.clone(), g.name.clone()),
+                    g.listeners.first()?.port,
+                ))
+            })
+            .collect();
+        for o in &objects {
+            let Some(name) = o.name.clone() else { continue };
+            match o.kind.as_str() {
+                "Service" => {
+                    services.insert((o.namespace.clone(), name));
+                }
+                "Gateway" => {
+                    let port = o.spec["listeners"][0]["port"]
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok());
+                    if let Some(p) = port {
+                        ports.insert((o.namespace.clone(), name), p);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            table,
+            services,
+            ports,
+        })
+    }
+}
+
+/// One test: its manifests loaded as a waypoint would load them, then every case and
+/// distribution.
+fn run(test: &Test, base: &Base, pods: &Pods) -> Result<(), String> {
+    if let Some(why) = &test.untranscribed
+        && test.cases.is_empty()
+        && test.distributions.is_empty()
+    {
+        return Err(format!("not transcribed: {why}"));
+    }
+    let world = World::load(test, base, &[])?;
+    let mesh = test.role == "mesh";
+    let mut wrong = Vec::new();
+    for (i, case) in test.cases.iter().enumerate() {
+        let mut rng = SplitMix64::new(i as u64 + 1);
+        let after;
+        let w = if case.after_deleting.is_empty() {
+            &world
+        } else {
+            after = World::load(test, base, &case.after_deleting)?;
+            &after
+        };
+        if let Err(e) = check_case(w, mesh, case, pods, &mut rng) {
+            wrong.push(format!("case {i} ({}): {e}", case.name));
+        }
+    }
+    for (i, d) in test.distributions.iter().enumerate() {
+        if let Err(e) = check_distribution(&world, mesh, d, pods) {
+            wrong.push(format!("distribution {i}: {e}"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// What a request resolved to, as the suite's client would see it.
+enum Seen {
+    /// Forwarded to a Service: the request as the backend received it and the response.
+    Forwarded {
+        namespace: String,
+        service: String,
+        request: Box<http::request::Parts>,
+        response: HeaderMap,
+    },
+    /// Answered by the waypoint itself.
+    Answered {
+        status: u16,
+        location: Option<String>,
+    },
+}
+
+/// The request and where it goes: gateway requests go to the named Gateway (the waypoint's
+/// routes attached to it), mesh requests to the Service named by the host (`name[.ns][:port]`).
+struct Sent {
+    parts: http::request::Parts,
+    service: (String, String),
+    port: u16,
+    gateway: Option<(String, String)>,
+    client: Option<String>,
+}
+
+fn sent(
+    world: &World,
+    req: &Req,
+    mesh: bool,
+    gateway: Option<&str>,
+    client: Option<&str>,
+    grpc: Option<&Grpc>,
+) -> Result<Sent, String> {
+    let method = match (grpc, req.method.as_deref()) {
+        (Some(_), _) => "POST",
+        (None, Some(m)) if !m.is_empty() => m,
+        _ => "GET",
+    };
+    let path = match grpc {
+        Some(g) => format!("/{}/{}", g.service, g.method),
+        None => req.path.clone().unwrap_or_else(|| "/".to_owned()),
+    };
+    let default_host = if mesh { "echo" } else { GATEWAY_ADDRESS };
+    let host = req
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .unwrap_or(default_host);
+    let mut b = http::Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?)
+        .uri(&path);
+    b = b.header(HOST, host);
+    if grpc.is_some() {
+        b = b.header("content-type", "application/grpc");
+    }
+    for (k, v) in &req.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    let (parts, ()) = b
+        .body(())
+        .map_err(|e| format!("request: {e}"))?
+        .into_parts();
+    let client = client
+        .map(str::to_owned)
+        .or_else(|| mesh.then(|| MESH_NAMESPACE.to_owned()));
+    if mesh {
+        let (name_ns, port) = match host.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| format!("host {host:?}"))?),
+            None => (host, PORT),
+        };
+        let mut labels = name_ns.split('.');
+        let name = labels.next().unwrap_or_default().to_owned();
+        let ns = labels
+            .next()
+            .map(str::to_owned)
+            .or_else(|| client.clone())
+            .unwrap_or_default();
+        return Ok(Sent {
+            parts,
+            service: (ns, name),
+            port,
+            gateway: None,
+            client,
+        });
+    }
+    let gw = gateway.ok_or("a gateway case names no gateway")?;
+    let (ns, name) = gw.split_once('/').ok_or("gateway is not ns/name")?;
+    Ok(Sent {
+        parts,
+        // No Service is the target of a gateway request: only the Gateway's routes apply.
+        service: (ns.to_owned(), format!("{name}.listener")),
+        port: world
+            .ports
+            .get(&(ns.to_owned(), name.to_owned()))
+            .copied()
+            .unwrap_or(PORT),
+        gateway: Some((ns.to_owned(), name.to_owned())),
+        client,
+    })
+}
+
+fn decide(
+    world: &World,
+    s: &Sent,
+    mesh: bool,
+    upstream: &BTreeMap<String, String>,
+    rng: &mut SplitMix64,
+) -> Result<(Seen, Option<Forward>), String> {
+    let table = &world.table;
+    let target = RouteTarget {
+        service_namespace: &s.service.0,
+        service_name: &s.service.1,
+        port: s.port,
+        waypoint: s.gateway.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+        authority: None,
+        client_namespace: s.client.as_deref(),
+    };
+    let pq = s.parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let outcome = table.route(
+        &target,
+        &s.parts.method,
+        pq,
+        &s.parts.headers,
+        Instant::now(),
+        rng,
+    );
+    let mut response = HeaderMap::new();
+    for (k, v) in upstream {
+        response.append(
+            HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
+            HeaderValue::from_str(v).map_err(|e| e.to_string())?,
+        );
+    }
+    let mut parts = s.parts.clone();
+    Ok(match outcome {
+        Outcome::Forward(f) => {
+            let b = f.backend();
+            // The waypoint answers 500 for a backend Service it does not know.
+            if !world
+                .services
+                .contains(&(b.namespace.clone(), b.name.clone()))
+            {
+                return Ok((
+                    Seen::Answered {
+                        status: 500,
+                        location: None,
+                    },
+                    None,
+                ));
+            }
+            // The suite's echo backend waits `?delay=` before answering; a rule timeout that
+            // is shorter makes the waypoint answer 504 (as it does, in core/waypoint's tests).
+            if let Some(delay) = echo_delay(pq) {
+                let t = f.timeouts;
+                if t.request
+                    .into_iter()
+                    .chain(t.backend_request)
+                    .any(|t| t < delay)
+                {
+                    return Ok((
+                        Seen::Answered {
+                            status: 504,
+                            location: None,
+                        },
+                        None,
+                    ));
+                }
+            }
+            f.apply_request(&mut parts);
+            f.apply_response(&mut response);
+            let b = f.backend();
+            (
+                Seen::Forwarded {
+                    namespace: b.namespace.clone(),
+                    service: b.name.clone(),
+                    request: Box::new(parts),
+                    response,
+                },
+                Some(f),
+            )
+        }
+        // A mesh request no route applies to goes on to the Service it was sent to; a gateway
+        // has nothing to send it to.
+        Outcome::Unrouted if mesh => (
+            Seen::Forwarded {
+                namespace: s.service.0.clone(),
+                service: s.service.1.clone(),
+                request: Box::new(parts),
+                response,
+            },
+            None,
+        ),
+        Outcome::Unrouted => (
+            Seen::Answered {
+                status: 404,
+                location: None,
+            },
+            None,
+        ),
+        Outcome::Redirect { status, location } => (
+            Seen::Answered {
+                status: status.as_u16(),
+                location: Some(location),
+            },
+            None,
+        ),
+        other => (
+            Seen::Answered {
+                status: other.status().map_or(500, |s| s.as_u16()),
+                location: None,
+            },
+            None,
+        ),
+    })
+}
+
+fn check_case(
+    world: &World,
+    mesh: bool,
+    case: &Case,
+    pods: &Pods,
+    rng: &mut SplitMix64,
+) -> Result<(), String> {
+    let s = sent(
+        world,
+        &case.request,
+        mesh,
+        case.gateway.as_deref(),
+        case.client_namespace.as_deref(),
+        case.grpc.as_ref(),
+    )?;
+    let mut statuses = case.response.statuses.clone();
+    if let Some(st) = case.response.status
+        && !statuses.contains(&st)
+    {
+        statuses.push(st);
+    }
+    if statuses.is_empty() {
+        statuses.push(200);
+    }
+    let (seen, _) = decide(world, &s, mesh, &case.backend_set_response_headers, rng)?;
+    let status = match &seen {
+        Seen::Forwarded { .. } => 200,
+        Seen::Answered { status, .. } => *status,
+    };
+    if !statuses.contains(&status) {
+        let detail = match &seen {
+            Seen::Forwarded {
+                namespace, service, ..
+            } => format!(" (forwarded to {namespace}/{service})"),
+            Seen::Answered {
+                location: Some(l), ..
+            } => format!(" (Location {l})"),
+            Seen::Answered { .. } => String::new(),
+        };
+        return Err(format!("status {status}{detail}, want one of {statuses:?}"));
+    }
+    if !case.mirrored_to.is_empty() {
+        check_mirrors(world, &s, case, rng)?;
+    }
+    match seen {
+        Seen::Forwarded {
+            namespace,
+            service,
+            request,
+            response,
+        } => {
+            if !pods.start_with(&namespace, &service, &case.backend) {
+                return Err(format!(
+                    "forwarded to {namespace}/{service}, whose pods do not all start with {:?}",
+                    case.backend
+                ));
+            }
+            if mesh {
+                check_mesh(case, &request, &response)
+            } else {
+                check_gateway(case, &s, &namespace, &request, &response)
+            }
+        }
+        Seen::Answered { location, .. } => match (&case.redirect, location.as_deref()) {
+            (Some(want), Some(loc)) if !mesh => check_redirect(want, loc, &s),
+            (Some(_), None) => Err("a redirect was expected".into()),
+            (_, loc) if mesh => check_response_headers(case, &answered_headers(loc)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// A local answer's headers as the mesh client sees them: `Location` for a redirect.
+fn answered_headers(location: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        h.insert(LOCATION, v);
+    }
+    h
+}
+
+/// `http.CompareRoundTrip` for a 200: the request the backend saw (path with query, method,
+/// host when expected, headers present and absent), its namespace, the response headers.
+fn check_gateway(
+    case: &Case,
+    s: &Sent,
+    namespace: &str,
+    request: &http::request::Parts,
+    response: &HeaderMap,
+) -> Result<(), String> {
+    let default = ExpectedRequest::default();
+    let want = case.expected_request.as_ref().unwrap_or(&default);
+    let from_request = case.expected_request.is_none();
+    let want_path = if from_request {
+        case.request.path.clone()
+    } else {
+        want.path.clone()
+    }
+    .unwrap_or_default();
+    let got_path = request.uri.path_and_query().map_or("/", |p| p.as_str());
+    let want_path = if want_path.is_empty() {
+        "/".to_owned()
+    } else {
+        want_path
+    };
+    if case.grpc.is_none() && got_path != want_path {
+        return Err(format!("backend saw path {got_path:?}, want {want_path:?}"));
+    }
+    let want_method = if from_request {
+        case.request.method.clone()
+    } else {
+        want.method.clone()
+    }
+    .filter(|m| !m.is_empty())
+    .unwrap_or_else(|| "GET".to_owned());
+    if s.parts.method.as_str() != want_method && case.grpc.is_none() {
+        return Err(format!("method {}, want {want_method}", s.parts.method));
+    }
+    let want_host = if from_request {
+        case.request.host.clone()
+    } else {
+        want.host.clone()
+    };
+    if let Some(h) = want_host.filter(|h| !h.is_empty()) {
+        let got = request
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if got != h {
+            return Err(format!("backend saw host {got:?}, want {h:?}"));
+        }
+    }
+    if case.namespace != namespace {
+        return Err(format!(
+            "backend namespace {namespace}, want {:?}",
+            case.namespace
+        ));
+    }
+    let want_headers = if from_request {
+        Some(&case.request.headers)
+    } else {
+        want.headers.as_ref()
+    };
+    check_headers(
+        "request",
+        &request.headers,
+        want_headers.into_iter().flatten(),
+        &want.absent_headers,
+    )?;
+    check_response_headers(case, response)
+}
+
+/// The mesh echo client's `compareRequest`: request headers present and absent, response
+/// headers present and absent (the backend's pod name is checked by the caller).
+fn check_mesh(
+    case: &Case,
+    request: &http::request::Parts,
+    response: &HeaderMap,
+) -> Result<(), String> {
+    if let Some(want) = &case.expected_request {
+        check_headers(
+            "request",
+            &request.headers,
+            want.headers.iter().flatten(),
+            &want.absent_headers,
+        )?;
+    }
+    check_response_headers(case, response)
+}
+
+fn check_response_headers(case: &Case, response: &HeaderMap) -> Result<(), String> {
+    check_headers(
+        "response",
+        response,
+        &case.response.headers,
+        &case.response.absent_headers,
+    )?;
+    for (name, valid) in &case.response.valid_header_values {
+        let got =
+            joined(response, name).ok_or_else(|| format!("response header {name} missing"))?;
+        if !valid.contains(&got) {
+            return Err(format!(
+                "response header {name} {got:?}, want one of {valid:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_headers<'a>(
+    what: &str,
+    got: &HeaderMap,
+    want: impl IntoIterator<Item = (&'a String, &'a String)>,
+    absent: &[String],
+) -> Result<(), String> {
+    for (name, value) in want {
+        match joined(got, name) {
+            Some(v) if v == *value => {}
+            Some(v) => return Err(format!("{what} header {name} {v:?}, want {value:?}")),
+            None => return Err(format!("{what} header {name} missing, want {value:?}")),
+        }
+    }
+    for name in absent {
+        if let Some(v) = joined(got, name) {
+            return Err(format!("{what} header {name} is {v:?}, want it absent"));
+        }
+    }
+    Ok(())
+}
+
+/// The values of `name`, joined with "," as the suite compares them.
+fn joined(h: &HeaderMap, name: &str) -> Option<String> {
+    let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
+    let values: Vec<&str> = h
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// The suite's redirect check: host when expected, the port (or the scheme's default), the
+/// scheme (default the request's, `http`) and the path (default the request's, without query).
+fn check_redirect(want: &Redirect, location: &str, s: &Sent) -> Result<(), String> {
+    let uri: http::Uri = location
+        .parse()
+        .map_err(|e| format!("Location {location:?}: {e}"))?;
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or_default();
+    let port = uri.port_u16().map(|p| p.to_string()).unwrap_or_default();
+    if let Some(h) = want.host.as_deref().filter(|h| !h.is_empty())
+        && h != host
+    {
+        return Err(format!(
+            "redirect host {host:?}, want {h:?} (Location {location})"
+        ));
+    }
+    match want.port.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) if p != port => {
+            return Err(format!(
+                "redirect port {port:?}, want {p:?} (Location {location})"
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let default = match scheme {
+                "https" => "443",
+                _ => "80",
+            };
+            if !port.is_empty() && port != default {
+                return Err(format!(
+                    "redirect port {port:?} for {scheme}, want none or {default} (Location {location})"
+                ));
+            }
+        }
+    }
+    let want_scheme = want
+        .scheme
+        .as_deref()
+        .filter(|x| !x.is_empty())
+        .unwrap_or("http");
+    if scheme != want_scheme {
+        return Err(format!(
+            "redirect scheme {scheme:?}, want {want_scheme:?} (Location {location})"
+        ));
+    }
+    let want_path = want
+        .path
+        .as_deref()
+        .filter(|x| !x.is_empty())
+        .unwrap_or_else(|| s.parts.uri.path());
+    if uri.path() != want_path {
+        return Err(format!(
+            "redirect path {:?}, want {want_path:?} (Location {location})",
+            uri.path()
+        ));
+    }
+    Ok(())
+}
+
+/// Mirrors: each listed backend gets a copy (every request, or its percentage of them within a
+/// binomial bound), and no other backend does.
+fn check_mirrors(world: &World, s: &Sent, case: &Case, rng: &mut SplitMix64) -> Result<(), String> {
+    let mut hits: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for _ in 0..DRAWS {
+        let (_, f) = decide(world, s, false, &BTreeMap::new(), rng)?;
+        let f = f.ok_or("mirrors expected, but the request was not forwarded")?;
+        for m in f.mirrors() {
+            *hits
+                .entry((m.namespace.clone(), m.name.clone()))
+                .or_default() += 1;
+        }
+    }
+    let fallback = s
+        .gateway
+        .as_ref()
+        .map_or(s.service.0.as_str(), |g| g.0.as_str());
+    for want in &case.mirrored_to {
+        let ns = want
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(fallback);
+        let got = hits
+            .remove(&(ns.to_owned(), want.name.clone()))
+            .unwrap_or(0);
+        let p = f64::from(want.percent.unwrap_or(100)) / 100.0;
+        within(got, p, &format!("mirror to {ns}/{}", want.name))?;
+    }
+    if let Some(((ns, name), n)) = hits.into_iter().next() {
+        return Err(format!(
+            "{n} copies mirrored to {ns}/{name}, which is not expected"
+        ));
+    }
+    Ok(())
+}
+
+/// `got` of [`DRAWS`] within 5 standard deviations of a Binomial(DRAWS, p) mean (exact at 0
+/// and 1).
+fn within(got: u32, p: f64, what: &str) -> Result<(), String> {
+    let n = f64::from(DRAWS);
+    let mean = n * p;
+    let bound = 5.0 * (n * p * (1.0 - p)).sqrt();
+    if (f64::from(got) - mean).abs() > bound {
+        return Err(format!(
+            "{what}: {got} of {DRAWS}, want {mean:.0} ± {bound:.0}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_distribution(
+    world: &World,
+    mesh: bool,
+    d: &Distribution,
+    pods: &Pods,
+) -> Result<(), String> {
+    let s = sent(
+        world,
+        &d.request,
+        mesh,
+        d.gateway.as_deref(),
+        d.client_namespace.as_deref(),
+        None,
+    )?;
+    let mut rng = SplitMix64::new(0x5eed);
+    let mut hits: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..DRAWS {
+        match decide(world, &s, mesh, &BTreeMap::new(), &mut rng)?.0 {
+            Seen::Forwarded {
+                namespace, service, ..
+            } => {
+                if !d.namespace.is_empty() && namespace != d.namespace {
+                    return Err(format!(
+                        "forwarded to namespace {namespace}, want {}",
+                        d.namespace
+                    ));
+                }
+                let pod = pods.only(&namespace, &service).ok_or_else(|| {
+                    format!("{namespace}/{service} has pods of several Deployments")
+                })?;
+                *hits.entry(pod).or_default() += 1;
+            }
+            Seen::Answered { status, .. } => {
+                return Err(format!("answered {status} instead of forwarding"));
+            }
+        }
+    }
+    for (backend, share) in &d.weights {
+        within(
+            hits.remove(backend).unwrap_or(0),
+            *share,
+            &format!("share of {backend}"),
+        )?;
+    }
+    if let Some((b, n)) = hits.into_iter().next() {
+        return Err(format!("{n} requests went to {b}, which has no weight"));
+    }
+    Ok(())
+}
+
+/// Which Deployments' pods each base Service selects: the suite names a backend by the prefix
+/// of the pod that answered.
+struct Pods(BTreeMap<(String, String), Vec<String>>);
+
+impl Pods {
+    fn new(services: &[BaseService]) -> Self {
+        Self(
+            services
+                .iter()
+                .map(|s| ((s.namespace.clone(), s.name.clone()), s.backends.clone()))
+                .collect(),
+        )
+    }
+
+    /// The Deployments behind a Service (a Service the base does not define is its own).
+    fn of(&self, ns: &str, name: &str) -> Vec<String> {
+        match self.0.get(&(ns.to_owned(), name.to_owned())) {
+            Some(b) if !b.is_empty() => b.clone(),
+            _ => vec![name.to_owned()],
+        }
+    }
+
+    /// Whether every pod behind the Service starts with `prefix` (so any one answering passes).
+    fn start_with(&self, ns: &str, name: &str, prefix: &str) -> bool {
+        self.of(ns, name).iter().all(|d| d.starts_with(prefix))
+    }
+
+    /// The one Deployment behind the Service, if there is one.
+    fn only(&self, ns: &str, name: &str) -> Option<String> {
+        let mut all = self.of(ns, name);
+        (all.len() == 1).then(|| all.remove(0))
+    }
+}
+
+/// The echo backend's `delay` query parameter (a Go duration such as `1s` or `500ms`).
+fn echo_delay(path_and_query: &str) -> Option<std::time::Duration> {
+    let (_, query) = path_and_query.split_once('?')?;
+    let v = query.split('&').find_map(|kv| kv.strip_prefix("delay="))?;
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit() && c != '.')?);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs_f64(secs))
+}
