@@ -529,7 +529,7 @@ def unresolved(v: Any) -> list[str]:
     return []
 
 
-def http_case(lit: Lit, index: int) -> dict[str, Any]:
+def http_case(lit: Lit, index: int, grpc_svc: str = "") -> dict[str, Any]:
     f = plain(lit)
     req = f.get("Request") or {}
     out: dict[str, Any] = {}
@@ -539,6 +539,9 @@ def http_case(lit: Lit, index: int) -> dict[str, Any]:
         if req.get(go) not in (None, "", {}):
             r[ours] = req[go]
     out["request"] = r
+    # The mesh echo client calls the Echo method when told to speak gRPC.
+    if str(req.get("Protocol", "")).lower() == "grpc" and grpc_svc:
+        out["grpc"] = {"service": grpc_svc, "method": "Echo"}
     if f.get("ExpectedRequest") is not None:
         e = f["ExpectedRequest"]
         inner = e.get("Request") or {}
@@ -688,7 +691,7 @@ def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
                 continue
             seen.add(id(lit))
             is_grpc = lit.type.startswith("grpc.") or any(k in lit.fields for k in ("EchoRequest", "EchoTwoRequest", "EchoThreeRequest"))
-            case = grpc_case(lit, idx, grpc_svc) if is_grpc else http_case(lit, idx)
+            case = grpc_case(lit, idx, grpc_svc) if is_grpc else http_case(lit, idx, grpc_svc)
             missing = unresolved(case)
             if missing:
                 gaps.append(f"a case with unresolved values ({', '.join(sorted(set(missing)))}) was left out")
@@ -737,9 +740,11 @@ def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
     if weights is not None:
         lit = next((v for v in env.values() if isinstance(v, Lit) and v.type.endswith("ExpectedResponse")), None)
         if lit is not None:
-            c = http_case(lit, 0)
+            c = http_case(lit, 0, grpc_svc)
             d: dict[str, Any] = where(env, next(iter(bound_targets(env)[1]), ""), [])
             d["request"] = c.get("request", {})
+            if c.get("grpc"):
+                d["grpc"] = c["grpc"]
             if c.get("namespace"):
                 d["namespace"] = c["namespace"]
             w = plain(weights)

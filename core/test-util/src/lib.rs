@@ -19,6 +19,7 @@
 
 pub mod apps;
 pub mod cases;
+pub mod conformance;
 pub mod jwt;
 pub mod mesh;
 pub mod nodes;

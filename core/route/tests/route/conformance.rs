@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use ambit_route::{Forward, Outcome, RouteTable, RouteTarget, SplitMix64};
+use ambit_test_util::conformance::{
+    Base, BaseService, Case, Distribution, ExpectedRequest, Grpc, Redirect, Req, Test,
+};
 use http::header::{HOST, HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, Method};
-use serde::Deserialize;
 
 /// The host a gateway-role request without one carries: the suite sends the Gateway's address,
 /// an IP, which no route hostname matches.
@@ -25,167 +27,12 @@ const PORT: u16 = 80;
 /// Draws per weighted-distribution check.
 const DRAWS: u32 = 2_000;
 
-#[derive(Deserialize)]
-struct Suite {
-    source: Source,
-    base: Base,
-    tests: Vec<Test>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Source {
-    tag: String,
-    commit: String,
-}
-
-#[derive(Deserialize)]
-struct Base {
-    #[serde(default)]
-    gateways: Vec<BaseGateway>,
-    #[serde(default)]
-    services: Vec<BaseService>,
-    #[serde(default)]
-    reference_grants: String,
-}
-
-#[derive(Deserialize)]
-struct BaseGateway {
-    namespace: String,
-    name: String,
-    listeners: Vec<Listener>,
-}
-
-#[derive(Deserialize)]
-struct Listener {
-    port: u16,
-}
-
-#[derive(Deserialize)]
-struct BaseService {
-    namespace: String,
-    name: String,
-    /// The Deployments whose pods the Service selects (for the mesh's `echo`, both versions).
-    #[serde(default)]
-    backends: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Test {
-    name: String,
-    role: String,
-    #[serde(default)]
-    manifests: String,
-    #[serde(default)]
-    cases: Vec<Case>,
-    #[serde(default)]
-    distributions: Vec<Distribution>,
-    untranscribed: Option<String>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(default)]
-struct Req {
-    host: Option<String>,
-    method: Option<String>,
-    path: Option<String>,
-    headers: BTreeMap<String, String>,
-    protocol: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ExpectedRequest {
-    host: Option<String>,
-    method: Option<String>,
-    path: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    absent_headers: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Redirect {
-    scheme: Option<String>,
-    host: Option<String>,
-    port: Option<String>,
-    path: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Resp {
-    status: Option<u16>,
-    statuses: Vec<u16>,
-    headers: BTreeMap<String, String>,
-    absent_headers: Vec<String>,
-    valid_header_values: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct Mirrored {
-    name: String,
-    namespace: Option<String>,
-    percent: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct Grpc {
-    service: String,
-    method: String,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    gateway: Option<String>,
-    /// Objects (`Kind namespace/name`) the test deleted before sending this request.
-    #[serde(default)]
-    after_deleting: Vec<String>,
-    client_namespace: Option<String>,
-    #[serde(default)]
-    request: Req,
-    expected_request: Option<ExpectedRequest>,
-    redirect: Option<Redirect>,
-    #[serde(default)]
-    response: Resp,
-    #[serde(default)]
-    backend: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    backend_set_response_headers: BTreeMap<String, String>,
-    #[serde(default)]
-    mirrored_to: Vec<Mirrored>,
-    grpc: Option<Grpc>,
-}
-
-#[derive(Deserialize)]
-struct Distribution {
-    gateway: Option<String>,
-    client_namespace: Option<String>,
-    #[serde(default)]
-    request: Req,
-    #[serde(default)]
-    namespace: String,
-    weights: BTreeMap<String, f64>,
-}
-
-#[derive(Deserialize)]
-struct Applicability {
-    /// Test name → why it does not apply to a waypoint.
-    not_applicable: BTreeMap<String, String>,
-    /// Test name → what fails or is not checked yet.
-    not_yet: BTreeMap<String, String>,
-}
-
 /// The namespace the mesh tests' client runs in, and where `echo` lives.
 const MESH_NAMESPACE: &str = "gateway-conformance-mesh";
 
 #[test]
 fn gateway_api_conformance_suite() {
-    let suite: Suite = read("gateway-api/conformance.yaml");
-    let apply: Applicability = read("gateway-api/applicability.yaml");
+    let (suite, apply) = ambit_test_util::conformance::read();
     assert!(suite.tests.len() >= 60, "only {} tests", suite.tests.len());
     let names: BTreeSet<&str> = suite.tests.iter().map(|t| t.name.as_str()).collect();
     for listed in apply.not_applicable.keys().chain(apply.not_yet.keys()) {
@@ -221,13 +68,6 @@ fn gateway_api_conformance_suite() {
         failures.join("\n")
     );
     assert!(passed >= 30, "only {passed} tests passed");
-}
-
-fn read<T: serde::de::DeserializeOwned>(rel: &str) -> T {
-    let path = ambit_test_util::cases::testdata(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: cannot read: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// What the waypoint knows while a test runs: its routes, the Services that exist (a backend
@@ -898,7 +738,7 @@ fn check_distribution(
         mesh,
         d.gateway.as_deref(),
         d.client_namespace.as_deref(),
-        None,
+        d.grpc.as_ref(),
     )?;
     let mut rng = SplitMix64::new(0x5eed);
     let mut hits: BTreeMap<String, u32> = BTreeMap::new();

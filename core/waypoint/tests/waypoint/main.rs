@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod conformance;
 mod jwt;
 mod upgrade;
 
