@@ -292,6 +292,12 @@ enum ambit_route_kind
    The rule's `LocalRateLimit` is exhausted: answer 429.
    */
   AMBIT_ROUTE_KIND_RATE_LIMITED = 6,
+  /*
+   A CORS preflight on a rule with a CORS filter: answer 200 with the response edits
+   (`ambit_route_decision_response_edits`: the `Access-Control-*` headers, none for an
+   origin the filter does not allow), not forwarded.
+   */
+  AMBIT_ROUTE_KIND_PREFLIGHT = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1441,7 +1447,7 @@ const struct ambit_header_edits *ambit_route_decision_request_edits(const struct
 /*
  The edits to make to the backend's response headers (`ResponseHeaderModifier` of the rule
  and of the chosen backendRef), given those headers: `*edits_out` points to a list inside the
- decision (empty unless FORWARD), valid until the next call for this decision or its free.
+ decision (empty unless FORWARD or PREFLIGHT), valid until the next call for this decision or its free.
  */
 ambit_result ambit_route_decision_response_edits(struct ambit_route_decision *decision,
                                                  const struct ambit_header *response_headers,

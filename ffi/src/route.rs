@@ -45,6 +45,10 @@ pub enum ambit_route_kind {
     AMBIT_ROUTE_KIND_ABORT = 5,
     /// The rule's `LocalRateLimit` is exhausted: answer 429.
     AMBIT_ROUTE_KIND_RATE_LIMITED = 6,
+    /// A CORS preflight on a rule with a CORS filter: answer 200 with the response edits
+    /// (`ambit_route_decision_response_edits`: the `Access-Control-*` headers, none for an
+    /// origin the filter does not allow), not forwarded.
+    AMBIT_ROUTE_KIND_PREFLIGHT = 7,
 }
 
 /// One request to decide, borrowed for the duration of the call.
@@ -123,6 +127,8 @@ pub(crate) struct Decision {
     request_edits: HeaderEdits,
     /// Filled by `ambit_route_decision_response_edits`, borrowed from there.
     response_edits: HeaderEdits,
+    /// The headers a PREFLIGHT answers with.
+    preflight: HeaderMap,
     limits: ambit_route_limits,
 }
 
@@ -287,6 +293,7 @@ fn decision(
         authority: fwd.authority.unwrap_or_default(),
         request_edits: HeaderEdits::between(&headers, &fwd.headers),
         response_edits: HeaderEdits::default(),
+        preflight: HeaderMap::new(),
         limits: ambit_route_limits::default(),
     };
     match outcome {
@@ -314,6 +321,10 @@ fn decision(
         Outcome::RateLimited => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_RATE_LIMITED,
         Outcome::NoBackend | Outcome::BackendNotPermitted { .. } => {
             d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND;
+        }
+        Outcome::Preflight { headers } => {
+            d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_PREFLIGHT;
+            d.preflight = headers;
         }
         // An outcome this ABI does not know yet: fail closed, with its status.
         _ => {
@@ -469,7 +480,7 @@ pub extern "C" fn ambit_route_decision_request_edits(
 
 /// The edits to make to the backend's response headers (`ResponseHeaderModifier` of the rule
 /// and of the chosen backendRef), given those headers: `*edits_out` points to a list inside the
-/// decision (empty unless FORWARD), valid until the next call for this decision or its free.
+/// decision (empty unless FORWARD or PREFLIGHT), valid until the next call for this decision or its free.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_decision_response_edits(
     decision: *mut ambit_route_decision,
@@ -489,6 +500,11 @@ pub extern "C" fn ambit_route_decision_response_edits(
             Some(f) => {
                 let mut after = before.clone();
                 f.apply_response(&mut after);
+                HeaderEdits::between(&before, &after)
+            }
+            None if !d.preflight.is_empty() => {
+                let mut after = before.clone();
+                after.extend(d.preflight.clone());
                 HeaderEdits::between(&before, &after)
             }
             None => HeaderEdits::default(),

@@ -62,8 +62,9 @@ impl From<&RustRetry> for Retry {
 pub(crate) struct RouteResult {
     /// `forward`, `redirect`, `not_found` (404), `unrouted` (no route applies: forward to the
     /// original service), `no_backend` (500), `backend_not_permitted` (500: a cross-namespace
-    /// backend no ReferenceGrant permits; `route` and `backend` name it), `abort` (injected
-    /// fault) or `rate_limited` (429).
+    /// backend no ReferenceGrant permits; `route` and `backend` name it), `preflight` (a CORS
+    /// preflight answered with 200 and `response_headers`), `abort` (injected fault) or
+    /// `rate_limited` (429).
     kind: String,
     /// The status the waypoint answers with itself; None for `forward` and `unrouted`.
     status: Option<u16>,
@@ -274,6 +275,10 @@ impl Router {
             Outcome::Abort { delay, .. } => {
                 out.delay = delay.map(|d| d.as_secs_f64());
                 "abort"
+            }
+            Outcome::Preflight { headers } => {
+                out.response_headers = Some(header_list(&headers));
+                "preflight"
             }
             Outcome::RateLimited => "rate_limited",
             Outcome::NoBackend => "no_backend",

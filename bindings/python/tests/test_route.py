@@ -60,6 +60,10 @@ def check_step(router, case, req, at_ms, random, expect):
         for key, got in [("route", r.route), ("backend", backend_text(r.backend))]:
             if key in expect and got != expect[key]:
                 wrong.append(f"{key} {got!r}")
+    if r.kind == "preflight":
+        for name, want in (expect.get("response_headers") or {}).items():
+            if joined(r.response_headers or [], name) != want:
+                wrong.append(f"preflight header {name}: {joined(r.response_headers or [], name)!r}")
     if r.kind != "forward":
         return wrong
     assert r.backend is not None and r.headers is not None and r.response_headers is not None

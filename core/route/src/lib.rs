@@ -160,6 +160,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cors;
 mod load;
 mod model;
 mod outcome;

@@ -23,6 +23,7 @@ use crate::rng::Fraction;
 
 mod backend;
 mod checks;
+mod cors;
 mod extension;
 mod filter;
 mod grant;

@@ -185,6 +185,7 @@ pub(crate) struct Filters {
     pub(crate) redirect: Option<Redirect>,
     pub(crate) rewrite: Option<Rewrite>,
     pub(crate) mirrors: Vec<Mirror>,
+    pub(crate) cors: Option<crate::cors::Cors>,
 }
 
 impl Filters {

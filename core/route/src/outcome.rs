@@ -6,9 +6,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
+use http::header::{HOST, ORIGIN};
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+
+use crate::cors::Cors;
 
 use crate::model::{
     Backend, Mirror, PathMatch, Redirect, Request, Retry, Rule, Scheme, Timeouts, WeightedBackend,
@@ -59,6 +61,13 @@ pub enum Outcome {
         /// The refused backend.
         backend: Backend,
     },
+    /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) on a
+    /// rule with a CORS filter: answer 200 with these headers, without forwarding.
+    Preflight {
+        /// `Access-Control-Allow-Origin`, `-Methods`, `-Headers`, `-Max-Age`, … to answer with;
+        /// empty for an origin the filter does not allow (the browser then refuses).
+        headers: HeaderMap,
+    },
 }
 
 /// Forward the request: where to, with which limits, and the edits to make on the way.
@@ -80,6 +89,9 @@ pub struct Forward {
     backend_index: usize,
     /// Bit i: mirror i was sampled.
     mirrors: u32,
+    /// The request's `Origin`, when the rule's CORS filter allows it: the response gets the
+    /// CORS headers.
+    cors_origin: Option<HeaderValue>,
 }
 
 /// A request as the waypoint forwards it: the request target, authority and headers after the
@@ -151,6 +163,7 @@ impl Outcome {
             Outcome::NotFound => Some(StatusCode::NOT_FOUND),
             Outcome::Redirect { status, .. } | Outcome::Abort { status, .. } => Some(*status),
             Outcome::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
+            Outcome::Preflight { .. } => Some(StatusCode::OK),
             Outcome::NoBackend | Outcome::BackendNotPermitted { .. } => {
                 Some(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -242,8 +255,11 @@ impl Forward {
     }
 
     /// Edits the response before returning it: the rule's `ResponseHeaderModifier`, then the
-    /// chosen backendRef's.
+    /// chosen backendRef's, then the CORS headers for an origin the rule's CORS filter allows.
     pub fn apply_response(&self, headers: &mut HeaderMap) {
+        if let (Some(origin), Some(cors)) = (&self.cors_origin, &self.entry.rule.filters.cors) {
+            cors.apply_response(origin, headers);
+        }
         if let Some(m) = &self.entry.rule.filters.response_headers {
             m.apply(headers);
         }
@@ -342,6 +358,26 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     if resolved.fail_closed {
         return Outcome::NoBackend;
     }
+    let mut cors_origin = None;
+    if let Some(cors) = &rule.filters.cors
+        && let Some(origin) = req.headers.get(ORIGIN)
+    {
+        let allowed = cors.allows(origin);
+        // A preflight is the filter's to answer: with the CORS headers for an allowed
+        // origin, without them (so the browser refuses) for any other.
+        if Cors::is_preflight(req.method, req.headers) {
+            return Outcome::Preflight {
+                headers: if allowed {
+                    cors.preflight(origin, req.headers)
+                } else {
+                    HeaderMap::new()
+                },
+            };
+        }
+        if allowed {
+            cors_origin = Some(origin.clone());
+        }
+    }
     let mut delay = None;
     if let Some(fault) = &resolved.fault {
         if let Some((d, f)) = fault.delay
@@ -421,6 +457,7 @@ pub(crate) fn decide<R: Rng + ?Sized>(
         match_index: entry.match_index,
         backend_index,
         mirrors,
+        cors_origin,
     })
 }
 

@@ -256,6 +256,11 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
             }
             return Ok(Routed::Answer(r));
         }
+        Outcome::Preflight { headers } => {
+            let mut r = local_reply(http::StatusCode::OK, String::new());
+            r.headers_mut().extend(headers);
+            return Ok(Routed::Answer(r));
+        }
         Outcome::Forward(f) => f,
         _ => return Err(Refusal::no_backend(String::new())),
     };

@@ -12,7 +12,7 @@ _Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 _AuthnKind = Literal["anonymous", "authenticated", "denied"]
 _RouteKind = Literal[
     "forward", "unrouted", "not_found", "redirect", "abort", "rate_limited", "no_backend",
-    "backend_not_permitted", "other"
+    "backend_not_permitted", "preflight", "other"
 ]
 _L7Code = Literal[
     "AllowedByPolicy", "DeniedByPolicy", "DeniedByCustom", "NoAllowPolicies", "NoAllowMatched", "Other"

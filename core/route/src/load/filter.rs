@@ -99,12 +99,18 @@ impl Loader {
             {
                 out.filters.mirrors.push(m);
             }
-            if f.cors.is_some() {
-                self.warn(
-                    label,
-                    &format!("{fat}.cors"),
-                    "CORS is not implemented by ambit; the filter is ignored",
-                );
+            if let Some(c) = f.cors {
+                let field = format!("{fat}.cors");
+                let cors = self.cors(c, &field, label)?;
+                match level {
+                    Level::Rule => out.filters.cors = Some(cors),
+                    Level::Backend => self.warn(
+                        label,
+                        &field,
+                        "CORS answers preflights before a backend is chosen, so it applies on \
+                         rules; on a backendRef it is ignored",
+                    ),
+                }
             }
             if f.external_auth.is_some() {
                 out.fail_closed = true;

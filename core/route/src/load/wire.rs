@@ -81,7 +81,7 @@ pub(super) struct Filter {
     pub(super) request_redirect: Option<Redirect>,
     pub(super) url_rewrite: Option<Rewrite>,
     pub(super) request_mirror: Option<Mirror>,
-    pub(super) cors: Option<Value>,
+    pub(super) cors: Option<Cors>,
     pub(super) external_auth: Option<Value>,
     pub(super) extension_ref: Option<LocalRef>,
 }
@@ -277,4 +277,21 @@ pub(super) struct GrpcMethod {
     pub(super) kind: Option<String>,
     pub(super) service: Option<String>,
     pub(super) method: Option<String>,
+}
+
+/// `HTTPCORSFilter`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Cors {
+    #[serde(default)]
+    pub(super) allow_origins: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub(super) allow_methods: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_headers: Vec<String>,
+    #[serde(default)]
+    pub(super) expose_headers: Vec<String>,
+    pub(super) max_age: Option<i64>,
 }

@@ -272,6 +272,7 @@ fn check_step(
         Outcome::RateLimited => "rate_limited",
         Outcome::NoBackend => "no_backend",
         Outcome::BackendNotPermitted { .. } => "not_permitted",
+        Outcome::Preflight { .. } => "preflight",
         _ => "unknown",
     };
     if kind != expect.outcome {
@@ -301,6 +302,9 @@ fn check_step(
             }
         }
         Outcome::Forward(f) => check_forward(f, case, req, &method, path, &headers, expect)?,
+        Outcome::Preflight { headers } => {
+            compare_headers("preflight", headers, &expect.response_headers)?;
+        }
         Outcome::BackendNotPermitted { route, backend: b } => {
             for (what, got, want) in [
                 ("route", route.clone(), &expect.route),

@@ -190,6 +190,8 @@ enum Seen {
     Answered {
         status: u16,
         location: Option<String>,
+        /// The answer's headers (a redirect's `Location`, a preflight's CORS headers).
+        headers: HeaderMap,
     },
 }
 
@@ -324,6 +326,7 @@ fn decide(
                     Seen::Answered {
                         status: 500,
                         location: None,
+                        headers: HeaderMap::new(),
                     },
                     None,
                 ));
@@ -341,6 +344,7 @@ fn decide(
                         Seen::Answered {
                             status: 504,
                             location: None,
+                            headers: HeaderMap::new(),
                         },
                         None,
                     ));
@@ -374,13 +378,23 @@ fn decide(
             Seen::Answered {
                 status: 404,
                 location: None,
+                headers: HeaderMap::new(),
             },
             None,
         ),
         Outcome::Redirect { status, location } => (
             Seen::Answered {
                 status: status.as_u16(),
+                headers: answered_headers(Some(&location)),
                 location: Some(location),
+            },
+            None,
+        ),
+        Outcome::Preflight { headers } => (
+            Seen::Answered {
+                status: 200,
+                location: None,
+                headers,
             },
             None,
         ),
@@ -388,6 +402,7 @@ fn decide(
             Seen::Answered {
                 status: other.status().map_or(500, |s| s.as_u16()),
                 location: None,
+                headers: HeaderMap::new(),
             },
             None,
         ),
@@ -457,13 +472,58 @@ fn check_case(
                 check_gateway(case, &s, &namespace, &request, &response)
             }
         }
-        Seen::Answered { location, .. } => match (&case.redirect, location.as_deref()) {
+        Seen::Answered {
+            status,
+            location,
+            headers,
+        } => match (&case.redirect, location.as_deref()) {
             (Some(want), Some(loc)) if !mesh => check_redirect(want, loc, &s),
             (Some(_), None) => Err("a redirect was expected".into()),
-            (_, loc) if mesh => check_response_headers(case, &answered_headers(loc)),
+            _ if mesh => {
+                if !case.backend.is_empty() {
+                    return Err(format!("answered by the waypoint, want {:?}", case.backend));
+                }
+                check_response_headers(case, &headers)
+            }
+            _ if status == 200 || status == 204 => check_local_answer(case, &s, &headers),
             _ => Ok(()),
         },
     }
+}
+
+/// `http.CompareRoundTrip` for a 200 or 204 the waypoint answered itself (a CORS preflight):
+/// the suite then sees no echoed request, only its own method, so it must expect no path,
+/// host, namespace, request headers or backend; the response headers are checked.
+fn check_local_answer(case: &Case, s: &Sent, headers: &HeaderMap) -> Result<(), String> {
+    let (path, method, host, sent_headers) = match &case.expected_request {
+        None => (
+            case.request.path.clone(),
+            case.request.method.clone(),
+            case.request.host.clone(),
+            !case.request.headers.is_empty(),
+        ),
+        Some(w) => (
+            w.path.clone(),
+            w.method.clone(),
+            w.host.clone(),
+            w.headers.is_some(),
+        ),
+    };
+    let expects_echo = path.is_some_and(|p| !p.is_empty())
+        || host.is_some_and(|h| !h.is_empty())
+        || !case.namespace.is_empty()
+        || !case.backend.is_empty()
+        || sent_headers;
+    if expects_echo {
+        return Err("answered by the waypoint, but the case expects a backend to echo".into());
+    }
+    let method = method
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "GET".into());
+    if s.parts.method.as_str() != method {
+        return Err(format!("method {}, want {method}", s.parts.method));
+    }
+    check_response_headers(case, headers)
 }
 
 /// A local answer's headers as the mesh client sees them: `Location` for a redirect.

@@ -303,3 +303,65 @@ async fn the_mesh_conformance_cases_hold_through_real_hbone() {
         "only {tests} tests, {cases} cases ran"
     );
 }
+
+const CORS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
+  rules:
+  - filters:
+    - type: CORS
+      cors: {allowOrigins: ["https://shop.example"], allowMethods: [GET, PUT], maxAge: 60}
+    backendRefs: [{name: reviews-v1, port: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cors_preflight_is_answered_by_the_waypoint_and_responses_carry_the_origin() {
+    let mesh = Mesh::start(62, CORS).await;
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/items")
+        .header("host", "reviews")
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "PUT")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let (status, body, headers) = mesh.request([100, 1], preflight).await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.starts_with("app="),
+        "a preflight is not forwarded: {body}"
+    );
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        h("access-control-allow-origin").as_deref(),
+        Some("https://shop.example")
+    );
+    assert_eq!(
+        h("access-control-allow-methods").as_deref(),
+        Some("GET, PUT")
+    );
+    assert_eq!(h("access-control-max-age").as_deref(), Some("60"));
+
+    let get = Request::get("/items")
+        .header("host", "reviews")
+        .header("origin", "https://shop.example")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let (status, body, headers) = mesh.request([100, 1], get).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("app=reviews-v1"), "{body}");
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://shop.example")
+    );
+}
