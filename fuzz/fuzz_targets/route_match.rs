@@ -18,6 +18,8 @@ struct Req<'a> {
     path: &'a str,
     headers: Vec<(&'a str, &'a [u8])>,
     authority: Option<&'a str>,
+    /// The client's namespace (consumer routes), when known.
+    client: Option<&'a str>,
     port: u16,
     seed: u64,
 }
@@ -43,6 +45,7 @@ fuzz_target!(|r: Req<'_>| {
         port: r.port,
         waypoint: Some(("shop", "waypoint")),
         authority: r.authority,
+        client_namespace: r.client,
     };
     let outcome = table().route(&target, &method, r.path, &headers, Instant::now(), &mut SplitMix64::new(r.seed));
     if let Outcome::Forward(f) = outcome

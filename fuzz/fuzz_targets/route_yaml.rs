@@ -24,6 +24,7 @@ fuzz_target!(|s: &str| {
                 port: 80,
                 waypoint: Some((ns, "waypoint")),
                 authority: None,
+                client_namespace: Some(ns),
             };
             for path in ["/", "/v1/items?x=1", "/a/b/../c", ""] {
                 let kind = |o: &Outcome| format!("{:?}", o.status());
