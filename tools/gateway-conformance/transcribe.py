@@ -183,6 +183,16 @@ class Parser:
                 self.take("]")
                 parts.append(f"map[{k}]")
                 continue
+            if p.text == "struct" and self.peek(1) is not None and self.peek(1).text == "{":  # type: ignore[union-attr]
+                self.take()
+                depth = 0
+                while True:
+                    t = self.take()
+                    depth += {"{": 1, "}": -1}.get(t.text, 0)
+                    if depth == 0:
+                        break
+                parts.append("struct")
+                break
             if p.kind == "ident":
                 name = self.take().text
                 while self.at(".") and self.peek(1) is not None and self.peek(1).kind == "ident":  # type: ignore[union-attr]
@@ -294,7 +304,7 @@ class Parser:
             and self.peek(3) is not None and self.peek(3).text == "("  # type: ignore[union-attr]
         ):
             self.i += 3
-        if self.at("{") and (name[:1].isupper() or "." in name):
+        if self.at("{") and (name[:1].isupper() or "." in name or name in self.env.get("__types__", ())):
             return self.literal_body(name)
         if self.at("("):
             self.take("(")
@@ -403,7 +413,8 @@ class Body:
 def read_body(toks: list[Tok], consts: dict[str, Any]) -> Body:
     """Walks the statements of a func body: `a := expr` / `a = expr` / `var (...)` bindings
     are evaluated; calls are recorded with the `range` loops they are in."""
-    env: dict[str, Any] = {"__consts__": consts}
+    local_types = {toks[k + 1].text for k in range(len(toks) - 2) if toks[k].text == "type" and toks[k + 2].text == "struct"}
+    env: dict[str, Any] = {"__consts__": consts, "__types__": local_types}
     body = Body(env)
     i = 0
     loop_stack: list[tuple[str, int]] = []  # (slice, end index)
@@ -665,7 +676,42 @@ def deleted_object(args: list[Any]) -> str | None:
     return None
 
 
+def retry_case(item: Any, place: dict[str, Any], cases: list[dict[str, Any]], gaps: list[str], helper: dict[str, str]) -> None:
+    """One row of HTTPRoute retry's table: the echo backend answers `responseCode` for the
+    first `succeedAfter` attempts, then 200; `want` is what the client must get."""
+    f = plain(item)
+    args = f.get("args") or {}
+    values = args.get("retrySimulationConfig") or {}
+    try:
+        code = int(values["responseCode"][0])
+        fails = int(values["succeedAfter"][0])
+        status = int((f.get("want") or {})["StatusCode"])
+        path = str(args["path"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        gaps.append("a retry case the reader does not understand was left out")
+        return
+    case: dict[str, Any] = {"name": f.get("name", ""), **place}
+    case["request"] = {"path": f"{path}?responseCode={code}&succeedAfter={fails}"}
+    case["retry_backend"] = {"status": code, "fails": fails}
+    case["response"] = {"status": status}
+    case.update(helper)
+    cases.append(case)
+
+
+def helper_expectations(src: str, consts: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Backend and Namespace a file's retry helper expects (`Backend: confsuite.X`)."""
+    m = re.search(r"func assertConsistentRetryBehaviour\(.*?\n}\n", src, re.S)
+    if not m:
+        return {}
+    b = re.search(r"Backend:\s+\w+\.(\w+)", m.group())
+    return {"assertConsistentRetryBehaviour": {"backend": str(consts.get(b.group(1), "")) if b else ""}}
+
+
+HELPERS: dict[str, dict[str, str]] = {}
+
+
 def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
+    helpers = HELPERS
     env = body.env
     mesh_ns = str(env["__consts__"].get("MeshNamespace", ""))
     cases: list[dict[str, Any]] = []
@@ -720,6 +766,12 @@ def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
         last = func.rsplit(".", 1)[-1]
         if "TLSRequest" in last:
             gaps.append("the cases sent over TLS to an HTTPS listener are left out")
+            continue
+        if last == "assertConsistentRetryBehaviour" and _loops:
+            table = snapshot.get(_loops[-1])
+            for item in table.items if isinstance(table, Lit) else []:
+                ns = {"namespace": args[3]} if len(args) > 3 and isinstance(args[3], str) else {}
+                retry_case(item, where(snapshot, "", args), cases, gaps, {**helpers.get(last, {}), **ns})
             continue
         if not last.startswith("MakeRequestAndExpect"):
             continue
@@ -819,6 +871,8 @@ def transcribe(repo: Repo) -> dict[str, Any]:
     for path in test_files(repo):
         src = repo.show(path)
         toks = tokens(src)
+        HELPERS.clear()
+        HELPERS.update(helper_expectations(src, consts))
         role = "mesh" if "/mesh/" in path else "gateway"
         bodies: dict[str, list[Tok]] = {}
         found = []
@@ -845,6 +899,9 @@ def transcribe(repo: Repo) -> dict[str, Any]:
                 t["conditions"] = conds
             body = read_body(body_toks, consts)
             got = transcribe_body(body, role, svc)
+            ws = websocket_case(body_toks, body)
+            if ws is not None:
+                got.cases.append(ws)
             t["cases"] = got.cases
             if got.distributions:
                 t["distributions"] = got.distributions
@@ -858,6 +915,26 @@ def transcribe(repo: Repo) -> dict[str, Any]:
         "source": {"repo": UPSTREAM, "tag": TAG, "commit": COMMIT},
         "base": base(repo),
         "tests": sorted(tests, key=lambda t: (t["role"], t["name"])),
+    }
+
+
+def websocket_case(toks: list[Tok], body: Body) -> dict[str, Any] | None:
+    """The WebSocket test: dial `ws://<gateway>/<path>`, send a text and a binary message and
+    expect both echoed."""
+    text = " ".join(t.text for t in toks)
+    if "WebSocketDialer" not in text:
+        return None
+    path = re.search(r'"ws://%s(/[^"]*)"', text)
+    message = re.search(r'textMessage = "([^"]*)"', text)
+    binary = re.search(r"binaryMessage = \[ \] byte \{ ([0-9 ,]+) \}", text)
+    if not (path and message and binary):
+        return None
+    gateways, _ = bound_targets(body.env)
+    return {
+        "name": "websocket connection should reach backend",
+        "gateway": next(iter(gateways.values()), None),
+        "request": {"path": path.group(1)},
+        "websocket": {"text": message.group(1), "binary": [int(b) for b in binary.group(1).replace(" ", "").split(",") if b]},
     }
 
 
@@ -875,9 +952,7 @@ def untranscribed_reason(toks: list[Tok]) -> str:
     text = " ".join(t.text for t in toks)
     checks = [
         ("tls .", "makes TLS requests to an HTTPS listener"),
-        ("WebSocket", "opens a WebSocket to the backend"),
         ("H2C", "checks the protocol the backend was reached with"),
-        ("Retry", "counts attempts against a failing backend"),
         ("ObservedGeneration", "checks the observedGeneration of route status"),
         ("serviceTypes", "builds its requests in a loop over Service types"),
         ("Condition", "checks route or gateway status conditions only"),

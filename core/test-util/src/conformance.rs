@@ -225,6 +225,28 @@ pub struct Case {
     pub mirrored_to: Vec<Mirrored>,
     /// Set for a gRPC call.
     pub grpc: Option<Grpc>,
+    /// The echo backend's retry simulation for this request, when set.
+    pub retry_backend: Option<RetryBackend>,
+    /// A WebSocket opened on the request's path: these messages must come back.
+    pub websocket: Option<WebSocket>,
+}
+
+/// The messages a WebSocket case sends and expects echoed.
+#[derive(Debug, Deserialize)]
+pub struct WebSocket {
+    /// A text message.
+    pub text: String,
+    /// A binary message.
+    pub binary: Vec<u8>,
+}
+
+/// The echo backend answers `status` to the first `fails` attempts of a request, then 200.
+#[derive(Debug, Deserialize)]
+pub struct RetryBackend {
+    /// The failure status.
+    pub status: u16,
+    /// How many attempts fail.
+    pub fails: u32,
 }
 
 /// A weighted split: the shares of requests each backend must get.

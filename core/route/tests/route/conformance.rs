@@ -433,7 +433,23 @@ fn check_case(
     if statuses.is_empty() {
         statuses.push(200);
     }
-    let (seen, _) = decide(world, &s, mesh, &case.backend_set_response_headers, rng)?;
+    let (mut seen, forward) = decide(world, &s, mesh, &case.backend_set_response_headers, rng)?;
+    // The echo backend's retry simulation: the rule's retry policy (which the waypoint
+    // executes, tested in core/waypoint) decides whether the client sees the failure.
+    if let (Some(rb), Some(f)) = (&case.retry_backend, &forward) {
+        let recovers = rb.fails == 0
+            || f.retry().is_some_and(|r| {
+                http::StatusCode::from_u16(rb.status).is_ok_and(|st| r.retries_status(st))
+                    && rb.fails <= r.attempts
+            });
+        if !recovers {
+            seen = Seen::Answered {
+                status: rb.status,
+                location: None,
+                headers: HeaderMap::new(),
+            };
+        }
+    }
     let status = match &seen {
         Seen::Forwarded { .. } => 200,
         Seen::Answered { status, .. } => *status,
@@ -452,6 +468,14 @@ fn check_case(
     }
     if !case.mirrored_to.is_empty() {
         check_mirrors(world, &s, case, rng)?;
+    }
+    // A WebSocket case asks only that the upgrade reaches a backend (the messages are echoed
+    // end to end in the Python package's tests).
+    if case.websocket.is_some() {
+        return match seen {
+            Seen::Forwarded { .. } => Ok(()),
+            Seen::Answered { status, .. } => Err(format!("the upgrade was answered {status}")),
+        };
     }
     match seen {
         Seen::Forwarded {

@@ -1,0 +1,255 @@
+"""The Gateway API conformance suite's gateway-role cases end to end, from Python: the suite's
+infra namespace on loopback (echo pods for infra-backend-v1..v3 and web-backend on node B, a
+client on node A), the waypoint playing the suite's `same-namespace` Gateway, each test's routes
+loaded into it, and every case for that Gateway sent through SOCKS5 → HBONE → waypoint →
+HBONE → the echo pod. The echo pods are Python HTTP servers answering as the suite's echo
+backend does (JSON of what they saw; `?delay=`, the retry simulation, `X-Echo-Set-Header`);
+the WebSocket case uses the `websockets` library at both ends. Checked as the suite's
+`CompareRoundTrip` checks: status, the request the backend saw, its namespace and pod, the
+response headers, redirects."""
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import serve as ws_serve
+
+from ambit.testing import Mesh
+
+NET = 73
+INFRA = "gateway-conformance-infra"
+WEB = "gateway-conformance-web-backend"
+GATEWAY = f"{INFRA}/same-namespace"
+CLIENT_IP = f"127.{NET}.1.2"
+FRONT = f"127.{NET}.100.9:80"  # a Service with no routes of its own: the Gateway's routes apply
+PODS = {  # pod → (namespace, ip)
+    "infra-backend-v1": (INFRA, f"127.{NET}.2.2"),
+    "infra-backend-v2": (INFRA, f"127.{NET}.2.3"),
+    "infra-backend-v3": (INFRA, f"127.{NET}.2.4"),
+    "web-backend": (WEB, f"127.{NET}.2.5"),
+}
+WS_PORT = 3000  # infra-backend-v1's `third-port` (8082) targets it, as in the suite's base
+
+
+def config():
+    workloads = [f"- {{uid: t/client, name: client, namespace: {INFRA}, serviceAccount: client, "
+                 f"workloadIps: [{CLIENT_IP}], node: node-a}}",
+                 f"- {{uid: t/wp, name: same-namespace, namespace: {INFRA}, serviceAccount: same-namespace, "
+                 f"workloadIps: [127.{NET}.3.2], node: none}}"]
+    services = []
+    for i, (pod, (ns, ip)) in enumerate(PODS.items()):
+        ports = "{8080: 8080, 8082: 3000}" if pod == "infra-backend-v1" else "{8080: 8080}"
+        # The front Service needs an endpoint for node A to send to it (via the waypoint).
+        front = f', "{INFRA}/front.{INFRA}.svc.cluster.local": {{80: 8080}}' if pod == "infra-backend-v1" else ""
+        workloads.append(
+            f"- {{uid: t/{pod}, name: {pod}, namespace: {ns}, serviceAccount: default, workloadIps: [{ip}], "
+            f'node: node-b, services: {{"{ns}/{pod}.{ns}.svc.cluster.local": {ports}{front}}}}}')
+        services.append(
+            f"- {{name: {pod}, namespace: {ns}, hostname: {pod}.{ns}.svc.cluster.local, "
+            f'vips: ["/127.{NET}.100.{i + 2}"], ports: {ports}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
+    services.append(
+        f"- {{name: front, namespace: {INFRA}, hostname: front.{INFRA}.svc.cluster.local, "
+        f'vips: ["/{FRONT.split(":")[0]}"], ports: {{80: 8080}}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
+    return "workloads:\n" + "\n".join(workloads) + "\nservices:\n" + "\n".join(services) + "\n"
+
+
+def echo_handler(pod, namespace):
+    attempts = {}
+    lock = threading.Lock()
+
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def handle_one(self):
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            if "delay" in query:
+                unit = 0.001 if query["delay"].endswith("ms") else 1.0
+                time.sleep(float(query["delay"].rstrip("ms")) * unit)
+            status = 200
+            if "responseCode" in query:
+                with lock:
+                    n = attempts.get(self.path, 0)
+                    attempts[self.path] = n + 1
+                if n < int(query.get("succeedAfter", "0")):
+                    status = int(query["responseCode"])
+            body = json.dumps({
+                "path": self.path, "host": self.headers.get("host", ""), "method": self.command,
+                "namespace": namespace, "pod": f"{pod}-0",
+                "headers": {k: self.headers.get_all(k) for k in self.headers.keys()},
+            }).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            for pair in (self.headers.get("x-echo-set-header") or "").split(","):
+                if ":" in pair:
+                    k, v = pair.split(":", 1)
+                    self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = handle_one
+
+    return Echo
+
+
+@pytest.fixture(scope="module")
+def suite(repo):
+    data = yaml.safe_load((repo / "testdata/gateway-api/conformance.yaml").read_text())
+    apply = yaml.safe_load((repo / "testdata/gateway-api/applicability.yaml").read_text())
+    return data, apply
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    servers = []
+    for pod, (ns, ip) in PODS.items():
+        s = ThreadingHTTPServer((ip, 8080), echo_handler(pod, ns))
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+        servers.append(s)
+
+    def ws_echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    ws = ws_serve(ws_echo, PODS["infra-backend-v1"][1], WS_PORT)
+    threading.Thread(target=ws.serve_forever, daemon=True).start()
+    m = Mesh()
+    m.start(config(), nodes=["node-a", "node-b"], socks_ip=f"127.{NET}.0.1")
+    m.start_waypoint("", f"127.{NET}.3.2:15008", name="same-namespace", namespace=INFRA)
+    yield m
+    m.close()
+    ws.shutdown()
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def send(mesh, case):
+    req = case.get("request") or {}
+    sock = mesh.connect("node-a", CLIENT_IP, FRONT)
+    conn = http.client.HTTPConnection("front", 80, timeout=20)
+    conn.sock = sock
+    headers = {"host": req.get("host") or "192.0.2.10"}
+    headers.update(req.get("headers") or {})
+    pairs = [f"{k}:{v}" for k, v in (case.get("backend_set_response_headers") or {}).items()]
+    headers["x-echo-set-header"] = ",".join(pairs)
+    conn.request(req.get("method") or "GET", req.get("path") or "/", headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    echoed = None
+    if resp.getheader("content-type") == "application/json":
+        echoed = json.loads(body)
+    joined = {}
+    for k, v in resp.getheaders():
+        joined[k.lower()] = f"{joined[k.lower()]},{v}" if k.lower() in joined else v
+    got = (resp.status, joined, echoed)
+    conn.close()
+    return got
+
+
+def compare(case, status, headers, echoed):
+    resp = case.get("response") or {}
+    statuses = list(resp.get("statuses") or []) + ([resp["status"]] if resp.get("status") else [])
+    statuses = statuses or [200]
+    if status not in statuses:
+        return [f"status {status}, want {statuses}"]
+    errors = []
+    if status in (200, 204):
+        req = case.get("request") or {}
+        want = case.get("expected_request")
+        src = req if want is None else want
+        seen = echoed or {"method": req.get("method") or "GET", "path": "", "host": "", "namespace": "", "pod": "", "headers": {}}
+        if seen["path"] != (src.get("path") or ""):
+            errors.append(f"backend saw path {seen['path']!r}, want {src.get('path')!r}")
+        if seen["method"] != (src.get("method") or "GET"):
+            errors.append(f"backend saw method {seen['method']}")
+        if src.get("host") and seen["host"] != src["host"]:
+            errors.append(f"backend saw host {seen['host']!r}, want {src['host']!r}")
+        if seen["namespace"] != case.get("namespace", ""):
+            errors.append(f"backend namespace {seen['namespace']!r}, want {case.get('namespace')!r}")
+        if not seen["pod"].startswith(case.get("backend", "")):
+            errors.append(f"answered by {seen['pod']!r}, want {case.get('backend')!r}")
+        seen_headers = {k.lower(): ",".join(v) for k, v in seen["headers"].items()}
+        for name, value in (src.get("headers") or {}).items():
+            if seen_headers.get(name.lower()) != value:
+                errors.append(f"backend saw {name}: {seen_headers.get(name.lower())!r}, want {value!r}")
+        for name in (want or {}).get("absent_headers") or []:
+            if name.lower() in seen_headers:
+                errors.append(f"backend saw {name}, which must be absent")
+        for name, value in (resp.get("headers") or {}).items():
+            if headers.get(name.lower()) != value:
+                errors.append(f"response {name}: {headers.get(name.lower())!r}, want {value!r}")
+        for name in resp.get("absent_headers") or []:
+            if name.lower() in headers:
+                errors.append(f"response {name} must be absent")
+        for name, valid in (resp.get("valid_header_values") or {}).items():
+            if headers.get(name.lower()) not in valid:
+                errors.append(f"response {name}: {headers.get(name.lower())!r} not in {valid}")
+    elif 300 <= status < 400 and case.get("redirect"):
+        want = case["redirect"]
+        loc = urllib.parse.urlsplit(headers.get("location", ""))
+        scheme, port = loc.scheme or "http", str(loc.port or "")
+        if want.get("host") and loc.hostname != want["host"]:
+            errors.append(f"redirect host {loc.hostname!r}")
+        if (want.get("port") or "") != port and not (not want.get("port") and port in ("", {"http": "80", "https": "443"}[scheme])):
+            errors.append(f"redirect port {port!r}, want {want.get('port')!r}")
+        if scheme != (want.get("scheme") or "http"):
+            errors.append(f"redirect scheme {scheme!r}")
+        if loc.path != (want.get("path") or urllib.parse.urlsplit((case.get("request") or {}).get("path") or "/").path):
+            errors.append(f"redirect path {loc.path!r}")
+    return errors
+
+
+def websocket_errors(mesh, case):
+    ws = case["websocket"]
+    sock = mesh.connect("node-a", CLIENT_IP, FRONT)
+    with ws_connect(f"ws://front{case['request']['path']}", sock=sock, open_timeout=20,
+                    compression=None, origin="ws://gateway/conformance") as c:
+        c.send(ws["text"])
+        text = c.recv(timeout=20)
+        c.send(bytes(ws["binary"]))
+        binary = c.recv(timeout=20)
+    errors = []
+    if text != ws["text"]:
+        errors.append(f"text echo {text!r}")
+    if binary != bytes(ws["binary"]):
+        errors.append(f"binary echo {binary!r}")
+    return errors
+
+
+def test_gateway_cases_hold_through_a_real_waypoint(mesh, suite):
+    data, apply = suite
+    waypoint = mesh.waypoints[GATEWAY]
+    known = set(PODS)
+    failures, ran = [], 0
+    for test in data["tests"]:
+        if test["role"] != "gateway" or test["name"] in apply["not_applicable"] or test["name"] in apply["not_yet"]:
+            continue
+        cases = [c for c in test["cases"] if c.get("gateway") == GATEWAY and not c.get("grpc")
+                 and not c.get("mirrored_to") and not c.get("after_deleting")
+                 and (c.get("backend") or "infra-backend-v1").split("-0")[0] in known]
+        if not cases:
+            continue
+        waypoint.reload_l7(test["manifests"])
+        for case in cases:
+            ran += 1
+            try:
+                if case.get("websocket"):
+                    errors = websocket_errors(mesh, case)
+                else:
+                    errors = compare(case, *send(mesh, case))
+            except OSError as e:
+                errors = [f"{type(e).__name__}: {e}"]
+            failures += [f"{test['name']} / {case['name']}: {e}" for e in errors]
+    assert not failures, f"{len(failures)} of {ran} cases fail:\n" + "\n".join(failures)
+    assert ran >= 150, f"only {ran} cases ran"
