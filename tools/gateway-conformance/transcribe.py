@@ -46,6 +46,7 @@ CONSTANT_DIRS = [
     "conformance/utils/suite",
     "conformance/utils/echo",
     "conformance/utils/http",
+    "conformance/utils/roundtripper",
     "pkg/features",
 ]
 
@@ -843,6 +844,7 @@ def base(repo: Repo) -> dict[str, Any]:
             out["services"].append({
                 "namespace": meta.get("namespace"), "name": meta.get("name"),
                 "ports": [p.get("port") for p in spec.get("ports") or []], "backends": backends,
+                "app_protocols": {p["port"]: p["appProtocol"] for p in spec.get("ports") or [] if p.get("appProtocol")},
             })
         elif kind == "ReferenceGrant":
             grants.append(yaml.safe_dump(d, sort_keys=False))
@@ -952,7 +954,6 @@ def untranscribed_reason(toks: list[Tok]) -> str:
     text = " ".join(t.text for t in toks)
     checks = [
         ("tls .", "makes TLS requests to an HTTPS listener"),
-        ("H2C", "checks the protocol the backend was reached with"),
         ("ObservedGeneration", "checks the observedGeneration of route status"),
         ("serviceTypes", "builds its requests in a loop over Service types"),
         ("Condition", "checks route or gateway status conditions only"),

@@ -4,17 +4,22 @@ client on node A), the waypoint playing the suite's `same-namespace` Gateway, ea
 loaded into it, and every case for that Gateway sent through SOCKS5 → HBONE → waypoint →
 HBONE → the echo pod. The echo pods are Python HTTP servers answering as the suite's echo
 backend does (JSON of what they saw; `?delay=`, the retry simulation, `X-Echo-Set-Header`);
-the WebSocket case uses the `websockets` library at both ends. Checked as the suite's
+the WebSocket case uses the `websockets` library at both ends, the h2c case Python `h2` at
+both ends (a backend port marked `appProtocol: kubernetes.io/h2c` in the local config). Checked as the suite's
 `CompareRoundTrip` checks: status, the request the backend saw, its namespace and pod, the
 response headers, redirects."""
 
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 import yaml
 from websockets.sync.client import connect as ws_connect
@@ -35,6 +40,7 @@ PODS = {  # pod → (namespace, ip)
     "web-backend": (WEB, f"127.{NET}.2.5"),
 }
 WS_PORT = 3000  # infra-backend-v1's `third-port` (8082) targets it, as in the suite's base
+H2C_PORT = 3001  # infra-backend-v1's 8081, `appProtocol: kubernetes.io/h2c` in the suite's base
 
 
 def config():
@@ -44,15 +50,16 @@ def config():
                  f"workloadIps: [127.{NET}.3.2], node: none}}"]
     services = []
     for i, (pod, (ns, ip)) in enumerate(PODS.items()):
-        ports = "{8080: 8080, 8082: 3000}" if pod == "infra-backend-v1" else "{8080: 8080}"
+        ports = "{8080: 8080, 8081: 3001, 8082: 3000}" if pod == "infra-backend-v1" else "{8080: 8080}"
         # The front Service needs an endpoint for node A to send to it (via the waypoint).
         front = f', "{INFRA}/front.{INFRA}.svc.cluster.local": {{80: 8080}}' if pod == "infra-backend-v1" else ""
         workloads.append(
             f"- {{uid: t/{pod}, name: {pod}, namespace: {ns}, serviceAccount: default, workloadIps: [{ip}], "
             f'node: node-b, services: {{"{ns}/{pod}.{ns}.svc.cluster.local": {ports}{front}}}}}')
+        protocols = ', appProtocols: {8081: "kubernetes.io/h2c"}' if pod == "infra-backend-v1" else ""
         services.append(
             f"- {{name: {pod}, namespace: {ns}, hostname: {pod}.{ns}.svc.cluster.local, "
-            f'vips: ["/127.{NET}.100.{i + 2}"], ports: {ports}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
+            f'vips: ["/127.{NET}.100.{i + 2}"], ports: {ports}{protocols}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
     services.append(
         f"- {{name: front, namespace: {INFRA}, hostname: front.{INFRA}.svc.cluster.local, "
         f'vips: ["/{FRONT.split(":")[0]}"], ports: {{80: 8080}}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
@@ -102,6 +109,74 @@ def echo_handler(pod, namespace):
     return Echo
 
 
+def h2c_echo(listener, pod, namespace):
+    """An HTTP/2 prior-knowledge echo (Python `h2`): answers every stream with the JSON the
+    HTTP echo sends, and `protocol: HTTP/2.0`."""
+
+    def serve(conn_sock):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        conn_sock.sendall(conn.data_to_send())
+        heads = {}
+        with conn_sock:
+            while data := conn_sock.recv(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = {k.decode(): v.decode() for k, v in event.headers}
+                    if isinstance(event, h2.events.StreamEnded) and event.stream_id in heads:
+                        h = heads.pop(event.stream_id)
+                        body = json.dumps({
+                            "path": h.get(":path", ""), "host": h.get(":authority", ""),
+                            "method": h.get(":method", ""), "namespace": namespace, "pod": f"{pod}-0",
+                            "protocol": "HTTP/2.0",
+                            "headers": {k: [v] for k, v in h.items() if not k.startswith(":")},
+                        }).encode()
+                        conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "application/json")])
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                conn_sock.sendall(conn.data_to_send())
+
+    def accept():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def h2c_request(mesh, case):
+    """One HTTP/2 prior-knowledge request through the mesh (Python `h2` as the client)."""
+    req = case.get("request") or {}
+    sock = mesh.connect("node-a", CLIENT_IP, FRONT)
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", req.get("method") or "GET"), (":path", req.get("path") or "/"),
+                          (":scheme", "http"), (":authority", req.get("host") or "192.0.2.10")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status, headers, body = 0, {}, b""
+    with sock:
+        sock.settimeout(20)
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = {k.decode(): v.decode() for k, v in event.headers}
+                    status = int(headers.pop(":status"))
+                if isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done = True
+            sock.sendall(conn.data_to_send())
+    echoed = json.loads(body) if headers.get("content-type") == "application/json" else None
+    return status, headers, echoed
+
+
 @pytest.fixture(scope="module")
 def suite(repo):
     data = yaml.safe_load((repo / "testdata/gateway-api/conformance.yaml").read_text())
@@ -123,12 +198,15 @@ def mesh():
 
     ws = ws_serve(ws_echo, PODS["infra-backend-v1"][1], WS_PORT)
     threading.Thread(target=ws.serve_forever, daemon=True).start()
+    h2c_listener = socket.create_server((PODS["infra-backend-v1"][1], H2C_PORT))
+    h2c_echo(h2c_listener, "infra-backend-v1", INFRA)
     m = Mesh()
     m.start(config(), nodes=["node-a", "node-b"], socks_ip=f"127.{NET}.0.1")
     m.start_waypoint("", f"127.{NET}.3.2:15008", name="same-namespace", namespace=INFRA)
     yield m
     m.close()
     ws.shutdown()
+    h2c_listener.close()
     for s in servers:
         s.shutdown()
         s.server_close()
@@ -246,6 +324,11 @@ def test_gateway_cases_hold_through_a_real_waypoint(mesh, suite):
             try:
                 if case.get("websocket"):
                     errors = websocket_errors(mesh, case)
+                elif (case.get("request") or {}).get("protocol") == "H2C_PRIOR_KNOWLEDGE":
+                    status, headers, echoed = h2c_request(mesh, case)
+                    errors = compare(case, status, headers, echoed)
+                    if echoed is not None and echoed.get("protocol") != "HTTP/2.0":
+                        errors.append(f"the backend was reached over {echoed.get('protocol')}")
                 else:
                     errors = compare(case, *send(mesh, case))
             except OSError as e:

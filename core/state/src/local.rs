@@ -170,6 +170,9 @@ struct ServiceYaml {
     vips: Vec<String>,
     #[serde(default)]
     ports: BTreeMap<u16, u16>,
+    /// ambit extension: service port → `appProtocol`.
+    #[serde(default)]
+    app_protocols: BTreeMap<u16, String>,
     #[serde(default)]
     subject_alt_names: Vec<String>,
     waypoint: Option<GatewayYaml>,
@@ -561,6 +564,7 @@ fn convert_service(s: ServiceYaml) -> Result<Service, (String, String)> {
     let mut out = Service::new(&s.name, &s.namespace, &s.hostname);
     out.vips = vips;
     out.ports = s.ports;
+    out.app_protocols = s.app_protocols;
     out.subject_alt_names = s.subject_alt_names;
     out.waypoint = s
         .waypoint

@@ -334,6 +334,11 @@ pub struct Service {
     pub visibility: Visibility,
     /// Whether ingress gateways send its traffic through its waypoint.
     pub ingress_use_waypoint: bool,
+    /// Service port → the Kubernetes `appProtocol` of that port (`kubernetes.io/h2c`, `http2`,
+    /// `grpc`, …), when known. Istio's workload API does not carry it, so only the local config
+    /// sets it (`appProtocols`, an ambit extension); the waypoint speaks HTTP/2 cleartext to a
+    /// port marked h2c, http2 or grpc.
+    pub app_protocols: BTreeMap<u16, String>,
 }
 
 impl Workload {
@@ -423,7 +428,16 @@ impl Service {
             canonical: false,
             visibility: Visibility::Public,
             ingress_use_waypoint: false,
+            app_protocols: BTreeMap::new(),
         }
+    }
+
+    /// Whether the backends behind service `port` speak HTTP/2 without TLS (an `appProtocol`
+    /// of `kubernetes.io/h2c`, `http2` or `grpc`).
+    pub fn speaks_h2c(&self, port: u16) -> bool {
+        self.app_protocols
+            .get(&port)
+            .is_some_and(|p| matches!(p.as_str(), "kubernetes.io/h2c" | "http2" | "grpc" | "h2c"))
     }
 
     /// `namespace/hostname`, the key workloads use in `services`.

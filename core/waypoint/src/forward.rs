@@ -71,7 +71,8 @@ pub(crate) async fn forward(
     if upgrade.is_some() {
         Upgrade::mark(&mut parts.headers);
     }
-    let h2 = upgrade.is_none() && is_grpc(&parts);
+    let h2c_port = matches!(&plan.backend, Backend::Service(svc, port) if svc.speaks_h2c(*port));
+    let h2 = upgrade.is_none() && (is_grpc(&parts) || h2c_port);
     let (attempted, result) = attempt_all(cx, plan, &parts, body, attempts, h2).await;
     let answered =
         result
