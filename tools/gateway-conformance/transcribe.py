@@ -335,7 +335,10 @@ class Parser:
         last = name.rsplit(".", 1)[-1]
         if name == "append" and args:
             out = Lit(args[0].type if isinstance(args[0], Lit) else "")
-            for a in args:
+            for n, a in enumerate(args):
+                # `append(xs, ...)` onto a `make(...)` (or an unread binding): start empty.
+                if isinstance(a, Call) and a.func == "make" or (n == 0 and isinstance(a, Ref)):
+                    continue
                 if isinstance(a, Lit) and (a.type.startswith("[]") or (not a.type and not a.fields)):
                     out.items += a.items
                 elif isinstance(a, Lit):
@@ -411,12 +414,17 @@ class Body:
     conditions: list[str] = field(default_factory=list)
 
 
-def read_body(toks: list[Tok], consts: dict[str, Any]) -> Body:
+def read_body(toks: list[Tok], consts: dict[str, Any], outer: Body | None = None) -> Body:
     """Walks the statements of a func body: `a := expr` / `a = expr` / `var (...)` bindings
-    are evaluated; calls are recorded with the `range` loops they are in."""
-    local_types = {toks[k + 1].text for k in range(len(toks) - 2) if toks[k].text == "type" and toks[k + 2].text == "struct"}
-    env: dict[str, Any] = {"__consts__": consts, "__types__": local_types}
-    body = Body(env)
+    are evaluated; calls are recorded with the `range` loops they are in. A loop over a list
+    of strings is unrolled: its body is read once per element (into `outer`'s calls)."""
+    if outer is None:
+        local_types = {toks[k + 1].text for k in range(len(toks) - 2) if toks[k].text == "type" and toks[k + 2].text == "struct"}
+        env: dict[str, Any] = {"__consts__": consts, "__types__": local_types}
+        body = Body(env)
+    else:
+        env = outer.env
+        body = outer
     i = 0
     loop_stack: list[tuple[str, int]] = []  # (slice, end index)
 
@@ -446,6 +454,21 @@ def read_body(toks: list[Tok], consts: dict[str, Any]) -> Body:
                     k += 2
                 if toks[k].text == "{":
                     end = block(toks, k)
+                    ranged = env.get(slice_name)
+                    values = [n for n in names if n != "_"]
+                    if (
+                        isinstance(ranged, Lit) and ranged.items and len(names) == 2 and values
+                        and all(isinstance(x, str) for x in ranged.items)
+                    ):
+                        saved = dict(env)
+                        for idx, item in enumerate(ranged.items):
+                            env[names[0]] = idx
+                            env[names[1]] = item
+                            read_body(toks[k + 1:end - 1], consts, body)
+                        env.clear()
+                        env.update(saved)
+                        i = end
+                        continue
                     loop_stack.append((slice_name, end))
                     for n in names:
                         if n != "_":
@@ -460,6 +483,8 @@ def read_body(toks: list[Tok], consts: dict[str, Any]) -> Body:
             try:
                 v, end = parse_at(i + 2)
                 env[name] = v
+                if isinstance(v, Call):
+                    body.calls.append((v.func, v.args, [s for s, _ in loop_stack], dict(env)))
                 i = end if not any(tok.text == "func" for tok in toks[i:end]) else i + 2
                 continue
             except (ValueError, IndexError):
@@ -811,12 +836,53 @@ def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
 
 # --- the base manifests -----------------------------------------------------------------------
 
+DEPLOYMENTS: list[dict[str, Any]] = []
+
+
+def selected(namespace: str | None, selector: dict[str, str]) -> list[str]:
+    """The base Deployments in `namespace` whose pods a Service `selector` selects."""
+    def labels(dep: dict[str, Any]) -> dict[str, str]:
+        return ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels", {})
+    return sorted(
+        dep["metadata"]["name"] for dep in DEPLOYMENTS
+        if dep["metadata"].get("namespace") == namespace and selector
+        and all(labels(dep).get(k) == v for k, v in selector.items())
+    )
+
+
+def test_services(manifests: str, body: Body) -> list[dict[str, Any]]:
+    """The Services a test's manifests add, with the Deployments behind them: by selector, or
+    for Services whose EndpointSlices the test fills itself (`setupEndpointSlices`), the
+    Deployment whose pods it lists."""
+    filled: dict[str, str] = {}
+    for func, args, _loops, snapshot in body.calls:
+        if func == "setupEndpointSlices" and len(args) > 2 and isinstance(args[2], Lit):
+            source = next(
+                (a.fields.get("Name") for _, gargs, _, _ in [c for c in body.calls if c[0].endswith("Client.Get")]
+                 for a in gargs if isinstance(a, Lit) and a.type.endswith("ObjectKey")),
+                None,
+            )
+            for name in args[2].items:
+                if isinstance(name, str) and isinstance(source, str):
+                    filled[name] = source
+    out = []
+    for d in yaml.safe_load_all(manifests):
+        if not isinstance(d, dict) or d.get("kind") != "Service":
+            continue
+        meta = d.get("metadata") or {}
+        backends = selected(meta.get("namespace"), (d.get("spec") or {}).get("selector") or {})
+        if meta.get("name") in filled:
+            backends = [filled[meta["name"]]]
+        out.append({"namespace": meta.get("namespace"), "name": meta.get("name"), "backends": backends})
+    return out
+
 
 def base(repo: Repo) -> dict[str, Any]:
     docs = []
     for rel in ("conformance/base/manifests.yaml", "conformance/mesh/manifests.yaml"):
         docs += [d for d in yaml.safe_load_all(repo.show(rel)) if isinstance(d, dict)]
     deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    DEPLOYMENTS[:] = deployments
     out: dict[str, Any] = {"gateways": [], "services": [], "namespaces": [], "reference_grants": ""}
     grants = []
     for d in docs:
@@ -836,11 +902,7 @@ def base(repo: Repo) -> dict[str, Any]:
         elif kind == "Service":
             spec = d.get("spec") or {}
             sel = spec.get("selector") or {}
-            backends = sorted(
-                dep["metadata"]["name"] for dep in deployments
-                if dep["metadata"].get("namespace") == meta.get("namespace") and sel
-                and all(((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels", {}).get(k) == v for k, v in sel.items())
-            )
+            backends = selected(meta.get("namespace"), sel)
             out["services"].append({
                 "namespace": meta.get("namespace"), "name": meta.get("name"),
                 "ports": [p.get("port") for p in spec.get("ports") or []], "backends": backends,
@@ -869,6 +931,7 @@ def test_files(repo: Repo) -> list[str]:
 def transcribe(repo: Repo) -> dict[str, Any]:
     consts = constants(repo)
     svc = grpc_service(repo)
+    base_manifests = base(repo)
     tests = []
     for path in test_files(repo):
         src = repo.show(path)
@@ -900,6 +963,9 @@ def transcribe(repo: Repo) -> dict[str, Any]:
             if conds:
                 t["conditions"] = conds
             body = read_body(body_toks, consts)
+            services = test_services(t["manifests"], body)
+            if services:
+                t["services"] = services
             got = transcribe_body(body, role, svc)
             ws = websocket_case(body_toks, body)
             if ws is not None:
@@ -915,7 +981,7 @@ def transcribe(repo: Repo) -> dict[str, Any]:
             tests.append(t)
     return {
         "source": {"repo": UPSTREAM, "tag": TAG, "commit": COMMIT},
-        "base": base(repo),
+        "base": base_manifests,
         "tests": sorted(tests, key=lambda t: (t["role"], t["name"])),
     }
 

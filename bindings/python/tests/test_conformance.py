@@ -41,8 +41,9 @@ def known(data, test):
     return services, ports
 
 
-def pods(data):
-    return {(s["namespace"], s["name"]): s.get("backends") or [s["name"]] for s in data["base"]["services"]}
+def pods(data, test=None):
+    services = data["base"]["services"] + ((test or {}).get("services") or [])
+    return {(s["namespace"], s["name"]): s.get("backends") or [s["name"]] for s in services}
 
 
 def manifests(data, test, deleted=()):
@@ -278,8 +279,9 @@ def test_every_applicable_conformance_test_passes(suite):
             errors = [f"not transcribed: {test.get('untranscribed')}"]
         else:
             errors = []
+            test_pods = pods(data, test)
             for i, case in enumerate(test["cases"]):
-                errors += [f"case {i} ({case['name']}): {e}" for e in check_case(data, test, case, all_pods)]
+                errors += [f"case {i} ({case['name']}): {e}" for e in check_case(data, test, case, test_pods)]
             for i, dist in enumerate(test.get("distributions") or []):
                 errors += [f"distribution {i}: {e}" for e in distribution_errors(data, test, dist, all_pods)]
         if test["name"] in apply["not_yet"]:

@@ -43,7 +43,9 @@ WS_PORT = 3000  # infra-backend-v1's `third-port` (8082) targets it, as in the s
 H2C_PORT = 3001  # infra-backend-v1's 8081, `appProtocol: kubernetes.io/h2c` in the suite's base
 
 
-def config():
+def config(extra=()):
+    """The local config; `extra` are the tests' own Services (namespace, name, backend pod),
+    backed by that pod."""
     workloads = [f"- {{uid: t/client, name: client, namespace: {INFRA}, serviceAccount: client, "
                  f"workloadIps: [{CLIENT_IP}], node: node-a}}",
                  f"- {{uid: t/wp, name: same-namespace, namespace: {INFRA}, serviceAccount: same-namespace, "
@@ -53,6 +55,8 @@ def config():
         ports = "{8080: 8080, 8081: 3001, 8082: 3000}" if pod == "infra-backend-v1" else "{8080: 8080}"
         # The front Service needs an endpoint for node A to send to it (via the waypoint).
         front = f', "{INFRA}/front.{INFRA}.svc.cluster.local": {{80: 8080}}' if pod == "infra-backend-v1" else ""
+        front += "".join(f', "{ens}/{ename}.{ens}.svc.cluster.local": {{8080: 8080}}'
+                         for ens, ename, epod in extra if epod == pod)
         workloads.append(
             f"- {{uid: t/{pod}, name: {pod}, namespace: {ns}, serviceAccount: default, workloadIps: [{ip}], "
             f'node: node-b, services: {{"{ns}/{pod}.{ns}.svc.cluster.local": {ports}{front}}}}}')
@@ -60,6 +64,10 @@ def config():
         services.append(
             f"- {{name: {pod}, namespace: {ns}, hostname: {pod}.{ns}.svc.cluster.local, "
             f'vips: ["/127.{NET}.100.{i + 2}"], ports: {ports}{protocols}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
+    for j, (ens, ename, _) in enumerate(extra):
+        services.append(
+            f"- {{name: {ename}, namespace: {ens}, hostname: {ename}.{ens}.svc.cluster.local, "
+            f'vips: ["/127.{NET}.101.{j + 2}"], ports: {{8080: 8080}}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
     services.append(
         f"- {{name: front, namespace: {INFRA}, hostname: front.{INFRA}.svc.cluster.local, "
         f'vips: ["/{FRONT.split(":")[0]}"], ports: {{80: 8080}}, waypoint: {{destination: "/127.{NET}.3.2"}}}}')
@@ -185,7 +193,10 @@ def suite(repo):
 
 
 @pytest.fixture(scope="module")
-def mesh():
+def mesh(suite):
+    data, _ = suite
+    extra = sorted({(sv["namespace"], sv["name"], sv["backends"][0]) for t in data["tests"]
+                    for sv in t.get("services") or [] if len(sv["backends"]) == 1 and sv["backends"][0] in PODS})
     servers = []
     for pod, (ns, ip) in PODS.items():
         s = ThreadingHTTPServer((ip, 8080), echo_handler(pod, ns))
@@ -201,7 +212,7 @@ def mesh():
     h2c_listener = socket.create_server((PODS["infra-backend-v1"][1], H2C_PORT))
     h2c_echo(h2c_listener, "infra-backend-v1", INFRA)
     m = Mesh()
-    m.start(config(), nodes=["node-a", "node-b"], socks_ip=f"127.{NET}.0.1")
+    m.start(config(extra), nodes=["node-a", "node-b"], socks_ip=f"127.{NET}.0.1")
     m.start_waypoint("", f"127.{NET}.3.2:15008", name="same-namespace", namespace=INFRA)
     yield m
     m.close()

@@ -105,6 +105,9 @@ pub struct Test {
     pub distributions: Vec<Distribution>,
     /// What the transcriber could not read as data, when anything.
     pub untranscribed: Option<String>,
+    /// Services the test's manifests add, with the Deployments behind them.
+    #[serde(default)]
+    pub services: Vec<BaseService>,
 }
 
 /// A request as the suite's client sends it.

@@ -42,7 +42,7 @@ fn gateway_api_conformance_suite() {
             suite.source.tag
         );
     }
-    let pods = Pods::new(&suite.base.services);
+    let pods = Pods::new(suite.base.services.iter());
     let mut failures = Vec::new();
     let mut passed = 0;
     for test in &suite.tests {
@@ -143,6 +143,13 @@ impl World {
 /// One test: its manifests loaded as a waypoint would load them, then every case and
 /// distribution.
 fn run(test: &Test, base: &Base, pods: &Pods) -> Result<(), String> {
+    let with_test_services;
+    let pods = if test.services.is_empty() {
+        pods
+    } else {
+        with_test_services = Pods::new(base.services.iter().chain(&test.services));
+        &with_test_services
+    };
     if let Some(why) = &test.untranscribed
         && test.cases.is_empty()
         && test.distributions.is_empty()
@@ -865,10 +872,9 @@ fn check_distribution(
 struct Pods(BTreeMap<(String, String), Vec<String>>);
 
 impl Pods {
-    fn new(services: &[BaseService]) -> Self {
+    fn new<'a>(services: impl Iterator<Item = &'a BaseService>) -> Self {
         Self(
             services
-                .iter()
                 .map(|s| ((s.namespace.clone(), s.name.clone()), s.backends.clone()))
                 .collect(),
         )
