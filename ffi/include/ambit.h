@@ -298,6 +298,11 @@ enum ambit_route_kind
    origin the filter does not allow), not forwarded.
    */
   AMBIT_ROUTE_KIND_PREFLIGHT = 7,
+  /*
+   The chosen backend is a Service in another namespace that no ReferenceGrant permits the
+   route to use: answer 500. The decision's route and backend name them.
+   */
+  AMBIT_ROUTE_KIND_BACKEND_NOT_PERMITTED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1398,17 +1403,19 @@ ambit_route_kind ambit_route_decision_kind(const struct ambit_route_decision *de
 uint16_t ambit_route_decision_status(const struct ambit_route_decision *decision);
 
 /*
- The matching HTTPRoute as `namespace/name` (FORWARD only; empty otherwise or for NULL).
+ The matching HTTPRoute as `namespace/name` (FORWARD and BACKEND_NOT_PERMITTED; empty
+ otherwise or for NULL).
  */
 struct ambit_str ambit_route_decision_route(const struct ambit_route_decision *decision);
 
 /*
- The chosen backend Service's namespace (FORWARD only; empty otherwise).
+ The chosen backend Service's namespace (FORWARD and BACKEND_NOT_PERMITTED; empty
+ otherwise).
  */
 struct ambit_str ambit_route_decision_backend_namespace(const struct ambit_route_decision *decision);
 
 /*
- The chosen backend Service's name (FORWARD only; empty otherwise).
+ The chosen backend Service's name (FORWARD and BACKEND_NOT_PERMITTED; empty otherwise).
  */
 struct ambit_str ambit_route_decision_backend_name(const struct ambit_route_decision *decision);
 

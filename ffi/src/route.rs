@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facade::route::{Forward, ForwardedRequest, Outcome, RouteTable, RouteTarget, SplitMix64};
+use facade::route::{
+    Backend, Forward, ForwardedRequest, Outcome, RouteTable, RouteTarget, SplitMix64,
+};
 use http::{HeaderMap, Method};
 
 use crate::error::{ambit_error, ambit_result, give_loaded, warning_lines};
@@ -49,6 +51,9 @@ pub enum ambit_route_kind {
     /// (`ambit_route_decision_response_edits`: the `Access-Control-*` headers, none for an
     /// origin the filter does not allow), not forwarded.
     AMBIT_ROUTE_KIND_PREFLIGHT = 7,
+    /// The chosen backend is a Service in another namespace that no ReferenceGrant permits the
+    /// route to use: answer 500. The decision's route and backend name them.
+    AMBIT_ROUTE_KIND_BACKEND_NOT_PERMITTED = 8,
 }
 
 /// One request to decide, borrowed for the duration of the call.
@@ -129,12 +134,25 @@ pub(crate) struct Decision {
     response_edits: HeaderEdits,
     /// The headers a PREFLIGHT answers with.
     preflight: HeaderMap,
+    /// The route and backend of a BACKEND_NOT_PERMITTED.
+    refused: Option<(String, Backend)>,
     limits: ambit_route_limits,
 }
 
 impl Castable for ambit_route_table {
     type Ownership = OwnershipArc;
     type RustType = Routes;
+}
+
+impl Decision {
+    /// The chosen backend of a FORWARD, or the refused one of a BACKEND_NOT_PERMITTED.
+    fn backend(&self) -> Option<&Backend> {
+        match (&self.forward, &self.refused) {
+            (Some(f), _) => Some(f.backend()),
+            (None, Some((_, b))) => Some(b),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Castable for ambit_route_decision {
@@ -294,6 +312,7 @@ fn decision(
         request_edits: HeaderEdits::between(&headers, &fwd.headers),
         response_edits: HeaderEdits::default(),
         preflight: HeaderMap::new(),
+        refused: None,
         limits: ambit_route_limits::default(),
     };
     match outcome {
@@ -319,8 +338,10 @@ fn decision(
             d.limits.delay_ms = millis(delay);
         }
         Outcome::RateLimited => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_RATE_LIMITED,
-        Outcome::NoBackend | Outcome::BackendNotPermitted { .. } => {
-            d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND;
+        Outcome::NoBackend => d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_NO_BACKEND,
+        Outcome::BackendNotPermitted { route, backend } => {
+            d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_BACKEND_NOT_PERMITTED;
+            d.refused = Some((route, backend));
         }
         Outcome::Preflight { headers } => {
             d.kind = ambit_route_kind::AMBIT_ROUTE_KIND_PREFLIGHT;
@@ -381,40 +402,40 @@ fn read<'d>(
     unsafe { try_from(decision) }.map_or_else(ambit_str::default, |d| ambit_str::borrow(f(d)))
 }
 
-/// The matching HTTPRoute as `namespace/name` (FORWARD only; empty otherwise or for NULL).
+/// The matching HTTPRoute as `namespace/name` (FORWARD and BACKEND_NOT_PERMITTED; empty
+/// otherwise or for NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_decision_route(decision: *const ambit_route_decision) -> ambit_str {
     ffi_panic_boundary!(ambit_str::default(), {
-        read(decision, |d| {
-            d.forward.as_ref().map_or(&[][..], |f| f.route().as_bytes())
+        read(decision, |d| match (&d.forward, &d.refused) {
+            (Some(f), _) => f.route().as_bytes(),
+            (None, Some((route, _))) => route.as_bytes(),
+            (None, None) => &[][..],
         })
     })
 }
 
-/// The chosen backend Service's namespace (FORWARD only; empty otherwise).
+/// The chosen backend Service's namespace (FORWARD and BACKEND_NOT_PERMITTED; empty
+/// otherwise).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_decision_backend_namespace(
     decision: *const ambit_route_decision,
 ) -> ambit_str {
     ffi_panic_boundary!(ambit_str::default(), {
         read(decision, |d| {
-            d.forward
-                .as_ref()
-                .map_or(&[][..], |f| f.backend().namespace.as_bytes())
+            d.backend().map_or(&[][..], |b| b.namespace.as_bytes())
         })
     })
 }
 
-/// The chosen backend Service's name (FORWARD only; empty otherwise).
+/// The chosen backend Service's name (FORWARD and BACKEND_NOT_PERMITTED; empty otherwise).
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_route_decision_backend_name(
     decision: *const ambit_route_decision,
 ) -> ambit_str {
     ffi_panic_boundary!(ambit_str::default(), {
         read(decision, |d| {
-            d.forward
-                .as_ref()
-                .map_or(&[][..], |f| f.backend().name.as_bytes())
+            d.backend().map_or(&[][..], |b| b.name.as_bytes())
         })
     })
 }
@@ -426,8 +447,8 @@ pub extern "C" fn ambit_route_decision_backend_port(decision: *const ambit_route
     ffi_panic_boundary!(0, {
         // SAFETY: NULL, or a live decision from `ambit_route_table_decide`.
         unsafe { try_from(decision) }
-            .and_then(|d: &Decision| d.forward.as_ref())
-            .and_then(|f| f.backend().port)
+            .and_then(|d: &Decision| d.backend())
+            .and_then(|b| b.port)
             .unwrap_or(0)
     })
 }
@@ -502,10 +523,9 @@ pub extern "C" fn ambit_route_decision_response_edits(
                 f.apply_response(&mut after);
                 HeaderEdits::between(&before, &after)
             }
+            // A preflight has no upstream response: its headers are the whole answer.
             None if !d.preflight.is_empty() => {
-                let mut after = before.clone();
-                after.extend(d.preflight.clone());
-                HeaderEdits::between(&before, &after)
+                HeaderEdits::between(&HeaderMap::new(), &d.preflight)
             }
             None => HeaderEdits::default(),
         };

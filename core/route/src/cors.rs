@@ -12,8 +12,11 @@ use http::{HeaderMap, HeaderValue, Method};
 #[derive(Debug)]
 pub(crate) struct Cors {
     pub(crate) origins: Vec<OriginPattern>,
-    /// `allowMethods` joined with `, `; `None` for `*` (the requested method is echoed).
+    /// `allowMethods` joined with `, `; `None` when empty or `*`.
     pub(crate) methods: Option<HeaderValue>,
+    /// `allowMethods` is `*`: the requested method is echoed. (Empty allows only the methods
+    /// browsers never preflight, so no `Access-Control-Allow-Methods` is sent.)
+    pub(crate) any_method: bool,
     /// `allowHeaders` joined; `None` for `*` (the requested headers are echoed), or when the
     /// list is empty (`allow_headers` false).
     pub(crate) headers: Option<HeaderValue>,
@@ -45,6 +48,8 @@ impl OriginPattern {
         }
         let (scheme, host, port) = split_origin(s)?;
         let (host, wildcard) = match host.strip_prefix('*') {
+            // `scheme://*`: every host of that scheme.
+            Some("") => (String::new(), true),
             Some(rest) if rest.starts_with('.') && rest.len() > 1 => (rest.to_owned(), true),
             Some(_) => return None,
             None => (host, false),
@@ -116,6 +121,9 @@ fn split_origin(s: &str) -> Option<(String, String, Option<u16>)> {
 impl Cors {
     /// Whether requests from `origin` (an `Origin` header) may use the route.
     pub(crate) fn allows(&self, origin: &HeaderValue) -> bool {
+        if self.origins.contains(&OriginPattern::Any) {
+            return true;
+        }
         let Some((scheme, host, port)) = origin.to_str().ok().and_then(split_origin) else {
             return false;
         };
@@ -133,7 +141,8 @@ impl Cors {
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         let method = match &self.methods {
             Some(m) => Some(m.clone()),
-            None => request.get(ACCESS_CONTROL_REQUEST_METHOD).cloned(),
+            None if self.any_method => request.get(ACCESS_CONTROL_REQUEST_METHOD).cloned(),
+            None => None,
         };
         if let Some(m) = method {
             h.insert(ACCESS_CONTROL_ALLOW_METHODS, m);

@@ -48,7 +48,8 @@
 //!   `Location` built per the spec's port rules), `URLRewrite` (hostname, `ReplaceFullPath`,
 //!   `ReplacePrefixMatch`), `RequestMirror` (`percent` or `fraction`, sampled per request), on
 //!   a rule or on one backendRef (applied only to the requests sent to it, after the rule's; a
-//!   backendRef's rewrite takes the place of the rule's). `CORS` is ignored with a warning.
+//!   backendRef's rewrite takes the place of the rule's). `CORS` on a rule: preflights are
+//!   answered ([`Outcome::Preflight`]) and allowed origins' responses get the CORS headers.
 //!   `ExternalAuth`, and an `ExtensionRef` that is not an ambit extension, cannot be skipped
 //!   under the spec, so the rule answers 500 (with a warning).
 //! - **`timeouts`** (`request`, `backendRequest`; `"0s"` disables) and **`retry`** (`codes`,
@@ -98,14 +99,14 @@
 //!   is (Gateway API forbids skipping an unresolved filter); objects may live in other files
 //!   and are resolved whenever the table is rebuilt.
 //!
-//! The order for a matched rule is fault (abort), rate limit, redirect, backend choice.
+//! The order for a matched rule is CORS preflight, fault (abort), rate limit, redirect,
+//! backend choice (then a backendRef's redirect, a refused backend).
 //!
 //! # Not implemented
 //!
-//! `sessionPersistence`, CORS, `ExternalAuth` (fails closed), ReferenceGrant checks for
-//! cross-namespace `backendRefs`, the Gateway's `allowedRoutes`, consumer-route scoping (a
-//! route in another namespace than its Service applies to all clients, with a warning), and
-//! path normalisation (the caller's choice).
+//! `sessionPersistence`, `ExternalAuth` (fails closed), the Gateway's listeners and
+//! `allowedRoutes` (a waypoint has one implicit listener), CORS on a backendRef (warned and
+//! ignored), and path normalisation (the caller's choice).
 //!
 //! # Example
 //!

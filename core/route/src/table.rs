@@ -618,7 +618,8 @@ fn resolve(
                 entry.fault = Some(f.spec.clone());
             }),
             ExtensionKind::LocalRateLimit => defs.rate_limits.get(&key).map(|l| {
-                let id = (route.key.clone(), rule.index);
+                // Keyed by kind too: an HTTPRoute and a GRPCRoute may share a name.
+                let id = (format!("{} {}", route.kind.as_str(), route.key), rule.index);
                 let bucket = match previous.buckets.get(&id) {
                     Some((spec, b)) if *spec == l.spec => b.clone(),
                     _ => Arc::new(TokenBucket::new(l.spec)),

@@ -337,7 +337,7 @@ pub struct Service {
     /// Service port → the Kubernetes `appProtocol` of that port (`kubernetes.io/h2c`, `http2`,
     /// `grpc`, …), when known. Istio's workload API does not carry it, so only the local config
     /// sets it (`appProtocols`, an ambit extension); the waypoint speaks HTTP/2 cleartext to a
-    /// port marked h2c, http2 or grpc.
+    /// port marked `kubernetes.io/h2c`, `h2c`, `http2` or `grpc`.
     pub app_protocols: BTreeMap<u16, String>,
 }
 
@@ -433,7 +433,7 @@ impl Service {
     }
 
     /// Whether the backends behind service `port` speak HTTP/2 without TLS (an `appProtocol`
-    /// of `kubernetes.io/h2c`, `http2` or `grpc`).
+    /// of `kubernetes.io/h2c`, `h2c`, `http2` or `grpc`).
     pub fn speaks_h2c(&self, port: u16) -> bool {
         self.app_protocols
             .get(&port)

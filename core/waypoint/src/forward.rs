@@ -311,7 +311,8 @@ fn retarget(p: &mut Parts, addr: SocketAddr, h2: bool) {
     }
 }
 
-/// gRPC needs HTTP/2 end to end; everything else goes upstream as HTTP/1.1.
+/// gRPC needs HTTP/2 end to end; everything else goes upstream as HTTP/1.1 (unless the
+/// Service port is marked h2c, see `Service::speaks_h2c`).
 pub(crate) fn is_grpc(p: &Parts) -> bool {
     p.headers
         .get(header::CONTENT_TYPE)
@@ -337,8 +338,13 @@ fn mirror(
     if let Ok(v) = HeaderValue::from_str(&host) {
         p.headers.insert(header::HOST, v);
     }
-    retarget(&mut p, addr, false);
-    let client = inner.upstream.http1.clone();
+    let h2 = is_grpc(&p) || svc.speaks_h2c(port);
+    retarget(&mut p, addr, h2);
+    let client = if h2 {
+        inner.upstream.http2.clone()
+    } else {
+        inner.upstream.http1.clone()
+    };
     tokio::spawn(async move {
         let req = Request::from_parts(p, Full::new(body).map_err(|e| match e {}).boxed());
         if let Ok(resp) = client.request(req).await {

@@ -237,7 +237,7 @@ pub(crate) async fn route(cx: &Cx<'_>, parts: &mut Parts) -> Result<Routed, Refu
                 )
                 .inc(&[&route, &refused]);
             return Err(Refusal::no_backend(format!(
-                "HTTPRoute {route}: backend Service {}/{} is in another namespace and no \
+                "route {route}: backend Service {}/{} is in another namespace and no \
                  ReferenceGrant permits it",
                 backend.namespace, backend.name
             )));

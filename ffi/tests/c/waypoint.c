@@ -177,6 +177,68 @@ static ambit_route_decision *decide(const ambit_route_table *t, ambit_route_requ
     return d;
 }
 
+/* ReferenceGrant, consumer routes and CORS through the C ABI. */
+static const char *GAMMA_ROUTES =
+    "apiVersion: gateway.networking.k8s.io/v1\n"
+    "kind: HTTPRoute\n"
+    "metadata: {name: cross, namespace: shop}\n"
+    "spec:\n"
+    "  parentRefs: [{group: \"\", kind: Service, name: reviews, port: 9080}]\n"
+    "  rules:\n"
+    "  - matches: [{path: {value: /ledger}}]\n"
+    "    backendRefs: [{name: ledger, namespace: bank, port: 9080}]\n"
+    "  - filters: [{type: CORS, cors: {allowOrigins: [\"https://a.example\"], allowMethods: [GET]}}]\n"
+    "    backendRefs: [{name: reviews-v1, port: 9080}]\n"
+    "---\n"
+    "apiVersion: gateway.networking.k8s.io/v1\n"
+    "kind: HTTPRoute\n"
+    "metadata: {name: mine, namespace: cart}\n"
+    "spec:\n"
+    "  parentRefs: [{group: \"\", kind: Service, name: reviews, namespace: shop, port: 9080}]\n"
+    "  rules: [{backendRefs: [{name: reviews, namespace: shop, port: 9080}]}]\n";
+
+static void gateway_api_routes(void) {
+    const ambit_route_table *t = NULL;
+    ambit_error *err = NULL;
+    CHECK(ambit_route_table_from_yaml(S(GAMMA_ROUTES), &t, &err) == AMBIT_RESULT_OK);
+
+    /* A backend in another namespace without a grant: refused, and named. */
+    ambit_route_decision *d = decide(t, route_req("reviews", "/ledger", NULL, 0, 1));
+    CHECK(ambit_route_decision_kind(d) == AMBIT_ROUTE_KIND_BACKEND_NOT_PERMITTED);
+    CHECK(ambit_route_decision_status(d) == 500);
+    CHECK(eq(ambit_route_decision_route(d), "shop/cross"));
+    CHECK(eq(ambit_route_decision_backend_namespace(d), "bank"));
+    CHECK(eq(ambit_route_decision_backend_name(d), "ledger"));
+    ambit_route_decision_free(d);
+
+    /* The consumer route applies to its own namespace's clients only. */
+    ambit_route_request r = route_req("reviews", "/", NULL, 0, 1);
+    r.client_namespace = str("cart");
+    d = decide(t, r);
+    CHECK(ambit_route_decision_kind(d) == AMBIT_ROUTE_KIND_FORWARD);
+    CHECK(eq(ambit_route_decision_route(d), "cart/mine"));
+    ambit_route_decision_free(d);
+    d = decide(t, route_req("reviews", "/", NULL, 0, 1));
+    CHECK(eq(ambit_route_decision_route(d), "shop/cross"));
+    ambit_route_decision_free(d);
+
+    /* A CORS preflight is answered with its headers as the response edits. */
+    ambit_header pre[] = {hdr("origin", "https://a.example"), hdr("access-control-request-method", "GET")};
+    r = route_req("reviews", "/", pre, 2, 1);
+    r.method = str("OPTIONS");
+    d = decide(t, r);
+    CHECK(ambit_route_decision_kind(d) == AMBIT_ROUTE_KIND_PREFLIGHT);
+    CHECK(ambit_route_decision_status(d) == 200);
+    const ambit_header_edits *edits = NULL;
+    ambit_header already[] = {hdr("access-control-allow-origin", "stale")};
+    CHECK(ambit_route_decision_response_edits(d, already, 1, &edits) == AMBIT_RESULT_OK);
+    ambit_str v;
+    CHECK(find_edit(edits, "access-control-allow-origin", &v) >= 0 && eq(v, "https://a.example"));
+    CHECK(find_edit(edits, "access-control-allow-methods", &v) >= 0 && eq(v, "GET"));
+    ambit_route_decision_free(d);
+    ambit_route_table_free(t);
+}
+
 static void routes(void) {
     const ambit_route_table *t = NULL;
     ambit_error *err = NULL;
@@ -910,6 +972,7 @@ int main(int argc, char **argv) {
     }
     uint64_t now = strtoull(argv[2], NULL, 10);
     routes();
+    gateway_api_routes();
     route_misuse();
     const ambit_authenticators *a = jwt(argv[1], now);
     jwt_misuse(a);

@@ -1,5 +1,5 @@
-//! The `CORS` filter's stanza, checked as the CRD does (origin syntax, `*` alone, at most 64
-//! entries, `maxAge` at least 1) and compiled into the header values it answers with.
+//! The `CORS` filter's stanza, checked as the CRD does (origin syntax, `*` alone among origins
+//! and among methods, at most 64 entries and 9 methods, `maxAge` at least 1) and compiled into the header values it answers with.
 
 use http::HeaderValue;
 
@@ -9,6 +9,8 @@ use super::*;
 
 /// At most this many entries in each list, as the CRD allows.
 const MAX_CORS_ENTRIES: usize = 64;
+/// At most this many `allowMethods` (the nine methods).
+const MAX_CORS_METHODS: usize = 9;
 /// `maxAge` when unset, in seconds (the CRD's default).
 const DEFAULT_MAX_AGE: i64 = 5;
 
@@ -35,13 +37,21 @@ impl Loader {
                     too_many(MAX_CORS_ENTRIES),
                 ));
             }
-            if list.len() > 1 && list.iter().any(|v| v == "*") && field != "allowOrigins" {
+            let alone = matches!(field, "allowOrigins" | "allowMethods");
+            if alone && list.len() > 1 && list.iter().any(|v| v == "*") {
                 return Err(self.error(
                     label,
                     &format!("{at}.{field}"),
                     "\"*\" must be the only entry when it is used",
                 ));
             }
+        }
+        if c.allow_methods.len() > MAX_CORS_METHODS {
+            return Err(self.error(
+                label,
+                &format!("{at}.allowMethods"),
+                too_many(MAX_CORS_METHODS),
+            ));
         }
         let mut origins = Vec::with_capacity(c.allow_origins.len());
         for (i, o) in c.allow_origins.iter().enumerate() {
@@ -86,14 +96,38 @@ impl Loader {
                 .then(|| HeaderValue::from_str(&list.join(", ")).ok())
                 .flatten()
         };
+        let wildcard = |list: &[String]| list.iter().any(|v| v == "*");
+        let credentials = c.allow_credentials.unwrap_or(false);
+        let expose = if wildcard(&c.expose_headers) {
+            if credentials {
+                self.warn(
+                    label,
+                    &format!("{at}.exposeHeaders"),
+                    "browsers read \"*\" literally when credentials are allowed; only the named \
+                     headers are exposed",
+                );
+                let named: Vec<String> = c
+                    .expose_headers
+                    .iter()
+                    .filter(|h| *h != "*")
+                    .cloned()
+                    .collect();
+                joined(&named)
+            } else {
+                Some(HeaderValue::from_static("*"))
+            }
+        } else {
+            joined(&c.expose_headers)
+        };
         Ok(Cors {
             origins,
             methods: joined(&c.allow_methods),
+            any_method: wildcard(&c.allow_methods),
             headers: joined(&c.allow_headers),
             allow_headers: !c.allow_headers.is_empty(),
-            expose: joined(&c.expose_headers),
+            expose,
             max_age: HeaderValue::from(max_age),
-            credentials: c.allow_credentials.unwrap_or(false),
+            credentials,
         })
     }
 }
