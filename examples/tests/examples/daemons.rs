@@ -517,8 +517,16 @@ services:
             tokio::spawn(async move {
                 while let Ok((mut s, _)) = app.accept().await {
                     tokio::spawn(async move {
+                        // Read the whole request head first: closing with unread bytes
+                        // sends a reset, and curl can lose the answer to it.
+                        let mut head = Vec::new();
                         let mut buf = [0u8; 2048];
-                        let _ = s.read(&mut buf).await;
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
                         let body = format!("{name}:{port}\n");
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
