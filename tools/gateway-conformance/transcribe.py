@@ -6,6 +6,7 @@ Reads kubernetes-sigs/gateway-api at a pinned commit (a git checkout or bare mir
 every HTTPRoute, GRPCRoute and mesh test, its manifests (the route YAML under test) and the
 requests it makes with the results it expects, as data. The Go sources are read, never copied.
 
+    git clone --bare https://github.com/kubernetes-sigs/gateway-api .tools/gateway-api
     python3 tools/gateway-conformance/transcribe.py [--repo PATH] [--out PATH]
     python3 tools/gateway-conformance/transcribe.py --check   # exit 1 if the file is stale
     python3 tools/gateway-conformance/transcribe.py --table   # the README's conformance table
@@ -22,6 +23,7 @@ To move to a newer suite: change TAG and COMMIT, re-run, and fix what the route 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -34,8 +36,10 @@ import yaml
 TAG = "v1.6.1"
 COMMIT = "8bb74df00e56ec8f944d48c25e6c1c9c2f6848e3"
 UPSTREAM = "https://github.com/kubernetes-sigs/gateway-api"
-DEFAULT_MIRROR = Path("/work/.mirror/kubernetes-sigs+gateway-api/repo")
 ROOT = Path(__file__).resolve().parents[2]
+# A checkout (or bare clone) of the suite: $GATEWAY_API_REPO, else .tools/gateway-api in this
+# repository (`git clone --bare https://github.com/kubernetes-sigs/gateway-api .tools/gateway-api`).
+DEFAULT_MIRROR = Path(os.environ.get("GATEWAY_API_REPO") or ROOT / ".tools/gateway-api")
 OUT = ROOT / "testdata/gateway-api/conformance.yaml"
 APPLICABILITY = ROOT / "testdata/gateway-api/applicability.yaml"
 README_BEGIN = "<!-- conformance-table:begin (tools/gateway-conformance/transcribe.py --table) -->"
@@ -733,11 +737,7 @@ def helper_expectations(src: str, consts: dict[str, Any]) -> dict[str, dict[str,
     return {"assertConsistentRetryBehaviour": {"backend": str(consts.get(b.group(1), "")) if b else ""}}
 
 
-HELPERS: dict[str, dict[str, str]] = {}
-
-
-def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
-    helpers = HELPERS
+def transcribe_body(body: Body, role: str, grpc_svc: str, helpers: dict[str, dict[str, str]]) -> Transcribed:
     env = body.env
     mesh_ns = str(env["__consts__"].get("MeshNamespace", ""))
     cases: list[dict[str, Any]] = []
@@ -836,21 +836,18 @@ def transcribe_body(body: Body, role: str, grpc_svc: str) -> Transcribed:
 
 # --- the base manifests -----------------------------------------------------------------------
 
-DEPLOYMENTS: list[dict[str, Any]] = []
-
-
-def selected(namespace: str | None, selector: dict[str, str]) -> list[str]:
+def selected(deployments: list[dict[str, Any]], namespace: str | None, selector: dict[str, str]) -> list[str]:
     """The base Deployments in `namespace` whose pods a Service `selector` selects."""
     def labels(dep: dict[str, Any]) -> dict[str, str]:
         return ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels", {})
     return sorted(
-        dep["metadata"]["name"] for dep in DEPLOYMENTS
+        dep["metadata"]["name"] for dep in deployments
         if dep["metadata"].get("namespace") == namespace and selector
         and all(labels(dep).get(k) == v for k, v in selector.items())
     )
 
 
-def test_services(manifests: str, body: Body) -> list[dict[str, Any]]:
+def test_services(manifests: str, body: Body, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Services a test's manifests add, with the Deployments behind them: by selector, or
     for Services whose EndpointSlices the test fills itself (`setupEndpointSlices`), the
     Deployment whose pods it lists."""
@@ -870,19 +867,19 @@ def test_services(manifests: str, body: Body) -> list[dict[str, Any]]:
         if not isinstance(d, dict) or d.get("kind") != "Service":
             continue
         meta = d.get("metadata") or {}
-        backends = selected(meta.get("namespace"), (d.get("spec") or {}).get("selector") or {})
+        backends = selected(deployments, meta.get("namespace"), (d.get("spec") or {}).get("selector") or {})
         if meta.get("name") in filled:
             backends = [filled[meta["name"]]]
         out.append({"namespace": meta.get("namespace"), "name": meta.get("name"), "backends": backends})
     return out
 
 
-def base(repo: Repo) -> dict[str, Any]:
+def base(repo: Repo) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The base manifests as the case table records them, and their Deployments."""
     docs = []
     for rel in ("conformance/base/manifests.yaml", "conformance/mesh/manifests.yaml"):
         docs += [d for d in yaml.safe_load_all(repo.show(rel)) if isinstance(d, dict)]
     deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    DEPLOYMENTS[:] = deployments
     out: dict[str, Any] = {"gateways": [], "services": [], "namespaces": [], "reference_grants": ""}
     grants = []
     for d in docs:
@@ -902,7 +899,7 @@ def base(repo: Repo) -> dict[str, Any]:
         elif kind == "Service":
             spec = d.get("spec") or {}
             sel = spec.get("selector") or {}
-            backends = selected(meta.get("namespace"), sel)
+            backends = selected(deployments, meta.get("namespace"), sel)
             out["services"].append({
                 "namespace": meta.get("namespace"), "name": meta.get("name"),
                 "ports": [p.get("port") for p in spec.get("ports") or []], "backends": backends,
@@ -911,7 +908,7 @@ def base(repo: Repo) -> dict[str, Any]:
         elif kind == "ReferenceGrant":
             grants.append(yaml.safe_dump(d, sort_keys=False))
     out["reference_grants"] = "---\n".join(grants)
-    return out
+    return out, deployments
 
 
 # --- the whole suite ----------------------------------------------------------------------------
@@ -931,13 +928,12 @@ def test_files(repo: Repo) -> list[str]:
 def transcribe(repo: Repo) -> dict[str, Any]:
     consts = constants(repo)
     svc = grpc_service(repo)
-    base_manifests = base(repo)
+    base_manifests, deployments = base(repo)
     tests = []
     for path in test_files(repo):
         src = repo.show(path)
         toks = tokens(src)
-        HELPERS.clear()
-        HELPERS.update(helper_expectations(src, consts))
+        helpers = helper_expectations(src, consts)
         role = "mesh" if "/mesh/" in path else "gateway"
         bodies: dict[str, list[Tok]] = {}
         found = []
@@ -963,10 +959,10 @@ def transcribe(repo: Repo) -> dict[str, Any]:
             if conds:
                 t["conditions"] = conds
             body = read_body(body_toks, consts)
-            services = test_services(t["manifests"], body)
+            services = test_services(t["manifests"], body, deployments)
             if services:
                 t["services"] = services
-            got = transcribe_body(body, role, svc)
+            got = transcribe_body(body, role, svc, helpers)
             ws = websocket_case(body_toks, body)
             if ws is not None:
                 got.cases.append(ws)

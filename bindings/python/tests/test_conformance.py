@@ -133,6 +133,15 @@ def header_errors(what, got, want, absent):
     return errors
 
 
+def response_errors(resp, headers):
+    """A case's response-header expectations against the (name, value) pairs received."""
+    errors = header_errors("response", headers, resp.get("headers"), resp.get("absent_headers"))
+    for name, valid in (resp.get("valid_header_values") or {}).items():
+        if value(headers, name) not in valid:
+            errors.append(f"response header {name}: {value(headers, name)!r} not in {valid}")
+    return errors
+
+
 def check_case(data, test, case, all_pods):
     d = Decider(data, test, case, tuple(case.get("after_deleting") or []))
     resp = case.get("response") or {}
@@ -189,10 +198,7 @@ def check_case(data, test, case, all_pods):
                 errors.append(f"backend namespace {ns}, want {case.get('namespace')!r}")
             errors += header_errors("request", r.headers, req.get("headers") if from_request else want_req.get("headers"), want_req.get("absent_headers"))
     if status == 200 or d.mesh:
-        errors += header_errors("response", response_headers, resp.get("headers"), resp.get("absent_headers"))
-        for name, valid in (resp.get("valid_header_values") or {}).items():
-            if value(response_headers, name) not in valid:
-                errors.append(f"response header {name}: {value(response_headers, name)!r} not in {valid}")
+        errors += response_errors(resp, response_headers)
     want_redirect = case.get("redirect")
     if want_redirect is not None and not d.mesh:
         errors += redirect_errors(want_redirect, r.location or "", d.path)

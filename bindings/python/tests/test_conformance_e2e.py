@@ -26,6 +26,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import serve as ws_serve
 
 from ambit.testing import Mesh
+from test_conformance import header_errors, redirect_errors, response_errors, value
 
 NET = 73
 INFRA = "gateway-conformance-infra"
@@ -182,7 +183,7 @@ def h2c_request(mesh, case):
                     done = True
             sock.sendall(conn.data_to_send())
     echoed = json.loads(body) if headers.get("content-type") == "application/json" else None
-    return status, headers, echoed
+    return status, list(headers.items()), echoed
 
 
 @pytest.fixture(scope="module")
@@ -238,15 +239,14 @@ def send(mesh, case):
     echoed = None
     if resp.getheader("content-type") == "application/json":
         echoed = json.loads(body)
-    joined = {}
-    for k, v in resp.getheaders():
-        joined[k.lower()] = f"{joined[k.lower()]},{v}" if k.lower() in joined else v
-    got = (resp.status, joined, echoed)
+    got = (resp.status, resp.getheaders(), echoed)
     conn.close()
     return got
 
 
 def compare(case, status, headers, echoed):
+    """`CompareRoundTrip` over what came back: `headers` are the response's (name, value) pairs,
+    `echoed` the JSON the echo pod answered (None when the waypoint answered itself)."""
     resp = case.get("response") or {}
     statuses = list(resp.get("statuses") or []) + ([resp["status"]] if resp.get("status") else [])
     statuses = statuses or [200]
@@ -268,34 +268,11 @@ def compare(case, status, headers, echoed):
             errors.append(f"backend namespace {seen['namespace']!r}, want {case.get('namespace')!r}")
         if not seen["pod"].startswith(case.get("backend", "")):
             errors.append(f"answered by {seen['pod']!r}, want {case.get('backend')!r}")
-        seen_headers = {k.lower(): ",".join(v) for k, v in seen["headers"].items()}
-        for name, value in (src.get("headers") or {}).items():
-            if seen_headers.get(name.lower()) != value:
-                errors.append(f"backend saw {name}: {seen_headers.get(name.lower())!r}, want {value!r}")
-        for name in (want or {}).get("absent_headers") or []:
-            if name.lower() in seen_headers:
-                errors.append(f"backend saw {name}, which must be absent")
-        for name, value in (resp.get("headers") or {}).items():
-            if headers.get(name.lower()) != value:
-                errors.append(f"response {name}: {headers.get(name.lower())!r}, want {value!r}")
-        for name in resp.get("absent_headers") or []:
-            if name.lower() in headers:
-                errors.append(f"response {name} must be absent")
-        for name, valid in (resp.get("valid_header_values") or {}).items():
-            if headers.get(name.lower()) not in valid:
-                errors.append(f"response {name}: {headers.get(name.lower())!r} not in {valid}")
+        seen_headers = [(k, v) for k, vs in seen["headers"].items() for v in vs]
+        errors += header_errors("request", seen_headers, src.get("headers"), (want or {}).get("absent_headers"))
+        errors += response_errors(resp, headers)
     elif 300 <= status < 400 and case.get("redirect"):
-        want = case["redirect"]
-        loc = urllib.parse.urlsplit(headers.get("location", ""))
-        scheme, port = loc.scheme or "http", str(loc.port or "")
-        if want.get("host") and loc.hostname != want["host"]:
-            errors.append(f"redirect host {loc.hostname!r}")
-        if (want.get("port") or "") != port and not (not want.get("port") and port in ("", {"http": "80", "https": "443"}[scheme])):
-            errors.append(f"redirect port {port!r}, want {want.get('port')!r}")
-        if scheme != (want.get("scheme") or "http"):
-            errors.append(f"redirect scheme {scheme!r}")
-        if loc.path != (want.get("path") or urllib.parse.urlsplit((case.get("request") or {}).get("path") or "/").path):
-            errors.append(f"redirect path {loc.path!r}")
+        errors += redirect_errors(case["redirect"], value(headers, "location") or "", (case.get("request") or {}).get("path") or "/")
     return errors
 
 
