@@ -3,6 +3,8 @@
 //! applications and its SOCKS5 client come from the library crates.
 #![forbid(unsafe_code)]
 
+pub mod logging;
+
 pub use ambit_proxy::FileWatch;
 pub use ambit_test_util::apps::{http_get, http_hello, tcp_echo};
 pub use ambit_test_util::socks5::{SocksError, SocksTarget, socks5_connect};
@@ -139,13 +141,7 @@ pub fn run_main_on(
     }
 }
 
-/// Logs to stderr; `RUST_LOG` picks levels (default `info` or `warn`), `json` for JSON lines.
+/// Logs to stderr as text; `RUST_LOG` picks levels (default `default`). See [`logging`].
 pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .try_init();
+    logging::init_logging_as(logging::LogFormat::Text, default);
 }

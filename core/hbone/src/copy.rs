@@ -37,6 +37,21 @@ pub struct Transferred {
     pub b_to_a: u64,
 }
 
+/// Told of the bytes a copy moves as they are written, so that a connection is counted for
+/// what crossed it while it is open and when it ends in an error (the returned
+/// [`Transferred`] only exists when both directions end cleanly). `()` counts nothing.
+pub trait Meter: Sync {
+    /// `n` more bytes went from `a` to `b`.
+    fn a_to_b(&self, n: u64);
+    /// `n` more bytes went from `b` to `a`.
+    fn b_to_a(&self, n: u64);
+}
+
+impl Meter for () {
+    fn a_to_b(&self, _: u64) {}
+    fn b_to_a(&self, _: u64) {}
+}
+
 /// Copies `a → b` and `b → a` until both directions reach EOF. When one side reads EOF the
 /// other side's write half is shut down (HBONE: END_STREAM ↔ `shutdown(SHUT_WR)`) and the
 /// opposite direction keeps flowing. Buffers start small (many idle connections stay cheap)
@@ -46,17 +61,36 @@ where
     A: AsyncRead + AsyncWrite,
     B: AsyncRead + AsyncWrite,
 {
+    copy_bidirectional_metered(a, b, &()).await
+}
+
+/// [`copy_bidirectional`], telling `meter` of every write.
+pub async fn copy_bidirectional_metered<A, B, M>(a: A, b: B, meter: &M) -> io::Result<Transferred>
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+    M: Meter + ?Sized,
+{
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let (a_to_b, b_to_a) = tokio::try_join!(
-        copy_one_way(&mut ar, &mut bw),
-        copy_one_way(&mut br, &mut aw)
+        copy_counted(&mut ar, &mut bw, |n| meter.a_to_b(n)),
+        copy_counted(&mut br, &mut aw, |n| meter.b_to_a(n))
     )?;
     Ok(Transferred { a_to_b, b_to_a })
 }
 
 /// Copies until EOF, then shuts the writer down. Returns the bytes copied.
 pub async fn copy_one_way<R, W>(r: &mut R, w: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    copy_counted(r, w, |_| {}).await
+}
+
+/// [`copy_one_way`], calling `wrote` after each write.
+async fn copy_counted<R, W>(r: &mut R, w: &mut W, wrote: impl Fn(u64)) -> io::Result<u64>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
@@ -70,6 +104,7 @@ where
             return Ok(total);
         }
         w.write_all(&buf[..n]).await?;
+        wrote(n as u64);
         total += n as u64;
         let want = buffer_size(total);
         if buf.len() < want {
@@ -89,7 +124,7 @@ where
 {
     let (mut tr, mut tw) = tunnel.into_split();
     let (mut or, mut ow) = tokio::io::split(other);
-    let down = tunnel_to(&mut tr, &mut ow);
+    let down = tunnel_to(&mut tr, &mut ow, |_| {});
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
@@ -113,14 +148,20 @@ where
     }
 }
 
-/// The tunnel's DATA written out as received, until END_STREAM, then the writer shut down.
-async fn tunnel_to<W>(tr: &mut crate::TunnelReader, w: &mut W) -> io::Result<u64>
+/// The tunnel's DATA written out as received, until END_STREAM, then the writer shut down;
+/// `wrote` is called after each write.
+async fn tunnel_to<W>(
+    tr: &mut crate::TunnelReader,
+    w: &mut W,
+    wrote: impl Fn(u64),
+) -> io::Result<u64>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let mut total = 0u64;
     while let Some(chunk) = tr.read_chunk().await? {
         w.write_all(&chunk).await?;
+        wrote(chunk.len() as u64);
         total += chunk.len() as u64;
     }
     w.shutdown().await?;
@@ -131,14 +172,16 @@ where
 /// while the socket has nothing to read (one is taken when it becomes readable, and given back
 /// when it goes quiet again), and the socket is split without a lock or an allocation.
 /// Measured with 2,000 idle captured tunnels: 1 KiB less per tunnel than [`copy_tunnel`].
-/// Both are borrowed, so the copy's future stores neither a second time.
-pub async fn copy_tunnel_tcp(
+/// Both are borrowed, so the copy's future stores neither a second time. `meter` is told of
+/// every write (`a` is the tunnel).
+pub async fn copy_tunnel_tcp<M: Meter + ?Sized>(
     tunnel: &mut crate::Tunnel,
     other: &mut tokio::net::TcpStream,
+    meter: &M,
 ) -> io::Result<Transferred> {
     let (tr, tw) = tunnel.halves_mut();
     let (or, mut ow) = other.split();
-    let down = tunnel_to(tr, &mut ow);
+    let down = tunnel_to(tr, &mut ow, |n| meter.a_to_b(n));
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
@@ -153,6 +196,7 @@ pub async fn copy_tunnel_tcp(
                 Ok(n) => {
                     total += n as u64;
                     tw.write_chunk(buf.split().freeze()).await?;
+                    meter.b_to_a(n as u64);
                 }
                 // Quiet (the readiness was stale): hold no memory until the socket has
                 // something to say.

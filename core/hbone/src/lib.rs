@@ -63,7 +63,10 @@ pub use authority::{Authority, AuthorityError};
 pub use client::{Client, ClientStats, Dial, SocketFactory, connect_from};
 #[cfg(unix)]
 pub use copy::bridge_to_socketpair;
-pub use copy::{Transferred, copy_bidirectional, copy_one_way, copy_tunnel, copy_tunnel_tcp};
+pub use copy::{
+    Meter, Transferred, copy_bidirectional, copy_bidirectional_metered, copy_one_way, copy_tunnel,
+    copy_tunnel_tcp,
+};
 pub use error::HboneError;
 pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
 #[cfg(unix)]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ambit_authz::Connection;
 use ambit_hbone::http::StatusCode;
 use ambit_hbone::{Authority, ConfigSelector, ConnectRequest, Handler, Responder};
-use ambit_telemetry::{Reporter, ResponseFlag, TcpCounters};
+use ambit_telemetry::{ConnBytes, Reporter, ResponseFlag};
 use ambit_tls::ServerOptions;
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
@@ -20,7 +20,7 @@ use ambit_proxy::labels_for;
 
 use crate::Node;
 use crate::conns::Registration;
-use crate::record::ConnLog;
+use crate::record::{ConnLog, Metered};
 use crate::steer::ILLEGAL_PORTS;
 
 /// The TLS config for each local workload address, swapped as workloads come and go.
@@ -155,7 +155,7 @@ struct Accepted {
     /// Held until the tunnel ends: policy changes re-check it meanwhile.
     _registration: Registration,
     revoked: oneshot::Receiver<String>,
-    counters: Arc<TcpCounters>,
+    bytes: ConnBytes,
     log: Box<ConnLog>,
     start: Instant,
 }
@@ -278,14 +278,13 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     let _ = upstream.set_nodelay(true);
     let (registration, revoked) = node.connections.register(&conn, &w.uid);
     let tunnel = responder.accept(Default::default()).ok()?;
-    let counters = node.metrics.tcp(&labels);
-    counters.opened();
+    let bytes = ConnBytes::open(node.metrics.tcp(&labels));
     Some(Accepted {
         tunnel,
         upstream,
         _registration: registration,
         revoked,
-        counters,
+        bytes,
         log,
         start,
     })
@@ -295,18 +294,20 @@ impl Accepted {
     /// Copies both ways until either side ends or policy revokes the connection, then
     /// counts and logs it. Works in place: what is moved into a future is stored again.
     async fn copy(&mut self, node: &Node) {
+        // a = the tunnel: what goes to it is sent to the source.
+        let meter = Metered {
+            bytes: &self.bytes,
+            a_to_b_is_sent: false,
+        };
         let result = tokio::select! {
-            r = ambit_hbone::copy_tunnel_tcp(&mut self.tunnel, &mut self.upstream) => r.map_err(|e| e.to_string()),
+            r = ambit_hbone::copy_tunnel_tcp(&mut self.tunnel, &mut self.upstream, &meter) => r.map_err(|e| e.to_string()),
             reason = &mut self.revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
         };
         if result.is_err() {
             crate::socket::reset(&self.upstream);
         }
-        let (sent, recv, error) = match result {
-            Ok(t) => (t.b_to_a, t.a_to_b, None),
-            Err(e) => (0, 0, Some(e)),
-        };
-        self.counters.closed(sent, recv, error.is_some());
+        let error = result.err();
+        let (sent, recv) = self.bytes.close(error.is_some());
         let log = &mut self.log;
         log.bytes_sent = sent;
         log.bytes_recv = recv;

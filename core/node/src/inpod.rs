@@ -270,7 +270,7 @@ impl InPod {
         self.remove(uid, "its network namespace changed");
         match self.start(uid, &info, ns.clone()).await {
             Ok(pod) => {
-                info!(pod = uid, name = %info.name, namespace = %info.namespace, addresses = ?pod.addresses, "serving pod in its network namespace");
+                info!(pod = uid, name = %info.name, namespace = %info.namespace, addresses = %ips(&pod.addresses), "serving pod in its network namespace");
                 self.lock_pending().remove(uid);
                 self.register(&pod);
                 self.lock_pods().insert(uid.to_owned(), pod);
@@ -503,4 +503,10 @@ async fn listen_any(sockets: &PodSockets, port: u16) -> Result<TcpListener, Stri
                 )
             }),
     }
+}
+
+/// `10.0.0.1,fd00::1`: addresses for a log field.
+fn ips(addrs: &[IpAddr]) -> String {
+    let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    all.join(",")
 }

@@ -159,6 +159,30 @@ pub struct Bound {
     pub dns: Option<SocketAddr>,
 }
 
+/// `socks5=127.0.0.1:15080,metrics=...`: the listeners bound, for logs.
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = [
+            ("socks5", self.socks5),
+            ("http_connect", self.http_connect),
+            ("outbound", self.outbound_capture),
+            ("inbound_plaintext", self.inbound_plaintext),
+            ("metrics", self.metrics),
+            ("readiness", self.readiness),
+            ("admin", self.admin),
+            ("dns", self.dns),
+        ];
+        let mut sep = "";
+        for (name, addr) in all {
+            if let Some(a) = addr {
+                write!(f, "{sep}{name}={a}")?;
+                sep = ",";
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A running node proxy. Dropping it stops every listener.
 #[derive(Debug)]
 pub struct NodeProxy {
@@ -327,7 +351,7 @@ impl NodeProxy {
                 n.mark_applied(generation);
             }
         }));
-        info!(node = %node.config.node, ?bound, "node proxy ready");
+        info!(node = %node.config.node, listening = %bound, "node proxy ready");
         Ok(Self {
             node,
             bound,
@@ -586,7 +610,7 @@ impl Node {
         labels.response_flags = flag;
         let c = self.metrics.tcp(labels);
         c.opened();
-        c.closed(0, 0, true);
+        c.closed(true);
     }
 
     fn access_log(&self, log: &record::ConnLog) {

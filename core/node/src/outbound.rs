@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ambit_hbone::{Dial, HboneError, Tunnel};
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{Reporter, ResponseFlag, TcpCounters};
+use ambit_telemetry::{ConnBytes, Reporter, ResponseFlag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
@@ -16,7 +16,7 @@ use tracing::info;
 use ambit_proxy::labels_for;
 
 use crate::Node;
-use crate::record::ConnLog;
+use crate::record::{ConnLog, Metered};
 use crate::socket::{Scope, accept_loop, original_dst, reset};
 use crate::steer::{Steer, SteerError, steer};
 
@@ -57,7 +57,7 @@ enum Upstream {
 /// for the connection's life). The labels were needed only to find the counters.
 struct Opened {
     upstream: Upstream,
-    counters: Arc<TcpCounters>,
+    bytes: ConnBytes,
     log: Box<ConnLog>,
 }
 
@@ -324,7 +324,7 @@ async fn open(
             match node.client.connect(&dial).await {
                 Ok(t) => Ok(Opened {
                     upstream: Upstream::Tunnel(t),
-                    counters: node.metrics.tcp(&labels),
+                    bytes: ConnBytes::open(node.metrics.tcp(&labels)),
                     log: Box::new(log),
                 }),
                 Err(e) => {
@@ -369,7 +369,7 @@ async fn open(
                     let _ = s.set_nodelay(true);
                     Ok(Opened {
                         upstream: Upstream::Tcp(s),
-                        counters: node.metrics.tcp(&labels),
+                        bytes: ConnBytes::open(node.metrics.tcp(&labels)),
                         log: Box::new(log),
                     })
                 }
@@ -390,18 +390,25 @@ async fn open(
 /// Both are borrowed from the connection's future, which then stores each once.
 async fn pump(node: &Node, app: &mut TcpStream, o: &mut Opened) {
     let start = Instant::now();
-    o.counters.opened();
     let result = match &mut o.upstream {
-        // a = tunnel: a_to_b is what came back from the destination.
-        Upstream::Tunnel(t) => ambit_hbone::copy_tunnel_tcp(t, app)
-            .await
-            .map(|t| (t.b_to_a, t.a_to_b)),
+        // a = the tunnel: what comes from it was received from the destination.
+        Upstream::Tunnel(t) => {
+            let meter = Metered {
+                bytes: &o.bytes,
+                a_to_b_is_sent: false,
+            };
+            ambit_hbone::copy_tunnel_tcp(t, app, &meter).await.map(drop)
+        }
         Upstream::Tcp(s) => {
-            let r = ambit_hbone::copy_bidirectional(&mut *app, &mut *s).await;
+            let meter = Metered {
+                bytes: &o.bytes,
+                a_to_b_is_sent: true,
+            };
+            let r = ambit_hbone::copy_bidirectional_metered(&mut *app, &mut *s, &meter).await;
             if r.is_err() {
                 reset(s);
             }
-            r.map(|t| (t.a_to_b, t.b_to_a))
+            r.map(drop)
         }
     };
     if result.is_err() {
@@ -409,11 +416,8 @@ async fn pump(node: &Node, app: &mut TcpStream, o: &mut Opened) {
         // application cannot take a truncated stream for a complete one.
         reset(app);
     }
-    let (sent, received, err) = match result {
-        Ok((to_dst, from_dst)) => (to_dst, from_dst, None),
-        Err(e) => (0, 0, Some(e.to_string())),
-    };
-    o.counters.closed(sent, received, err.is_some());
+    let err = result.err().map(|e| e.to_string());
+    let (sent, received) = o.bytes.close(err.is_some());
     let log = &mut o.log;
     log.bytes_sent = received;
     log.bytes_recv = sent;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ambit_hbone::Authority;
 use ambit_identity::SpiffeId;
 use ambit_state::{Service, Workload};
-use ambit_telemetry::AccessLog;
+use ambit_telemetry::{AccessLog, ConnBytes};
 
 /// A connection's access-log record. Ten owned strings held by each of 10,000 idle tunnels
 /// were ~700 bytes apiece; this is a few pointers and two addresses.
@@ -88,6 +88,32 @@ impl ConnLog {
             bytes_recv: self.bytes_recv,
             duration: self.duration,
             error: self.error.clone(),
+        }
+    }
+}
+
+/// A copy's [`ambit_hbone::Meter`] over a connection's [`ConnBytes`]: which of the copy's
+/// directions the reporter sends in.
+pub(crate) struct Metered<'a> {
+    pub(crate) bytes: &'a ConnBytes,
+    /// `a → b` is what the reporter sends to its peer (else it is what it receives).
+    pub(crate) a_to_b_is_sent: bool,
+}
+
+impl ambit_hbone::Meter for Metered<'_> {
+    fn a_to_b(&self, n: u64) {
+        if self.a_to_b_is_sent {
+            self.bytes.sent(n);
+        } else {
+            self.bytes.received(n);
+        }
+    }
+
+    fn b_to_a(&self, n: u64) {
+        if self.a_to_b_is_sent {
+            self.bytes.received(n);
+        } else {
+            self.bytes.sent(n);
         }
     }
 }

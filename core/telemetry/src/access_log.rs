@@ -196,11 +196,18 @@ fn text_line(message: &str, fields: &[(&'static str, Cow<'_, str>)]) -> String {
     out
 }
 
-/// `{"message":..., "k":"v", ...}` on one line.
+/// Fields written as JSON numbers; everything else is a string.
+const NUMERIC: [&str; 4] = ["bytes_sent", "bytes_recv", "response_code", "attempts"];
+
+/// `{"message":..., "k":"v", "bytes_sent":12, ...}` on one line.
 fn json_line(message: &str, fields: &[(&'static str, Cow<'_, str>)]) -> String {
     let mut out = format!("{{\"message\":\"{message}\"");
     for (k, v) in fields {
-        let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(v));
+        if NUMERIC.contains(k) && v.parse::<u64>().is_ok() {
+            let _ = write!(out, ",\"{k}\":{v}");
+        } else {
+            let _ = write!(out, ",\"{k}\":\"{}\"", json_escape(v));
+        }
     }
     out.push('}');
     out

@@ -23,7 +23,7 @@
 //! labels.response_flags = ResponseFlag::Deny;
 //! let c = metrics.tcp(&labels);
 //! c.opened();
-//! c.closed(0, 0, labels.response_flags.is_failure());
+//! c.closed(labels.response_flags.is_failure());
 //! let text = metrics.render();
 //! assert!(text.contains("istio_tcp_connections_failed_total{reporter=\"destination\""));
 //! assert!(text.contains("response_flags=\"DENY\""));
@@ -41,7 +41,7 @@ pub use access_log::{AccessLog, RequestLog, json_escape};
 pub use flag::ResponseFlag;
 pub use histogram::Histogram;
 pub use labels::{HttpLabels, Reporter, TcpLabels};
-pub use metrics::{HttpStats, LabeledFamily, Metrics, TcpCounters};
+pub use metrics::{ConnBytes, HttpStats, LabeledFamily, Metrics, TcpCounters};
 
 #[cfg(test)]
 mod tests {
@@ -60,8 +60,10 @@ mod tests {
             ..TcpLabels::default()
         };
         let c = m.tcp(&l);
-        c.opened();
-        c.closed(10, 20, false);
+        let conn = ConnBytes::open(c.clone());
+        conn.sent(10);
+        conn.received(20);
+        assert_eq!(conn.close(false), (10, 20));
         let text = m.render();
         assert!(
             text.contains("# TYPE istio_tcp_connections_opened_total counter"),

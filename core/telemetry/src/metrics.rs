@@ -337,15 +337,71 @@ impl TcpCounters {
         self.opened.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection closed, after moving `sent` bytes to and `received` bytes from the peer
-    /// (reporter's view); `failed` when it ended on an error.
-    pub fn closed(&self, sent: u64, received: u64, failed: bool) {
+    /// `n` more bytes sent to the peer (reporter's view), counted as they move.
+    pub fn sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` more bytes received from the peer (reporter's view), counted as they move.
+    pub fn received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A connection closed; `failed` when it ended on an error. Its bytes were counted as
+    /// they moved ([`TcpCounters::sent`], [`ConnBytes`]).
+    pub fn closed(&self, failed: bool) {
         self.closed.fetch_add(1, Ordering::Relaxed);
-        self.sent.fetch_add(sent, Ordering::Relaxed);
-        self.received.fetch_add(received, Ordering::Relaxed);
         if failed {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// One connection's bytes: added to its label set's counters as they move (so a long-lived
+/// connection shows in the metrics while open), and kept for its access-log record (so one
+/// that ends in a reset or a revocation is logged with what crossed it).
+#[derive(Debug)]
+pub struct ConnBytes {
+    counters: Arc<TcpCounters>,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl ConnBytes {
+    /// A connection counted in `counters`, opening it there.
+    pub fn open(counters: Arc<TcpCounters>) -> Self {
+        counters.opened();
+        Self {
+            counters,
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// `n` more bytes sent to the peer.
+    pub fn sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        self.counters.sent(n);
+    }
+
+    /// `n` more bytes received from the peer.
+    pub fn received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.counters.received(n);
+    }
+
+    /// `(sent, received)` so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Closes the connection in its counters; returns `(sent, received)`.
+    pub fn close(&self, failed: bool) -> (u64, u64) {
+        self.counters.closed(failed);
+        self.totals()
     }
 }
 

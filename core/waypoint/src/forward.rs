@@ -65,7 +65,7 @@ pub(crate) async fn forward(
     };
     if let RequestBody::Buffered(bytes) = &body {
         for (s, p) in &plan.mirrors {
-            mirror(cx.inner, cx.state, s, *p, &parts, bytes.clone());
+            mirror(cx.inner, cx.state, plan, s, *p, &parts, bytes.clone());
         }
     }
     if upgrade.is_some() {
@@ -320,16 +320,27 @@ pub(crate) fn is_grpc(p: &Parts) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// Sends a copy to a mirror backend and forgets it.
+/// Sends a copy to a mirror backend and forgets it, within bounds: at most
+/// `max_mirrors_in_flight` at once (a mirror beyond that is dropped, not queued), each for at
+/// most `mirror_timeout` (or the rule's request timeout when shorter). Every outcome is counted
+/// in `ambit_mirror_requests_total{result}`: `sent`, `failed`, `timeout`, `dropped`,
+/// `no_endpoint`.
 fn mirror(
     inner: &Arc<Inner>,
     state: &State,
+    plan: &Plan,
     svc: &Arc<Service>,
     port: u16,
     parts: &Parts,
     body: Bytes,
 ) {
+    let outcomes = mirror_outcomes(inner);
     let Some((_, addr)) = endpoint(state, &Backend::Service(svc.clone(), port)) else {
+        outcomes.inc(&["no_endpoint"]);
+        return;
+    };
+    let Ok(permit) = inner.mirrors.clone().try_acquire_owned() else {
+        outcomes.inc(&["dropped"]);
         return;
     };
     let mut p = parts.clone();
@@ -345,12 +356,33 @@ fn mirror(
     } else {
         inner.upstream.http1.clone()
     };
+    let limit = match plan.timeouts.0.filter(|t| !t.is_zero()) {
+        Some(t) => t.min(inner.config.mirror_timeout),
+        None => inner.config.mirror_timeout,
+    };
     tokio::spawn(async move {
+        let _permit = permit;
         let req = Request::from_parts(p, Full::new(body).map_err(|e| match e {}).boxed());
-        if let Ok(resp) = client.request(req).await {
-            drop(resp.into_body().collect().await);
-        }
+        let sent = async {
+            let resp = client.request(req).await.ok()?;
+            resp.into_body().collect().await.ok()
+        };
+        let result = match tokio::time::timeout(limit, sent).await {
+            Ok(Some(_)) => "sent",
+            Ok(None) => "failed",
+            Err(_) => "timeout",
+        };
+        outcomes.inc(&[result]);
     });
+}
+
+/// `ambit_mirror_requests_total{result}`.
+fn mirror_outcomes(inner: &Inner) -> ambit_telemetry::LabeledFamily {
+    inner.metrics.counter(
+        "ambit_mirror_requests_total",
+        "Mirrored requests by outcome: sent, failed, timeout, dropped (over the in-flight cap), no_endpoint.",
+        &["result"],
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -102,6 +102,11 @@ pub struct WaypointConfig {
     pub max_buffered_body: usize,
     /// Extra trust anchors (PEM) for `https://` `jwksUri`s, beside the system's.
     pub jwks_ca_pem: Option<String>,
+    /// Mirrored requests in flight at most; beyond it a mirror is dropped (and counted in
+    /// `ambit_mirror_requests_total{result="dropped"}`), never queued.
+    pub max_mirrors_in_flight: usize,
+    /// How long a mirrored request may take (the rule's request timeout when shorter).
+    pub mirror_timeout: Duration,
     /// Readiness gates held from before the HBONE listener binds until the embedder calls
     /// `readiness().unblock(name)`, as `(name, detail for the 503 body)`.
     pub readiness_gates: Vec<(String, String)>,
@@ -124,6 +129,8 @@ impl WaypointConfig {
             json_access_log: false,
             max_buffered_body: 1 << 20,
             jwks_ca_pem: None,
+            max_mirrors_in_flight: 64,
+            mirror_timeout: Duration::from_secs(10),
             readiness_gates: Vec::new(),
         }
     }
@@ -260,6 +267,25 @@ pub struct WaypointBound {
     pub readiness: Option<SocketAddr>,
 }
 
+/// `hbone=...,metrics=...`: the listeners bound, for logs.
+impl std::fmt::Display for WaypointBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = [
+            ("hbone", self.hbone),
+            ("metrics", self.metrics),
+            ("readiness", self.readiness),
+        ];
+        let mut sep = "";
+        for (name, addr) in all {
+            if let Some(a) = addr {
+                write!(f, "{sep}{name}={a}")?;
+                sep = ",";
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A running waypoint. Dropping it stops every listener.
 #[derive(Debug)]
 pub struct Waypoint {
@@ -279,6 +305,8 @@ pub(crate) struct Inner {
     pub(crate) upstream: upstream::Upstreams,
     pub(crate) jwks: jwks::Fetcher,
     pub(crate) readiness: Arc<Readiness>,
+    /// Permits for mirrored requests in flight ([`WaypointConfig::max_mirrors_in_flight`]).
+    pub(crate) mirrors: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a CONNECT targets, once found bound to this waypoint.
@@ -320,6 +348,7 @@ impl Waypoint {
             ),
             jwks: jwks::Fetcher::new(tls_provider, config.jwks_ca_pem.as_deref())
                 .map_err(ProxyError::Config)?,
+            mirrors: Arc::new(tokio::sync::Semaphore::new(config.max_mirrors_in_flight)),
             config,
             state,
             l7: ArcSwap::from_pointee(l7),
@@ -359,7 +388,7 @@ impl Waypoint {
             tasks.push(task);
         }
         tasks.push(tokio::spawn(jwks::refresh_loop(inner.clone())));
-        info!(waypoint = %format!("{}/{}", inner.config.namespace, inner.config.name), ?bound, "waypoint ready");
+        info!(waypoint = %format!("{}/{}", inner.config.namespace, inner.config.name), listening = %bound, "waypoint ready");
         Ok(Self {
             inner,
             bound,

@@ -134,10 +134,33 @@ pub(crate) fn authorize(
         );
         cx.inner.metrics.dry_run("waypoint", would.allowed, policy);
     }
+    if !decision.audit.is_empty() {
+        audit(cx, parts, &path, &decision);
+    }
     if decision.allowed {
         Ok(())
     } else {
         Err(Refusal::forbidden(decision.to_string()))
+    }
+}
+
+/// Logs and counts a request that AUDIT policies matched (they never change the decision).
+fn audit(cx: &Cx<'_>, parts: &Parts, path: &str, decision: &ambit_authz::L7Decision) {
+    let audits = cx.inner.metrics.counter(
+        "ambit_authz_audit_total",
+        "Requests matched by AUDIT authorization policies, by policy (never enforced).",
+        &["reporter", "policy"],
+    );
+    for policy in &decision.audit {
+        tracing::info!(
+            peer = %cx.conn.peer_id,
+            method = %parts.method,
+            path,
+            policy = %policy,
+            allowed = decision.allowed,
+            "audited request"
+        );
+        audits.inc(&["waypoint", policy]);
     }
 }
 

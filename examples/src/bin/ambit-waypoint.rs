@@ -71,17 +71,17 @@ struct Args {
     /// Readiness listener ("off" to disable).
     #[arg(long, default_value = "0.0.0.0:15021")]
     readiness: String,
-    /// Access log format.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format, access log included: `text`, or `json` for one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: ambit_examples::logging::LogFormat,
     /// How often to check the files for changes.
     #[arg(long, default_value = "1")]
     reload_secs: u64,
 }
 
 fn main() -> std::process::ExitCode {
-    ambit_examples::init_logging("info");
     let args = Args::parse();
+    ambit_examples::logging::init_logging_as(args.log_format, "info");
     ambit_examples::run_main("ambit-waypoint", run(args))
 }
 
@@ -119,7 +119,7 @@ async fn run(args: Args) -> Result<()> {
     config.hbone = listen_addr("hbone", &args.hbone)?.context("--hbone cannot be off")?;
     config.metrics = listen_addr("metrics", &args.metrics)?;
     config.readiness = listen_addr("readiness", &args.readiness)?;
-    config.json_access_log = args.log_format == "json";
+    config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
     if let Some(f) = &args.jwks_ca {
         config.jwks_ca_pem = Some(
             std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?,
@@ -149,7 +149,7 @@ async fn run(args: Args) -> Result<()> {
             state,
         );
     }
-    info!(%identity, bound = ?waypoint.bound(), xds = env.xds.is_some(), "ambit-waypoint ready");
+    info!(%identity, listening = %waypoint.bound(), xds = env.xds.is_some(), "ambit-waypoint ready");
 
     let mut files = args.l7.clone();
     // With xDS the local config is read once, as ztunnel does; without, it is followed.

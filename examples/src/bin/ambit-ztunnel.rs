@@ -81,9 +81,9 @@ struct Args {
     /// Where the DNS proxy sends names the mesh does not know: this file's nameservers.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
-    /// Access log format.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format, access log included: `text`, or `json` for one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: ambit_examples::logging::LogFormat,
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1")]
     reload_secs: u64,
@@ -93,8 +93,8 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    ambit_examples::init_logging("info");
     let args = Args::parse();
+    ambit_examples::logging::init_logging_as(args.log_format, "info");
     let workers = args.worker_threads;
     ambit_examples::run_main_on("ambit-ztunnel", Some(workers), run(args))
 }
@@ -127,7 +127,7 @@ async fn run(args: Args) -> Result<()> {
     config.metrics = addr("metrics", &args.metrics)?;
     config.readiness = addr("readiness", &args.readiness)?;
     config.admin = addr("admin", &args.admin)?;
-    config.json_access_log = args.log_format == "json";
+    config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
     config.inpod = env.inpod_uds.is_some();
     config.dns = addr("dns", &args.dns)?;
     config.dns_capture = config.inpod && env.dns_capture;

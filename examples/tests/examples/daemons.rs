@@ -60,14 +60,16 @@ struct Daemon {
     _child: Child,
     stderr: Lines<BufReader<ChildStderr>>,
     name: &'static str,
+    /// Every line read so far.
+    log: Vec<String>,
 }
 
-/// `bin` as the tests run a daemon: info logs without colour on a piped stderr, killed when
-/// dropped.
+/// `bin` as the tests run a daemon: info logs on a piped stderr (no `NO_COLOR`: a daemon must
+/// see for itself that stderr is not a terminal), killed when dropped.
 fn daemon(bin: &str) -> Command {
     let mut c = Command::new(bin);
     c.env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -87,14 +89,21 @@ impl Daemon {
             _child: child,
             stderr,
             name,
+            log: Vec::new(),
         };
         d.wait_for(ready).await;
         d
     }
 
     async fn start(dir: &Path, node: &str, host: u8, net: u8) -> Self {
+        Self::start_logging(dir, node, host, net, "text").await
+    }
+
+    /// [`Daemon::start`] with `LOG_FORMAT` set to `format`.
+    async fn start_logging(dir: &Path, node: &str, host: u8, net: u8, format: &str) -> Self {
         let at = |port: u16| format!("127.{net}.0.{host}:{port}");
         let mut child = daemon(env!("CARGO_BIN_EXE_ambit-ztunnel"))
+            .env("LOG_FORMAT", format)
             .arg("--config")
             .arg(dir.join("local.yaml"))
             .args(["--node", node, "--ca-dir"])
@@ -115,6 +124,7 @@ impl Daemon {
             _child: child,
             stderr,
             name: "ambit-ztunnel",
+            log: Vec::new(),
         };
         d.wait_for("ambit-ztunnel ready").await;
         d
@@ -122,25 +132,37 @@ impl Daemon {
 
     /// Reads the log until a line contains `needle`; returns that line.
     async fn wait_for(&mut self, needle: &str) -> String {
+        self.lines_until(needle).await.pop().unwrap_or_default()
+    }
+
+    /// Reads the log until a line contains `needle`; returns every line read, that one last.
+    async fn lines_until(&mut self, needle: &str) -> Vec<String> {
         let mut seen = Vec::new();
         let found = tokio::time::timeout(STEP, async {
             while let Ok(Some(line)) = self.stderr.next_line().await {
-                if line.contains(needle) {
-                    return Some(line);
-                }
+                assert!(
+                    !line.contains('\u{1b}'),
+                    "{}: escape codes in a log that is not a terminal: {line:?}",
+                    self.name
+                );
+                let done = line.contains(needle);
                 seen.push(line);
+                if done {
+                    return true;
+                }
             }
-            None
+            false
         })
         .await;
-        match found {
-            Ok(Some(line)) => line,
-            _ => panic!(
+        if found != Ok(true) {
+            panic!(
                 "{} never logged {needle:?}; log:\n{}",
                 self.name,
                 seen.join("\n")
-            ),
+            );
         }
+        self.log.extend(seen.iter().cloned());
+        seen
     }
 }
 
@@ -270,6 +292,84 @@ async fn two_ztunnels_with_curl_socks5_and_live_reloads() {
         .expect("curl metrics");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(metrics.contains("response_flags=\"DENY\""), "{metrics}");
+}
+
+/// `LOG_FORMAT=json`: every line a daemon writes is one JSON object (time, level, scope,
+/// message and fields as values), and an access record is that object, not text around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let net = 24;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
+        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
+        .arg(dir.join("ca"))
+        .output()
+        .await
+        .expect("ambitctl");
+    assert!(ctl.status.success());
+    std::fs::write(dir.join("local.yaml"), config(net, "")).expect("write config");
+    let app = TcpListener::bind(format!("127.{net}.2.2:8080"))
+        .await
+        .expect("bind app");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = app.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let mut b = Daemon::start_logging(dir, "node-b", 2, net, "json").await;
+    let _a = Daemon::start(dir, "node-a", 1, net).await;
+    let socks = format!("127.{net}.0.1:15080");
+    let (ok, text) = curl(
+        &socks,
+        &format!("127.{net}.1.2"),
+        &format!("http://127.{net}.2.2:8080/"),
+    )
+    .await;
+    assert!(ok, "{text}");
+    b.lines_until("connection complete").await;
+    let mut objects = Vec::new();
+    for line in &b.log {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
+        for key in ["time", "level", "scope"] {
+            assert!(v[key].is_string(), "no {key}: {line}");
+        }
+        objects.push(v);
+    }
+    let ready = objects
+        .iter()
+        .find(|v| v["message"] == "node proxy ready")
+        .expect("the ready line");
+    assert!(
+        ready["listening"]
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("socks5=127.{net}.0.2:15080"))),
+        "listeners as a value, not a Debug dump: {ready}"
+    );
+    let access = objects.last().expect("the access record");
+    assert_eq!(access["scope"], "access", "{access}");
+    assert_eq!(access["level"], "info", "{access}");
+    assert_eq!(access["direction"], "inbound", "{access}");
+    assert_eq!(access["dst.workload"], "web", "{access}");
+    assert!(
+        access["bytes_sent"].as_u64().is_some_and(|n| n > 0),
+        "{access}"
+    );
 }
 
 /// Two node proxies and an `ambit-waypoint`: Debian's curl (HTTP/1.1, and HTTP/2 with prior
@@ -587,6 +687,7 @@ async fn ztunnel_worker_threads_sets_the_runtime_workers() {
         stderr: BufReader::new(child.stderr.take().expect("stderr")).lines(),
         _child: child,
         name: "ambit-ztunnel",
+        log: Vec::new(),
     };
     // The runtime's own count (tokio's metrics), as the ready line reports it.
     let ready = d.wait_for("ambit-ztunnel ready").await;

@@ -280,6 +280,20 @@ async fn policy_change_closes_a_now_denied_open_connection() {
         b"hello"
     );
     assert_eq!(mesh.b.open_connections(), 1);
+    // The open connection's bytes are in both nodes' metrics before it closes.
+    for (node, reporter) in [(&mesh.a, "source"), (&mesh.b, "destination")] {
+        let seen = wait_for_sum(node, reporter, "istio_tcp_received_bytes_total", 5.0).await;
+        assert_eq!(
+            sum(&seen, reporter, "istio_tcp_sent_bytes_total"),
+            5.0,
+            "{seen}"
+        );
+        assert_eq!(
+            sum(&seen, reporter, "istio_tcp_connections_closed_total"),
+            0.0,
+            "{seen}"
+        );
+    }
     let deny = with_policies(
         base_state(net),
         r#"
@@ -311,6 +325,50 @@ spec:
     );
     // And a new one is refused.
     assert_eq!(mesh.socks(ip(net, [1, 2]), server).await.err(), Some(2));
+    // The revoked connection is counted as failed with the bytes it carried, not zero.
+    let seen = wait_for_sum(
+        &mesh.b,
+        "destination",
+        "istio_tcp_connections_failed_total",
+        2.0,
+    )
+    .await;
+    assert_eq!(
+        sum(&seen, "destination", "istio_tcp_sent_bytes_total"),
+        5.0,
+        "{seen}"
+    );
+    assert_eq!(
+        sum(&seen, "destination", "istio_tcp_received_bytes_total"),
+        5.0,
+        "{seen}"
+    );
+}
+
+/// The sum of `name`'s series reported by `reporter` in `text`.
+fn sum(text: &str, reporter: &str, name: &str) -> f64 {
+    parse_prometheus(text)
+        .iter()
+        .filter(|(n, l, _)| n == name && l.get("reporter").map(String::as_str) == Some(reporter))
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+/// `node`'s metrics once `name`'s sum for `reporter` reaches `at_least`.
+async fn wait_for_sum(node: &NodeProxy, reporter: &str, name: &str, at_least: f64) -> String {
+    let mut text = String::new();
+    let reached = tokio::time::timeout(STEP, async {
+        loop {
+            text = node.metrics();
+            if sum(&text, reporter, name) >= at_least {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "{name} never reached {at_least}: {text}");
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,7 +194,7 @@ spec:
 
     // With it, the keys arrive and a token signed by them is accepted end to end.
     drop(source);
-    let mesh = Mesh::start_with(net, &l7, Some(ca_pem)).await;
+    let mesh = Mesh::start_with(net, &l7, |wc| wc.jwks_ca_pem = Some(ca_pem)).await;
     mesh.waypoint.refresh_jwks().await.expect("JWKS over https");
     let good = format!(
         "Bearer {}",

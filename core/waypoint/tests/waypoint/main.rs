@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 mod conformance;
 mod jwt;
+mod mirror;
 mod upgrade;
 
 const STEP: Duration = Duration::from_secs(30);
@@ -42,6 +43,7 @@ fn state(net: u8) -> State {
         ("reviews-v1", [2, 2], vec!["reviews", "reviews-v1"]),
         ("reviews-v2", [2, 3], vec!["reviews", "reviews-v2"]),
         ("flaky", [2, 4], vec!["flaky"]),
+        ("silent", [2, 5], vec!["silent"]),
     ];
     for (name, host, svcs) in backends {
         let mut w = workload(net, name, "demo", "reviews", "node-b", host);
@@ -77,6 +79,8 @@ fn state(net: u8) -> State {
         svc.waypoint = Some(wp.clone());
         s.insert_service(svc);
     }
+    // A mirror target (no waypoint of its own), served by `mirror::silent_app`.
+    s.insert_service(service(net, "silent", "demo", [100, 5], &[(80, 8080)]));
     s
 }
 
@@ -103,10 +107,15 @@ struct Mesh {
 
 impl Mesh {
     async fn start(net: u8, l7_yaml: &str) -> Self {
-        Self::start_with(net, l7_yaml, None).await
+        Self::start_with(net, l7_yaml, |_| {}).await
     }
 
-    async fn start_with(net: u8, l7_yaml: &str, jwks_ca_pem: Option<String>) -> Self {
+    /// [`Mesh::start`] with the waypoint's config changed by `configure`.
+    async fn start_with(
+        net: u8,
+        l7_yaml: &str,
+        configure: impl FnOnce(&mut WaypointConfig),
+    ) -> Self {
         let pki = TestPki::new();
         let (source, tls) = (pki.source(), pki.tls.clone());
         let st = state(net);
@@ -124,7 +133,7 @@ impl Mesh {
         )
         .await;
         let mut wc = waypoint_config(net);
-        wc.jwks_ca_pem = jwks_ca_pem;
+        configure(&mut wc);
         let (l7, warnings) = L7Config::from_yaml(l7_yaml, "test.yaml", "istio-system").expect("l7");
         assert!(warnings.is_empty(), "{warnings:?}");
         let waypoint = Waypoint::start(wc, st, l7, source, tls)
@@ -550,7 +559,8 @@ async fn request_h2(mesh: &Mesh, service_vip: [u8; 2], req: Request<Full<Bytes>>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_method_in_other_letter_case_never_slips_past_a_policy_and_dry_runs_are_reported() {
+async fn a_method_in_other_letter_case_never_slips_past_a_policy_and_dry_runs_and_audits_are_reported()
+ {
     let policies = r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -566,6 +576,14 @@ metadata: {name: shadow-no-admin, namespace: demo, annotations: {istio.io/dry-ru
 spec:
   targetRefs: [{kind: Service, group: "", name: reviews}]
   action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-admin, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: AUDIT
   rules: [{to: [{operation: {paths: ["/admin"]}}]}]
 "#;
     let mesh = Mesh::start(48, policies).await;
@@ -620,6 +638,16 @@ spec:
         Some(
             "ambit_dry_run_decisions_total{reporter=\"waypoint\",decision=\"deny\",policy=\"demo/shadow-no-admin\"} 1"
         ),
+        "{metrics}"
+    );
+    // The AUDIT policy matched /admin once (not /public) and changed nothing.
+    let audits: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("ambit_authz_audit_total{"))
+        .collect();
+    assert_eq!(
+        audits,
+        ["ambit_authz_audit_total{reporter=\"waypoint\",policy=\"demo/audit-admin\"} 1"],
         "{metrics}"
     );
 }
