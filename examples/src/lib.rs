@@ -3,6 +3,7 @@
 //! applications and its SOCKS5 client come from the library crates.
 #![forbid(unsafe_code)]
 
+pub mod graph;
 pub mod logging;
 
 pub use ambit_proxy::FileWatch;

@@ -33,6 +33,7 @@
 
 mod access_log;
 mod flag;
+pub mod graph;
 pub mod histogram;
 mod labels;
 pub mod metrics;

@@ -355,6 +355,15 @@ impl Waypoint {
             metrics: Metrics::new(),
             readiness,
         });
+        // Says what this proxy is, so a service graph can draw traffic through it end to end.
+        inner
+            .metrics
+            .gauge(
+                "ambit_waypoint_info",
+                "This proxy is the waypoint name/namespace (always 1).",
+                &["name", "namespace"],
+            )
+            .set(&[&inner.config.name, &inner.config.namespace], 1);
         let server = ambit_hbone::Server::new(
             server_config,
             Connect(inner.clone()),

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ambit_authz::Connection;
 use ambit_examples::{SocksError, SocksTarget, http_get, http_hello, socks5_connect, tcp_echo};
@@ -26,9 +27,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "ambit-demo", version, about)]
 struct Args {
-    /// Keep the mesh running after the tour, until Ctrl-C.
+    /// Keep the mesh running after the tour, with light traffic and a live service graph,
+    /// until Ctrl-C.
     #[arg(long)]
     serve: bool,
+    /// Where `--serve` serves the service graph.
+    #[arg(long, default_value = "127.0.0.1:15030")]
+    graph: SocketAddr,
 }
 
 const MESH: &str = r#"
@@ -290,8 +295,58 @@ async fn run(args: Args) -> Result<()> {
     if let Some(m) = waypoint.bound().metrics {
         println!("  waypoint: metrics http://{m}/metrics");
     }
+    let mut scrape: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n.bound().metrics)
+        .map(|m| format!("http://{m}/metrics"))
+        .collect();
+    scrape.extend(
+        waypoint
+            .bound()
+            .metrics
+            .map(|m| format!("http://{m}/metrics")),
+    );
+    let listener = tokio::net::TcpListener::bind(args.graph)
+        .await
+        .with_context(|| format!("--graph {} (is the port free?)", args.graph))?;
+    let graph_at = listener.local_addr()?;
+    let _graph = ambit_examples::graph::serve_graph(
+        listener,
+        ambit_examples::graph::GraphOptions {
+            source: ambit_examples::graph::GraphSource::Metrics(scrape),
+            interval: Duration::from_secs(1),
+            window: Duration::from_secs(20),
+        },
+    );
+    let _traffic = tokio::spawn(traffic(b.socks5.context("socks5 listener")?));
+    println!("\nservice graph (live, with light traffic): http://{graph_at}/");
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// Light, steady traffic for the live graph: frontend calls reviews (the 90/10 canary) ten
+/// times a second and cart twice; batch keeps trying cart and is denied.
+async fn traffic(socks5: SocketAddr) {
+    let frontend = IpAddr::from([127, 0, 1, 10]);
+    let batch = IpAddr::from([127, 0, 1, 11]);
+    let svc = |name: &str| SocksTarget::Host(format!("{name}.shop.svc.cluster.local"), 80);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for n in 0u64.. {
+        tick.tick().await;
+        let mut calls = vec![(frontend, "reviews")];
+        if n % 5 == 0 {
+            calls.push((frontend, "cart"));
+        }
+        if n % 10 == 0 {
+            calls.push((batch, "cart"));
+        }
+        for (from, to) in calls {
+            if let Ok(mut s) = socks5_connect(socks5, from, &svc(to)).await {
+                let host = format!("{to}.shop.svc.cluster.local");
+                let _ = http_get(&mut s, &host, "/", &[]).await;
+            }
+        }
+    }
 }
 
 /// The waypoint for `reviews`: a 90/10 canary, a header-routed feature flag, and a path that

@@ -1,5 +1,5 @@
-//! `ambitctl`: operator tool for ambit — certificates today; policy checks, tunnels and config
-//! dumps as those land.
+//! `ambitctl`: operator tool for ambit — certificates and the live service graph; policy
+//! checks, tunnels and config dumps as those land.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +28,25 @@ enum Command {
     /// Issue and inspect workload certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Serve a live service graph (web page and JSON API) from Istio's standard metrics:
+    /// straight from the proxies' /metrics, or from a Prometheus server.
+    Graph {
+        /// A proxy's metrics URL, e.g. http://127.0.0.2:15020/metrics (repeat for each proxy).
+        #[arg(long = "metrics", required_unless_present = "prometheus")]
+        metrics: Vec<String>,
+        /// A Prometheus server that scrapes the proxies, e.g. http://127.0.0.1:9090.
+        #[arg(long, conflicts_with = "metrics")]
+        prometheus: Option<String>,
+        /// Where to serve the page.
+        #[arg(long, default_value = "127.0.0.1:15030")]
+        listen: std::net::SocketAddr,
+        /// How often to poll, e.g. 2s.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: Duration,
+        /// How long rates are averaged over, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        window: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +131,43 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cert(CertCommand::Inspect { file, bundle }) => {
             cert_inspect(&file, bundle.as_deref())
         }
+        Command::Graph {
+            metrics,
+            prometheus,
+            listen,
+            interval,
+            window,
+        } => {
+            let source = match prometheus {
+                Some(p) => ambit_examples::graph::GraphSource::Prometheus(p),
+                None => ambit_examples::graph::GraphSource::Metrics(metrics),
+            };
+            let options = ambit_examples::graph::GraphOptions {
+                source,
+                interval,
+                window,
+            };
+            graph(listen, options)
+        }
     }
+}
+
+/// Serves the graph until Ctrl-C.
+fn graph(listen: std::net::SocketAddr, options: ambit_examples::graph::GraphOptions) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("--listen {listen}"))?;
+        let bound = listener.local_addr()?;
+        let _server = ambit_examples::graph::serve_graph(listener, options);
+        println!("service graph: http://{bound}/  (JSON: http://{bound}/api/graph)");
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    })
 }
 
 fn ca_init(dir: &Path, td: &str, intermediate: bool, ttl: Duration, force: bool) -> Result<()> {
