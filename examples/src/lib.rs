@@ -5,6 +5,7 @@
 
 pub mod graph;
 pub mod logging;
+pub mod otlp;
 
 pub use ambit_proxy::FileWatch;
 pub use ambit_test_util::apps::{http_get, http_hello, tcp_echo};

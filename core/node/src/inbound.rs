@@ -170,6 +170,7 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     log.src_identity = Some(req.peer_id.clone());
     log.dst_addr = Some(req.local_addr);
     log.dst_hbone_addr = Some(req.authority.clone());
+    log.span = Some(crate::record::SpanIds::inbound(&req.traceparent));
     let local_ip = req.local_addr.ip();
     let target = match req.authority {
         Authority::Addr(a) if a.ip() == local_ip => a,

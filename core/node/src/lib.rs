@@ -109,6 +109,9 @@ pub struct NodeConfig {
     /// `readiness().unblock(name)`, as `(name, detail for the 503 body)`: so a probe never
     /// sees 200 before, say, the first control-plane sync is applied.
     pub readiness_gates: Vec<(String, String)>,
+    /// Where spans (one per HBONE tunnel, in the trace its `traceparent` names) and access
+    /// records go besides the log, e.g. `ambit_proxy::otlp::OtlpExporter`.
+    pub exporter: Option<Arc<dyn ambit_telemetry::Exporter>>,
 }
 
 impl NodeConfig {
@@ -133,6 +136,7 @@ impl NodeConfig {
             resolver: dns::DnsConfig::default(),
             inpod: false,
             readiness_gates: Vec::new(),
+            exporter: None,
         }
     }
 }
@@ -292,12 +296,16 @@ impl NodeProxy {
         if config.inpod {
             readiness.block(inpod::READY_KEY, inpod::READY_WAITING);
         }
+        let metrics = Metrics::new();
+        for f in config.exporter.iter().flat_map(|x| x.families()) {
+            metrics.register(&f);
+        }
         let node = Arc::new(Node {
             client: ambit_hbone::Client::new(tls, ambit_hbone::ClientSettings::default()),
             config,
             state: ArcSwap::from_pointee(state),
             identities,
-            metrics: Metrics::new(),
+            metrics,
             connections: conns::Connections::default(),
             selector: selector.clone(),
             changed: Notify::new(),
@@ -614,11 +622,17 @@ impl Node {
     }
 
     fn access_log(&self, log: &record::ConnLog) {
-        let log = log.to_access_log();
+        let record = log.to_access_log();
+        if let Some(x) = &self.config.exporter {
+            log.export(&record, &**x);
+        }
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
         let line = if self.config.json_access_log {
-            log.to_json()
+            record.to_json()
         } else {
-            log.to_text()
+            record.to_text()
         };
         info!(target: "access", "{line}");
     }

@@ -318,6 +318,10 @@ async fn open(
             });
             dial.baggage = Some(baggage(&src));
             dial.source_ip = Some(peer.ip());
+            // The tunnel's span starts a trace; the peer's spans are its children.
+            let trace = ambit_hbone::TraceParent::random();
+            dial.traceparent = Some(trace);
+            log.span = Some(crate::record::SpanIds::outbound(&trace));
             dial.sockets = node
                 .pod_sockets(peer.ip())
                 .map(|s| s as Arc<dyn ambit_hbone::SocketFactory>);

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_hbone::Authority;
+use std::time::SystemTime;
+
+use ambit_hbone::{Authority, TraceParent};
 use ambit_identity::SpiffeId;
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{AccessLog, ConnBytes};
+use ambit_telemetry::{AccessLog, ConnBytes, Exporter, SpanKind, SpanRecord};
 
 /// A connection's access-log record. Ten owned strings held by each of 10,000 idle tunnels
 /// were ~700 bytes apiece; this is a few pointers and two addresses.
@@ -29,6 +31,39 @@ pub(crate) struct ConnLog {
     pub(crate) bytes_recv: u64,
     pub(crate) duration: Duration,
     pub(crate) error: Option<String>,
+    /// The connection's span, when it is part of a trace (an HBONE tunnel).
+    pub(crate) span: Option<SpanIds>,
+}
+
+/// A connection's place in a trace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanIds {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent: Option<[u8; 8]>,
+    pub(crate) kind: SpanKind,
+}
+
+impl SpanIds {
+    /// The span of an outbound tunnel, whose `traceparent` names it (a new trace).
+    pub(crate) fn outbound(sent: &TraceParent) -> Self {
+        Self {
+            trace_id: sent.trace_id,
+            span_id: sent.parent_id,
+            parent: None,
+            kind: SpanKind::Client,
+        }
+    }
+
+    /// The span of an inbound tunnel: a child of the `traceparent` that came with it.
+    pub(crate) fn inbound(received: &TraceParent) -> Self {
+        Self {
+            trace_id: received.trace_id,
+            span_id: TraceParent::random().parent_id,
+            parent: Some(received.parent_id),
+            kind: SpanKind::Server,
+        }
+    }
 }
 
 impl ConnLog {
@@ -49,7 +84,29 @@ impl ConnLog {
             bytes_recv: 0,
             duration: Duration::ZERO,
             error: None,
+            span: None,
         }
+    }
+
+    /// Hands the record, and its span when sampled, to `exporter`.
+    pub(crate) fn export(&self, record: &AccessLog, exporter: &dyn Exporter) {
+        let trace = self.span.map(|s| (s.trace_id, s.span_id));
+        exporter.export_log(record.to_record(trace));
+        let Some(ids) = self.span.filter(|s| exporter.sampled(&s.trace_id)) else {
+            return;
+        };
+        let end = SystemTime::now();
+        exporter.export_span(SpanRecord {
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
+            parent_span_id: ids.parent,
+            name: self.direction.to_owned(),
+            kind: ids.kind,
+            start: end.checked_sub(self.duration).unwrap_or(end),
+            end,
+            attributes: record.to_record(None).attributes,
+            error: self.error.clone(),
+        });
     }
 
     /// The line's fields, as the telemetry crate writes them.

@@ -10,6 +10,7 @@
 //! - [`FileWatch`]: the content-based file watch behind every daemon's reload loop.
 //! - [`size_between`]: the size band of a per-connection future.
 //! - [`Readiness`]: what a proxy still waits for before `/healthz/ready` says 200.
+//! - `otlp` (feature `otlp`): the OTLP exporter of spans and access logs.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -31,6 +32,8 @@ mod accept;
 pub mod admin;
 mod identities;
 mod labels;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod pick;
 mod ready;
 mod size;

@@ -126,11 +126,22 @@ impl AccessLog {
         json_line(self.message(), &self.fields())
     }
 
-    fn message(&self) -> &'static str {
+    /// `connection complete`, or `connection failed` when it ended in an error.
+    pub fn message(&self) -> &'static str {
         if self.error.is_some() {
             "connection failed"
         } else {
             "connection complete"
+        }
+    }
+
+    /// The record as an exporter's log record, its fields as attributes.
+    pub fn to_record(&self, trace: Option<([u8; 16], [u8; 8])>) -> crate::LogRecord {
+        crate::LogRecord {
+            time: std::time::SystemTime::now(),
+            body: self.message(),
+            attributes: owned(self.fields()),
+            trace,
         }
     }
 }
@@ -172,6 +183,16 @@ impl RequestLog {
         f
     }
 
+    /// The record as an exporter's log record, its fields as attributes.
+    pub fn to_record(&self, trace: Option<([u8; 16], [u8; 8])>) -> crate::LogRecord {
+        crate::LogRecord {
+            time: std::time::SystemTime::now(),
+            body: "request complete",
+            attributes: owned(self.fields()),
+            trace,
+        }
+    }
+
     /// `request complete method=GET path=/ ...` (values with spaces are quoted).
     pub fn to_text(&self) -> String {
         text_line("request complete", &self.fields())
@@ -181,6 +202,13 @@ impl RequestLog {
     pub fn to_json(&self) -> String {
         json_line("request complete", &self.fields())
     }
+}
+
+fn owned(fields: Vec<(&'static str, Cow<'_, str>)>) -> Vec<(&'static str, String)> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, v.into_owned()))
+        .collect()
 }
 
 /// `message k=v ...`, values with spaces or quotes quoted.

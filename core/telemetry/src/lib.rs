@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod access_log;
+mod export;
 mod flag;
 pub mod graph;
 pub mod histogram;
@@ -39,6 +40,7 @@ mod labels;
 pub mod metrics;
 
 pub use access_log::{AccessLog, RequestLog, json_escape};
+pub use export::{Exporter, LogRecord, SpanKind, SpanRecord, sampled_at};
 pub use flag::ResponseFlag;
 pub use histogram::Histogram;
 pub use labels::{HttpLabels, Reporter, TcpLabels};

@@ -134,17 +134,18 @@ impl Metrics {
         if let Some(f) = all.iter().find(|f| f.inner.name == name) {
             return f.clone();
         }
-        let f = LabeledFamily {
-            inner: Arc::new(FamilyInner {
-                name,
-                help,
-                labels,
-                gauge,
-                values: Mutex::new(Default::default()),
-            }),
-        };
+        let f = LabeledFamily::new(name, help, labels, gauge);
         all.push(f.clone());
         f
+    }
+
+    /// Renders `family` (made elsewhere, e.g. by an exporter) with these metrics; a family of
+    /// the same name already here wins.
+    pub fn register(&self, family: &LabeledFamily) {
+        let mut all = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.iter().any(|f| f.inner.name == family.inner.name) {
+            all.push(family.clone());
+        }
     }
 
     /// Everything in the Prometheus text exposition format (version 0.0.4).
@@ -277,6 +278,25 @@ impl Metrics {
 // === impl LabeledFamily ===
 
 impl LabeledFamily {
+    /// A family of its own, rendered by whichever [`Metrics`] it is
+    /// [registered](Metrics::register) with; `gauge` for a gauge, else a counter.
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        gauge: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(FamilyInner {
+                name,
+                help,
+                labels,
+                gauge,
+                values: Mutex::new(Default::default()),
+            }),
+        }
+    }
+
     /// Adds one to the series with label `values` (in the family's label order).
     pub fn inc(&self, values: &[&str]) {
         self.add(values, 1);

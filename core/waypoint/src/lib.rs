@@ -107,6 +107,9 @@ pub struct WaypointConfig {
     pub max_mirrors_in_flight: usize,
     /// How long a mirrored request may take (the rule's request timeout when shorter).
     pub mirror_timeout: Duration,
+    /// Where spans (one per request, a child of the caller's or the tunnel's `traceparent`)
+    /// and access records go besides the log, e.g. `ambit_proxy::otlp::OtlpExporter`.
+    pub exporter: Option<Arc<dyn ambit_telemetry::Exporter>>,
     /// Readiness gates held from before the HBONE listener binds until the embedder calls
     /// `readiness().unblock(name)`, as `(name, detail for the 503 body)`.
     pub readiness_gates: Vec<(String, String)>,
@@ -131,6 +134,7 @@ impl WaypointConfig {
             jwks_ca_pem: None,
             max_mirrors_in_flight: 64,
             mirror_timeout: Duration::from_secs(10),
+            exporter: None,
             readiness_gates: Vec::new(),
         }
     }
@@ -355,6 +359,9 @@ impl Waypoint {
             metrics: Metrics::new(),
             readiness,
         });
+        for f in inner.config.exporter.iter().flat_map(|x| x.families()) {
+            inner.metrics.register(&f);
+        }
         // Says what this proxy is, so a service graph can draw traffic through it end to end.
         inner
             .metrics

@@ -31,6 +31,8 @@ pub(crate) struct Downstream {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) local_addr: SocketAddr,
     baggage: Baggage,
+    /// The tunnel's `traceparent`: the parent of its requests' spans when they bring none.
+    traceparent: TraceParent,
     pub(crate) target: BoundTarget,
 }
 
@@ -41,6 +43,7 @@ impl Downstream {
             peer_addr: req.peer_addr,
             local_addr: req.local_addr,
             baggage: req.baggage.clone(),
+            traceparent: req.traceparent,
             target,
         }
     }
@@ -85,7 +88,8 @@ pub(crate) async fn handle(
     let l7 = inner.l7.load_full();
     let (mut parts, incoming) = req.into_parts();
     let mut log = request_log(&conn, &parts);
-    let trace = child_span(&parts.headers).to_string();
+    let span = child_span(&parts.headers, &conn.traceparent);
+    let trace = span.ours.to_string();
     log.trace_id = trace.get(3..35).unwrap_or_default().to_owned();
     if let Ok(v) = HeaderValue::try_from(trace) {
         parts.headers.insert("traceparent", v);
@@ -99,8 +103,10 @@ pub(crate) async fn handle(
         conn: &conn,
     };
     let version = parts.version;
-    let handled = run(&cx, parts, incoming, req_bytes.clone()).await;
-    let mut reply = record(&cx, handled, log, grpc, start, req_bytes);
+    let handled = crate::upstream::TRACE
+        .scope(span.ours, run(&cx, parts, incoming, req_bytes.clone()))
+        .await;
+    let mut reply = record(&cx, handled, log, grpc, start, req_bytes, span);
     // The waypoint answers in the client's HTTP version, whatever the upstream spoke.
     *reply.version_mut() = version;
     reply
@@ -194,6 +200,7 @@ fn record(
     grpc: bool,
     start: Instant,
     req_bytes: Arc<AtomicU64>,
+    span: Span,
 ) -> Reply {
     let Handled {
         mut response,
@@ -240,6 +247,9 @@ fn record(
             let line = if json { log.to_json() } else { log.to_text() };
             inner.access_log(line);
         }
+        if let Some(x) = &inner.config.exporter {
+            export(&**x, &log, &span);
+        }
     };
     let (head, body) = response.into_parts();
     if let Some(splice) = upgraded {
@@ -253,6 +263,35 @@ fn record(
         record(req_bytes.load(Ordering::Relaxed), resp_bytes);
     });
     Response::from_parts(head, body.boxed())
+}
+
+/// Hands a finished request's record, and its span when sampled, to `exporter`.
+fn export(exporter: &dyn ambit_telemetry::Exporter, log: &RequestLog, span: &Span) {
+    let ids = (span.ours.trace_id, span.ours.parent_id);
+    let record = log.to_record(Some(ids));
+    if exporter.sampled(&span.ours.trace_id) {
+        let end = std::time::SystemTime::now();
+        let target = if log.route.is_empty() {
+            &log.authority
+        } else {
+            &log.route
+        };
+        exporter.export_span(ambit_telemetry::SpanRecord {
+            trace_id: ids.0,
+            span_id: ids.1,
+            parent_span_id: Some(span.parent),
+            name: format!("{} {target}", log.method),
+            kind: ambit_telemetry::SpanKind::Server,
+            start: end.checked_sub(log.duration).unwrap_or(end),
+            end,
+            attributes: record.attributes.clone(),
+            error: (log.response_code >= 500).then(|| match log.reason.as_str() {
+                "" => format!("HTTP {}", log.response_code),
+                r => r.to_owned(),
+            }),
+        });
+    }
+    exporter.export_log(record);
 }
 
 /// The log record's fields known when the request arrives.
@@ -291,19 +330,26 @@ pub(crate) fn host_of(p: &Parts) -> &str {
         .unwrap_or("")
 }
 
-/// A new span in the caller's trace (or a new trace when none came in).
-fn child_span(headers: &HeaderMap) -> TraceParent {
+/// A request's span: `ours` (sent upstream as `traceparent`) and the span it is a child of.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    ours: TraceParent,
+    parent: [u8; 8],
+}
+
+/// A new span in the request's trace: its own `traceparent` when it brings a valid one, else
+/// the tunnel's (the node proxy's span for the connection).
+fn child_span(headers: &HeaderMap, tunnel: &TraceParent) -> Span {
     let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<TraceParent>().ok());
-    let fresh = TraceParent::random();
-    match parent {
-        Some(mut p) => {
-            p.parent_id = fresh.parent_id;
-            p
-        }
-        None => fresh,
+        .and_then(|s| s.parse::<TraceParent>().ok())
+        .unwrap_or(*tunnel);
+    let mut ours = parent;
+    ours.parent_id = TraceParent::random().parent_id;
+    Span {
+        ours,
+        parent: parent.parent_id,
     }
 }
 

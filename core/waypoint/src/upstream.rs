@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ambit_hbone::{Dial, Tunnel};
+use ambit_hbone::{Dial, TraceParent, Tunnel};
 use ambit_state::{State, TunnelProtocol};
 use ambit_tls::{CredentialCell, TlsContext};
 use arc_swap::ArcSwap;
@@ -22,6 +22,12 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+tokio::task_local! {
+    /// The span of the request being forwarded: a tunnel opened for it carries it as its
+    /// `traceparent`, so the node proxy behind is a child of this waypoint's span.
+    pub(crate) static TRACE: TraceParent;
+}
 
 /// Errors crossing the body boundary.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,12 +97,13 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { this.open(&uri).await.map(TokioIo::new) })
+        let trace = TRACE.try_with(|t| *t).ok();
+        Box::pin(async move { this.open(&uri, trace).await.map(TokioIo::new) })
     }
 }
 
 impl Connector {
-    async fn open(&self, uri: &Uri) -> io::Result<Stream> {
+    async fn open(&self, uri: &Uri, trace: Option<TraceParent>) -> io::Result<Stream> {
         let addr: SocketAddr = uri
             .authority()
             .and_then(|a| a.as_str().parse().ok())
@@ -117,6 +124,7 @@ impl Connector {
                     addr.into(),
                 );
                 dial.source_ip = self.source_ip;
+                dial.traceparent = trace;
                 let t = self.hbone.connect(&dial).await.map_err(io::Error::other)?;
                 Ok(Stream::Tunnel(Box::new(t)))
             }

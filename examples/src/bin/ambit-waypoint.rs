@@ -120,6 +120,7 @@ async fn run(args: Args) -> Result<()> {
     config.metrics = listen_addr("metrics", &args.metrics)?;
     config.readiness = listen_addr("readiness", &args.readiness)?;
     config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
+    config.exporter = ambit_examples::otlp::otlp_from_env("ambit-waypoint")?;
     if let Some(f) = &args.jwks_ca {
         config.jwks_ca_pem = Some(
             std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?,

@@ -128,6 +128,7 @@ async fn run(args: Args) -> Result<()> {
     config.readiness = addr("readiness", &args.readiness)?;
     config.admin = addr("admin", &args.admin)?;
     config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
+    config.exporter = ambit_examples::otlp::otlp_from_env("ambit-ztunnel")?;
     config.inpod = env.inpod_uds.is_some();
     config.dns = addr("dns", &args.dns)?;
     config.dns_capture = config.inpod && env.dns_capture;
