@@ -250,10 +250,26 @@ def test_sampling_by_rate_keeps_whole_traces():
         c.stop()
 
 
+def _latencies(mesh: Mesh, n: int = 40) -> list[float]:
+    times = []
+    for _ in range(n):
+        t = time.monotonic()
+        assert "web-v1 got" in mesh.get("/")
+        times.append(time.monotonic() - t)
+    return times
+
+
 def test_an_unreachable_collector_never_slows_or_blocks_requests():
     """A collector that accepts connections and never answers: exports hang until their
-    timeout, the queues fill, records are dropped and counted, and requests are served as
-    fast as with export off (the same mesh, the same run)."""
+    timeout (60 s), the queues fill, records are dropped and counted, and requests take what
+    they take with export off (the same mesh shape, the same run). A data path that waited on
+    export would take the export timeout per request, or hang once a queue filled."""
+    off = Mesh(98, "")
+    try:
+        baseline = _latencies(off)
+        assert "ambit_otlp_dropped_total" not in off.metrics("127.98.0.1")
+    finally:
+        off.close()
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(1024)
@@ -262,19 +278,18 @@ def test_an_unreachable_collector_never_slows_or_blocks_requests():
                                                  "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2",
                                                  "OTEL_EXPORTER_OTLP_TIMEOUT": "60000"})
     try:
-        times = []
-        for _ in range(40):
-            t = time.monotonic()
-            assert "web-v1 got" in mesh.get("/")
-            times.append(time.monotonic() - t)
+        down = _latencies(mesh)
         dropped = 0
         for host in ("127.97.0.1", "127.97.3.2"):
             text = mesh.metrics(host)
             dropped += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                            if line.startswith("ambit_otlp_dropped_total{") and 'reason="queue_full"' in line)
         assert dropped > 0, "the queues never filled: records were not dropped"
-        # A data path that waited on export would take the export timeout (60 s) per request.
-        assert statistics.median(times) < 5.0, times
+        med_off, med_down = statistics.median(baseline), statistics.median(down)
+        print(f"median request latency: export off {med_off * 1e3:.2f} ms, "
+              f"collector unreachable {med_down * 1e3:.2f} ms, dropped {dropped:.0f}")
+        assert med_down < med_off + 1.0, (med_off, med_down)
+        assert max(down) < 30.0, down
     finally:
         mesh.close()
         hole.close()
