@@ -123,10 +123,15 @@ async fn poll(options: GraphOptions, view: Arc<Mutex<String>>) {
             updated_secs: started.elapsed().as_secs_f64(),
             errors,
         };
+        let complete = v.errors.is_empty();
         if let (Ok(json), Ok(mut slot)) = (serde_json::to_string(&v), view.lock()) {
             *slot = json;
         }
-        snapshots.push_back((now, samples));
+        // A poll that missed a source would make that source's edges look new (their whole
+        // history in one window) when it is back: only complete polls are kept for rates.
+        if complete {
+            snapshots.push_back((now, samples));
+        }
     }
 }
 
@@ -238,41 +243,56 @@ async fn get(url: &str) -> Result<String> {
         )
         .await?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await?;
+        (&mut s)
+            .take(MAX_RESPONSE + 1)
+            .read_to_end(&mut raw)
+            .await?;
         Ok::<_, std::io::Error>(raw)
     };
     let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .with_context(|| format!("{url}: timed out"))?
         .with_context(|| url.to_owned())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    if raw.len() as u64 > MAX_RESPONSE {
+        bail!("{url}: the response is over {MAX_RESPONSE} bytes");
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .with_context(|| format!("{url}: not an HTTP response"))?;
+    let (head, body) = (String::from_utf8_lossy(&raw[..split]), &raw[split + 4..]);
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
         bail!("{url}: HTTP {status}");
     }
-    if head.lines().any(|l| {
+    let chunked = head.lines().any(|l| {
         l.to_ascii_lowercase()
             .starts_with("transfer-encoding: chunked")
-    }) {
-        return dechunk(body).with_context(|| format!("{url}: bad chunked body"));
-    }
-    Ok(body.to_owned())
+    });
+    let body = if chunked {
+        dechunk(body).with_context(|| format!("{url}: bad chunked body"))?
+    } else {
+        body.to_vec()
+    };
+    String::from_utf8(body).with_context(|| format!("{url}: the body is not UTF-8"))
 }
 
+/// The most a scrape or query answer may be (a proxy's /metrics is far smaller).
+const MAX_RESPONSE: u64 = 64 << 20;
+
 /// A chunked body's content.
-fn dechunk(mut body: &str) -> Option<String> {
-    let mut out = String::new();
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = body.split_once("\r\n")?;
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line]).ok()?;
         let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        let rest = &body[line + 2..];
         if size == 0 {
             return Some(out);
         }
-        out.push_str(rest.get(..size)?);
-        body = rest.get(size + 2..)?;
+        out.extend_from_slice(rest.get(..size)?);
+        body = rest.get(size.checked_add(2)?..)?;
     }
 }
 
@@ -291,9 +311,10 @@ mod tests {
     #[test]
     fn dechunks() {
         assert_eq!(
-            dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").as_deref(),
-            Some("abcde")
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").as_deref(),
+            Some(&b"abcde"[..])
         );
-        assert_eq!(dechunk("zz\r\n"), None);
+        assert_eq!(dechunk(b"zz\r\n"), None);
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nx"), None);
     }
 }

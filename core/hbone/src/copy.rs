@@ -1,7 +1,6 @@
 //! Copying bytes both ways between two streams, with half-close and adaptive buffers.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -125,8 +124,7 @@ where
 {
     let (mut tr, mut tw) = tunnel.into_split();
     let (mut or, mut ow) = tokio::io::split(other);
-    let ended = AtomicBool::new(false);
-    let down = tunnel_to(&mut tr, &mut ow, |_| {}, &ended);
+    let down = tunnel_to(&mut tr, &mut ow, |_| {});
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
@@ -134,7 +132,7 @@ where
             buf.reserve(buffer_size(total));
             let n = or.read_buf(&mut buf).await?;
             if n == 0 {
-                finish(&mut tw, &ended).await?;
+                tw.shutdown().await?;
                 return Ok::<u64, io::Error>(total);
             }
             total += n as u64;
@@ -151,12 +149,11 @@ where
 }
 
 /// The tunnel's DATA written out as received, until END_STREAM, then the writer shut down;
-/// `wrote` is called after each write, and `ended` is set once END_STREAM has arrived.
+/// `wrote` is called after each write.
 async fn tunnel_to<W>(
     tr: &mut crate::TunnelReader,
     w: &mut W,
     wrote: impl Fn(u64),
-    ended: &AtomicBool,
 ) -> io::Result<u64>
 where
     W: AsyncWrite + Unpin + ?Sized,
@@ -167,19 +164,8 @@ where
         wrote(chunk.len() as u64);
         total += chunk.len() as u64;
     }
-    ended.store(true, Ordering::Relaxed);
     w.shutdown().await?;
     Ok(total)
-}
-
-/// Half-closes the tunnel. When the peer has ended its side already, a stream it has since
-/// closed (HTTP/2 lets it send RST_STREAM(NO_ERROR) after a complete response) is a
-/// connection that completed, not one that failed: every byte both ways was delivered.
-async fn finish(tw: &mut crate::TunnelWriter, peer_ended: &AtomicBool) -> io::Result<()> {
-    match tw.shutdown().await {
-        Err(_) if peer_ended.load(Ordering::Relaxed) => Ok(()),
-        r => r,
-    }
 }
 
 /// [`copy_tunnel`] for a TCP socket, as lean as an idle connection can be: no buffer is held
@@ -195,8 +181,7 @@ pub async fn copy_tunnel_tcp<M: Meter + ?Sized>(
 ) -> io::Result<Transferred> {
     let (tr, tw) = tunnel.halves_mut();
     let (or, mut ow) = other.split();
-    let ended = AtomicBool::new(false);
-    let down = tunnel_to(tr, &mut ow, |n| meter.a_to_b(n), &ended);
+    let down = tunnel_to(tr, &mut ow, |n| meter.a_to_b(n));
     let up = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
@@ -205,7 +190,7 @@ pub async fn copy_tunnel_tcp<M: Meter + ?Sized>(
             buf.reserve(buffer_size(total));
             match or.as_ref().try_read_buf(&mut buf) {
                 Ok(0) => {
-                    finish(tw, &ended).await?;
+                    tw.shutdown().await?;
                     return Ok::<u64, io::Error>(total);
                 }
                 Ok(n) => {

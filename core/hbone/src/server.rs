@@ -64,6 +64,9 @@ pub struct ConnectRequest {
     pub forwarded: Forwarded,
     /// The connection's trace context: the client's if well-formed, else a fresh one.
     pub traceparent: TraceParent,
+    /// Whether `traceparent` came from the client (else it was made here, and names no span
+    /// a tracing backend will ever see).
+    pub traceparent_from_peer: bool,
     /// All request headers, as received.
     pub headers: HeaderMap,
 }
@@ -396,6 +399,7 @@ fn start_stream<H: Handler>(
         return bad(&mut respond, "missing or invalid :authority");
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let sent_trace: Option<TraceParent> = header(names::TRACEPARENT).and_then(|v| v.parse().ok());
     let request = ConnectRequest {
         authority,
         peer_id: info.peer_id.clone(),
@@ -407,9 +411,8 @@ fn start_stream<H: Handler>(
         forwarded: header(names::FORWARDED)
             .map(Forwarded::parse)
             .unwrap_or_default(),
-        traceparent: header(names::TRACEPARENT)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(TraceParent::random),
+        traceparent: sent_trace.unwrap_or_else(TraceParent::random),
+        traceparent_from_peer: sent_trace.is_some(),
         headers: parts.headers,
     };
     stats.streams_active.fetch_add(1, Ordering::Relaxed);

@@ -304,12 +304,19 @@ impl AsyncWrite for TunnelWriter {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.closed {
             this.closed = true;
             this.send.reserve_capacity(0);
-            this.send.send_data(Bytes::new(), true).map_err(h2_to_io)?;
+            if let Err(e) = this.send.send_data(Bytes::new(), true) {
+                // The peer closed the stream with NO_ERROR: it has all it wants (RFC 9113
+                // §8.1; h2 does this after a complete response), so this end is complete too.
+                if let Poll::Ready(Ok(Reason::NO_ERROR)) = this.send.poll_reset(cx) {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(h2_to_io(e)));
+            }
         }
         Poll::Ready(Ok(()))
     }

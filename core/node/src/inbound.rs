@@ -8,7 +8,7 @@ use std::time::Instant;
 use ambit_authz::Connection;
 use ambit_hbone::http::StatusCode;
 use ambit_hbone::{Authority, ConfigSelector, ConnectRequest, Handler, Responder};
-use ambit_telemetry::{ConnBytes, Reporter, ResponseFlag};
+use ambit_telemetry::{Reporter, ResponseFlag};
 use ambit_tls::ServerOptions;
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
@@ -20,7 +20,7 @@ use ambit_proxy::labels_for;
 
 use crate::Node;
 use crate::conns::Registration;
-use crate::record::{ConnLog, Metered};
+use crate::record::ConnLog;
 use crate::steer::ILLEGAL_PORTS;
 
 /// The TLS config for each local workload address, swapped as workloads come and go.
@@ -155,7 +155,6 @@ struct Accepted {
     /// Held until the tunnel ends: policy changes re-check it meanwhile.
     _registration: Registration,
     revoked: oneshot::Receiver<String>,
-    bytes: ConnBytes,
     log: Box<ConnLog>,
     start: Instant,
 }
@@ -170,7 +169,12 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     log.src_identity = Some(req.peer_id.clone());
     log.dst_addr = Some(req.local_addr);
     log.dst_hbone_addr = Some(req.authority.clone());
-    log.span = Some(crate::record::SpanIds::inbound(&req.traceparent));
+    if node.config.exporter.is_some() {
+        log.span = Some(Box::new(crate::record::SpanIds::inbound(
+            &req.traceparent,
+            req.traceparent_from_peer,
+        )));
+    }
     let local_ip = req.local_addr.ip();
     let target = match req.authority {
         Authority::Addr(a) if a.ip() == local_ip => a,
@@ -279,13 +283,13 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     let _ = upstream.set_nodelay(true);
     let (registration, revoked) = node.connections.register(&conn, &w.uid);
     let tunnel = responder.accept(Default::default()).ok()?;
-    let bytes = ConnBytes::open(node.metrics.tcp(&labels));
+    // a = the tunnel: what goes to it is sent to the source.
+    log.count(node.metrics.tcp(&labels), false);
     Some(Accepted {
         tunnel,
         upstream,
         _registration: registration,
         revoked,
-        bytes,
         log,
         start,
     })
@@ -295,23 +299,16 @@ impl Accepted {
     /// Copies both ways until either side ends or policy revokes the connection, then
     /// counts and logs it. Works in place: what is moved into a future is stored again.
     async fn copy(&mut self, node: &Node) {
-        // a = the tunnel: what goes to it is sent to the source.
-        let meter = Metered {
-            bytes: &self.bytes,
-            a_to_b_is_sent: false,
-        };
         let result = tokio::select! {
-            r = ambit_hbone::copy_tunnel_tcp(&mut self.tunnel, &mut self.upstream, &meter) => r.map_err(|e| e.to_string()),
+            r = ambit_hbone::copy_tunnel_tcp(&mut self.tunnel, &mut self.upstream, &*self.log) => r.map_err(|e| e.to_string()),
             reason = &mut self.revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
         };
         if result.is_err() {
             crate::socket::reset(&self.upstream);
         }
         let error = result.err();
-        let (sent, recv) = self.bytes.close(error.is_some());
+        self.log.close(error.is_some());
         let log = &mut self.log;
-        log.bytes_sent = sent;
-        log.bytes_recv = recv;
         log.duration = self.start.elapsed();
         log.error = error;
         node.access_log(log);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ambit_hbone::{Dial, HboneError, Tunnel};
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{ConnBytes, Reporter, ResponseFlag};
+use ambit_telemetry::{Reporter, ResponseFlag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
@@ -16,7 +16,7 @@ use tracing::info;
 use ambit_proxy::labels_for;
 
 use crate::Node;
-use crate::record::{ConnLog, Metered};
+use crate::record::ConnLog;
 use crate::socket::{Scope, accept_loop, original_dst, reset};
 use crate::steer::{Steer, SteerError, steer};
 
@@ -57,7 +57,6 @@ enum Upstream {
 /// for the connection's life). The labels were needed only to find the counters.
 struct Opened {
     upstream: Upstream,
-    bytes: ConnBytes,
     log: Box<ConnLog>,
 }
 
@@ -318,19 +317,26 @@ async fn open(
             });
             dial.baggage = Some(baggage(&src));
             dial.source_ip = Some(peer.ip());
-            // The tunnel's span starts a trace; the peer's spans are its children.
-            let trace = ambit_hbone::TraceParent::random();
-            dial.traceparent = Some(trace);
-            log.span = Some(crate::record::SpanIds::outbound(&trace));
+            if let Some(x) = &node.config.exporter {
+                // The tunnel's span starts a trace; the peer's spans are its children. Marked
+                // sampled when kept, so the tracers after this hop keep it too.
+                let mut trace = ambit_hbone::TraceParent::random();
+                trace.flags = u8::from(x.sampled(&trace.trace_id));
+                dial.traceparent = Some(trace);
+                log.span = Some(Box::new(crate::record::SpanIds::outbound(&trace)));
+            }
             dial.sockets = node
                 .pod_sockets(peer.ip())
                 .map(|s| s as Arc<dyn ambit_hbone::SocketFactory>);
             match node.client.connect(&dial).await {
-                Ok(t) => Ok(Opened {
-                    upstream: Upstream::Tunnel(t),
-                    bytes: ConnBytes::open(node.metrics.tcp(&labels)),
-                    log: Box::new(log),
-                }),
+                Ok(t) => {
+                    // a = the tunnel: what comes from it was received from the destination.
+                    log.count(node.metrics.tcp(&labels), false);
+                    Ok(Opened {
+                        upstream: Upstream::Tunnel(t),
+                        log: Box::new(log),
+                    })
+                }
                 Err(e) => {
                     let flag = match &e {
                         HboneError::Rejected { .. } if e.is_denied() => ResponseFlag::Deny,
@@ -371,9 +377,10 @@ async fn open(
             match tokio::time::timeout(node.config.connect_timeout, connecting).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
+                    // a = the application: what comes from it is sent to the destination.
+                    log.count(node.metrics.tcp(&labels), true);
                     Ok(Opened {
                         upstream: Upstream::Tcp(s),
-                        bytes: ConnBytes::open(node.metrics.tcp(&labels)),
                         log: Box::new(log),
                     })
                 }
@@ -395,20 +402,11 @@ async fn open(
 async fn pump(node: &Node, app: &mut TcpStream, o: &mut Opened) {
     let start = Instant::now();
     let result = match &mut o.upstream {
-        // a = the tunnel: what comes from it was received from the destination.
-        Upstream::Tunnel(t) => {
-            let meter = Metered {
-                bytes: &o.bytes,
-                a_to_b_is_sent: false,
-            };
-            ambit_hbone::copy_tunnel_tcp(t, app, &meter).await.map(drop)
-        }
+        Upstream::Tunnel(t) => ambit_hbone::copy_tunnel_tcp(t, app, &*o.log)
+            .await
+            .map(drop),
         Upstream::Tcp(s) => {
-            let meter = Metered {
-                bytes: &o.bytes,
-                a_to_b_is_sent: true,
-            };
-            let r = ambit_hbone::copy_bidirectional_metered(&mut *app, &mut *s, &meter).await;
+            let r = ambit_hbone::copy_bidirectional_metered(&mut *app, &mut *s, &*o.log).await;
             if r.is_err() {
                 reset(s);
             }
@@ -421,10 +419,8 @@ async fn pump(node: &Node, app: &mut TcpStream, o: &mut Opened) {
         reset(app);
     }
     let err = result.err().map(|e| e.to_string());
-    let (sent, received) = o.bytes.close(err.is_some());
+    o.log.close(err.is_some());
     let log = &mut o.log;
-    log.bytes_sent = received;
-    log.bytes_recv = sent;
     log.duration = start.elapsed();
     log.error = err;
     node.access_log(log);

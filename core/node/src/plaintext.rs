@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use ambit_authz::Connection;
 use ambit_proxy::labels_for;
-use ambit_telemetry::{ConnBytes, Reporter, ResponseFlag};
+use ambit_telemetry::{Reporter, ResponseFlag};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Node;
-use crate::record::{ConnLog, Metered};
+use crate::record::ConnLog;
 use crate::socket::{Scope, accept_loop, original_dst, reset};
 
 /// Size band (bytes, debug build) of one captured inbound connection's future (only the netns
@@ -70,16 +70,12 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
         return node.access_log(&log);
     };
     let (registration, mut revoked) = node.connections.register(&conn, &w.uid);
-    let bytes = ConnBytes::open(node.metrics.tcp(&labels));
+    // a = the source's connection: what comes from it is received.
+    log.count(node.metrics.tcp(&labels), false);
     let start = Instant::now();
     let (mut app, mut up) = (app, up);
-    // a = the source's connection: what goes from it is received.
-    let meter = Metered {
-        bytes: &bytes,
-        a_to_b_is_sent: false,
-    };
     let result = tokio::select! {
-        r = ambit_hbone::copy_bidirectional_metered(&mut app, &mut up, &meter) => r.map_err(|e| e.to_string()),
+        r = ambit_hbone::copy_bidirectional_metered(&mut app, &mut up, &log) => r.map_err(|e| e.to_string()),
         reason = &mut revoked => Err(reason.unwrap_or_else(|_| "closed".into())),
     };
     if result.is_err() {
@@ -88,9 +84,7 @@ async fn inbound_plaintext(node: &Arc<Node>, app: TcpStream, peer: SocketAddr, d
     }
     drop(registration);
     let err = result.err();
-    let (sent, recv) = bytes.close(err.is_some());
-    log.bytes_sent = sent;
-    log.bytes_recv = recv;
+    log.close(err.is_some());
     log.duration = start.elapsed();
     log.error = err;
     node.access_log(&log);

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use ambit_hbone::{Authority, TraceParent};
 use ambit_identity::SpiffeId;
 use ambit_state::{Service, Workload};
-use ambit_telemetry::{AccessLog, ConnBytes, Exporter, SpanKind, SpanRecord};
+use ambit_telemetry::{AccessLog, ConnBytes, Exporter, SpanKind, SpanRecord, TcpCounters};
 
 /// A connection's access-log record. Ten owned strings held by each of 10,000 idle tunnels
 /// were ~700 bytes apiece; this is a few pointers and two addresses.
@@ -27,12 +27,15 @@ pub(crate) struct ConnLog {
     pub(crate) dst: Option<Arc<Workload>>,
     pub(crate) service: Option<Arc<Service>>,
     pub(crate) dst_identity: Option<SpiffeId>,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_recv: u64,
+    /// Its bytes, from when it carries any (counted in its label set's series as they move).
+    pub(crate) bytes: Option<ConnBytes>,
+    /// Which way of its copy the reporter sends in (`a → b`, else `b → a`).
+    pub(crate) a_to_b_is_sent: bool,
     pub(crate) duration: Duration,
     pub(crate) error: Option<String>,
-    /// The connection's span, when it is part of a trace (an HBONE tunnel).
-    pub(crate) span: Option<SpanIds>,
+    /// The connection's span, when spans are exported and it is part of a trace (an HBONE
+    /// tunnel); boxed, so that a proxy without an exporter holds one pointer for it.
+    pub(crate) span: Option<Box<SpanIds>>,
 }
 
 /// A connection's place in a trace.
@@ -55,12 +58,13 @@ impl SpanIds {
         }
     }
 
-    /// The span of an inbound tunnel: a child of the `traceparent` that came with it.
-    pub(crate) fn inbound(received: &TraceParent) -> Self {
+    /// The span of an inbound tunnel: a child of the `traceparent` that came with it, or the
+    /// root of a new trace when the peer sent none (`from_peer` false).
+    pub(crate) fn inbound(received: &TraceParent, from_peer: bool) -> Self {
         Self {
             trace_id: received.trace_id,
             span_id: TraceParent::random().parent_id,
-            parent: Some(received.parent_id),
+            parent: from_peer.then_some(received.parent_id),
             kind: SpanKind::Server,
         }
     }
@@ -80,19 +84,37 @@ impl ConnLog {
             dst: None,
             service: None,
             dst_identity: None,
-            bytes_sent: 0,
-            bytes_recv: 0,
+            bytes: None,
+            a_to_b_is_sent: false,
             duration: Duration::ZERO,
             error: None,
             span: None,
         }
     }
 
+    /// Opens the connection in `counters`; its copy's `a → b` is what the reporter sends when
+    /// `a_to_b_is_sent` (the record is the copy's [`ambit_hbone::Meter`]).
+    pub(crate) fn count(&mut self, counters: Arc<TcpCounters>, a_to_b_is_sent: bool) {
+        self.bytes = Some(ConnBytes::open(counters));
+        self.a_to_b_is_sent = a_to_b_is_sent;
+    }
+
+    /// Closes the connection in its counters (`failed` when it ended on an error).
+    pub(crate) fn close(&self, failed: bool) {
+        if let Some(b) = &self.bytes {
+            b.close(failed);
+        }
+    }
+
     /// Hands the record, and its span when sampled, to `exporter`.
     pub(crate) fn export(&self, record: &AccessLog, exporter: &dyn Exporter) {
-        let trace = self.span.map(|s| (s.trace_id, s.span_id));
+        let trace = self.span.as_ref().map(|s| (s.trace_id, s.span_id));
         exporter.export_log(record.to_record(trace));
-        let Some(ids) = self.span.filter(|s| exporter.sampled(&s.trace_id)) else {
+        let Some(ids) = self
+            .span
+            .as_deref()
+            .filter(|s| exporter.sampled(&s.trace_id))
+        else {
             return;
         };
         let end = SystemTime::now();
@@ -112,6 +134,15 @@ impl ConnLog {
     /// The line's fields, as the telemetry crate writes them.
     pub(crate) fn to_access_log(&self) -> AccessLog {
         let text = |v: Option<&dyn std::fmt::Display>| v.map(|v| v.to_string()).unwrap_or_default();
+        // The counters are the reporter's view; the record's are the source's side of the
+        // connection ("unflipped", as ztunnel's access log does): the outbound reporter sends
+        // what the source sent.
+        let (sent, received) = self.bytes.as_ref().map_or((0, 0), ConnBytes::totals);
+        let (bytes_sent, bytes_recv) = if self.direction == "outbound" {
+            (received, sent)
+        } else {
+            (sent, received)
+        };
         let (src_workload, src_namespace) = match (&self.src, &self.src_named) {
             (Some(w), _) => (w.name.clone(), w.namespace.clone()),
             (None, Some(n)) => (n.0.clone(), n.1.clone()),
@@ -141,36 +172,29 @@ impl ConnLog {
                 .unwrap_or_default(),
             dst_identity: text(self.dst_identity.as_ref().map(|i| i as _)),
             direction: self.direction,
-            bytes_sent: self.bytes_sent,
-            bytes_recv: self.bytes_recv,
+            bytes_sent,
+            bytes_recv,
             duration: self.duration,
             error: self.error.clone(),
         }
     }
 }
 
-/// A copy's [`ambit_hbone::Meter`] over a connection's [`ConnBytes`]: which of the copy's
-/// directions the reporter sends in.
-pub(crate) struct Metered<'a> {
-    pub(crate) bytes: &'a ConnBytes,
-    /// `a → b` is what the reporter sends to its peer (else it is what it receives).
-    pub(crate) a_to_b_is_sent: bool,
-}
-
-impl ambit_hbone::Meter for Metered<'_> {
+/// The record counts its copy's bytes as they move (see [`ConnLog::count`]).
+impl ambit_hbone::Meter for ConnLog {
     fn a_to_b(&self, n: u64) {
-        if self.a_to_b_is_sent {
-            self.bytes.sent(n);
-        } else {
-            self.bytes.received(n);
+        match &self.bytes {
+            Some(b) if self.a_to_b_is_sent => b.sent(n),
+            Some(b) => b.received(n),
+            None => {}
         }
     }
 
     fn b_to_a(&self, n: u64) {
-        if self.a_to_b_is_sent {
-            self.bytes.received(n);
-        } else {
-            self.bytes.sent(n);
+        match &self.bytes {
+            Some(b) if self.a_to_b_is_sent => b.received(n),
+            Some(b) => b.sent(n),
+            None => {}
         }
     }
 }

@@ -293,7 +293,9 @@ fn span(s: SpanRecord) -> trace::Span {
         end_time_unix_nano: nanos(s.end),
         attributes: s.attributes.iter().map(|(k, v)| attribute(k, v)).collect(),
         status: Some(status),
-        flags: 0x100,
+        // Sampled (it is exported), with whether the parent is remote known (0x100): a
+        // parent is always another proxy or the application (0x200).
+        flags: 0x101 | if s.parent_span_id.is_some() { 0x200 } else { 0 },
         ..Default::default()
     }
 }

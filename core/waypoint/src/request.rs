@@ -31,8 +31,9 @@ pub(crate) struct Downstream {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) local_addr: SocketAddr,
     baggage: Baggage,
-    /// The tunnel's `traceparent`: the parent of its requests' spans when they bring none.
-    traceparent: TraceParent,
+    /// The tunnel's `traceparent`, when its peer sent one: the parent of its requests' spans
+    /// when they bring none.
+    traceparent: Option<TraceParent>,
     pub(crate) target: BoundTarget,
 }
 
@@ -43,7 +44,7 @@ impl Downstream {
             peer_addr: req.peer_addr,
             local_addr: req.local_addr,
             baggage: req.baggage.clone(),
-            traceparent: req.traceparent,
+            traceparent: req.traceparent_from_peer.then_some(req.traceparent),
             target,
         }
     }
@@ -88,7 +89,11 @@ pub(crate) async fn handle(
     let l7 = inner.l7.load_full();
     let (mut parts, incoming) = req.into_parts();
     let mut log = request_log(&conn, &parts);
-    let span = child_span(&parts.headers, &conn.traceparent);
+    let span = child_span(
+        &parts.headers,
+        conn.traceparent.as_ref(),
+        inner.config.exporter.as_deref(),
+    );
     let trace = span.ours.to_string();
     log.trace_id = trace.get(3..35).unwrap_or_default().to_owned();
     if let Ok(v) = HeaderValue::try_from(trace) {
@@ -279,7 +284,7 @@ fn export(exporter: &dyn ambit_telemetry::Exporter, log: &RequestLog, span: &Spa
         exporter.export_span(ambit_telemetry::SpanRecord {
             trace_id: ids.0,
             span_id: ids.1,
-            parent_span_id: Some(span.parent),
+            parent_span_id: span.parent,
             name: format!("{} {target}", log.method),
             kind: ambit_telemetry::SpanKind::Server,
             start: end.checked_sub(log.duration).unwrap_or(end),
@@ -330,26 +335,36 @@ pub(crate) fn host_of(p: &Parts) -> &str {
         .unwrap_or("")
 }
 
-/// A request's span: `ours` (sent upstream as `traceparent`) and the span it is a child of.
+/// A request's span: `ours` (sent upstream as `traceparent`) and the span it is a child of
+/// (`None` for the root of a new trace).
 #[derive(Debug, Clone, Copy)]
 struct Span {
     ours: TraceParent,
-    parent: [u8; 8],
+    parent: Option<[u8; 8]>,
 }
 
 /// A new span in the request's trace: its own `traceparent` when it brings a valid one, else
-/// the tunnel's (the node proxy's span for the connection).
-fn child_span(headers: &HeaderMap, tunnel: &TraceParent) -> Span {
+/// the tunnel's (the node proxy's span for the connection), else a new trace. With an
+/// exporter that keeps the trace, it is marked sampled for the hops after this one.
+fn child_span(
+    headers: &HeaderMap,
+    tunnel: Option<&TraceParent>,
+    exporter: Option<&dyn ambit_telemetry::Exporter>,
+) -> Span {
     let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<TraceParent>().ok())
-        .unwrap_or(*tunnel);
-    let mut ours = parent;
-    ours.parent_id = TraceParent::random().parent_id;
+        .or(tunnel.copied());
+    let fresh = TraceParent::random();
+    let mut ours = parent.unwrap_or(fresh);
+    ours.parent_id = fresh.parent_id;
+    if exporter.is_some_and(|x| x.sampled(&ours.trace_id)) {
+        ours.flags |= 1;
+    }
     Span {
         ours,
-        parent: parent.parent_id,
+        parent: parent.map(|p| p.parent_id),
     }
 }
 

@@ -345,6 +345,50 @@ spec:
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_are_counted_in_the_direction_they_cross() {
+    // A short request and a longer answer: each reporter counts from its own side, so the
+    // source sent the request and the destination sent the answer.
+    let net = 16;
+    let mesh = Mesh::start(net, base_state(net)).await;
+    let server = SocketAddr::new(ip(net, [2, 2]), 8080);
+    ambit_test_util::apps::http_hello(server, "server")
+        .await
+        .expect("app");
+    let mut s = mesh.socks(ip(net, [1, 2]), server).await.expect("allowed");
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.expect("answer");
+    assert!(answer.len() > request.len() * 2, "{answer:?}");
+    drop(s);
+    let (req, resp) = (request.len() as f64, answer.len() as f64);
+    let a = wait_for_sum(&mesh.a, "source", "istio_tcp_connections_closed_total", 1.0).await;
+    assert_eq!(sum(&a, "source", "istio_tcp_sent_bytes_total"), req, "{a}");
+    assert_eq!(
+        sum(&a, "source", "istio_tcp_received_bytes_total"),
+        resp,
+        "{a}"
+    );
+    let b = wait_for_sum(
+        &mesh.b,
+        "destination",
+        "istio_tcp_connections_closed_total",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sum(&b, "destination", "istio_tcp_sent_bytes_total"),
+        resp,
+        "{b}"
+    );
+    assert_eq!(
+        sum(&b, "destination", "istio_tcp_received_bytes_total"),
+        req,
+        "{b}"
+    );
+}
+
 /// The sum of `name`'s series reported by `reporter` in `text`.
 fn sum(text: &str, reporter: &str, name: &str) -> f64 {
     parse_prometheus(text)

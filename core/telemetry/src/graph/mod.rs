@@ -81,9 +81,9 @@ pub struct GraphEdge {
     pub p50_ms: Option<f64>,
     /// 99th percentile request duration in milliseconds (HTTP).
     pub p99_ms: Option<f64>,
-    /// Bytes sent by the source (TCP), in total.
+    /// Bytes from source to target (TCP), in total.
     pub bytes_sent: f64,
-    /// Bytes received by the source (TCP), in total.
+    /// Bytes from target back to source (TCP), in total.
     pub bytes_received: f64,
     /// `ok`, `errors` (some 5xx or failures) or `denied` (all refused by policy).
     pub state: &'static str,
@@ -126,9 +126,20 @@ impl Graph {
         let waypoints = waypoints(now);
         let (nodes, current) = tally(now, &waypoints);
         let earlier = before.map(|(s, secs)| (tally(s, &waypoints).1, secs));
-        let mut edges: Vec<GraphEdge> = current
-            .iter()
-            .map(|(key, t)| edge(key, t, earlier.as_ref().map(|(e, s)| (e.get(key), *s))))
+        // Per edge, the best reporter present now; its window is against the same reporter's
+        // earlier counters (another reporter's are other counters, not a reset).
+        let mut best: BTreeMap<&EdgeKey, (u8, &Tally)> = BTreeMap::new();
+        for ((key, rank), t) in &current {
+            best.entry(key).or_insert((*rank, t));
+        }
+        let mut edges: Vec<GraphEdge> = best
+            .into_iter()
+            .map(|(key, (rank, t))| {
+                let window = earlier
+                    .as_ref()
+                    .map(|(e, secs)| (e.get(&(key.clone(), rank)), *secs));
+                edge(key, t, window)
+            })
             .collect();
         shares(&mut edges, &nodes);
         Self {
@@ -187,11 +198,11 @@ fn rank(protocol: &str, reporter: &str) -> Option<u8> {
     }
 }
 
-/// Nodes, and per edge the tally of its best reporter.
+/// Nodes, and the tally of every edge as each reporter (by rank) saw it.
 fn tally(
     samples: &[Sample],
     waypoints: &BTreeSet<String>,
-) -> (BTreeMap<String, GraphNode>, BTreeMap<EdgeKey, Tally>) {
+) -> (BTreeMap<String, GraphNode>, BTreeMap<(EdgeKey, u8), Tally>) {
     let mut nodes = BTreeMap::new();
     let mut by_reporter: BTreeMap<(EdgeKey, u8), Tally> = BTreeMap::new();
     for s in samples {
@@ -250,17 +261,16 @@ fn tally(
             "istio_tcp_connections_failed_total" if s.label("response_flags") != "DENY" => {
                 t.errors += s.value;
             }
+            // A proxy counts bytes from its own side: "sent" is what it sent its peer. The
+            // edge's `bytes_sent` is the source's, so the destination's are swapped.
+            "istio_tcp_sent_bytes_total" if rank == 1 => t.received += s.value,
+            "istio_tcp_received_bytes_total" if rank == 1 => t.sent += s.value,
             "istio_tcp_sent_bytes_total" => t.sent += s.value,
             "istio_tcp_received_bytes_total" => t.received += s.value,
             _ => {}
         }
     }
-    let mut best: BTreeMap<EdgeKey, Tally> = BTreeMap::new();
-    // Ranks ascend within a key, so the first seen is the best reporter.
-    for ((key, _), t) in by_reporter {
-        best.entry(key).or_insert(t);
-    }
-    (nodes, best)
+    (nodes, by_reporter)
 }
 
 /// One edge: totals now, and over the window when there is an earlier tally.
@@ -328,30 +338,45 @@ fn delta(now: &Tally, earlier: Option<&Tally>) -> Tally {
     }
 }
 
-/// The `q` quantile from cumulative buckets, interpolated within its bucket as Prometheus'
-/// `histogram_quantile` does; `None` without observations.
+/// The `q` quantile from cumulative buckets, as Prometheus' `histogram_quantile` computes it:
+/// the count is the `+Inf` bucket's, counts are made non-decreasing (a reset between two
+/// snapshots can break that), and the rank is interpolated linearly within its bucket. `None`
+/// without a `+Inf` bucket, with fewer than two buckets, or without observations.
 fn quantile(buckets: &BTreeMap<OrdF64, f64>, q: f64) -> Option<f64> {
-    let count = buckets.values().copied().fold(0.0, f64::max);
-    if count <= 0.0 {
+    let (last, count) = buckets.iter().next_back()?;
+    if !last.0.is_infinite() || buckets.len() < 2 || *count <= 0.0 {
         return None;
     }
+    let mut running = 0.0f64;
+    let monotonic: Vec<(f64, f64)> = buckets
+        .iter()
+        .map(|(le, n)| {
+            running = running.max(*n);
+            (le.0, running)
+        })
+        .collect();
+    let count = running;
     let rank = q * count;
     let mut lower = (0.0, 0.0);
-    for (le, n) in buckets {
+    for (i, (le, n)) in monotonic.iter().enumerate() {
         if *n >= rank {
-            if le.0.is_infinite() {
-                return Some(lower.0);
+            if le.is_infinite() {
+                // Past the last finite bound: that bound.
+                return Some(monotonic.get(i.wrapping_sub(1)).map_or(0.0, |b| b.0));
+            }
+            if i == 0 && *le <= 0.0 {
+                return Some(*le);
             }
             let within = if *n > lower.1 {
                 (rank - lower.1) / (n - lower.1)
             } else {
                 0.0
             };
-            return Some(lower.0 + (le.0 - lower.0) * within);
+            return Some(lower.0 + (le - lower.0) * within);
         }
-        lower = (le.0, *n);
+        lower = (*le, *n);
     }
-    Some(lower.0)
+    None
 }
 
 /// Each edge's part of its source's traffic to the target's service (by rate, else total).

@@ -22,9 +22,16 @@ fn tcp(reporter: &str, src: &str, dst: &str, flags: &str, opened: f64, mtls: boo
     if flags == "DENY" {
         out += &format!("istio_tcp_connections_failed_total{{{labels}}} {opened}\n");
     } else {
+        // Each connection: 100 bytes from the source, 7 back; a reporter counts its own side.
+        let (sent, received) = if reporter == "destination" {
+            (7.0, 100.0)
+        } else {
+            (100.0, 7.0)
+        };
+        out += &format!("istio_tcp_sent_bytes_total{{{labels}}} {}\n", opened * sent);
         out += &format!(
-            "istio_tcp_sent_bytes_total{{{labels}}} {}\n",
-            opened * 100.0
+            "istio_tcp_received_bytes_total{{{labels}}} {}\n",
+            opened * received
         );
     }
     out
@@ -32,7 +39,7 @@ fn tcp(reporter: &str, src: &str, dst: &str, flags: &str, opened: f64, mtls: boo
 
 fn bucket(dst: &str, le: &str, n: f64) -> String {
     format!(
-        "istio_request_duration_milliseconds_bucket{{reporter=\"waypoint\",source_workload=\"frontend\",source_workload_namespace=\"shop\",destination_workload=\"{dst}\",destination_workload_namespace=\"shop\",destination_canonical_service=\"reviews\",le=\"{le}\"}} {n}\n"
+        "istio_request_duration_milliseconds_bucket{{reporter=\"waypoint\",source_workload=\"frontend\",source_workload_namespace=\"shop\",destination_workload=\"{dst}\",destination_workload_namespace=\"shop\",destination_canonical_service=\"reviews\",connection_security_policy=\"mutual_tls\",le=\"{le}\"}} {n}\n"
     )
 }
 
@@ -130,7 +137,12 @@ fn denials_are_drawn_and_take_no_share() {
         ("denied", "tcp", 0.0)
     );
     let ok = edge(&g, "shop/frontend", "shop/cart");
-    assert_eq!((ok.state, ok.bytes_sent, ok.mtls), ("ok", 400.0, true));
+    assert_eq!((ok.state, ok.mtls), ("ok", true));
+    assert_eq!(
+        (ok.bytes_sent, ok.bytes_received),
+        (400.0, 28.0),
+        "source to target first"
+    );
 }
 
 #[test]
@@ -150,6 +162,8 @@ fn tcp_prefers_the_destination_and_waypoint_hops_are_left_out() {
         (2.0, false),
         "source-only edges are kept"
     );
+    assert_eq!((db.bytes_sent, db.bytes_received), (200.0, 14.0));
+    assert_eq!((cart.bytes_sent, cart.bytes_received), (400.0, 28.0));
     assert!(
         !g.edges
             .iter()
@@ -159,14 +173,40 @@ fn tcp_prefers_the_destination_and_waypoint_hops_are_left_out() {
     assert!(!g.nodes.iter().any(|n| n.name == "waypoint"), "{g:#?}");
 }
 
+fn buckets(b: &[(f64, f64)]) -> BTreeMap<OrdF64, f64> {
+    b.iter().map(|(le, n)| (OrdF64(*le), *n)).collect()
+}
+
 #[test]
 fn quantiles_follow_histogram_quantile() {
-    let b: BTreeMap<OrdF64, f64> = [(1.0, 0.0), (5.0, 10.0), (f64::INFINITY, 20.0)]
-        .into_iter()
-        .map(|(le, n)| (OrdF64(le), n))
-        .collect();
+    let b = buckets(&[(1.0, 0.0), (5.0, 10.0), (f64::INFINITY, 20.0)]);
     assert_eq!(quantile(&b, 0.25), Some(3.0));
     // Past the last finite bound: that bound, as Prometheus answers.
     assert_eq!(quantile(&b, 0.99), Some(5.0));
     assert_eq!(quantile(&BTreeMap::new(), 0.5), None);
+    // No +Inf bucket, or +Inf alone: no answer, as Prometheus gives NaN.
+    assert_eq!(quantile(&buckets(&[(1.0, 3.0), (5.0, 4.0)]), 0.5), None);
+    assert_eq!(quantile(&buckets(&[(f64::INFINITY, 4.0)]), 0.5), None);
+    // Counts that went down (a reset between snapshots) are made non-decreasing.
+    let b = buckets(&[(10.0, 20.0), (50.0, 5.0), (f64::INFINITY, 40.0)]);
+    assert_eq!(quantile(&b, 0.5), Some(10.0));
+}
+
+#[test]
+fn a_reporter_appearing_later_is_not_taken_for_a_reset() {
+    // The source reported first; then the destination's series appear (its proxy was just
+    // scraped for the first time). The window compares the destination with itself: 2 new
+    // connections, not its lifetime total of 50.
+    let before = tcp("source", "frontend", "cart", "-", 48.0, true);
+    let now = tcp("source", "frontend", "cart", "-", 50.0, true)
+        + &tcp("destination", "frontend", "cart", "-", 50.0, true);
+    let later = tcp("source", "frontend", "cart", "-", 52.0, true)
+        + &tcp("destination", "frontend", "cart", "-", 52.0, true);
+    let parse = |t: &str| parse_exposition(t).expect("parses");
+    let (before, now, later) = (parse(&before), parse(&now), parse(&later));
+    let g = Graph::build(&later, Some((&now, 1.0)));
+    assert_eq!(edge(&g, "shop/frontend", "shop/cart").rate, Some(2.0));
+    // With no earlier destination counters, its window is everything so far.
+    let g = Graph::build(&now, Some((&before, 1.0)));
+    assert_eq!(edge(&g, "shop/frontend", "shop/cart").rate, Some(50.0));
 }
