@@ -310,9 +310,12 @@ impl AsyncWrite for TunnelWriter {
             this.closed = true;
             this.send.reserve_capacity(0);
             if let Err(e) = this.send.send_data(Bytes::new(), true) {
-                // The peer closed the stream with NO_ERROR: it has all it wants (RFC 9113
-                // §8.1; h2 does this after a complete response), so this end is complete too.
-                if let Poll::Ready(Ok(Reason::NO_ERROR)) = this.send.poll_reset(cx) {
+                // The peer closed the stream with NO_ERROR or CANCEL: it wants nothing more
+                // (RFC 9113 §8.1; h2 resets so after a complete response, or when its side
+                // is done first). As when reading, those read as a clean end; any other
+                // reason is an error.
+                if let Poll::Ready(Ok(Reason::NO_ERROR | Reason::CANCEL)) = this.send.poll_reset(cx)
+                {
                     return Poll::Ready(Ok(()));
                 }
                 return Poll::Ready(Err(h2_to_io(e)));

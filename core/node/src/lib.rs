@@ -166,24 +166,19 @@ pub struct Bound {
 /// `socks5=127.0.0.1:15080,metrics=...`: the listeners bound, for logs.
 impl std::fmt::Display for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let all = [
-            ("socks5", self.socks5),
-            ("http_connect", self.http_connect),
-            ("outbound", self.outbound_capture),
-            ("inbound_plaintext", self.inbound_plaintext),
-            ("metrics", self.metrics),
-            ("readiness", self.readiness),
-            ("admin", self.admin),
-            ("dns", self.dns),
-        ];
-        let mut sep = "";
-        for (name, addr) in all {
-            if let Some(a) = addr {
-                write!(f, "{sep}{name}={a}")?;
-                sep = ",";
-            }
-        }
-        Ok(())
+        ambit_proxy::write_listeners(
+            f,
+            &[
+                ("socks5", self.socks5),
+                ("http_connect", self.http_connect),
+                ("outbound", self.outbound_capture),
+                ("inbound_plaintext", self.inbound_plaintext),
+                ("metrics", self.metrics),
+                ("readiness", self.readiness),
+                ("admin", self.admin),
+                ("dns", self.dns),
+            ],
+        )
     }
 }
 

@@ -65,3 +65,19 @@ pub enum ProxyError {
     #[error("configuration: {0}")]
     Config(String),
 }
+
+/// Writes `name=addr` for each listener that is bound, comma-separated (`socks5=…,metrics=…`):
+/// the `Display` of a proxy's bound addresses, for its ready line.
+pub fn write_listeners(
+    f: &mut std::fmt::Formatter<'_>,
+    listeners: &[(&str, Option<SocketAddr>)],
+) -> std::fmt::Result {
+    let mut sep = "";
+    for (name, addr) in listeners {
+        if let Some(a) = addr {
+            write!(f, "{sep}{name}={a}")?;
+            sep = ",";
+        }
+    }
+    Ok(())
+}

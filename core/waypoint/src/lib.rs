@@ -274,19 +274,14 @@ pub struct WaypointBound {
 /// `hbone=...,metrics=...`: the listeners bound, for logs.
 impl std::fmt::Display for WaypointBound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let all = [
-            ("hbone", self.hbone),
-            ("metrics", self.metrics),
-            ("readiness", self.readiness),
-        ];
-        let mut sep = "";
-        for (name, addr) in all {
-            if let Some(a) = addr {
-                write!(f, "{sep}{name}={a}")?;
-                sep = ",";
-            }
-        }
-        Ok(())
+        ambit_proxy::write_listeners(
+            f,
+            &[
+                ("hbone", self.hbone),
+                ("metrics", self.metrics),
+                ("readiness", self.readiness),
+            ],
+        )
     }
 }
 

@@ -309,28 +309,9 @@ async fn json_logs_are_one_object_per_line() {
         .expect("ambitctl");
     assert!(ctl.status.success());
     std::fs::write(dir.join("local.yaml"), config(net, "")).expect("write config");
-    let app = TcpListener::bind(format!("127.{net}.2.2:8080"))
+    ambit_examples::http_hello(format!("127.{net}.2.2:8080").parse().expect("addr"), "web")
         .await
-        .expect("bind app");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = app.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
-                    )
-                    .await;
-            });
-        }
-    });
+        .expect("app");
     let mut b = Daemon::start_logging(dir, "node-b", 2, net, "json").await;
     let _a = Daemon::start(dir, "node-a", 1, net).await;
     let socks = format!("127.{net}.0.1:15080");
