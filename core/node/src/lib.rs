@@ -532,7 +532,8 @@ impl NodeProxy {
     }
 
     /// Stops accepting, lets inbound tunnels finish for up to `deadline`, then stops. Readiness
-    /// says 503 (`draining`) from the start.
+    /// says 503 (`draining`) from the start. Returns once every listener is closed, so a new
+    /// proxy can bind the same addresses at once.
     pub async fn shutdown(mut self, deadline: Duration) {
         self.node
             .readiness
@@ -540,10 +541,23 @@ impl NodeProxy {
         self.tasks.abort_all();
         self.inpod = None;
         self.server.drain(deadline).await;
-        for (_, t) in self.listeners.lock().await.tasks.drain() {
+        let listeners: Vec<_> = self
+            .listeners
+            .lock()
+            .await
+            .tasks
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in &listeners {
             t.abort();
         }
-        self.endpoints.abort_all();
+        // Returns once every listener is closed, so its ports can be bound again at once.
+        for t in listeners {
+            let _ = t.await;
+        }
+        self.tasks.stop().await;
+        self.endpoints.stop().await;
     }
 }
 

@@ -19,6 +19,15 @@ impl Tasks {
             t.abort();
         }
     }
+
+    /// Aborts every task and waits until each has stopped: its future is dropped, so the
+    /// listeners it owned are closed (their ports free) when this returns.
+    pub async fn stop(&mut self) {
+        self.abort_all();
+        for t in self.0.drain(..) {
+            let _ = t.await;
+        }
+    }
 }
 
 impl Drop for Tasks {
