@@ -47,6 +47,21 @@ async fn demo_runs_the_tour_and_exits_zero() {
     }
 }
 
+/// A CA for `cluster.local` in `dir/ca`, made by `ambitctl ca init` as a user would.
+async fn ca_init(dir: &Path) {
+    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
+        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
+        .arg(dir.join("ca"))
+        .output()
+        .await
+        .expect("ambitctl");
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+}
+
 fn config(net: u8, policies: &str) -> String {
     format!(
         r#"workloads:
@@ -207,17 +222,7 @@ async fn two_ztunnels_with_curl_socks5_and_live_reloads() {
     let net = 21;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
-        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
-        .arg(dir.join("ca"))
-        .output()
-        .await
-        .expect("ambitctl");
-    assert!(
-        ctl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ctl.stderr)
-    );
+    ca_init(dir).await;
     std::fs::write(dir.join("local.yaml"), config(net, "")).expect("write config");
 
     // The web application behind node B.
@@ -301,13 +306,7 @@ async fn json_logs_are_one_object_per_line() {
     let net = 24;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
-        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
-        .arg(dir.join("ca"))
-        .output()
-        .await
-        .expect("ambitctl");
-    assert!(ctl.status.success());
+    ca_init(dir).await;
     std::fs::write(dir.join("local.yaml"), config(net, "")).expect("write config");
     ambit_examples::http_hello(format!("127.{net}.2.2:8080").parse().expect("addr"), "web")
         .await
@@ -361,17 +360,7 @@ async fn curl_through_ztunnels_and_a_waypoint_daemon() {
     let net = 22;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
-        .args(["ca", "init", "--trust-domain", "cluster.local", "--dir"])
-        .arg(dir.join("ca"))
-        .output()
-        .await
-        .expect("ambitctl");
-    assert!(
-        ctl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ctl.stderr)
-    );
+    ca_init(dir).await;
     let local = format!(
         r#"workloads:
 - {{uid: t/client, name: client, namespace: demo, serviceAccount: client, workloadIps: [127.{net}.1.2], node: node-a}}
