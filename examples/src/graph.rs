@@ -63,11 +63,7 @@ struct View {
 pub fn serve_graph(listener: TcpListener, options: GraphOptions) -> JoinHandle<()> {
     let view = Arc::new(Mutex::new(String::from("{}")));
     let poller = tokio::spawn(poll(options, view.clone()));
-    let errors = ambit_telemetry::Metrics::new().counter(
-        "ambit_accept_errors_total",
-        "Failed accepts by listener and error; the listener keeps serving.",
-        &["listener", "kind"],
-    );
+    let errors = ambit_proxy::accept_errors(&ambit_telemetry::Metrics::new());
     let route = Arc::new(move |path: String| {
         let view = view.clone();
         async move {
@@ -82,19 +78,13 @@ pub fn serve_graph(listener: TcpListener, options: GraphOptions) -> JoinHandle<(
             }
         }
     });
+    let mut poller_task = ambit_proxy::Tasks::default();
+    poller_task.push(poller);
     tokio::spawn(async move {
-        let _poller = AbortOnDrop(poller);
+        // The poller stops with the server (Tasks aborts it when dropped).
+        let _poller = poller_task;
         ambit_proxy::admin::serve(listener, "graph", errors, route).await;
     })
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Polls forever, keeping snapshots for the window and the latest view as JSON.

@@ -631,11 +631,16 @@ impl Node {
     }
 
     fn access_log(&self, log: &record::ConnLog) {
+        let logged = tracing::enabled!(target: "access", tracing::Level::INFO);
+        if !logged && self.config.exporter.is_none() {
+            // Nobody records it: the record's strings are not made at all.
+            return;
+        }
         let record = log.to_access_log();
         if let Some(x) = &self.config.exporter {
             log.export(&record, &**x);
         }
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        if !logged {
             return;
         }
         let line = if self.config.json_access_log {

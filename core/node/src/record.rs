@@ -109,26 +109,26 @@ impl ConnLog {
     /// Hands the record, and its span when sampled, to `exporter`.
     pub(crate) fn export(&self, record: &AccessLog, exporter: &dyn Exporter) {
         let trace = self.span.as_ref().map(|s| (s.trace_id, s.span_id));
-        exporter.export_log(record.to_record(trace));
-        let Some(ids) = self
+        let log = record.to_record(trace);
+        if let Some(ids) = self
             .span
             .as_deref()
             .filter(|s| exporter.sampled(&s.trace_id))
-        else {
-            return;
-        };
-        let end = SystemTime::now();
-        exporter.export_span(SpanRecord {
-            trace_id: ids.trace_id,
-            span_id: ids.span_id,
-            parent_span_id: ids.parent,
-            name: self.direction.to_owned(),
-            kind: ids.kind,
-            start: end.checked_sub(self.duration).unwrap_or(end),
-            end,
-            attributes: record.to_record(None).attributes,
-            error: self.error.clone(),
-        });
+        {
+            let end = SystemTime::now();
+            exporter.export_span(SpanRecord {
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+                parent_span_id: ids.parent,
+                name: self.direction.to_owned(),
+                kind: ids.kind,
+                start: end.checked_sub(self.duration).unwrap_or(end),
+                end,
+                attributes: log.attributes.clone(),
+                error: self.error.clone(),
+            });
+        }
+        exporter.export_log(log);
     }
 
     /// The line's fields, as the telemetry crate writes them.

@@ -119,14 +119,20 @@ impl OtlpExporter {
         let queue = config.queue.max(1);
         let spans = config.traces.then(|| {
             let (tx, rx) = mpsc::channel(queue);
-            let client = TraceServiceClient::new(channel.clone());
-            tokio::spawn(export_spans(rx, client, resource.clone(), batching.clone()));
+            let (client, resource) = (TraceServiceClient::new(channel.clone()), resource.clone());
+            tokio::spawn(export_loop(rx, batching.clone(), "traces", move |batch| {
+                let (mut client, req) = (client.clone(), spans_request(&resource, batch));
+                async move { client.export(req).await.map(drop) }
+            }));
             tx
         });
         let logs = config.logs.then(|| {
             let (tx, rx) = mpsc::channel(queue);
-            let client = LogsServiceClient::new(channel.clone());
-            tokio::spawn(export_logs(rx, client, resource.clone(), batching.clone()));
+            let (client, resource) = (LogsServiceClient::new(channel.clone()), resource.clone());
+            tokio::spawn(export_loop(rx, batching.clone(), "logs", move |batch| {
+                let (mut client, req) = (client.clone(), logs_request(&resource, batch));
+                async move { client.export(req).await.map(drop) }
+            }));
             tx
         });
         Ok(Arc::new(Self {
@@ -196,53 +202,49 @@ impl Batching {
     }
 }
 
-async fn export_spans(
-    mut rx: mpsc::Receiver<SpanRecord>,
-    mut client: TraceServiceClient<tonic::transport::Channel>,
-    resource: Resource,
+/// Sends batches from `rx` with `send` until every sender is gone; a batch that fails is
+/// dropped and counted under `signal`.
+async fn export_loop<T, Fut>(
+    mut rx: mpsc::Receiver<T>,
     batching: Batching,
-) {
+    signal: &'static str,
+    mut send: impl FnMut(Vec<T>) -> Fut,
+) where
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
     while let Some(batch) = batching.next(&mut rx).await {
         let n = batch.len();
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![trace::ResourceSpans {
-                resource: Some(resource.clone()),
-                scope_spans: vec![trace::ScopeSpans {
-                    scope: Some(scope()),
-                    spans: batch.into_iter().map(span).collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        if let Err(e) = client.export(req).await {
-            batching.failed("traces", n, &e);
+        if let Err(e) = send(batch).await {
+            batching.failed(signal, n, &e);
         }
     }
 }
 
-async fn export_logs(
-    mut rx: mpsc::Receiver<LogRecord>,
-    mut client: LogsServiceClient<tonic::transport::Channel>,
-    resource: Resource,
-    batching: Batching,
-) {
-    while let Some(batch) = batching.next(&mut rx).await {
-        let n = batch.len();
-        let req = ExportLogsServiceRequest {
-            resource_logs: vec![logs::ResourceLogs {
-                resource: Some(resource.clone()),
-                scope_logs: vec![logs::ScopeLogs {
-                    scope: Some(scope()),
-                    log_records: batch.into_iter().map(log_record).collect(),
-                    ..Default::default()
-                }],
+fn spans_request(resource: &Resource, batch: Vec<SpanRecord>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![trace::ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![trace::ScopeSpans {
+                scope: Some(scope()),
+                spans: batch.into_iter().map(span).collect(),
                 ..Default::default()
             }],
-        };
-        if let Err(e) = client.export(req).await {
-            batching.failed("logs", n, &e);
-        }
+            ..Default::default()
+        }],
+    }
+}
+
+fn logs_request(resource: &Resource, batch: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![logs::ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![logs::ScopeLogs {
+                scope: Some(scope()),
+                log_records: batch.into_iter().map(log_record).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     }
 }
 

@@ -507,17 +507,7 @@ async fn ztunnels_example_local_config_carries_traffic_as_ztunnel_would() {
     let net = 23;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let ctl = Command::new(env!("CARGO_BIN_EXE_ambitctl"))
-        .args(["ca", "init", "--dir"])
-        .arg(dir.join("ca"))
-        .output()
-        .await
-        .expect("ambitctl");
-    assert!(
-        ctl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ctl.stderr)
-    );
+    ca_init(dir).await;
     let config = format!(
         r#"# The shape of ztunnel's examples/localhost.yaml.
 workloads:

@@ -90,20 +90,11 @@ async fn socks5_through_two_nodes_with_metrics_that_match_the_bytes() {
     drop(s);
 
     // Both nodes count the connection once it is closed; bytes match what was sent.
-    let metrics = |n: &NodeProxy| n.metrics();
-    let done = tokio::time::timeout(STEP, async {
-        loop {
-            let (a, b) = (metrics(&mesh.a), metrics(&mesh.b));
-            if a.contains("istio_tcp_connections_closed_total")
-                && b.contains("istio_tcp_connections_closed_total")
-            {
-                return (a, b);
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("connection recorded");
+    let closed = "istio_tcp_connections_closed_total";
+    let done = (
+        wait_for_sum(&mesh.a, "source", closed, 1.0).await,
+        wait_for_sum(&mesh.b, "destination", closed, 1.0).await,
+    );
     for (text, reporter) in [(&done.0, "source"), (&done.1, "destination")] {
         let samples = parse_prometheus(text);
         let get = |name: &str| {
