@@ -19,7 +19,7 @@ use crate::HboneError;
 use crate::authority::Authority;
 use crate::headers::{Baggage, Forwarded, TraceParent, names};
 use crate::settings::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, STREAM_WINDOW};
-use crate::tunnel::{Tunnel, TunnelInfo};
+use crate::tunnel::{Transport, Tunnel, TunnelInfo};
 
 /// Everything needed to open one tunnel.
 #[derive(Debug, Clone)]
@@ -47,6 +47,10 @@ pub struct Dial {
     /// Where the TCP socket comes from: another network namespace (a pod's, in-pod mode), with
     /// marks set. `None`: the process's own namespace.
     pub sockets: Option<Arc<dyn SocketFactory>>,
+    /// The transport to try first. HTTP/3 falls back to HTTP/2 when the QUIC handshake fails
+    /// or times out, and the client then uses HTTP/2 to that peer for a while
+    /// ([`ClientSettings::quic_retry_after`]).
+    pub transport: Transport,
 }
 
 /// Makes the TCP sockets tunnels are dialled from, for a client that must connect from
@@ -79,14 +83,18 @@ pub struct ClientStats {
     pub connections_pooled: u64,
     /// Tunnels opened.
     pub tunnels_opened: u64,
+    /// HTTP/3 dials whose QUIC handshake failed or timed out (each then used HTTP/2).
+    pub quic_handshake_failures: u64,
 }
 
-struct Inner {
-    tls: TlsContext,
-    settings: ClientSettings,
+pub(crate) struct Inner {
+    pub(crate) tls: TlsContext,
+    pub(crate) settings: ClientSettings,
     pools: Mutex<HashMap<PoolKey, Arc<KeyPool>>>,
-    connections_opened: AtomicU64,
-    tunnels_opened: AtomicU64,
+    pub(crate) connections_opened: AtomicU64,
+    pub(crate) tunnels_opened: AtomicU64,
+    #[cfg(feature = "h3")]
+    pub(crate) quic: crate::h3::client::QuicState,
 }
 
 /// Connections are shared only between tunnels with the same source identity, the same
@@ -98,26 +106,34 @@ struct PoolKey {
     peer: SocketAddr,
     source_ip: Option<std::net::IpAddr>,
     sockets: Option<String>,
+    transport: Transport,
 }
 
-struct KeyPool {
+pub(crate) struct KeyPool {
     /// Held while dialling, so concurrent first uses of a key open one connection.
-    dial: tokio::sync::Mutex<()>,
-    conns: Mutex<Vec<Arc<Conn>>>,
+    pub(crate) dial: tokio::sync::Mutex<()>,
+    pub(crate) conns: Mutex<Vec<Arc<Conn>>>,
     config: Mutex<Option<Arc<rustls::ClientConfig>>>,
 }
 
-struct Conn {
-    send: SendRequest<Bytes>,
-    info: Arc<TunnelInfo>,
-    max_streams: usize,
-    active: AtomicUsize,
-    closed: AtomicBool,
-    last_used: Mutex<Instant>,
+pub(crate) struct Conn {
+    pub(crate) kind: ConnKind,
+    pub(crate) info: Arc<TunnelInfo>,
+    pub(crate) max_streams: usize,
+    pub(crate) active: AtomicUsize,
+    pub(crate) closed: AtomicBool,
+    pub(crate) last_used: Mutex<Instant>,
+}
+
+/// The protocol handle of a pooled connection.
+pub(crate) enum ConnKind {
+    H2(SendRequest<Bytes>),
+    #[cfg(feature = "h3")]
+    H3(Arc<crate::h3::conn::H3Conn>),
 }
 
 /// Holds one stream slot of a pooled connection until the tunnel is dropped.
-struct Slot(Arc<Conn>);
+pub(crate) struct Slot(pub(crate) Arc<Conn>);
 
 // === impl Dial ===
 
@@ -140,10 +156,11 @@ impl Dial {
             headers: HeaderMap::new(),
             source_ip: None,
             sockets: None,
+            transport: Transport::Http2,
         }
     }
 
-    fn request(&self) -> Result<Request<()>, HboneError> {
+    pub(crate) fn request(&self) -> Result<Request<()>, HboneError> {
         let bad = |e: &dyn fmt::Display| HboneError::Request(e.to_string());
         let mut req = Request::builder()
             .method(Method::CONNECT)
@@ -185,6 +202,8 @@ impl Client {
                 pools: Mutex::new(HashMap::new()),
                 connections_opened: AtomicU64::new(0),
                 tunnels_opened: AtomicU64::new(0),
+                #[cfg(feature = "h3")]
+                quic: crate::h3::client::QuicState::default(),
             }),
         }
     }
@@ -196,6 +215,17 @@ impl Client {
         if dial.expected_ids.is_empty() {
             return Err(ambit_tls::TlsError::NoExpectedIdentity.into());
         }
+        #[cfg(feature = "h3")]
+        if dial.transport == Transport::Http3
+            && let Some(result) = self.connect_h3(dial).await
+        {
+            return result;
+        }
+        self.connect_h2(dial).await
+    }
+
+    /// The pool for `dial` over `transport`.
+    pub(crate) fn pool_for(&self, dial: &Dial, transport: Transport) -> Arc<KeyPool> {
         let mut expected = dial.expected_ids.clone();
         expected.sort();
         expected.dedup();
@@ -205,15 +235,35 @@ impl Client {
             peer: dial.peer,
             source_ip: dial.source_ip,
             sockets: dial.sockets.as_ref().map(|f| f.pool_key().to_owned()),
+            transport,
         };
-        let pool = self.inner.pool(&key);
+        self.inner.pool(&key)
+    }
+
+    #[cfg(feature = "h3")]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    async fn connect_h2(&self, dial: &Dial) -> Result<Tunnel, HboneError> {
+        let pool = self.pool_for(dial, Transport::Http2);
         // One retry covers a pooled connection that died (GOAWAY, reset) since it was last
         // used: the request was never sent on it.
         let mut retried = false;
         loop {
             let slot = self.checkout(&pool, dial).await?;
+            #[cfg_attr(not(feature = "h3"), allow(clippy::infallible_destructuring_match))]
+            let send = match &slot.0.kind {
+                ConnKind::H2(send) => send,
+                #[cfg(feature = "h3")]
+                ConnKind::H3(_) => {
+                    return Err(HboneError::Request(
+                        "HTTP/2 pool holds another transport".into(),
+                    ));
+                }
+            };
             let request = dial.request()?;
-            let ready = slot.0.send.clone().ready().await;
+            let ready = send.clone().ready().await;
             let mut send = match ready {
                 Ok(s) => s,
                 Err(e) if !retried => {
@@ -277,6 +327,10 @@ impl Client {
             connections_opened: self.inner.connections_opened.load(Ordering::Relaxed),
             connections_pooled: pooled,
             tunnels_opened: self.inner.tunnels_opened.load(Ordering::Relaxed),
+            #[cfg(feature = "h3")]
+            quic_handshake_failures: self.inner.quic.failures(),
+            #[cfg(not(feature = "h3"))]
+            quic_handshake_failures: 0,
         }
     }
 
@@ -290,12 +344,17 @@ impl Client {
         }
         let config = pool.config(&self.inner.tls, dial)?;
         let conn = self.dial(config, dial).await?;
+        Ok(self.pooled(pool, conn))
+    }
+
+    /// Counts a new connection and takes its first stream slot.
+    pub(crate) fn pooled(&self, pool: &KeyPool, conn: Arc<Conn>) -> Slot {
         self.inner
             .connections_opened
             .fetch_add(1, Ordering::Relaxed);
         conn.active.fetch_add(1, Ordering::AcqRel);
         lock(&pool.conns).push(conn.clone());
-        Ok(Slot(conn))
+        Slot(conn)
     }
 
     async fn dial(
@@ -346,6 +405,7 @@ impl Client {
                     peer_id,
                     peer_addr: peer,
                     local_addr: local,
+                    transport: crate::Transport::Http2,
                 }),
             ))
         };
@@ -357,7 +417,7 @@ impl Client {
                 }
             })??;
         let pooled = Arc::new(Conn {
-            send,
+            kind: ConnKind::H2(send),
             info,
             max_streams: s.max_streams_per_connection,
             active: AtomicUsize::new(0),
@@ -370,18 +430,7 @@ impl Client {
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
         let owner = inner.clone();
         tokio::spawn(async move {
-            let idle_check = async {
-                let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                loop {
-                    tokio::time::sleep(tick).await;
-                    // Idle long enough, or idle and its client is gone (nobody can reuse it).
-                    if watched.is_idle_for(idle)
-                        || (owner.strong_count() == 0 && watched.is_idle_for(Duration::ZERO))
-                    {
-                        return;
-                    }
-                }
-            };
+            let idle_check = idle_release(&watched, idle, &owner);
             tokio::select! {
                 r = &mut conn => {
                     if let Err(e) = r {
@@ -426,7 +475,7 @@ impl Inner {
     }
 
     /// Drops closed connections, and keys left without connections or users.
-    fn forget_closed(&self) {
+    pub(crate) fn forget_closed(&self) {
         self.lock_pools().retain(|_, pool| {
             let mut conns = lock(&pool.conns);
             conns.retain(|c| !c.is_closed());
@@ -443,11 +492,18 @@ impl Inner {
 
 impl KeyPool {
     /// Takes a stream slot on an open connection with room, if any.
-    fn reserve(&self) -> Option<Slot> {
+    pub(crate) fn reserve(&self) -> Option<Slot> {
         let mut conns = lock(&self.conns);
         conns.retain(|c| !c.is_closed());
         for c in conns.iter() {
-            let limit = c.max_streams.min(c.send.current_max_send_streams().max(1));
+            let limit = match &c.kind {
+                ConnKind::H2(send) => c.max_streams.min(send.current_max_send_streams().max(1)),
+                // QUIC's own stream credit makes an open wait; a GOAWAY ends new use.
+                #[cfg(feature = "h3")]
+                ConnKind::H3(h3) if h3.is_going_away() => 0,
+                #[cfg(feature = "h3")]
+                ConnKind::H3(_) => c.max_streams,
+            };
             // Only this lock's holder increments, so load-then-add cannot overshoot.
             if c.active.load(Ordering::Acquire) < limit {
                 c.active.fetch_add(1, Ordering::AcqRel);
@@ -457,7 +513,7 @@ impl KeyPool {
         None
     }
 
-    fn config(
+    pub(crate) fn config(
         &self,
         tls: &TlsContext,
         dial: &Dial,
@@ -475,11 +531,11 @@ impl KeyPool {
 // === impl Conn ===
 
 impl Conn {
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn is_idle_for(&self, idle: Duration) -> bool {
+    pub(crate) fn is_idle_for(&self, idle: Duration) -> bool {
         self.active.load(Ordering::Acquire) == 0 && lock(&self.last_used).elapsed() >= idle
     }
 }
@@ -488,6 +544,19 @@ impl Drop for Slot {
     fn drop(&mut self) {
         *lock(&self.0.last_used) = Instant::now();
         self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Completes when `conn` has been idle for `idle`, or is idle and its client is gone (nobody
+/// can reuse it).
+pub(crate) async fn idle_release(conn: &Conn, idle: Duration, owner: &Weak<Inner>) {
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if conn.is_idle_for(idle) || (owner.strong_count() == 0 && conn.is_idle_for(Duration::ZERO))
+        {
+            return;
+        }
     }
 }
 
@@ -532,7 +601,7 @@ pub async fn connect_from(
     TcpStream::connect(peer).await
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few field updates that cannot panic midway.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

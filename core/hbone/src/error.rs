@@ -45,6 +45,14 @@ pub enum HboneError {
         /// The protocol error.
         source: h2::Error,
     },
+    /// The QUIC connection or the HTTP/3 layer failed.
+    #[error("HTTP/3 error with HBONE peer {addr}: {reason}")]
+    Http3 {
+        /// The peer.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
     /// The peer answered the CONNECT with a status other than 200.
     #[error("HBONE peer {addr} refused the tunnel to {authority}: HTTP {status}")]
     Rejected {

@@ -26,6 +26,7 @@ where
         peer_id,
         peer_addr,
         local_addr,
+        transport: crate::Transport::Http2,
     };
     server.serve_established(io, info).await
 }

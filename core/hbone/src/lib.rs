@@ -49,6 +49,8 @@ mod copy;
 mod error;
 #[cfg(fuzzing)]
 pub mod fuzz_logic;
+#[cfg(feature = "h3")]
+mod h3;
 pub mod headers;
 pub mod proxy_protocol;
 #[cfg(unix)]
@@ -78,7 +80,7 @@ pub use settings::{
     CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, MAX_STREAMS_PER_CONNECTION,
     SERVER_MAX_CONCURRENT_STREAMS, STREAM_WINDOW, ServerSettings,
 };
-pub use tunnel::{Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
+pub use tunnel::{Transport, Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
 
 /// Re-exported for status codes and header maps in the API.
 pub use http;

@@ -74,10 +74,25 @@ pub struct ConnectRequest {
 /// The answer to one CONNECT: accept it (status 200, the stream becomes a [`Tunnel`]) or
 /// reject it with a status. Dropped without an answer, it answers 503.
 pub struct Responder {
-    respond: Option<SendResponse<Bytes>>,
-    recv: Option<RecvStream>,
+    answer: Option<Answer>,
     info: Arc<TunnelInfo>,
     stats: Arc<Stats>,
+    /// The HTTP/3 connection's open-stream count, for a graceful drain.
+    #[cfg(feature = "h3")]
+    conn_streams: Option<Arc<watch::Sender<usize>>>,
+}
+
+/// The unanswered stream, by transport.
+enum Answer {
+    H2 {
+        respond: SendResponse<Bytes>,
+        recv: RecvStream,
+    },
+    #[cfg(feature = "h3")]
+    H3 {
+        writer: crate::h3::stream::H3Writer,
+        reader: crate::h3::stream::H3Reader,
+    },
 }
 
 /// Decides what to do with each CONNECT. The future it returns is the stream's task itself
@@ -129,26 +144,35 @@ pub struct Server<H> {
     shared: Arc<Shared<H>>,
 }
 
-struct Shared<H> {
-    tls: Box<dyn ConfigSelector>,
-    handler: H,
-    settings: ServerSettings,
-    stats: Arc<Stats>,
-    drain: watch::Sender<Drain>,
-    connections: watch::Sender<usize>,
+pub(crate) struct Shared<H> {
+    pub(crate) tls: Box<dyn ConfigSelector>,
+    pub(crate) handler: H,
+    pub(crate) settings: ServerSettings,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) drain: watch::Sender<Drain>,
+    pub(crate) connections: watch::Sender<usize>,
 }
 
 #[derive(Default)]
-struct Stats {
-    connections_accepted: AtomicU64,
-    handshake_failures: AtomicU64,
+pub(crate) struct Stats {
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
     streams_accepted: AtomicU64,
     streams_active: AtomicU64,
     streams_rejected: AtomicU64,
 }
 
+impl Stats {
+    /// A request refused before it could be parsed as one (HTTP/3 field errors).
+    #[cfg(feature = "h3")]
+    pub(crate) fn count_malformed(&self) {
+        self.streams_accepted.fetch_add(1, Ordering::Relaxed);
+        self.streams_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Drain {
+pub(crate) enum Drain {
     Running,
     Draining,
     Closed,
@@ -191,6 +215,14 @@ impl<H: Handler> Server<H> {
                 () = wait_until(&mut drain, |d| *d != Drain::Running) => return Ok(()),
             }
         }
+    }
+
+    /// Accepts HBONE over HTTP/3 (QUIC) on `socket` until [`drain`](Self::drain) is called:
+    /// the same handler, certificates and counters as the TCP listeners. A node proxy binds
+    /// UDP 15008 beside TCP 15008.
+    #[cfg(feature = "h3")]
+    pub async fn serve_udp(&self, socket: std::net::UdpSocket) -> io::Result<()> {
+        crate::h3::server::serve_udp(self.shared.clone(), socket).await
     }
 
     /// Stops accepting, sends GOAWAY on every connection, lets open streams finish for up to
@@ -295,6 +327,7 @@ async fn serve_connection<H: Handler>(shared: Arc<Shared<H>>, tcp: TcpStream, pe
         peer_id,
         peer_addr: peer,
         local_addr: local,
+        transport: crate::Transport::Http2,
     };
     if let Err(why) = serve_h2(&shared, tls, info).await {
         fail(&why);
@@ -376,29 +409,65 @@ fn start_stream<H: Handler>(
     mut respond: SendResponse<Bytes>,
     info: Arc<TunnelInfo>,
 ) {
-    let stats = shared.stats.clone();
-    stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
     let (parts, recv) = req.into_parts();
-    let bad = |respond: &mut SendResponse<Bytes>, why: &str| {
+    let line = RequestLine {
+        method: parts.method.as_str(),
+        // Classic CONNECT carries :authority only; :scheme or :path make it malformed.
+        scheme_or_path: parts.uri.scheme().is_some() || parts.uri.path_and_query().is_some(),
+        protocol: None,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+    };
+    match check_request(&shared.stats, &line, parts.headers, &info) {
+        Ok(request) => {
+            let responder = Responder {
+                answer: Some(Answer::H2 { respond, recv }),
+                info,
+                stats: shared.stats.clone(),
+                #[cfg(feature = "h3")]
+                conn_streams: None,
+            };
+            tokio::spawn(shared.handler.handle(request, responder));
+        }
+        Err(Malformed) => send_status(&mut respond, StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A request [`check_request`] refused: answer 400.
+pub(crate) struct Malformed;
+
+/// A request's pseudo-header fields, as either HTTP version delivers them.
+pub(crate) struct RequestLine<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) scheme_or_path: bool,
+    pub(crate) protocol: Option<&'a str>,
+    pub(crate) authority: Option<&'a str>,
+}
+
+/// Validates a CONNECT and parses its headers, counting it; `Err` means answer 400 (already
+/// counted and logged). On `Ok` the stream counts as active until its [`Responder`] or tunnel
+/// is dropped.
+pub(crate) fn check_request(
+    stats: &Arc<Stats>,
+    line: &RequestLine<'_>,
+    headers: HeaderMap,
+    info: &Arc<TunnelInfo>,
+) -> Result<ConnectRequest, Malformed> {
+    stats.streams_accepted.fetch_add(1, Ordering::Relaxed);
+    let bad = |why: &str| {
         stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
         debug!(peer = %info.peer_addr, reason = why, "HBONE request refused with 400");
-        send_status(respond, StatusCode::BAD_REQUEST);
+        Malformed
     };
-    if parts.method != Method::CONNECT {
-        return bad(&mut respond, "method is not CONNECT");
+    if line.method != Method::CONNECT.as_str() {
+        return Err(bad("method is not CONNECT"));
     }
-    // Classic CONNECT carries :authority only; :scheme or :path make it malformed.
-    if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_some() {
-        return bad(&mut respond, "CONNECT with :scheme or :path");
+    if line.scheme_or_path || line.protocol.is_some() {
+        return Err(bad("CONNECT with :scheme, :path or :protocol"));
     }
-    let Some(authority) = parts
-        .uri
-        .authority()
-        .and_then(|a| a.as_str().parse::<Authority>().ok())
-    else {
-        return bad(&mut respond, "missing or invalid :authority");
+    let Some(authority) = line.authority.and_then(|a| a.parse::<Authority>().ok()) else {
+        return Err(bad("missing or invalid :authority"));
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let sent_trace: Option<TraceParent> = header(names::TRACEPARENT).and_then(|v| v.parse().ok());
     let request = ConnectRequest {
         authority,
@@ -413,21 +482,15 @@ fn start_stream<H: Handler>(
             .unwrap_or_default(),
         traceparent: sent_trace.unwrap_or_else(TraceParent::random),
         traceparent_from_peer: sent_trace.is_some(),
-        headers: parts.headers,
+        headers,
     };
     stats.streams_active.fetch_add(1, Ordering::Relaxed);
-    let responder = Responder {
-        respond: Some(respond),
-        recv: Some(recv),
-        info,
-        stats: stats.clone(),
-    };
-    tokio::spawn(shared.handler.handle(request, responder));
+    Ok(request)
 }
 
 /// Waits until the watched value satisfies `f` (or the sender is gone). Drops the borrow
 /// before returning so the future stays `Send`.
-async fn wait_until<T>(rx: &mut watch::Receiver<T>, f: impl FnMut(&T) -> bool) {
+pub(crate) async fn wait_until<T>(rx: &mut watch::Receiver<T>, f: impl FnMut(&T) -> bool) {
     let _ = rx.wait_for(f).await.map(|_| ());
 }
 
@@ -441,35 +504,69 @@ fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 // === impl Responder ===
 
 impl Responder {
+    #[cfg(feature = "h3")]
+    pub(crate) fn h3(
+        writer: crate::h3::stream::H3Writer,
+        reader: crate::h3::stream::H3Reader,
+        info: Arc<TunnelInfo>,
+        stats: Arc<Stats>,
+        conn_streams: Arc<watch::Sender<usize>>,
+    ) -> Self {
+        conn_streams.send_modify(|n| *n += 1);
+        Self {
+            answer: Some(Answer::H3 { writer, reader }),
+            info,
+            stats,
+            conn_streams: Some(conn_streams),
+        }
+    }
+
     /// Answers 200 with `headers` (e.g. a response `baggage`); the stream becomes a tunnel.
     pub fn accept(mut self, headers: HeaderMap) -> Result<Tunnel, HboneError> {
-        let (Some(mut respond), Some(recv)) = (self.respond.take(), self.recv.take()) else {
+        let Some(answer) = self.answer.take() else {
             return Err(HboneError::Request("responder already used".into()));
         };
         // The guard owns the stream's place in `streams_active` from here on, also when the
         // client has already reset the stream and the answer fails.
-        let guard = ActiveStream(self.stats.clone());
-        let mut resp = Response::new(());
-        *resp.headers_mut() = headers;
-        let send = respond
-            .send_response(resp, false)
-            .map_err(|source| HboneError::Http2 {
-                addr: self.info.peer_addr,
-                source,
-            })?;
-        Ok(Tunnel::new(
-            send,
-            recv,
-            self.info.clone(),
-            Some(Arc::new(guard)),
-        ))
+        let guard = Arc::new(ActiveStream {
+            stats: self.stats.clone(),
+            #[cfg(feature = "h3")]
+            conn_streams: self.conn_streams.take(),
+        });
+        match answer {
+            Answer::H2 { mut respond, recv } => {
+                let mut resp = Response::new(());
+                *resp.headers_mut() = headers;
+                let send =
+                    respond
+                        .send_response(resp, false)
+                        .map_err(|source| HboneError::Http2 {
+                            addr: self.info.peer_addr,
+                            source,
+                        })?;
+                Ok(Tunnel::new(send, recv, self.info.clone(), Some(guard)))
+            }
+            #[cfg(feature = "h3")]
+            Answer::H3 { mut writer, reader } => {
+                crate::h3::server::send_response(&mut writer, StatusCode::OK, &headers, false)
+                    .map_err(|e| HboneError::Http3 {
+                        addr: self.info.peer_addr,
+                        reason: e.to_string(),
+                    })?;
+                Ok(Tunnel::from_h3(
+                    reader,
+                    writer,
+                    self.info.clone(),
+                    Some(guard),
+                ))
+            }
+        }
     }
 
     /// Refuses the tunnel with `status` (400 bad request, 401 denied, 503 unreachable...).
     pub fn reject(mut self, status: StatusCode) {
-        if let Some(mut respond) = self.respond.take() {
-            self.stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
-            send_status(&mut respond, status);
+        if let Some(answer) = self.answer.take() {
+            self.finish(answer, status);
         }
     }
 
@@ -477,17 +574,31 @@ impl Responder {
     pub fn info(&self) -> &TunnelInfo {
         &self.info
     }
+
+    fn finish(&mut self, answer: Answer, status: StatusCode) {
+        self.stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
+        // Not accepted: this stream is over.
+        self.stats.streams_active.fetch_sub(1, Ordering::Relaxed);
+        match answer {
+            Answer::H2 { mut respond, .. } => send_status(&mut respond, status),
+            #[cfg(feature = "h3")]
+            Answer::H3 { mut writer, .. } => {
+                // Fails only when the client already gave up on the stream.
+                let _ =
+                    crate::h3::server::send_response(&mut writer, status, &HeaderMap::new(), true);
+            }
+        }
+        #[cfg(feature = "h3")]
+        if let Some(n) = self.conn_streams.take() {
+            n.send_modify(|n| *n -= 1);
+        }
+    }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(mut respond) = self.respond.take() {
-            self.stats.streams_rejected.fetch_add(1, Ordering::Relaxed);
-            send_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
-        }
-        if self.recv.is_some() {
-            // Not accepted: this stream is over.
-            self.stats.streams_active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(answer) = self.answer.take() {
+            self.finish(answer, StatusCode::SERVICE_UNAVAILABLE);
         }
     }
 }
@@ -496,17 +607,25 @@ impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Responder")
             .field("info", &self.info)
-            .field("answered", &self.respond.is_none())
+            .field("answered", &self.answer.is_none())
             .finish()
     }
 }
 
 /// Counts an accepted stream as active until its tunnel is dropped.
-struct ActiveStream(Arc<Stats>);
+struct ActiveStream {
+    stats: Arc<Stats>,
+    #[cfg(feature = "h3")]
+    conn_streams: Option<Arc<watch::Sender<usize>>>,
+}
 
 impl Drop for ActiveStream {
     fn drop(&mut self) {
-        self.0.streams_active.fetch_sub(1, Ordering::Relaxed);
+        self.stats.streams_active.fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "h3")]
+        if let Some(n) = &self.conn_streams {
+            n.send_modify(|n| *n -= 1);
+        }
     }
 }
 
@@ -527,7 +646,9 @@ mod tests {
         let handler = move |_req: ConnectRequest, mut responder: Responder| {
             let done_tx = done_tx.clone();
             async move {
-                let respond = responder.respond.as_mut().expect("unanswered");
+                let Some(Answer::H2 { respond, .. }) = responder.answer.as_mut() else {
+                    panic!("an unanswered HTTP/2 stream");
+                };
                 std::future::poll_fn(|cx| respond.poll_reset(cx))
                     .await
                     .expect("reset");
@@ -541,6 +662,7 @@ mod tests {
             peer_id: SpiffeId::parse("spiffe://cluster.local/ns/a/sa/client").expect("id"),
             peer_addr: ([10, 0, 0, 1], 40000).into(),
             local_addr: ([10, 0, 0, 2], 15008).into(),
+            transport: crate::Transport::Http2,
         };
         let shared = server.shared.clone();
         tokio::spawn(async move { serve_h2(&shared, server_io, info).await });

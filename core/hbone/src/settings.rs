@@ -29,6 +29,11 @@ pub struct ClientSettings {
     pub ping_timeout: Duration,
     /// Max header list size we accept (responses).
     pub max_header_list_size: u32,
+    /// How long a QUIC handshake may take before an HTTP/3 dial falls back to HTTP/2.
+    pub quic_handshake_timeout: Duration,
+    /// After a peer's QUIC handshake failed, how long to use HTTP/2 to it before trying
+    /// HTTP/3 again.
+    pub quic_retry_after: Duration,
 }
 
 /// Knobs of the HBONE server.
@@ -58,6 +63,8 @@ impl Default for ClientSettings {
             ping_interval: Some(Duration::from_secs(10)),
             ping_timeout: Duration::from_secs(20),
             max_header_list_size: 16 * 1024,
+            quic_handshake_timeout: Duration::from_secs(2),
+            quic_retry_after: Duration::from_secs(300),
         }
     }
 }

@@ -33,19 +33,68 @@ pub struct Tunnel {
 
 /// The receiving half of a [`Tunnel`].
 pub struct TunnelReader {
-    recv: RecvStream,
-    pending: Bytes,
-    eof: bool,
+    inner: ReadInner,
     _guard: Option<Arc<dyn Send + Sync>>,
 }
 
 /// The sending half of a [`Tunnel`].
 pub struct TunnelWriter {
-    send: SendStream<Bytes>,
-    closed: bool,
+    inner: WriteInner,
     /// Shared by every tunnel of one HBONE connection.
     info: Arc<TunnelInfo>,
     _guard: Option<Arc<dyn Send + Sync>>,
+}
+
+/// The transport under a tunnel. HTTP/3 halves are boxed so the HTTP/2 tunnel, the common
+/// one, does not grow by their size.
+enum ReadInner {
+    H2(H2Reader),
+    #[cfg(feature = "h3")]
+    H3(Box<crate::h3::stream::H3Reader>),
+}
+
+enum WriteInner {
+    H2(H2Writer),
+    #[cfg(feature = "h3")]
+    H3(Box<crate::h3::stream::H3Writer>),
+}
+
+struct H2Reader {
+    recv: RecvStream,
+    pending: Bytes,
+    eof: bool,
+}
+
+struct H2Writer {
+    send: SendStream<Bytes>,
+    closed: bool,
+}
+
+/// Which HTTP version carries a tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// HTTP/2 over TCP and TLS: the Istio wire.
+    #[default]
+    Http2,
+    /// HTTP/3 over QUIC: ambit's extension.
+    Http3,
+}
+
+impl Transport {
+    /// `"h2"` or `"h3"`, as metrics and access logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http2 => "h2",
+            Transport::Http3 => "h3",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What is known about a tunnel's ends.
@@ -58,6 +107,8 @@ pub struct TunnelInfo {
     pub peer_addr: SocketAddr,
     /// Our socket address on the HBONE connection.
     pub local_addr: SocketAddr,
+    /// The HTTP version carrying the connection.
+    pub transport: Transport,
 }
 
 // === impl Tunnel ===
@@ -71,14 +122,38 @@ impl Tunnel {
     ) -> Self {
         Self {
             reader: TunnelReader {
-                recv,
-                pending: Bytes::new(),
-                eof: false,
+                inner: ReadInner::H2(H2Reader {
+                    recv,
+                    pending: Bytes::new(),
+                    eof: false,
+                }),
                 _guard: guard.clone(),
             },
             writer: TunnelWriter {
-                send,
-                closed: false,
+                inner: WriteInner::H2(H2Writer {
+                    send,
+                    closed: false,
+                }),
+                info,
+                _guard: guard,
+            },
+        }
+    }
+
+    #[cfg(feature = "h3")]
+    pub(crate) fn from_h3(
+        reader: crate::h3::stream::H3Reader,
+        writer: crate::h3::stream::H3Writer,
+        info: Arc<TunnelInfo>,
+        guard: Option<Arc<dyn Send + Sync>>,
+    ) -> Self {
+        Self {
+            reader: TunnelReader {
+                inner: ReadInner::H3(Box::new(reader)),
+                _guard: guard.clone(),
+            },
+            writer: TunnelWriter {
+                inner: WriteInner::H3(Box::new(writer)),
                 info,
                 _guard: guard,
             },
@@ -139,8 +214,8 @@ impl fmt::Debug for Tunnel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tunnel")
             .field("info", &self.writer.info)
-            .field("read_eof", &self.reader.eof)
-            .field("write_closed", &self.writer.closed)
+            .field("read_eof", &self.reader.is_eof())
+            .field("write_closed", &self.writer.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +226,29 @@ impl TunnelReader {
     /// The next chunk of peer bytes, without copying; `None` at EOF. Flow-control credit for
     /// the chunk is returned to the peer when it is handed out.
     pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        match &mut self.inner {
+            ReadInner::H2(r) => r.poll_read_chunk(cx),
+            #[cfg(feature = "h3")]
+            ReadInner::H3(r) => r.poll_read_chunk(cx),
+        }
+    }
+
+    /// Async form of [`poll_read_chunk`](Self::poll_read_chunk).
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_read_chunk(cx)).await
+    }
+
+    fn is_eof(&self) -> bool {
+        match &self.inner {
+            ReadInner::H2(r) => r.eof,
+            #[cfg(feature = "h3")]
+            ReadInner::H3(r) => r.is_eof(),
+        }
+    }
+}
+
+impl H2Reader {
+    fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             if !self.pending.is_empty() {
                 let chunk = std::mem::take(&mut self.pending);
@@ -162,11 +260,6 @@ impl TunnelReader {
             }
             ready!(self.poll_fill(cx))?;
         }
-    }
-
-    /// Async form of [`poll_read_chunk`](Self::poll_read_chunk).
-    pub async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        poll_fn(|cx| self.poll_read_chunk(cx)).await
     }
 
     /// Waits for the next DATA frame (or the end) into `pending`.
@@ -184,6 +277,22 @@ impl TunnelReader {
         // Fails only when the stream is already gone; there is no credit left to return.
         let _ = self.recv.flow_control().release_capacity(n);
     }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.remaining());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                self.release(n);
+                return Poll::Ready(Ok(()));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
 }
 
 impl AsyncRead for TunnelReader {
@@ -192,19 +301,10 @@ impl AsyncRead for TunnelReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
-                this.release(n);
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
-                return Poll::Ready(Ok(()));
-            }
-            ready!(this.poll_fill(cx))?;
+        match &mut self.get_mut().inner {
+            ReadInner::H2(r) => r.poll_read(cx, buf),
+            #[cfg(feature = "h3")]
+            ReadInner::H3(r) => r.poll_read(cx, buf),
         }
     }
 }
@@ -212,7 +312,7 @@ impl AsyncRead for TunnelReader {
 impl fmt::Debug for TunnelReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunnelReader")
-            .field("eof", &self.eof)
+            .field("eof", &self.is_eof())
             .finish_non_exhaustive()
     }
 }
@@ -226,25 +326,51 @@ impl TunnelWriter {
     }
 
     /// Sends `data` without copying it, waiting for flow-control credit as needed.
-    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        match &mut self.inner {
+            WriteInner::H2(w) => w.write_chunk(data).await,
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.write_chunk(data).await,
+        }
+    }
+
+    /// Resets the stream with CANCEL (H3_REQUEST_CANCELLED over HTTP/3).
+    pub fn abort(&mut self) {
+        match &mut self.inner {
+            WriteInner::H2(w) => w.send.send_reset(Reason::CANCEL),
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.reset(crate::h3::codec::code::REQUEST_CANCELLED),
+        }
+    }
+
+    /// Resets the stream with CONNECT_ERROR (RFC 9113 §8.5, RFC 9114 §4.4): the connection
+    /// behind the tunnel was reset or closed abnormally, so the peer must not take the stream
+    /// as complete (CANCEL and NO_ERROR read as a clean end, as in ztunnel).
+    pub fn abort_connect_error(&mut self) {
+        match &mut self.inner {
+            WriteInner::H2(w) => w.send.send_reset(Reason::CONNECT_ERROR),
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.reset(crate::h3::codec::code::CONNECT_ERROR),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match &self.inner {
+            WriteInner::H2(w) => w.closed,
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.is_closed(),
+        }
+    }
+}
+
+impl H2Writer {
+    async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
             let cap = poll_fn(|cx| self.poll_capacity(cx, data.len())).await?;
             let part = data.split_to(cap.min(data.len()));
             self.send.send_data(part, false).map_err(h2_to_io)?;
         }
         Ok(())
-    }
-
-    /// Resets the stream with CANCEL.
-    pub fn abort(&mut self) {
-        self.send.send_reset(Reason::CANCEL);
-    }
-
-    /// Resets the stream with CONNECT_ERROR (RFC 9113 §8.5): the connection behind the tunnel
-    /// was reset or closed abnormally, so the peer must not take the stream as complete (CANCEL
-    /// and NO_ERROR read as a clean end, as in ztunnel).
-    pub fn abort_connect_error(&mut self) {
-        self.send.send_reset(Reason::CONNECT_ERROR);
     }
 
     /// Waits until at least one byte of send credit is available; returns how much.
@@ -279,42 +405,29 @@ impl TunnelWriter {
             }
         }
     }
-}
 
-impl AsyncWrite for TunnelWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let cap = ready!(this.poll_capacity(cx, buf.len()))?;
+        let cap = ready!(self.poll_capacity(cx, buf.len()))?;
         let n = cap.min(buf.len());
-        this.send
+        self.send
             .send_data(Bytes::copy_from_slice(&buf[..n]), false)
             .map_err(h2_to_io)?;
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Frames are written by the connection task as soon as they are queued.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.closed {
-            this.closed = true;
-            this.send.reserve_capacity(0);
-            if let Err(e) = this.send.send_data(Bytes::new(), true) {
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.closed {
+            self.closed = true;
+            self.send.reserve_capacity(0);
+            if let Err(e) = self.send.send_data(Bytes::new(), true) {
                 // The peer closed the stream with NO_ERROR or CANCEL: it wants nothing more
                 // (RFC 9113 §8.1; h2 resets so after a complete response, or when its side
                 // is done first). As when reading, those read as a clean end; any other
                 // reason is an error.
-                if let Poll::Ready(Ok(Reason::NO_ERROR | Reason::CANCEL)) = this.send.poll_reset(cx)
+                if let Poll::Ready(Ok(Reason::NO_ERROR | Reason::CANCEL)) = self.send.poll_reset(cx)
                 {
                     return Poll::Ready(Ok(()));
                 }
@@ -325,11 +438,45 @@ impl AsyncWrite for TunnelWriter {
     }
 }
 
+impl AsyncWrite for TunnelWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            WriteInner::H2(w) => w.poll_write(cx, buf),
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            // Frames are written by the connection task as soon as they are queued.
+            WriteInner::H2(_) => {
+                let _ = cx;
+                Poll::Ready(Ok(()))
+            }
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.poll_drain(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            WriteInner::H2(w) => w.poll_shutdown(cx),
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.poll_shutdown(cx),
+        }
+    }
+}
+
 impl fmt::Debug for TunnelWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunnelWriter")
             .field("info", &self.info)
-            .field("closed", &self.closed)
+            .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
 }

@@ -11,6 +11,8 @@ mod echo;
 mod envoy;
 #[path = "hbone/failures.rs"]
 mod failures;
+#[path = "hbone/h3.rs"]
+mod h3;
 #[path = "hbone/interop.rs"]
 mod interop;
 #[path = "hbone/load.rs"]

@@ -105,7 +105,12 @@ impl TestPki {
 
     /// An HBONE client with default settings.
     pub fn client(&self) -> Client {
-        Client::new(self.tls.clone(), ClientSettings::default())
+        self.client_with(ClientSettings::default())
+    }
+
+    /// An HBONE client with `settings`.
+    pub fn client_with(&self, settings: ClientSettings) -> Client {
+        Client::new(self.tls.clone(), settings)
     }
 
     /// Writes `<dir>/<name>-cert.pem` (chain), `<name>-key.pem` and `root.pem` for `id`, for
@@ -233,6 +238,15 @@ impl EchoServer {
             id,
             seen,
         }
+    }
+
+    /// Starts an echo server that also serves HBONE over HTTP/3 on the same port over UDP.
+    pub async fn start_h3(pki: &TestPki, sa: &str) -> Self {
+        let me = Self::start(pki, sa).await;
+        let udp = std::net::UdpSocket::bind(me.addr).expect("bind UDP beside TCP");
+        let serving = me.server.clone();
+        tokio::spawn(async move { serving.serve_udp(udp).await });
+        me
     }
 
     /// A dial from `source` to this server, target `127.0.0.1:<port>`.

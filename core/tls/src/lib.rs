@@ -58,8 +58,10 @@ use rustls_pki_types::{ServerName, UnixTime};
 pub use cell::CredentialCell;
 pub use verifier::{SpiffeClientVerifier, SpiffeServerVerifier};
 
-/// The one ALPN protocol HBONE speaks.
+/// The ALPN protocol of HBONE over TCP: HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
+/// The ALPN protocol of HBONE over QUIC: HTTP/3 (an ambit extension).
+pub const ALPN_H3: &[u8] = b"h3";
 
 /// A crypto provider shipped with rustls, restricted to HBONE's cipher suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +218,8 @@ impl TlsContext {
                 .with_protocol_versions(&[&rustls::version::TLS13])?
                 .with_client_cert_verifier(Arc::new(verifier))
                 .with_cert_resolver(creds.clone());
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // Both: one config serves TCP (which takes h2) and QUIC (which takes h3).
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_H3.to_vec()];
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         Ok(Arc::new(config))

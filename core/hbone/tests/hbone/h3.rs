@@ -1,0 +1,112 @@
+//! HBONE over HTTP/3 between ambit's client and server: the same tunnels as over HTTP/2.
+
+use std::time::Duration;
+
+use ambit_hbone::{Transport, http::StatusCode};
+use ambit_test_util::{EchoServer, TestPki, payload};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STEP: Duration = Duration::from_secs(60);
+
+async fn echo_h3(pki: &TestPki, server: &EchoServer, data: &[u8]) -> (Vec<u8>, Transport) {
+    let client = pki.client();
+    let mut dial = server.dial(pki.cell(&pki.id("test", "client")), 8080);
+    dial.transport = Transport::Http3;
+    let tunnel = client.connect(&dial).await.expect("tunnel");
+    let transport = tunnel.info().transport;
+    let (mut r, mut w) = tokio::io::split(tunnel);
+    let (written, back) = tokio::join!(
+        async {
+            w.write_all(data).await?;
+            w.shutdown().await
+        },
+        async {
+            let mut back = Vec::with_capacity(data.len());
+            r.read_to_end(&mut back).await.map(|_| back)
+        }
+    );
+    written.expect("write and half-close");
+    (back.expect("read to EOF"), transport)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_echo_is_byte_exact_for_every_size() {
+    let pki = TestPki::new();
+    let mut server = EchoServer::start_h3(&pki, "echo").await;
+    for (i, len) in [0usize, 1, 16 * 1024, 1024 * 1024, 64 * 1024 * 1024]
+        .into_iter()
+        .enumerate()
+    {
+        let data = payload(len, i as u64 + 7);
+        let (back, transport) = tokio::time::timeout(STEP, echo_h3(&pki, &server, &data))
+            .await
+            .unwrap_or_else(|_| panic!("{len} bytes: timed out"));
+        assert_eq!(transport, Transport::Http3, "{len} bytes: carried by QUIC");
+        assert_eq!(back.len(), data.len(), "{len} bytes: length");
+        assert!(back == data, "{len} bytes: content differs");
+        let seen = server.seen.recv().await.expect("server report");
+        assert_eq!(seen.read, Ok(len as u64), "{len} bytes: server side");
+        assert_eq!(seen.peer_id, pki.id("test", "client"));
+        assert_eq!(seen.authority, "127.0.0.1:8080");
+    }
+}
+
+#[tokio::test]
+async fn h3_refusals_carry_their_status_and_connections_are_pooled() {
+    let pki = TestPki::new();
+    let server = EchoServer::start_h3(&pki, "echo").await;
+    let client = pki.client();
+    for code in [401u16, 503, 400] {
+        let mut dial = server.dial(pki.cell(&pki.id("test", "client")), code);
+        dial.transport = Transport::Http3;
+        let err = client.connect(&dial).await.expect_err("refused");
+        assert_eq!(err.status(), StatusCode::from_u16(code).ok(), "{err}");
+    }
+    let stats = client.stats();
+    assert_eq!(
+        stats.connections_opened, 1,
+        "one QUIC connection for all three"
+    );
+    assert_eq!(server.server.stats().streams_rejected, 3);
+}
+
+#[tokio::test]
+async fn h3_to_a_peer_without_udp_falls_back_to_h2_and_remembers() {
+    let pki = TestPki::new();
+    // TCP only: nothing answers QUIC on the port.
+    let server = EchoServer::start(&pki, "echo").await;
+    let mut settings = ambit_hbone::ClientSettings::default();
+    settings.quic_handshake_timeout = Duration::from_millis(300);
+    let client = pki.client_with(settings);
+    let mut dial = server.dial(pki.cell(&pki.id("test", "client")), 8080);
+    dial.transport = Transport::Http3;
+    let first = client.connect(&dial).await.expect("tunnel over HTTP/2");
+    assert_eq!(first.info().transport, Transport::Http2);
+    assert_eq!(client.stats().quic_handshake_failures, 1);
+    let second = client.connect(&dial).await.expect("second tunnel");
+    assert_eq!(second.info().transport, Transport::Http2);
+    assert_eq!(
+        client.stats().quic_handshake_failures,
+        1,
+        "the failed peer is remembered: no second QUIC attempt"
+    );
+}
+
+#[tokio::test]
+async fn h3_wrong_server_identity_is_refused_without_fallback() {
+    let pki = TestPki::new();
+    let server = EchoServer::start_h3(&pki, "echo").await;
+    let mut dial = ambit_hbone::Dial::new(
+        pki.cell(&pki.id("test", "client")),
+        server.addr,
+        vec![pki.id("test", "someone-else")],
+        "127.0.0.1:8080".parse().expect("authority"),
+    );
+    dial.transport = Transport::Http3;
+    let err = pki.client().connect(&dial).await.expect_err("refused");
+    assert!(
+        matches!(err, ambit_hbone::HboneError::Tls { .. }),
+        "a TLS failure, not a fallback: {err}"
+    );
+    assert_eq!(server.server.stats().streams_accepted, 0);
+}
