@@ -13,6 +13,8 @@ mod envoy;
 mod failures;
 #[path = "hbone/h3.rs"]
 mod h3;
+#[path = "hbone/h3_interop.rs"]
+mod h3_interop;
 #[path = "hbone/interop.rs"]
 mod interop;
 #[path = "hbone/load.rs"]

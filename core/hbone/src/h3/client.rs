@@ -64,13 +64,12 @@ impl Client {
                 }
                 Err(Fallback::No(e)) => return Some(Err(e)),
             };
-            match open(&slot, dial, inner).await {
+            match open(slot, dial, inner).await {
                 Ok(tunnel) => return Some(Ok(tunnel)),
                 // A pooled connection that died (idle, GOAWAY) since its last use: the
                 // request never reached the peer.
                 Err(Open::Unsent(why)) if !retried => {
                     debug!(peer = %dial.peer, reason = %why, "pooled HTTP/3 connection unusable; redialling");
-                    slot.0.closed.store(true, Ordering::Release);
                     retried = true;
                 }
                 Err(Open::Unsent(why)) | Err(Open::Failed(why)) => {
@@ -215,8 +214,9 @@ enum Open {
     Answered(HboneError),
 }
 
-/// Sends the CONNECT on a new stream of `slot`'s connection and waits for the answer.
-async fn open(slot: &Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
+/// Sends the CONNECT on a new stream of `slot`'s connection and waits for the answer; the
+/// tunnel holds the slot. A connection found unusable is marked closed.
+async fn open(slot: Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
     let ConnKind::H3(h3) = &slot.0.kind else {
         return Err(Open::Failed("HTTP/3 pool holds another transport".into()));
     };
@@ -225,7 +225,10 @@ async fn open(slot: &Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
     let opened = tokio::time::timeout(s.connect_timeout, h3.quic.open_bi()).await;
     let (send, recv) = match opened {
         Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(Open::Unsent(format!("opening a stream: {e}"))),
+        Ok(Err(e)) => {
+            slot.0.closed.store(true, Ordering::Release);
+            return Err(Open::Unsent(format!("opening a stream: {e}")));
+        }
         Err(_) => {
             return Err(Open::Failed(format!(
                 "no stream credit from the peer within {:?}",
@@ -244,10 +247,10 @@ async fn open(slot: &Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
         request.headers(),
         &mut block,
     );
-    writer
-        .write_frame(frame::HEADERS, &block)
-        .await
-        .map_err(|e| Open::Unsent(format!("sending CONNECT: {e}")))?;
+    if let Err(e) = writer.write_frame(frame::HEADERS, &block).await {
+        slot.0.closed.store(true, Ordering::Release);
+        return Err(Open::Unsent(format!("sending CONNECT: {e}")));
+    }
     let max = s.max_header_list_size as usize;
     let status = loop {
         let answer = tokio::time::timeout(s.connect_timeout, reader.read_headers(max)).await;
@@ -281,12 +284,8 @@ async fn open(slot: &Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
         }));
     }
     inner.tunnels_opened.fetch_add(1, Ordering::Relaxed);
-    Ok(Tunnel::from_h3(
-        reader,
-        writer,
-        slot.0.info.clone(),
-        Some(Arc::new(Slot(slot.0.clone()))),
-    ))
+    let info = slot.0.info.clone();
+    Ok(Tunnel::from_h3(reader, writer, info, Some(Arc::new(slot))))
 }
 
 impl QuicState {
