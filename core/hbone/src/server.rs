@@ -69,6 +69,8 @@ pub struct ConnectRequest {
     pub traceparent_from_peer: bool,
     /// All request headers, as received.
     pub headers: HeaderMap,
+    /// The HTTP version the request came over.
+    pub transport: crate::Transport,
 }
 
 /// The answer to one CONNECT: accept it (status 200, the stream becomes a [`Tunnel`]) or
@@ -483,6 +485,7 @@ pub(crate) fn check_request(
         traceparent: sent_trace.unwrap_or_else(TraceParent::random),
         traceparent_from_peer: sent_trace.is_some(),
         headers,
+        transport: info.transport,
     };
     stats.streams_active.fetch_add(1, Ordering::Relaxed);
     Ok(request)

@@ -113,14 +113,43 @@ pub(crate) async fn reconcile(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 let server = server.clone();
-                listeners
-                    .tasks
-                    .insert(ip, tokio::spawn(async move { drop(server.serve(l).await) }));
+                let udp = bind_udp(node, addr);
+                listeners.tasks.insert(
+                    ip,
+                    tokio::spawn(async move {
+                        match udp {
+                            Some(udp) => {
+                                drop(tokio::join!(server.serve(l), serve_udp(&server, udp)))
+                            }
+                            None => drop(server.serve(l).await),
+                        }
+                    }),
+                );
             }
             Err(e) => warn!(%addr, error = %e, "cannot listen for HBONE for a local workload"),
         }
     }
     missing.len()
+}
+
+/// The UDP socket for HBONE over HTTP/3 beside the TCP listener on `addr`, when served.
+pub(crate) fn bind_udp(node: &Node, addr: SocketAddr) -> Option<std::net::UdpSocket> {
+    if !node.config.serve_h3 || !cfg!(feature = "h3") {
+        return None;
+    }
+    std::net::UdpSocket::bind(addr)
+        .inspect_err(|e| warn!(%addr, error = %e, "cannot listen for HBONE over HTTP/3 (UDP); serving HTTP/2 only"))
+        .ok()
+}
+
+/// Serves HBONE over HTTP/3 on `udp` until the server drains.
+pub(crate) async fn serve_udp(server: &ambit_hbone::Server<Inbound>, udp: std::net::UdpSocket) {
+    #[cfg(feature = "h3")]
+    if let Err(e) = server.serve_udp(udp).await {
+        warn!(error = %e, "HBONE over HTTP/3 listener failed");
+    }
+    #[cfg(not(feature = "h3"))]
+    drop((server, udp));
 }
 
 /// Size band (bytes, debug build) of one tunnel's task: memory per inbound tunnel (measured
@@ -169,6 +198,7 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     log.src_identity = Some(req.peer_id.clone());
     log.dst_addr = Some(req.local_addr);
     log.dst_hbone_addr = Some(req.authority.clone());
+    log.transport = Some(req.transport);
     if node.config.exporter.is_some() {
         log.span = Some(Box::new(crate::record::SpanIds::inbound(
             &req.traceparent,
@@ -285,6 +315,7 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
     let tunnel = responder.accept(Default::default()).ok()?;
     // a = the tunnel: what goes to it is sent to the source.
     log.count(node.metrics.tcp(&labels), false);
+    node.count_tunnel("inbound", tunnel.info().transport);
     Some(Accepted {
         tunnel,
         upstream,

@@ -112,6 +112,12 @@ pub struct NodeConfig {
     /// Where spans (one per HBONE tunnel, in the trace its `traceparent` names) and access
     /// records go besides the log, e.g. `ambit_proxy::otlp::OtlpExporter`.
     pub exporter: Option<Arc<dyn ambit_telemetry::Exporter>>,
+    /// HBONE over HTTP/3 (ambit extension; the `h3` feature): serve it on UDP `inbound_port`
+    /// beside TCP on each local workload address. On by default when built in.
+    pub serve_h3: bool,
+    /// Dial every HBONE peer over HTTP/3, falling back to HTTP/2 per peer that does not answer
+    /// QUIC. Off: only workloads marked `hbone_http3` are dialled over HTTP/3.
+    pub dial_h3: bool,
 }
 
 impl NodeConfig {
@@ -137,6 +143,8 @@ impl NodeConfig {
             inpod: false,
             readiness_gates: Vec::new(),
             exporter: None,
+            serve_h3: cfg!(feature = "h3"),
+            dial_h3: false,
         }
     }
 }
@@ -213,6 +221,8 @@ pub(crate) struct Node {
     applied: tokio::sync::watch::Sender<u64>,
     /// The sockets of each in-pod pod, by pod address.
     pod_sockets: std::sync::Mutex<HashMap<IpAddr, Arc<inpod::netns::PodSockets>>>,
+    /// `ambit_hbone_tunnels_total{direction,transport}`.
+    tunnels: ambit_telemetry::LabeledFamily,
 }
 
 impl Node {
@@ -295,7 +305,13 @@ impl NodeProxy {
         for f in config.exporter.iter().flat_map(|x| x.families()) {
             metrics.register(&f);
         }
+        let tunnels = metrics.counter(
+            "ambit_hbone_tunnels_total",
+            "HBONE tunnels opened, by direction and HTTP version (h2; h3 is ambit's extension).",
+            &["direction", "transport"],
+        );
         let node = Arc::new(Node {
+            tunnels,
             client: ambit_hbone::Client::new(tls, ambit_hbone::ClientSettings::default()),
             config,
             state: ArcSwap::from_pointee(state),
@@ -620,6 +636,11 @@ impl Node {
             "dry-run authorization"
         );
         self.metrics.dry_run("destination", would.allowed, policy);
+    }
+
+    /// Counts an HBONE tunnel opened `direction` over `transport`.
+    fn count_tunnel(&self, direction: &'static str, transport: ambit_hbone::Transport) {
+        self.tunnels.inc(&[direction, transport.as_str()]);
     }
 
     /// Records a connection that failed before carrying data, with its response flag.

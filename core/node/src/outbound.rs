@@ -328,8 +328,13 @@ async fn open(
             dial.sockets = node
                 .pod_sockets(peer.ip())
                 .map(|s| s as Arc<dyn ambit_hbone::SocketFactory>);
+            if node.config.dial_h3 || workload.hbone_http3 {
+                dial.transport = ambit_hbone::Transport::Http3;
+            }
             match node.client.connect(&dial).await {
                 Ok(t) => {
+                    log.transport = Some(t.info().transport);
+                    node.count_tunnel("outbound", t.info().transport);
                     // a = the tunnel: what comes from it was received from the destination.
                     log.count(node.metrics.tcp(&labels), false);
                     Ok(Opened {

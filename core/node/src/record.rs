@@ -36,6 +36,8 @@ pub(crate) struct ConnLog {
     /// The connection's span, when spans are exported and it is part of a trace (an HBONE
     /// tunnel); boxed, so that a proxy without an exporter holds one pointer for it.
     pub(crate) span: Option<Box<SpanIds>>,
+    /// The HTTP version of its HBONE tunnel, if it has one.
+    pub(crate) transport: Option<ambit_hbone::Transport>,
 }
 
 /// A connection's place in a trace.
@@ -89,6 +91,7 @@ impl ConnLog {
             duration: Duration::ZERO,
             error: None,
             span: None,
+            transport: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl ConnLog {
             bytes_recv,
             duration: self.duration,
             error: self.error.clone(),
+            hbone_transport: self.transport.map(|t| t.as_str()).unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! ztunnel's local config (`LOCAL_XDS_PATH`): `workloads`, `services` and `policies` in YAML,
-//! camelCase keys. ambit adds workload `labels` (for Istio `selector` policies) and an
-//! `istioPolicies` list of Istio AuthorizationPolicy/PeerAuthentication objects.
+//! camelCase keys. ambit adds workload `labels` (for Istio `selector` policies), workload
+//! `hboneHttp3` (peers dial it over HTTP/3) and an `istioPolicies` list of Istio
+//! AuthorizationPolicy/PeerAuthentication objects.
 //!
 //! Errors and warnings are [`ConfigError`] / [`ConfigWarning`] naming the file, the object
 //! (`workloads[2] (shop/web)`) and the field. Unknown fields follow the one rule of
@@ -96,6 +97,8 @@ struct WorkloadYaml {
     network_mode: Option<String>,
     #[serde(default)]
     native_tunnel: bool,
+    #[serde(default)]
+    hbone_http3: bool,
     application_tunnel: Option<AppTunnelYaml>,
     locality: Option<LocalityYaml>,
 }
@@ -521,6 +524,7 @@ fn convert_workload(w: WorkloadYaml) -> Result<Workload, (String, String)> {
     )?
     .unwrap_or_default();
     out.native_tunnel = w.native_tunnel;
+    out.hbone_http3 = w.hbone_http3;
     out.application_tunnel = match w.application_tunnel {
         None => None,
         Some(t) => Some(ApplicationTunnel {

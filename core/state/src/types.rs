@@ -293,6 +293,9 @@ pub struct Workload {
     pub network_mode: NetworkMode,
     /// Whether it terminates HBONE itself (no node proxy in front of it).
     pub native_tunnel: bool,
+    /// ambit extension: dial its HBONE over HTTP/3 (QUIC on UDP 15008), falling back to
+    /// HTTP/2 when its node does not answer QUIC.
+    pub hbone_http3: bool,
     /// How it wants tunnelled traffic delivered, when it terminates tunnels itself.
     pub application_tunnel: Option<ApplicationTunnel>,
     /// The gateway that reaches it from another network.
@@ -368,6 +371,7 @@ impl Workload {
             status: WorkloadStatus::Healthy,
             network_mode: NetworkMode::Standard,
             native_tunnel: false,
+            hbone_http3: false,
             application_tunnel: None,
             network_gateway: None,
             locality: None,

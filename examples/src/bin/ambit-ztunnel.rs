@@ -87,9 +87,23 @@ struct Args {
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1")]
     reload_secs: u64,
+    /// HBONE over HTTP/3 (QUIC on UDP --hbone-port), ambit's extension: `serve` answers it
+    /// beside HTTP/2 and dials it only to workloads marked `hboneHttp3`; `dial` also dials
+    /// every peer over it (falling back to HTTP/2 per peer that does not answer); `off`
+    /// neither.
+    #[arg(long, env = "AMBIT_HBONE_H3", default_value = "serve")]
+    hbone_h3: H3Mode,
     /// Threads that carry the proxy's traffic (ztunnel's variable and default).
     #[arg(long, env = "ZTUNNEL_WORKER_THREADS", default_value = "2")]
     worker_threads: std::num::NonZeroUsize,
+}
+
+/// `--hbone-h3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum H3Mode {
+    Off,
+    Serve,
+    Dial,
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,6 +142,8 @@ async fn run(args: Args) -> Result<()> {
     config.readiness = addr("readiness", &args.readiness)?;
     config.admin = addr("admin", &args.admin)?;
     config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
+    config.serve_h3 = args.hbone_h3 != H3Mode::Off;
+    config.dial_h3 = args.hbone_h3 == H3Mode::Dial;
     config.exporter = ambit_examples::otlp::otlp_from_env("ambit-ztunnel")?;
     config.inpod = env.inpod_uds.is_some();
     config.dns = addr("dns", &args.dns)?;

@@ -15,6 +15,7 @@ use ambit_test_util::socks5::{SocksError, SocksTarget, socks5_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+mod h3;
 mod hardening;
 
 const STEP: Duration = Duration::from_secs(30);
