@@ -87,7 +87,7 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "ambit-bench [--quick | --smoke] [--throughput-only] [--path \"direct TCP\"|\"TLS relay\"|HBONE|\"HBONE fd (C ABI)\"|\"two nodes\"]... [--json FILE]"
+                    "ambit-bench [--quick | --smoke] [--throughput-only] [--path \"direct TCP\"|\"TLS relay\"|HBONE|HBONE/HTTP3|\"HBONE fd (C ABI)\"|\"two nodes\"]... [--json FILE]"
                 );
                 return Ok(());
             }
@@ -205,6 +205,9 @@ impl Env {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let hbone_server = listener.local_addr()?;
         let server = Server::new(server_config.clone(), forward, ServerSettings::default());
+        let udp = std::net::UdpSocket::bind(hbone_server)?;
+        let quic = server.clone();
+        tokio::spawn(async move { quic.serve_udp(udp).await });
         tokio::spawn(async move { server.serve(listener).await });
         let nodes = two_nodes(&ca, net).await?;
         let socks = nodes.0.bound().socks5.context("node A SOCKS5")?;
@@ -290,6 +293,8 @@ enum Path {
     Direct,
     TlsRelay,
     Hbone,
+    /// HBONE over HTTP/3 (QUIC) to the same server.
+    Hbone3,
     /// HBONE through the C ABI: `ambit_hbone_dial` hands back a socketpair descriptor that
     /// ambit's own runtime bridges to the tunnel; the bench reads and writes it as a C host
     /// would.
@@ -309,10 +314,11 @@ fn server_ip(net: u8) -> IpAddr {
 }
 
 impl Path {
-    const ALL: [Path; 5] = [
+    const ALL: [Path; 6] = [
         Path::Direct,
         Path::TlsRelay,
         Path::Hbone,
+        Path::Hbone3,
         Path::HboneFd,
         Path::TwoNodes,
     ];
@@ -322,6 +328,7 @@ impl Path {
             Path::Direct => "direct TCP",
             Path::TlsRelay => "TLS relay",
             Path::Hbone => "HBONE",
+            Path::Hbone3 => "HBONE/HTTP3",
             Path::HboneFd => "HBONE fd (C ABI)",
             Path::TwoNodes => "two nodes",
         }
@@ -364,14 +371,18 @@ impl Path {
                     })
                 })
             }
-            Path::Hbone => {
+            Path::Hbone | Path::Hbone3 => {
                 let client = env.hbone.clone();
-                let dial = Arc::new(Dial::new(
+                let mut dial = Dial::new(
                     env.client_cell.clone(),
                     env.hbone_server,
                     vec![env.server_id.clone()],
                     target.into(),
-                ));
+                );
+                if self == Path::Hbone3 {
+                    dial.transport = ambit_hbone::Transport::Http3;
+                }
+                let dial = Arc::new(dial);
                 Arc::new(move || {
                     let client = client.clone();
                     let dial = dial.clone();
@@ -759,6 +770,22 @@ fn print_table(rows: &[(&str, Figures)], bulk: u64) {
                 ", p50 latency {:.2}x, new conns {:.2}x",
                 fd.p50_us / hb.p50_us,
                 fd.conns_per_sec / hb.conns_per_sec
+            );
+        }
+        println!("{line}");
+    }
+    if let (Some(h2), Some(h3)) = (find("HBONE"), find("HBONE/HTTP3")) {
+        let mut line = format!(
+            "HBONE/HTTP3 / HBONE: throughput {:.2}x (target >= 0.7)",
+            h3.throughput_gbps / h2.throughput_gbps
+        );
+        if h2.p50_us > 0.0 && h2.conns_per_sec > 0.0 {
+            let _ = write!(
+                line,
+                ", p50 latency {:.2}x, p99 {:.2}x, new conns {:.2}x",
+                h3.p50_us / h2.p50_us,
+                h3.p99_us / h2.p99_us,
+                h3.conns_per_sec / h2.conns_per_sec
             );
         }
         println!("{line}");

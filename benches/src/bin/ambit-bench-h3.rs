@@ -1,0 +1,352 @@
+//! HBONE over HTTP/3 against HBONE over HTTP/2, in one run, on one link: a cold tunnel (new
+//! connection: handshake + CONNECT + 1-byte echo), a warm tunnel (pooled connection), one
+//! tunnel's throughput, and 64-byte ping-pong latency.
+//!
+//! `cargo run --release -p ambit-benches --bin ambit-bench-h3 -- [--delay-ms N] [--quick] [--json FILE]`
+//!
+//! With `--delay-ms N` (root), the run moves into a fresh network namespace whose loopback
+//! delays every packet by N ms (`tc netem`): an RTT of 2N ms, where QUIC's one round trip to a
+//! tunnel against TCP + TLS 1.3 + HTTP/2's two shows. The namespace is deleted afterwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ambit_hbone::{
+    Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings, Transport,
+};
+use ambit_identity::{CertificateAuthority, SpiffeId, TrustDomain};
+use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Opts {
+    delay_ms: Option<u32>,
+    quick: bool,
+    json: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    cold_ms: f64,
+    warm_us: f64,
+    throughput_gbps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn main() -> Result<()> {
+    let mut opts = Opts {
+        delay_ms: None,
+        quick: false,
+        json: None,
+    };
+    let mut inner = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--delay-ms" => opts.delay_ms = Some(args.next().context("--delay-ms N")?.parse()?),
+            "--quick" => opts.quick = true,
+            "--json" => opts.json = Some(args.next().context("--json FILE")?),
+            "--inner" => inner = true,
+            other => bail!(
+                "unknown argument {other}; usage: ambit-bench-h3 [--delay-ms N] [--quick] [--json FILE]"
+            ),
+        }
+    }
+    if let (Some(ms), false) = (opts.delay_ms, inner) {
+        return in_delayed_netns(ms);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(opts))
+}
+
+/// Runs this binary again inside a new network namespace with `ms` of delay on loopback.
+fn in_delayed_netns(ms: u32) -> Result<()> {
+    let name = format!("ambit-h3bench-{}", std::process::id());
+    let sh = |args: &[&str]| -> Result<()> {
+        let st = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()?;
+        if !st.success() {
+            bail!("`{}` failed (needs root and iproute2)", args.join(" "));
+        }
+        Ok(())
+    };
+    sh(&["ip", "netns", "add", &name])?;
+    let result = (|| {
+        sh(&[
+            "ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up",
+        ])?;
+        let delay = format!("{ms}ms");
+        sh(&[
+            "ip", "netns", "exec", &name, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+            "delay", &delay,
+        ])?;
+        let me = std::env::current_exe()?;
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &name]).arg(me).arg("--inner");
+        cmd.args(std::env::args().skip(1));
+        if !cmd.status()?.success() {
+            bail!("the bench inside the namespace failed");
+        }
+        Ok(())
+    })();
+    let _ = sh(&["ip", "netns", "delete", &name]);
+    result
+}
+
+struct Env {
+    tls: TlsContext,
+    cell: Arc<CredentialCell>,
+    server: SocketAddr,
+    server_id: SpiffeId,
+    echo: SocketAddr,
+}
+
+async fn run(opts: Opts) -> Result<()> {
+    let ca = CertificateAuthority::new(TrustDomain::new("cluster.local")?)?;
+    let tls = TlsContext::new(Provider::default());
+    let server_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/server")?;
+    let client_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/client")?;
+    let ttl = Duration::from_secs(3600);
+    let server_cell = tls.credential_cell(&ca.credentials(&server_id, ttl)?)?;
+    let cell = tls.credential_cell(&ca.credentials(&client_id, ttl)?)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let udp = std::net::UdpSocket::bind(addr)?;
+    let config = tls.server_config(&server_cell, &ServerOptions::default())?;
+    let server = Server::new(config, forward, ServerSettings::default());
+    let quic = server.clone();
+    tokio::spawn(async move { quic.serve_udp(udp).await });
+    tokio::spawn(async move { server.serve(listener).await });
+    let echo = spawn_echo().await?;
+    let env = Env {
+        tls,
+        cell,
+        server: addr,
+        server_id,
+        echo,
+    };
+    let (cold_n, warm_n, bulk, pings) = if opts.quick {
+        (10, 200, 64 << 20, 2_000)
+    } else {
+        (40, 2_000, 512 << 20, 20_000)
+    };
+    let mut rows = Vec::new();
+    for transport in [Transport::Http2, Transport::Http3] {
+        let f = Figures {
+            cold_ms: cold(&env, transport, cold_n).await?,
+            warm_us: warm(&env, transport, warm_n).await?,
+            throughput_gbps: throughput(&env, transport, bulk).await?,
+            ..latency(&env, transport, pings).await?
+        };
+        rows.push((transport, f));
+    }
+    let delay = opts.delay_ms.map_or("loopback".to_owned(), |ms| {
+        format!("loopback + {ms} ms netem each way")
+    });
+    println!("HBONE over HTTP/2 and HTTP/3, {delay}");
+    println!(
+        "{:<10} {:>14} {:>14} {:>12} {:>10} {:>10}",
+        "transport", "cold tunnel ms", "warm tunnel µs", "Gbit/s", "p50 µs", "p99 µs"
+    );
+    for (t, f) in &rows {
+        println!(
+            "{:<10} {:>14.2} {:>14.1} {:>12.2} {:>10.1} {:>10.1}",
+            t.as_str(),
+            f.cold_ms,
+            f.warm_us,
+            f.throughput_gbps,
+            f.p50_us,
+            f.p99_us
+        );
+    }
+    let (h2, h3) = (rows[0].1, rows[1].1);
+    println!(
+        "h3 / h2: cold tunnel {:.2}x (target <= 0.6 with delay), throughput {:.2}x (target >= 0.7), p50 {:.2}x, p99 {:.2}x",
+        h3.cold_ms / h2.cold_ms,
+        h3.throughput_gbps / h2.throughput_gbps,
+        h3.p50_us / h2.p50_us,
+        h3.p99_us / h2.p99_us
+    );
+    if let Some(path) = opts.json {
+        let row = |t: Transport, f: &Figures| {
+            format!(
+                "{{\"transport\": \"{}\", \"cold_ms\": {:.3}, \"warm_us\": {:.1}, \"throughput_gbps\": {:.3}, \"p50_us\": {:.1}, \"p99_us\": {:.1}}}",
+                t.as_str(),
+                f.cold_ms,
+                f.warm_us,
+                f.throughput_gbps,
+                f.p50_us,
+                f.p99_us
+            )
+        };
+        let body = rows
+            .iter()
+            .map(|(t, f)| row(*t, f))
+            .collect::<Vec<_>>()
+            .join(",\n    ");
+        let delay = opts.delay_ms.unwrap_or(0);
+        std::fs::write(
+            path,
+            format!("{{\n  \"delay_ms\": {delay},\n  \"rows\": [\n    {body}\n  ]\n}}\n"),
+        )?;
+    }
+    Ok(())
+}
+
+fn dial(env: &Env, transport: Transport) -> Dial {
+    let mut d = Dial::new(
+        env.cell.clone(),
+        env.server,
+        vec![env.server_id.clone()],
+        env.echo.into(),
+    );
+    d.transport = transport;
+    d
+}
+
+/// Median time to a working tunnel on a new connection (a new client each time).
+async fn cold(env: &Env, transport: Transport, n: usize) -> Result<f64> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = Client::new(env.tls.clone(), ClientSettings::default());
+        let start = Instant::now();
+        let mut t = client.connect(&dial(env, transport)).await?;
+        ping(&mut t, &[7]).await?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        check(&t, transport)?;
+    }
+    Ok(median(&mut times))
+}
+
+/// Median time to a working tunnel on a pooled connection.
+async fn warm(env: &Env, transport: Transport, n: usize) -> Result<f64> {
+    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let d = dial(env, transport);
+    drop(client.connect(&d).await?);
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut t = client.connect(&d).await?;
+        ping(&mut t, &[7]).await?;
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(median(&mut times))
+}
+
+/// One tunnel, `bytes` sent and echoed back at once: Gbit/s of payload one way.
+async fn throughput(env: &Env, transport: Transport, bytes: usize) -> Result<f64> {
+    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let t = client.connect(&dial(env, transport)).await?;
+    check(&t, transport)?;
+    let (mut r, mut w) = tokio::io::split(t);
+    let chunk = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    let (sent, got) = tokio::join!(
+        async {
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                w.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            w.shutdown().await
+        },
+        async {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0usize;
+            loop {
+                match r.read(&mut buf).await? {
+                    0 => return Ok::<_, std::io::Error>(total),
+                    n => total += n,
+                }
+            }
+        }
+    );
+    sent?;
+    let got = got?;
+    if got != bytes {
+        bail!("{transport}: echoed {got} of {bytes} bytes");
+    }
+    Ok(bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9)
+}
+
+/// 64-byte ping-pong over one tunnel: p50 and p99 round trip / 2.
+async fn latency(env: &Env, transport: Transport, n: usize) -> Result<Figures> {
+    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let mut t = client.connect(&dial(env, transport)).await?;
+    let msg = [1u8; 64];
+    for _ in 0..100 {
+        ping(&mut t, &msg).await?;
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        ping(&mut t, &msg).await?;
+        times.push(start.elapsed().as_secs_f64() * 1e6 / 2.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Figures {
+        p50_us: times[times.len() / 2],
+        p99_us: times[times.len() * 99 / 100],
+        ..Figures::default()
+    })
+}
+
+async fn ping(t: &mut ambit_hbone::Tunnel, msg: &[u8]) -> Result<()> {
+    t.write_all(msg).await?;
+    let mut back = vec![0u8; msg.len()];
+    t.read_exact(&mut back).await?;
+    Ok(())
+}
+
+fn check(t: &ambit_hbone::Tunnel, want: Transport) -> Result<()> {
+    if t.info().transport != want {
+        bail!("asked for {want}, got {}", t.info().transport);
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// What a node proxy's inbound does: connect to the authority and copy both ways.
+async fn forward(req: ConnectRequest, responder: Responder) {
+    let Some(ip) = req.authority.ip() else {
+        return responder.reject(ambit_hbone::http::StatusCode::BAD_REQUEST);
+    };
+    let Ok(upstream) = TcpStream::connect(SocketAddr::new(ip, req.authority.port())).await else {
+        return responder.reject(ambit_hbone::http::StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let _ = upstream.set_nodelay(true);
+    if let Ok(t) = responder.accept(Default::default()) {
+        let _ = ambit_hbone::copy_tunnel(t, upstream).await;
+    }
+}
+
+async fn spawn_echo() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
