@@ -318,6 +318,7 @@ impl QuicState {
             std::net::UdpSocket::bind(SocketAddr::new(any, 0))
         })?;
         socket.set_nonblocking(true)?;
+        conn::tune_socket(&socket);
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             None,

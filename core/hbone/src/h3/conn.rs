@@ -231,6 +231,23 @@ impl Buffered {
     }
 }
 
+/// Socket buffers of every HBONE QUIC socket: UDP has no flow control of its own, so a
+/// burst larger than the kernel's default (about 200 KiB) is dropped and then resent; the
+/// kernel caps this at `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Sizes `socket`'s buffers for QUIC (best effort: a smaller kernel limit is not an error).
+pub(crate) fn tune_socket(socket: &std::net::UdpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, SOCKET_BUFFER);
+}
+
 /// QUIC transport settings for HBONE: Istio's HTTP/2 windows carried over, a few
 /// unidirectional streams (control and QPACK), keep-alive, no datagrams yet.
 pub(crate) fn transport(

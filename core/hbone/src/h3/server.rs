@@ -31,6 +31,7 @@ pub(crate) async fn serve_udp<H: Handler>(
 ) -> io::Result<()> {
     let listen = socket.local_addr()?;
     socket.set_nonblocking(true)?;
+    conn::tune_socket(&socket);
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(refusing_config()?),
