@@ -168,7 +168,43 @@ impl Dial {
             .uri(self.authority.to_string())
             .body(())
             .map_err(|e| bad(&e))?;
-        let h = req.headers_mut();
+        self.headers(req.headers_mut())?;
+        Ok(req)
+    }
+
+    /// The UDP target: CONNECT-UDP names an address, never a host to resolve.
+    pub(crate) fn udp_target(&self) -> Result<SocketAddr, HboneError> {
+        self.authority
+            .ip()
+            .map(|ip| SocketAddr::new(ip, self.authority.port()))
+            .ok_or_else(|| {
+                HboneError::Request(format!(
+                    "a UDP flow needs an IP address as its target, not {}",
+                    self.authority
+                ))
+            })
+    }
+
+    /// An HTTP/2 extended CONNECT for a UDP flow (RFC 8441, RFC 9298).
+    pub(crate) fn request_udp(&self) -> Result<Request<()>, HboneError> {
+        let bad = |e: &dyn fmt::Display| HboneError::Request(e.to_string());
+        let path = crate::udp::codec::path(self.udp_target()?);
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri(format!("https://{}{path}", self.peer))
+            .extension(h2::ext::Protocol::from_static(crate::udp::codec::PROTOCOL))
+            .body(())
+            .map_err(|e| bad(&e))?;
+        self.headers(req.headers_mut())?;
+        req.headers_mut()
+            .insert("capsule-protocol", HeaderValue::from_static("?1"));
+        Ok(req)
+    }
+
+    /// The request headers every tunnel carries: baggage, forwarded, traceparent, extras.
+    fn headers(&self, h: &mut HeaderMap) -> Result<(), HboneError> {
+        let bad = |e: &dyn fmt::Display| HboneError::Request(e.to_string());
         h.extend(self.headers.clone());
         let mut set = |name: &'static str, value: String| -> Result<(), HboneError> {
             h.insert(name, HeaderValue::try_from(value).map_err(|e| bad(&e))?);
@@ -186,7 +222,7 @@ impl Dial {
                 .unwrap_or_else(TraceParent::random)
                 .to_string(),
         )?;
-        Ok(req)
+        Ok(())
     }
 }
 
@@ -217,11 +253,30 @@ impl Client {
         }
         #[cfg(feature = "h3")]
         if dial.transport == Transport::Http3
-            && let Some(result) = self.connect_h3(dial).await
+            && let Some(result) = self.connect_h3(dial, false).await
         {
-            return result;
+            return result.map(|(t, _)| t);
         }
-        self.connect_h2(dial).await
+        self.connect_h2(dial, false).await
+    }
+
+    /// Opens a UDP flow to `dial.authority` (an IP and port) through the peer: CONNECT-UDP
+    /// (RFC 9298) on a pooled connection, with HTTP/3 datagrams when `dial.transport` is
+    /// HTTP/3 and the peer enables them, DATAGRAM capsules on the stream otherwise. The same
+    /// fallback to HTTP/2 applies as for [`connect`](Self::connect).
+    pub async fn connect_udp(&self, dial: &Dial) -> Result<crate::UdpTunnel, HboneError> {
+        if dial.expected_ids.is_empty() {
+            return Err(ambit_tls::TlsError::NoExpectedIdentity.into());
+        }
+        #[cfg(feature = "h3")]
+        if dial.transport == Transport::Http3
+            && let Some(result) = self.connect_h3(dial, true).await
+        {
+            return result.map(|(t, d)| crate::UdpTunnel::over_h3(t, d));
+        }
+        Ok(crate::UdpTunnel::over_stream(
+            self.connect_h2(dial, true).await?,
+        ))
     }
 
     /// The pool for `dial` over `transport`.
@@ -245,7 +300,7 @@ impl Client {
         &self.inner
     }
 
-    async fn connect_h2(&self, dial: &Dial) -> Result<Tunnel, HboneError> {
+    async fn connect_h2(&self, dial: &Dial, udp: bool) -> Result<Tunnel, HboneError> {
         let pool = self.pool_for(dial, Transport::Http2);
         // One retry covers a pooled connection that died (GOAWAY, reset) since it was last
         // used: the request was never sent on it.
@@ -262,7 +317,11 @@ impl Client {
                     ));
                 }
             };
-            let request = dial.request()?;
+            let request = if udp {
+                dial.request_udp()?
+            } else {
+                dial.request()?
+            };
             let ready = send.clone().ready().await;
             let mut send = match ready {
                 Ok(s) => s,

@@ -8,6 +8,7 @@
 pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod conn;
+pub(crate) mod datagram;
 pub(crate) mod qpack;
 pub(crate) mod server;
 pub(crate) mod stream;

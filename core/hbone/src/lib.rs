@@ -58,6 +58,8 @@ mod queue;
 mod server;
 mod settings;
 mod tunnel;
+mod udp;
+mod varint;
 
 use std::time::Duration;
 
@@ -74,13 +76,14 @@ pub use headers::{Baggage, Forwarded, TraceParent, TraceParentError};
 #[cfg(unix)]
 pub use queue::{QueueHandler, QueuedTunnel, TunnelQueue};
 pub use server::{
-    ConfigSelector, ConnectRequest, Handler, Responder, Server, ServerStats, canonical,
+    ConfigSelector, ConnectKind, ConnectRequest, Handler, Responder, Server, ServerStats, canonical,
 };
 pub use settings::{
     CONNECTION_WINDOW, ClientSettings, MAX_FRAME_SIZE, MAX_STREAMS_PER_CONNECTION,
     SERVER_MAX_CONCURRENT_STREAMS, STREAM_WINDOW, ServerSettings,
 };
 pub use tunnel::{Transport, Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
+pub use udp::{MAX_UDP_PAYLOAD, UdpReceiver, UdpSender, UdpTunnel};
 
 /// Re-exported for status codes and header maps in the API.
 pub use http;

@@ -46,12 +46,26 @@ impl ConfigSelector for HashMap<IpAddr, Arc<rustls::ServerConfig>> {
     }
 }
 
+/// What a CONNECT asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectKind {
+    /// A TCP tunnel: classic CONNECT, the target in `:authority`.
+    #[default]
+    Tcp,
+    /// A UDP flow: CONNECT-UDP (RFC 9298), the target in the path; answer it with
+    /// [`Responder::accept_udp`].
+    Udp,
+}
+
 /// A CONNECT request that passed protocol validation, with its parsed headers.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConnectRequest {
-    /// The requested target.
+    /// The requested target (for a UDP flow, the one its path names).
     pub authority: Authority,
+    /// A TCP tunnel or a UDP flow.
+    pub kind: ConnectKind,
     /// The verified SPIFFE id of the client.
     pub peer_id: SpiffeId,
     /// The client's address on the HBONE connection.
@@ -77,6 +91,7 @@ pub struct ConnectRequest {
 /// reject it with a status. Dropped without an answer, it answers 503.
 pub struct Responder {
     answer: Option<Answer>,
+    kind: ConnectKind,
     info: Arc<TunnelInfo>,
     stats: Arc<Stats>,
     /// The HTTP/3 connection's open-stream count, for a graceful drain.
@@ -94,6 +109,7 @@ enum Answer {
     H3 {
         writer: crate::h3::stream::H3Writer,
         reader: crate::h3::stream::H3Reader,
+        conn: Arc<crate::h3::conn::H3Conn>,
     },
 }
 
@@ -353,6 +369,7 @@ where
         .max_concurrent_streams(s.max_concurrent_streams)
         .max_header_list_size(s.max_header_list_size)
         .max_send_buffer_size(s.max_send_buffer_size)
+        .enable_connect_protocol()
         .handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(c)) => c,
@@ -414,14 +431,18 @@ fn start_stream<H: Handler>(
     let (parts, recv) = req.into_parts();
     let line = RequestLine {
         method: parts.method.as_str(),
-        // Classic CONNECT carries :authority only; :scheme or :path make it malformed.
-        scheme_or_path: parts.uri.scheme().is_some() || parts.uri.path_and_query().is_some(),
-        protocol: None,
+        scheme: parts.uri.scheme_str(),
+        path: parts.uri.path_and_query().map(|p| p.as_str()),
+        protocol: parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .map(|p| p.as_str()),
         authority: parts.uri.authority().map(|a| a.as_str()),
     };
     match check_request(&shared.stats, &line, parts.headers, &info) {
         Ok(request) => {
             let responder = Responder {
+                kind: request.kind,
                 answer: Some(Answer::H2 { respond, recv }),
                 info,
                 stats: shared.stats.clone(),
@@ -440,7 +461,8 @@ pub(crate) struct Malformed;
 /// A request's pseudo-header fields, as either HTTP version delivers them.
 pub(crate) struct RequestLine<'a> {
     pub(crate) method: &'a str,
-    pub(crate) scheme_or_path: bool,
+    pub(crate) scheme: Option<&'a str>,
+    pub(crate) path: Option<&'a str>,
     pub(crate) protocol: Option<&'a str>,
     pub(crate) authority: Option<&'a str>,
 }
@@ -463,16 +485,35 @@ pub(crate) fn check_request(
     if line.method != Method::CONNECT.as_str() {
         return Err(bad("method is not CONNECT"));
     }
-    if line.scheme_or_path || line.protocol.is_some() {
-        return Err(bad("CONNECT with :scheme, :path or :protocol"));
-    }
-    let Some(authority) = line.authority.and_then(|a| a.parse::<Authority>().ok()) else {
-        return Err(bad("missing or invalid :authority"));
+    let (kind, authority) = match line.protocol {
+        None => {
+            // Classic CONNECT carries :authority only; :scheme or :path make it malformed.
+            if line.scheme.is_some() || line.path.is_some() {
+                return Err(bad("CONNECT with :scheme or :path"));
+            }
+            let Some(a) = line.authority.and_then(|a| a.parse::<Authority>().ok()) else {
+                return Err(bad("missing or invalid :authority"));
+            };
+            (ConnectKind::Tcp, a)
+        }
+        Some(crate::udp::codec::PROTOCOL) => {
+            if line.scheme != Some("https") || line.authority.is_none() {
+                return Err(bad("CONNECT-UDP without :scheme https and :authority"));
+            }
+            let Some(target) = line.path.and_then(crate::udp::codec::parse_path) else {
+                return Err(bad(
+                    "CONNECT-UDP path is not /.well-known/masque/udp/{ip}/{port}/",
+                ));
+            };
+            (ConnectKind::Udp, Authority::from(target))
+        }
+        Some(_) => return Err(bad("unsupported :protocol")),
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let sent_trace: Option<TraceParent> = header(names::TRACEPARENT).and_then(|v| v.parse().ok());
     let request = ConnectRequest {
         authority,
+        kind,
         peer_id: info.peer_id.clone(),
         peer_addr: info.peer_addr,
         local_addr: info.local_addr,
@@ -509,15 +550,21 @@ fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 impl Responder {
     #[cfg(feature = "h3")]
     pub(crate) fn h3(
-        writer: crate::h3::stream::H3Writer,
-        reader: crate::h3::stream::H3Reader,
+        kind: ConnectKind,
+        (writer, reader): (crate::h3::stream::H3Writer, crate::h3::stream::H3Reader),
+        conn: Arc<crate::h3::conn::H3Conn>,
         info: Arc<TunnelInfo>,
         stats: Arc<Stats>,
         conn_streams: Arc<watch::Sender<usize>>,
     ) -> Self {
         conn_streams.send_modify(|n| *n += 1);
         Self {
-            answer: Some(Answer::H3 { writer, reader }),
+            kind,
+            answer: Some(Answer::H3 {
+                writer,
+                reader,
+                conn,
+            }),
             info,
             stats,
             conn_streams: Some(conn_streams),
@@ -525,7 +572,38 @@ impl Responder {
     }
 
     /// Answers 200 with `headers` (e.g. a response `baggage`); the stream becomes a tunnel.
-    pub fn accept(mut self, headers: HeaderMap) -> Result<Tunnel, HboneError> {
+    /// A UDP request is not answered here (see [`accept_udp`](Self::accept_udp)): it fails,
+    /// and the request is answered 503 when the responder is dropped.
+    pub fn accept(self, headers: HeaderMap) -> Result<Tunnel, HboneError> {
+        if self.kind != ConnectKind::Tcp {
+            return Err(HboneError::Request(
+                "a CONNECT-UDP request: answer it with accept_udp".into(),
+            ));
+        }
+        self.accept_stream(headers).map(|(t, _)| t)
+    }
+
+    /// Answers a CONNECT-UDP request 200: the stream becomes a UDP flow.
+    pub fn accept_udp(self, mut headers: HeaderMap) -> Result<crate::UdpTunnel, HboneError> {
+        if self.kind != ConnectKind::Udp {
+            return Err(HboneError::Request(
+                "a TCP CONNECT: answer it with accept".into(),
+            ));
+        }
+        headers.insert("capsule-protocol", http::HeaderValue::from_static("?1"));
+        let (tunnel, datagrams) = self.accept_stream(headers)?;
+        #[cfg(feature = "h3")]
+        if let Some(d) = datagrams {
+            return Ok(crate::UdpTunnel::over_h3(tunnel, Some(d)));
+        }
+        let _ = datagrams;
+        Ok(crate::UdpTunnel::over_stream(tunnel))
+    }
+
+    fn accept_stream(
+        mut self,
+        headers: HeaderMap,
+    ) -> Result<(Tunnel, Option<Datagrams>), HboneError> {
         let Some(answer) = self.answer.take() else {
             return Err(HboneError::Request("responder already used".into()));
         };
@@ -547,20 +625,29 @@ impl Responder {
                             addr: self.info.peer_addr,
                             source,
                         })?;
-                Ok(Tunnel::new(send, recv, self.info.clone(), Some(guard)))
+                Ok((
+                    Tunnel::new(send, recv, self.info.clone(), Some(guard)),
+                    None,
+                ))
             }
             #[cfg(feature = "h3")]
-            Answer::H3 { mut writer, reader } => {
+            Answer::H3 {
+                mut writer,
+                reader,
+                conn,
+            } => {
                 crate::h3::server::send_response(&mut writer, StatusCode::OK, &headers, false)
                     .map_err(|e| HboneError::Http3 {
                         addr: self.info.peer_addr,
                         reason: e.to_string(),
                     })?;
-                Ok(Tunnel::from_h3(
-                    reader,
-                    writer,
-                    self.info.clone(),
-                    Some(guard),
+                let datagrams = match self.kind {
+                    ConnectKind::Udp => conn.datagram_flow(writer.stream_id()),
+                    ConnectKind::Tcp => None,
+                };
+                Ok((
+                    Tunnel::from_h3(reader, writer, self.info.clone(), Some(guard)),
+                    datagrams,
                 ))
             }
         }
@@ -614,6 +701,12 @@ impl fmt::Debug for Responder {
             .finish()
     }
 }
+
+/// A UDP flow's HTTP/3 datagram halves.
+#[cfg(feature = "h3")]
+type Datagrams = (crate::h3::datagram::Outbound, crate::h3::datagram::Inbound);
+#[cfg(not(feature = "h3"))]
+type Datagrams = std::convert::Infallible;
 
 /// Counts an accepted stream as active until its tunnel is dropped.
 struct ActiveStream {

@@ -21,3 +21,5 @@ mod interop;
 mod load;
 #[path = "hbone/pool.rs"]
 mod pool;
+#[path = "hbone/udp.rs"]
+mod udp;

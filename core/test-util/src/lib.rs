@@ -188,6 +188,9 @@ impl EchoHandler {
             let status = ambit_hbone::http::StatusCode::from_u16(code).expect("valid status");
             return responder.reject(status);
         }
+        if req.kind == ambit_hbone::ConnectKind::Udp {
+            return self.echo_udp(req, responder).await;
+        }
         let Ok(tunnel) = responder.accept(Default::default()) else {
             return;
         };
@@ -209,6 +212,33 @@ impl EchoHandler {
         if read.is_ok() {
             let _ = w.shutdown().await;
         }
+        let _ = self.seen.send(Seen {
+            authority: req.authority.to_string(),
+            peer_id: req.peer_id,
+            read,
+        });
+    }
+}
+
+impl EchoHandler {
+    /// Echoes each datagram of a UDP flow until the client ends it; `read` counts bytes.
+    async fn echo_udp(self, req: ConnectRequest, responder: Responder) {
+        let Ok(mut flow) = responder.accept_udp(Default::default()) else {
+            return;
+        };
+        let mut total = 0u64;
+        let read = loop {
+            match flow.recv().await {
+                Ok(Some(d)) => {
+                    total += d.len() as u64;
+                    if flow.send(&d).await.is_err() {
+                        break Err("send failed".to_owned());
+                    }
+                }
+                Ok(None) => break Ok(total),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
         let _ = self.seen.send(Seen {
             authority: req.authority.to_string(),
             peer_id: req.peer_id,

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use http::StatusCode;
 use quinn::crypto::rustls::QuicClientConfig;
 use tracing::debug;
 
@@ -33,7 +32,11 @@ impl Client {
     /// Opens a tunnel over HTTP/3, or `None` when the caller should use HTTP/2: the peer's
     /// QUIC handshake failed or timed out, now or recently. Other errors (refusals, TLS
     /// identity failures) are returned as they are.
-    pub(crate) async fn connect_h3(&self, dial: &Dial) -> Option<Result<Tunnel, HboneError>> {
+    pub(crate) async fn connect_h3(
+        &self,
+        dial: &Dial,
+        udp: bool,
+    ) -> Option<Result<(Tunnel, Option<Datagrams>), HboneError>> {
         let inner = self.inner();
         let retry_after = inner.settings.quic_retry_after;
         {
@@ -64,7 +67,7 @@ impl Client {
                 }
                 Err(Fallback::No(e)) => return Some(Err(e)),
             };
-            match open(slot, dial, inner).await {
+            match open(slot, dial, inner, udp).await {
                 Ok(tunnel) => return Some(Ok(tunnel)),
                 // A pooled connection that died (idle, GOAWAY) since its last use: the
                 // request never reached the peer.
@@ -214,14 +217,30 @@ enum Open {
     Answered(HboneError),
 }
 
-/// Sends the CONNECT on a new stream of `slot`'s connection and waits for the answer; the
-/// tunnel holds the slot. A connection found unusable is marked closed.
-async fn open(slot: Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
+/// A UDP flow's HTTP/3 datagram halves.
+pub(crate) type Datagrams = (super::datagram::Outbound, super::datagram::Inbound);
+
+/// Sends the CONNECT (CONNECT-UDP when `udp`) on a new stream of `slot`'s connection and
+/// waits for the answer; the tunnel holds the slot. A connection found unusable is marked
+/// closed.
+async fn open(
+    slot: Slot,
+    dial: &Dial,
+    inner: &Inner,
+    udp: bool,
+) -> Result<(Tunnel, Option<Datagrams>), Open> {
     let ConnKind::H3(h3) = &slot.0.kind else {
         return Err(Open::Failed("HTTP/3 pool holds another transport".into()));
     };
+    let h3 = h3.clone();
     let s = &inner.settings;
     let request = dial.request().map_err(Open::Answered)?;
+    let udp_path = match udp {
+        true => Some(crate::udp::codec::path(
+            dial.udp_target().map_err(Open::Answered)?,
+        )),
+        false => None,
+    };
     let opened = tokio::time::timeout(s.connect_timeout, h3.quic.open_bi()).await;
     let (send, recv) = match opened {
         Ok(Ok(pair)) => pair,
@@ -239,14 +258,23 @@ async fn open(slot: Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
     let mut writer = H3Writer::new(send);
     let mut reader = H3Reader::new(recv);
     let authority = dial.authority.to_string();
-    let mut block = BytesMut::with_capacity(256);
-    qpack::encode_request(
-        RequestLine::Connect {
+    let peer = dial.peer.to_string();
+    let line = match &udp_path {
+        None => RequestLine::Connect {
             authority: &authority,
         },
-        request.headers(),
-        &mut block,
-    );
+        Some(path) => RequestLine::Extended {
+            authority: &peer,
+            protocol: crate::udp::codec::PROTOCOL,
+            path,
+        },
+    };
+    let mut headers = request.headers().clone();
+    if udp {
+        headers.insert("capsule-protocol", http::HeaderValue::from_static("?1"));
+    }
+    let mut block = BytesMut::with_capacity(256);
+    qpack::encode_request(line, &headers, &mut block);
     if let Err(e) = writer.write_frame(frame::HEADERS, &block).await {
         slot.0.closed.store(true, Ordering::Release);
         return Err(Open::Unsent(format!("sending CONNECT: {e}")));
@@ -275,7 +303,7 @@ async fn open(slot: Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
             None => return Err(Open::Failed("response without :status".into())),
         }
     };
-    if status != StatusCode::OK {
+    if !status.is_success() {
         writer.reset(super::codec::code::NO_ERROR);
         return Err(Open::Answered(HboneError::Rejected {
             addr: dial.peer,
@@ -285,7 +313,15 @@ async fn open(slot: Slot, dial: &Dial, inner: &Inner) -> Result<Tunnel, Open> {
     }
     inner.tunnels_opened.fetch_add(1, Ordering::Relaxed);
     let info = slot.0.info.clone();
-    Ok(Tunnel::from_h3(reader, writer, info, Some(Arc::new(slot))))
+    let datagrams = if udp {
+        h3.datagram_flow(writer.stream_id())
+    } else {
+        None
+    };
+    Ok((
+        Tunnel::from_h3(reader, writer, info, Some(Arc::new(slot))),
+        datagrams,
+    ))
 }
 
 impl QuicState {

@@ -59,9 +59,6 @@ pub(crate) mod code {
     pub(crate) const QPACK_DECOMPRESSION_FAILED: u32 = 0x200;
 }
 
-/// The largest value a QUIC varint holds (RFC 9000 §16).
-pub(crate) const VARINT_MAX: u64 = (1 << 62) - 1;
-
 /// A protocol violation found while decoding, with the HTTP/3 error code it calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WireError {
@@ -81,44 +78,7 @@ impl std::fmt::Display for WireError {
     }
 }
 
-/// Reads a varint from the front of `buf`: the value and its length, or `None` when `buf`
-/// holds only part of it.
-pub(crate) fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
-    let first = *buf.first()?;
-    let len = 1usize << (first >> 6);
-    let bytes = buf.get(..len)?;
-    let mut v = u64::from(first & 0x3f);
-    for b in &bytes[1..] {
-        v = (v << 8) | u64::from(*b);
-    }
-    Some((v, len))
-}
-
-/// Appends `v` as a varint in its shortest form. Values above [`VARINT_MAX`] are clamped (no
-/// caller passes one: lengths are bounded far below it).
-pub(crate) fn put_varint(buf: &mut impl BufMut, v: u64) {
-    let v = v.min(VARINT_MAX);
-    if v < 1 << 6 {
-        buf.put_u8(v as u8);
-    } else if v < 1 << 14 {
-        buf.put_u16(0x4000 | v as u16);
-    } else if v < 1 << 30 {
-        buf.put_u32(0x8000_0000 | v as u32);
-    } else {
-        buf.put_u64(0xc000_0000_0000_0000 | v);
-    }
-}
-
-/// The encoded length of `v` as a varint.
-#[cfg(test)]
-fn varint_len(v: u64) -> usize {
-    match v {
-        0..0x40 => 1,
-        0x40..0x4000 => 2,
-        0x4000..0x4000_0000 => 4,
-        _ => 8,
-    }
-}
+pub(crate) use crate::varint::{get as get_varint, put as put_varint};
 
 /// A frame's type and payload length, read before its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,28 +184,6 @@ pub(crate) fn settings_frame(max_field_section_size: u64, datagram: bool) -> Byt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_round_trip_at_every_boundary() {
-        for v in [0, 63, 64, 16383, 16384, (1 << 30) - 1, 1 << 30, VARINT_MAX] {
-            let mut b = Vec::new();
-            put_varint(&mut b, v);
-            assert_eq!(b.len(), varint_len(v), "{v}");
-            assert_eq!(get_varint(&b), Some((v, b.len())), "{v}");
-            assert_eq!(get_varint(&b[..b.len() - 1]), None, "{v} truncated");
-        }
-        // RFC 9000 appendix A.1's examples.
-        assert_eq!(
-            get_varint(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]),
-            Some((151_288_809_941_952_652, 8))
-        );
-        assert_eq!(
-            get_varint(&[0x9d, 0x7f, 0x3e, 0x7d]),
-            Some((494_878_333, 4))
-        );
-        assert_eq!(get_varint(&[0x7b, 0xbd]), Some((15_293, 2)));
-        assert_eq!(get_varint(&[0x40, 0x25]), Some((37, 2)));
-    }
 
     #[test]
     fn settings_parse_ours_and_refuse_http2_ids() {

@@ -28,6 +28,8 @@ pub(crate) struct H3Conn {
     pub(crate) peer: watch::Receiver<PeerState>,
     /// Our control stream: open for the connection's life (closing it is an error).
     control: tokio::sync::Mutex<SendStream>,
+    /// Where CONNECT-UDP flows' datagrams go.
+    pub(crate) datagrams: super::datagram::Router,
 }
 
 impl H3Conn {
@@ -39,17 +41,30 @@ impl H3Conn {
         let mut control = quic.open_uni().await?;
         let mut first = BytesMut::with_capacity(32);
         codec::put_varint(&mut first, stream_type::CONTROL);
-        first.extend_from_slice(&codec::settings_frame(max_field_section_size, false));
+        first.extend_from_slice(&codec::settings_frame(max_field_section_size, true));
         if let Err(e) = control.write_chunk(first.freeze()).await {
             debug!(error = %e, "cannot write the HTTP/3 control stream");
         }
         let (tx, rx) = watch::channel(PeerState::default());
         tokio::spawn(accept_uni(quic.clone(), tx));
+        let datagrams = super::datagram::Router::default();
+        datagrams.start(quic.clone());
         Ok(Arc::new(Self {
             quic,
             peer: rx,
             control: tokio::sync::Mutex::new(control),
+            datagrams,
         }))
+    }
+
+    /// The datagram halves of a CONNECT-UDP flow on `stream_id`, when the peer's SETTINGS
+    /// enabled HTTP/3 datagrams (else the flow uses capsules on its stream).
+    pub(crate) fn datagram_flow(
+        &self,
+        stream_id: u64,
+    ) -> Option<(super::datagram::Outbound, super::datagram::Inbound)> {
+        let enabled = self.peer.borrow().settings.is_some_and(|s| s.datagram);
+        enabled.then(|| self.datagrams.flow(&self.quic, stream_id))
     }
 
     /// Sends GOAWAY with `id` on our control stream (a server's next unaccepted stream id).
@@ -248,8 +263,11 @@ pub(crate) fn tune_socket(socket: &std::net::UdpSocket) {
     let _ = (socket, SOCKET_BUFFER);
 }
 
+/// Datagrams buffered per connection (received and not yet routed, or queued to send).
+const DATAGRAM_BUFFER: usize = 1024 * 1024;
+
 /// QUIC transport settings for HBONE: Istio's HTTP/2 windows carried over, a few
-/// unidirectional streams (control and QPACK), keep-alive, no datagrams yet.
+/// unidirectional streams (control and QPACK), keep-alive, datagrams for CONNECT-UDP.
 pub(crate) fn transport(
     max_streams: u32,
     idle_timeout: Duration,
@@ -262,7 +280,8 @@ pub(crate) fn transport(
         .receive_window(VarInt::from_u32(crate::settings::CONNECTION_WINDOW))
         .send_window(u64::from(crate::settings::CONNECTION_WINDOW))
         .keep_alive_interval(keep_alive)
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER);
     if let Ok(idle) = quinn::IdleTimeout::try_from(idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }

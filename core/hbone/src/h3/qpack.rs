@@ -121,7 +121,9 @@ const STATIC: [(&str, &str); 99] = [
 ];
 
 const IDX_AUTHORITY: u64 = 0;
+const IDX_PATH: u64 = 1;
 const IDX_METHOD_CONNECT: u64 = 15;
+const IDX_SCHEME_HTTPS: u64 = 23;
 const IDX_STATUS: u64 = 24;
 
 /// Per-field overhead counted against the header size limit (RFC 9114 §4.2.2).
@@ -144,6 +146,13 @@ pub(crate) struct Fields {
 pub(crate) enum RequestLine<'a> {
     /// Classic CONNECT (RFC 9114 §4.4): `:method` and `:authority` only.
     Connect { authority: &'a str },
+    /// Extended CONNECT (RFC 9220), as CONNECT-UDP uses: adds `:protocol`, `:scheme https`
+    /// and `:path`.
+    Extended {
+        authority: &'a str,
+        protocol: &'a str,
+        path: &'a str,
+    },
 }
 
 fn malformed(reason: &'static str) -> WireError {
@@ -163,6 +172,16 @@ pub(crate) fn encode_request(line: RequestLine<'_>, headers: &HeaderMap, out: &m
     match line {
         RequestLine::Connect { authority } => {
             put_name_ref(out, IDX_AUTHORITY, authority.as_bytes())
+        }
+        RequestLine::Extended {
+            authority,
+            protocol,
+            path,
+        } => {
+            put_literal(out, b":protocol", protocol.as_bytes());
+            put_indexed(out, IDX_SCHEME_HTTPS);
+            put_name_ref(out, IDX_AUTHORITY, authority.as_bytes());
+            put_name_ref(out, IDX_PATH, path.as_bytes());
         }
     }
     put_headers(out, headers);

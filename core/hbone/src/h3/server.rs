@@ -132,8 +132,7 @@ async fn serve_streams<H: Handler>(
             accepted = h3.quic.accept_bi(), if !draining => match accepted {
                 Ok((send, recv)) => {
                     next_id = next_id.max(u64::from(send.id()) + 4);
-                    let quic = h3.quic.clone();
-                    tokio::spawn(serve_request(shared.clone(), quic, send, recv, info.clone(), open.clone()));
+                    tokio::spawn(serve_request(shared.clone(), h3.clone(), send, recv, info.clone(), open.clone()));
                 }
                 Err(e) => {
                     debug!(peer = %info.peer_addr, error = %e, "HBONE/HTTP3 connection ended");
@@ -166,7 +165,7 @@ async fn serve_streams<H: Handler>(
 /// Reads one request's HEADERS, checks it, and spawns the handler for it.
 async fn serve_request<H: Handler>(
     shared: Arc<Shared<H>>,
-    quic: quinn::Connection,
+    h3: Arc<H3Conn>,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     info: Arc<TunnelInfo>,
@@ -179,7 +178,7 @@ async fn serve_request<H: Handler>(
     let block = match read.await {
         Ok(Ok(Some(b))) => b,
         Ok(Ok(None)) => return writer.reset(code::REQUEST_INCOMPLETE),
-        Ok(Err(StreamError::Wire(e))) => return refuse(&quic, &mut writer, &e),
+        Ok(Err(StreamError::Wire(e))) => return refuse(&h3.quic, &mut writer, &e),
         Ok(Err(StreamError::Read(_))) => return writer.reset(code::REQUEST_CANCELLED),
         Err(_) => return writer.reset(code::REQUEST_INCOMPLETE),
     };
@@ -197,17 +196,25 @@ async fn serve_request<H: Handler>(
             );
             return;
         }
-        Err(e) => return refuse(&quic, &mut writer, &e),
+        Err(e) => return refuse(&h3.quic, &mut writer, &e),
     };
     let line = RequestLine {
         method: fields.method.as_deref().unwrap_or(""),
-        scheme_or_path: fields.scheme.is_some() || fields.path.is_some(),
+        scheme: fields.scheme.as_deref(),
+        path: fields.path.as_deref(),
         protocol: fields.protocol.as_deref(),
         authority: fields.authority.as_deref(),
     };
     match check_request(&shared.stats, &line, fields.headers, &info) {
         Ok(request) => {
-            let responder = Responder::h3(writer, reader, info, shared.stats.clone(), open);
+            let responder = Responder::h3(
+                request.kind,
+                (writer, reader),
+                h3,
+                info,
+                shared.stats.clone(),
+                open,
+            );
             tokio::spawn(shared.handler.handle(request, responder));
         }
         Err(crate::server::Malformed) => {

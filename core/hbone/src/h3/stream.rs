@@ -366,6 +366,11 @@ impl H3Writer {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
+
+    /// The request stream's id (HTTP/3 datagrams name it).
+    pub(crate) fn stream_id(&self) -> u64 {
+        self.send.id().into()
+    }
 }
 
 impl Drop for H3Writer {

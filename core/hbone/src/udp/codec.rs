@@ -71,7 +71,9 @@ impl CapsuleReader {
     /// Adds stream bytes.
     pub(crate) fn push(&mut self, mut data: Bytes) {
         if self.skip > 0 {
-            let n = data.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+            let n = data
+                .len()
+                .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
             data.advance(n);
             self.skip -= n as u64;
         }
@@ -126,6 +128,7 @@ impl CapsuleReader {
 
 /// An HTTP/3 datagram for the request stream `stream_id` (RFC 9297 §2.1): the quarter stream
 /// id, the context id, the UDP payload.
+#[cfg(any(feature = "h3", test))]
 pub(crate) fn h3_datagram(stream_id: u64, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(16 + payload.len());
     varint::put(&mut b, stream_id / 4);
@@ -136,6 +139,7 @@ pub(crate) fn h3_datagram(stream_id: u64, payload: &[u8]) -> Bytes {
 
 /// The stream a received HTTP/3 datagram belongs to (the quarter stream id times 4) and its
 /// UDP payload; the payload is `None` for another context. `Err` for a truncated datagram.
+#[cfg(any(feature = "h3", test))]
 pub(crate) fn parse_h3_datagram(mut d: Bytes) -> Result<(u64, Option<Bytes>), CapsuleError> {
     let (quarter, a) = varint::get(&d).ok_or(CapsuleError("truncated HTTP/3 datagram"))?;
     let (context, b) =

@@ -1,0 +1,165 @@
+//! UDP through the mesh: CONNECT-UDP (RFC 9298). A flow is one extended CONNECT
+//! (`:protocol connect-udp`, the target in the path) on the HBONE connection. Over HTTP/3 each
+//! UDP payload travels as an HTTP datagram (RFC 9297: a QUIC DATAGRAM frame, unreliable as
+//! UDP is); over HTTP/2, which has no datagrams, as a DATAGRAM capsule on the stream. Either
+//! way the caller sees one [`UdpTunnel`] that sends and receives whole datagrams.
+
+pub(crate) mod codec;
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::tunnel::{Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
+
+/// The largest UDP payload a flow carries (an IPv4 UDP datagram's limit).
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// One UDP flow through an HBONE peer: datagrams in both directions, each delivered whole or
+/// not at all. Ends when either side closes its stream.
+#[derive(Debug)]
+pub struct UdpTunnel {
+    sender: UdpSender,
+    receiver: UdpReceiver,
+}
+
+/// The sending half of a [`UdpTunnel`].
+#[derive(Debug)]
+pub struct UdpSender {
+    writer: TunnelWriter,
+    #[cfg(feature = "h3")]
+    datagrams: Option<crate::h3::datagram::Outbound>,
+}
+
+/// The receiving half of a [`UdpTunnel`].
+#[derive(Debug)]
+pub struct UdpReceiver {
+    reader: TunnelReader,
+    capsules: codec::CapsuleReader,
+    #[cfg(feature = "h3")]
+    datagrams: Option<crate::h3::datagram::Inbound>,
+}
+
+impl UdpTunnel {
+    /// A flow over `stream` (capsules only: HTTP/2).
+    pub(crate) fn over_stream(stream: Tunnel) -> Self {
+        let (reader, writer) = stream.into_split();
+        Self {
+            sender: UdpSender {
+                writer,
+                #[cfg(feature = "h3")]
+                datagrams: None,
+            },
+            receiver: UdpReceiver {
+                reader,
+                capsules: codec::CapsuleReader::default(),
+                #[cfg(feature = "h3")]
+                datagrams: None,
+            },
+        }
+    }
+
+    /// A flow over an HTTP/3 stream, with datagrams when the peer enabled them.
+    #[cfg(feature = "h3")]
+    pub(crate) fn over_h3(
+        stream: Tunnel,
+        datagrams: Option<(crate::h3::datagram::Outbound, crate::h3::datagram::Inbound)>,
+    ) -> Self {
+        let mut t = Self::over_stream(stream);
+        if let Some((out, inb)) = datagrams {
+            t.sender.datagrams = Some(out);
+            t.receiver.datagrams = Some(inb);
+        }
+        t
+    }
+
+    /// The ends of the flow's HBONE connection.
+    pub fn info(&self) -> &TunnelInfo {
+        self.sender.writer.info()
+    }
+
+    /// Sends one datagram.
+    pub async fn send(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.sender.send(payload).await
+    }
+
+    /// The next datagram, or `None` when the flow has ended.
+    pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
+        self.receiver.recv().await
+    }
+
+    /// Whether payloads travel as HTTP/3 datagrams (else as capsules on the stream).
+    pub fn uses_datagrams(&self) -> bool {
+        #[cfg(feature = "h3")]
+        return self.sender.datagrams.is_some();
+        #[cfg(not(feature = "h3"))]
+        false
+    }
+
+    /// Splits into halves usable from two tasks.
+    pub fn into_split(self) -> (UdpSender, UdpReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl UdpSender {
+    /// Sends one datagram: an HTTP/3 datagram when the connection has them (dropped, as UDP
+    /// may be, under congestion), else a DATAGRAM capsule on the stream. Payloads larger than
+    /// [`MAX_UDP_PAYLOAD`] are refused.
+    pub async fn send(&mut self, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > MAX_UDP_PAYLOAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "UDP payload of {} bytes is over the {MAX_UDP_PAYLOAD}-byte limit",
+                    payload.len()
+                ),
+            ));
+        }
+        #[cfg(feature = "h3")]
+        if let Some(d) = &self.datagrams {
+            // Too large for one QUIC packet: the stream carries it instead.
+            if d.send(payload)? {
+                return Ok(());
+            }
+        }
+        let mut capsule = BytesMut::with_capacity(payload.len() + 8);
+        codec::put_datagram_capsule(&mut capsule, payload);
+        self.writer.write_chunk(capsule.freeze()).await
+    }
+
+    /// Ends the flow from this side (the peer's receiver sees the end).
+    pub async fn close(&mut self) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::shutdown(&mut self.writer).await
+    }
+}
+
+impl UdpReceiver {
+    /// The next datagram, or `None` when the peer ended the flow.
+    pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(p) = self.capsules.next().map_err(bad_capsule)? {
+                return Ok(Some(p));
+            }
+            #[cfg(feature = "h3")]
+            if let Some(d) = &mut self.datagrams {
+                tokio::select! {
+                    chunk = self.reader.read_chunk() => match chunk? {
+                        Some(c) => self.capsules.push(c),
+                        None => return Ok(None),
+                    },
+                    Some(p) = d.recv() => return Ok(Some(p)),
+                }
+                continue;
+            }
+            match self.reader.read_chunk().await? {
+                Some(c) => self.capsules.push(c),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+fn bad_capsule(e: codec::CapsuleError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
