@@ -254,3 +254,62 @@ async fn aioquic_refusals_and_a_wrong_identity_are_errors() {
         .expect_err("wrong SAN");
     assert!(matches!(err, HboneError::Tls { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn aioquic_connect_udp_datagrams_echo_through_our_server() {
+    let pki = TestPki::new();
+    let mut server = EchoServer::start_h3(&pki, "echo").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki.write_pem(dir.path(), "client", &pki.id("py", "client"));
+    let (ok, text) = run_client(
+        &["udp", "--authority", "127.0.0.1:5353"],
+        &server,
+        dir.path(),
+        "client",
+    )
+    .await;
+    assert!(ok, "aioquic client failed:\n{text}");
+    assert!(text.contains("udp ok: 3 datagrams"), "{text}");
+    let seen = server.seen.recv().await.expect("report");
+    assert_eq!(seen.authority, "127.0.0.1:5353");
+    assert_eq!(seen.read, Ok(1 + 100 + 1000));
+}
+
+#[tokio::test]
+async fn our_udp_flow_through_aioquic_uses_datagrams_both_ways() {
+    let pki = TestPki::new();
+    let mut server = AioquicServer::start(&pki).await;
+    let mut flow = pki
+        .client()
+        .connect_udp(&server.dial(&pki, 5353, server.id.clone()))
+        .await
+        .expect("flow through aioquic");
+    assert!(flow.uses_datagrams(), "aioquic enables HTTP/3 datagrams");
+    let sent: Vec<Vec<u8>> = (0..5)
+        .map(|i| ambit_test_util::payload(200 * i + 1, i as u64))
+        .collect();
+    for d in &sent {
+        flow.send(d).await.expect("send");
+    }
+    let mut back = Vec::new();
+    while back.len() < sent.len() {
+        let d = tokio::time::timeout(STEP, flow.recv())
+            .await
+            .expect("in time")
+            .expect("recv")
+            .expect("open");
+        back.push(d.to_vec());
+    }
+    back.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(back, want);
+    let (mut tx, _rx) = flow.into_split();
+    tx.close().await.expect("close");
+    let line = server.line().await;
+    assert!(line.contains("datagrams=5"), "{line}");
+    assert!(
+        line.contains("/.well-known/masque/udp/127.0.0.1/5353/"),
+        "{line}"
+    );
+}

@@ -8,9 +8,12 @@ Client modes (against an ambit server):
                  each be answered 400 (or reset); a valid CONNECT on the same connection then
                  still echoes.
   untrusted      Present a certificate the server does not trust: the handshake must fail.
+  udp            CONNECT-UDP (RFC 9298) to --authority's address: send datagrams of several
+                 sizes as HTTP/3 datagrams (RFC 9297), expect each echoed back.
 Server mode:
   server         Serve HTTP/3 CONNECT on --listen with mutual TLS: answer 200 and echo (target
-                 ports 401 and 503 answer that status), print one line per tunnel.
+                 ports 401 and 503 answer that status), print one line per tunnel. CONNECT-UDP
+                 flows echo each datagram.
 
 The peer's SPIFFE identity is checked by hand (URI SAN and signature by the CA), as HBONE
 identities are URI SANs that hostname checks cannot express.
@@ -23,7 +26,7 @@ import sys
 from aioquic.asyncio import connect, serve
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.h3.events import DataReceived, DatagramReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, StreamReset
 from aioquic import tls as aioquic_tls
@@ -60,7 +63,8 @@ class Peer(QuicConnectionProtocol):
 
     def __init__(self, *args, on_request=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        # aioquic sends SETTINGS_H3_DATAGRAM only with its WebTransport switch on.
+        self.h3 = H3Connection(self._quic, enable_webtransport=True)
         self.queues = {}
         self.on_request = on_request
         self.terminated = asyncio.get_event_loop().create_future()
@@ -83,6 +87,8 @@ class Peer(QuicConnectionProtocol):
                     self.queue(e.stream_id).put_nowait(("headers", e.headers, e.stream_ended))
             elif isinstance(e, DataReceived):
                 self.queue(e.stream_id).put_nowait(("data", e.data, e.stream_ended))
+            elif isinstance(e, DatagramReceived):
+                self.queue(e.stream_id).put_nowait(("dgram", e.data))
 
     def send(self, stream_id, data, end):
         for i in range(0, len(data), CHUNK):
@@ -136,8 +142,43 @@ async def echo_once(peer, authority, size, seed):
     print(f"echo ok: {size} bytes", flush=True)
 
 
+UDP_PATH = "/.well-known/masque/udp/{}/{}/"
+
+
+async def udp_flow(peer, authority):
+    """CONNECT-UDP to `authority` (the target): datagrams out and back."""
+    host, port = authority.rsplit(":", 1)
+    headers = [
+        (b":method", b"CONNECT"), (b":protocol", b"connect-udp"), (b":scheme", b"https"),
+        (b":authority", b"hbone"), (b":path", UDP_PATH.format(host, port).encode()),
+        (b"capsule-protocol", b"?1"),
+    ]
+    status = await request(peer, headers)
+    if status[:2] != ("status", "200"):
+        raise RuntimeError(f"CONNECT-UDP answered {status[:2]}")
+    _, _, sid, q = status
+    sizes = [1, 100, 1000]
+    for i, n in enumerate(sizes):
+        # Context id 0, then the UDP payload (RFC 9298 section 5).
+        peer.h3.send_datagram(sid, b"\x00" + payload(n, i + 1))
+    peer.transmit()
+    want = {payload(n, i + 1) for i, n in enumerate(sizes)}
+    got = set()
+    while got != want:
+        kind, *rest = await asyncio.wait_for(q.get(), 10)
+        if kind != "dgram":
+            raise RuntimeError(f"unexpected {kind} on the flow")
+        if not rest[0].startswith(b"\x00"):
+            raise RuntimeError("datagram without context id 0")
+        got.add(rest[0][1:])
+    print(f"udp ok: {len(sizes)} datagrams", flush=True)
+    peer.h3.send_data(sid, b"", end_stream=True)
+    peer.transmit()
+
+
 def client_config(args):
     c = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=ssl.CERT_NONE)
+    c.max_datagram_frame_size = 65536
     c.load_cert_chain(args.cert, args.key)
     c.max_data = 16 * 1024 * 1024
     c.max_stream_data = 4 * 1024 * 1024
@@ -156,7 +197,9 @@ async def run_client(args):
                 return
             who = check_peer(peer._quic, args.ca, args.expect_id)
             print(f"tls ok: peer {who}", flush=True)
-            if args.mode == "echo":
+            if args.mode == "udp":
+                await udp_flow(peer, args.authority)
+            elif args.mode == "echo":
                 for i, size in enumerate(args.sizes):
                     await echo_once(peer, auth, size, i + 1)
             elif args.mode == "malformed":
@@ -194,6 +237,8 @@ async def on_request(peer, event, q, args):
     except Exception as e:  # noqa: BLE001 - any failure is a refusal
         print(f"tunnel refused: client identity: {e}", flush=True)
         return answer(401, True)
+    if headers.get(b":protocol") == b"connect-udp":
+        return await serve_udp(peer, sid, headers, q, answer)
     if headers.get(b":method") != b"CONNECT" or b":path" in headers or b":scheme" in headers:
         print("tunnel refused: malformed", flush=True)
         return answer(400, True)
@@ -217,8 +262,29 @@ async def on_request(peer, event, q, args):
     print(f"tunnel done: authority={authority} peer={who} bytes={total}", flush=True)
 
 
+async def serve_udp(peer, sid, headers, q, answer):
+    """Echoes each HTTP/3 datagram of a CONNECT-UDP flow until the client ends it."""
+    path = headers.get(b":path", b"").decode()
+    if not path.startswith(UDP_PATH.split("{")[0]) or headers.get(b":scheme") != b"https":
+        print("flow refused: malformed", flush=True)
+        return answer(400, True)
+    peer.h3.send_headers(sid, [(b":status", b"200"), (b"capsule-protocol", b"?1")])
+    peer.transmit()
+    count = 0
+    while True:
+        kind, *rest = await q.get()
+        if kind == "dgram":
+            count += 1
+            peer.h3.send_datagram(sid, rest[0])
+            peer.transmit()
+        elif kind == "reset" or (kind == "data" and rest[1]):
+            break
+    print(f"flow done: path={path} datagrams={count}", flush=True)
+
+
 async def run_server(args):
     c = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    c.max_datagram_frame_size = 65536
     c.load_cert_chain(args.cert, args.key)
     c.max_data = 16 * 1024 * 1024
     c.max_stream_data = 4 * 1024 * 1024
@@ -249,7 +315,7 @@ async def run_server(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["echo", "malformed", "untrusted", "server"])
+    p.add_argument("mode", choices=["echo", "malformed", "untrusted", "udp", "server"])
     p.add_argument("sizes", nargs="*", type=int)
     p.add_argument("--server")
     p.add_argument("--listen")
