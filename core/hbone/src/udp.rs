@@ -88,7 +88,9 @@ impl UdpTunnel {
         self.receiver.recv().await
     }
 
-    /// Whether payloads travel as HTTP/3 datagrams (else as capsules on the stream).
+    /// Whether the flow has HTTP/3 datagrams: it receives them, and sends them once the
+    /// peer's SETTINGS enable them (capsules on the stream otherwise, and for payloads too
+    /// large for one QUIC packet).
     pub fn uses_datagrams(&self) -> bool {
         #[cfg(feature = "h3")]
         return self.sender.datagrams.is_some();

@@ -190,8 +190,8 @@ struct Accepted {
 
 /// One tunnel's setup: validate the target, authorize, connect to the workload, answer.
 /// Refusals are answered, logged and counted here (`None`).
-async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Option<Accepted> {
-    let node = &*node;
+async fn open(shared: Arc<Node>, req: ConnectRequest, responder: Responder) -> Option<Accepted> {
+    let node = &*shared;
     let start = Instant::now();
     let state = node.state.load_full();
     let mut log = Box::new(ConnLog::new("inbound", req.peer_addr));
@@ -296,6 +296,9 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
             start,
         );
     }
+    if req.kind == ambit_hbone::ConnectKind::Udp {
+        return open_udp(&shared, &req, responder, log, target, &conn, &w.uid, start).await;
+    }
     // From the client's address where possible, so the application sees it.
     let connecting = node.connect_local(req.peer_addr.ip(), target, true);
     let upstream = match tokio::time::timeout(node.config.connect_timeout, connecting).await {
@@ -324,6 +327,47 @@ async fn open(node: Arc<Node>, req: ConnectRequest, responder: Responder) -> Opt
         log,
         start,
     })
+}
+
+/// The UDP side of [`open`]: a socket connected to the workload, the flow accepted, and its
+/// relay spawned (it outlives the tunnel task, which ends here with `None`).
+#[allow(clippy::too_many_arguments)]
+async fn open_udp<T>(
+    node: &Arc<Node>,
+    req: &ConnectRequest,
+    responder: Responder,
+    mut log: Box<ConnLog>,
+    target: SocketAddr,
+    conn: &Connection<'_>,
+    uid: &str,
+    start: Instant,
+) -> Option<T> {
+    log.protocol = "udp";
+    if node.pod_sockets(target.ip()).is_some() {
+        let status = StatusCode::NOT_IMPLEMENTED;
+        let why = "UDP flows to in-pod workloads are not supported yet".to_owned();
+        return refuse(node, responder, &mut log, status, why, start);
+    }
+    let socket = match crate::udp::connect_local(req.peer_addr.ip(), target).await {
+        Ok(s) => s,
+        Err(e) => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let why = format!("cannot open a UDP socket to {target}: {e}");
+            return refuse(node, responder, &mut log, status, why, start);
+        }
+    };
+    let (registration, revoked) = node.connections.register(conn, uid);
+    let flow = responder.accept_udp(Default::default()).ok()?;
+    node.count_tunnel("inbound", flow.info().transport);
+    tokio::spawn(crate::udp::relay_inbound(
+        node.clone(),
+        flow,
+        socket,
+        log,
+        revoked,
+        registration,
+    ));
+    None
 }
 
 impl Accepted {

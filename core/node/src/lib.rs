@@ -44,6 +44,7 @@ mod plaintext;
 mod record;
 mod socket;
 mod steer;
+pub mod udp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -118,6 +119,11 @@ pub struct NodeConfig {
     /// Dial every HBONE peer over HTTP/3, falling back to HTTP/2 per peer that does not answer
     /// QUIC. Off: only workloads marked `hbone_http3` are dialled over HTTP/3.
     pub dial_h3: bool,
+    /// Explicit UDP ways into the mesh: each listener carries its clients' datagrams as
+    /// CONNECT-UDP flows (an ambit extension).
+    pub udp_forwards: Vec<udp::UdpForward>,
+    /// A UDP flow with no datagram either way this long is closed.
+    pub udp_idle_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -145,6 +151,8 @@ impl NodeConfig {
             exporter: None,
             serve_h3: cfg!(feature = "h3"),
             dial_h3: false,
+            udp_forwards: Vec::new(),
+            udp_idle_timeout: udp::DEFAULT_UDP_IDLE_TIMEOUT,
         }
     }
 }
@@ -169,6 +177,8 @@ pub struct Bound {
     pub admin: Option<SocketAddr>,
     /// DNS proxy.
     pub dns: Option<SocketAddr>,
+    /// UDP forward listeners, in the order configured.
+    pub udp_forwards: Vec<SocketAddr>,
 }
 
 /// `socks5=127.0.0.1:15080,metrics=...`: the listeners bound, for logs.
@@ -223,6 +233,8 @@ pub(crate) struct Node {
     pod_sockets: std::sync::Mutex<HashMap<IpAddr, Arc<inpod::netns::PodSockets>>>,
     /// `ambit_hbone_tunnels_total{direction,transport}`.
     tunnels: ambit_telemetry::LabeledFamily,
+    /// `ambit_udp_flows_total{direction,result}`.
+    udp_flows: ambit_telemetry::LabeledFamily,
 }
 
 impl Node {
@@ -310,8 +322,14 @@ impl NodeProxy {
             "HBONE tunnels opened, by direction and HTTP version (h2; h3 is ambit's extension).",
             &["direction", "transport"],
         );
+        let udp_flows = metrics.counter(
+            "ambit_udp_flows_total",
+            "UDP flows through the mesh (CONNECT-UDP) that ended, by direction and result.",
+            &["direction", "result"],
+        );
         let node = Arc::new(Node {
             tunnels,
+            udp_flows,
             client: ambit_hbone::Client::new(tls, ambit_hbone::ClientSettings::default()),
             config,
             state: ArcSwap::from_pointee(state),
@@ -452,6 +470,19 @@ impl NodeProxy {
             let server = dns::DnsServer::new(node.clone(), None);
             tasks.push(tokio::spawn(server.clone().serve_udp(udp)));
             tasks.push(tokio::spawn(server.serve_tcp(l, socket::Scope::default())));
+        }
+        for fwd in &c.udp_forwards {
+            let socket = tokio::net::UdpSocket::bind(fwd.listen)
+                .await
+                .map_err(|e| ProxyError::Bind("UDP forward".into(), fwd.listen, e))?;
+            bound
+                .udp_forwards
+                .push(socket.local_addr().unwrap_or(fwd.listen));
+            tasks.push(tokio::spawn(udp::serve_forward(
+                node.clone(),
+                socket,
+                fwd.clone(),
+            )));
         }
         if let Some(a) = c.metrics {
             let n = node.clone();
@@ -636,6 +667,12 @@ impl Node {
             "dry-run authorization"
         );
         self.metrics.dry_run("destination", would.allowed, policy);
+    }
+
+    /// Counts a UDP flow that ended, `ok` or not.
+    fn count_udp(&self, direction: &'static str, ok: bool) {
+        self.udp_flows
+            .inc(&[direction, if ok { "ok" } else { "failed" }]);
     }
 
     /// Counts an HBONE tunnel opened `direction` over `transport`.

@@ -42,6 +42,8 @@ pub struct AccessLog {
     pub error: Option<String>,
     /// `hbone.transport`: `h2` or `h3` for an HBONE tunnel (ambit extension), else empty.
     pub hbone_transport: &'static str,
+    /// `protocol`: `udp` for a UDP flow (ambit extension); empty for TCP, as ztunnel logs.
+    pub protocol: &'static str,
 }
 
 /// One HTTP request handled by a waypoint (a plain record: build it with struct syntax).
@@ -104,6 +106,7 @@ impl AccessLog {
             ("dst.namespace", Cow::Borrowed(self.dst_namespace.as_str())),
             ("dst.identity", Cow::Borrowed(self.dst_identity.as_str())),
             ("direction", Cow::Borrowed(self.direction)),
+            ("protocol", Cow::Borrowed(self.protocol)),
             ("hbone.transport", Cow::Borrowed(self.hbone_transport)),
             ("bytes_sent", Cow::Owned(self.bytes_sent.to_string())),
             ("bytes_recv", Cow::Owned(self.bytes_recv.to_string())),

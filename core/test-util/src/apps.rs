@@ -23,6 +23,20 @@ pub async fn tcp_echo(addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
+/// A UDP echo on `addr`: each datagram back to its sender, prefixed with the sender's
+/// address and `|` (so a test sees where the mesh delivered it from).
+pub async fn udp_echo(addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
+    let socket = tokio::net::UdpSocket::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let mut reply = format!("{}|", from.ip()).into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from).await;
+        }
+    }))
+}
+
 /// An HTTP/1.1 application on `addr` that answers every request `200` with the body
 /// `hello from <name> (connection from <peer ip>)\n` and closes.
 pub async fn http_hello(addr: SocketAddr, name: &'static str) -> std::io::Result<JoinHandle<()>> {

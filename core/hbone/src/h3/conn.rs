@@ -57,14 +57,17 @@ impl H3Conn {
         }))
     }
 
-    /// The datagram halves of a CONNECT-UDP flow on `stream_id`, when the peer's SETTINGS
-    /// enabled HTTP/3 datagrams (else the flow uses capsules on its stream).
+    /// The datagram halves of a CONNECT-UDP flow on `stream_id`: received datagrams are
+    /// routed to it at once; it sends datagrams once the peer's SETTINGS enable them, and
+    /// capsules on its stream until then.
     pub(crate) fn datagram_flow(
         &self,
         stream_id: u64,
     ) -> Option<(super::datagram::Outbound, super::datagram::Inbound)> {
-        let enabled = self.peer.borrow().settings.is_some_and(|s| s.datagram);
-        enabled.then(|| self.datagrams.flow(&self.quic, stream_id))
+        Some(
+            self.datagrams
+                .flow(&self.quic, self.peer.clone(), stream_id),
+        )
     }
 
     /// Sends GOAWAY with `id` on our control stream (a server's next unaccepted stream id).

@@ -24,11 +24,12 @@ pub(crate) struct Router {
     routes: Routes,
 }
 
-/// Sends a flow's datagrams.
+/// Sends a flow's datagrams, once the peer's SETTINGS enable them.
 #[derive(Debug)]
 pub(crate) struct Outbound {
     quic: Connection,
     stream_id: u64,
+    peer: tokio::sync::watch::Receiver<super::conn::PeerState>,
 }
 
 /// Receives a flow's datagrams; unregisters the flow when dropped.
@@ -60,14 +61,21 @@ impl Router {
         });
     }
 
-    /// The datagram halves of the flow on request stream `stream_id`.
-    pub(crate) fn flow(&self, quic: &Connection, stream_id: u64) -> (Outbound, Inbound) {
+    /// The datagram halves of the flow on request stream `stream_id`. Receiving starts at
+    /// once (we enabled datagrams); sending waits for the peer's SETTINGS to enable them.
+    pub(crate) fn flow(
+        &self,
+        quic: &Connection,
+        peer: tokio::sync::watch::Receiver<super::conn::PeerState>,
+        stream_id: u64,
+    ) -> (Outbound, Inbound) {
         let (tx, rx) = mpsc::channel(FLOW_QUEUE);
         lock(&self.routes).insert(stream_id, tx);
         (
             Outbound {
                 quic: quic.clone(),
                 stream_id,
+                peer,
             },
             Inbound {
                 rx,
@@ -80,8 +88,11 @@ impl Router {
 
 impl Outbound {
     /// Sends `payload` as a datagram; `false` when it must go on the stream instead (larger
-    /// than a QUIC packet carries, or datagrams are off).
+    /// than a QUIC packet carries, or the peer has not enabled datagrams).
     pub(crate) fn send(&self, payload: &[u8]) -> io::Result<bool> {
+        if !self.peer.borrow().settings.is_some_and(|s| s.datagram) {
+            return Ok(false);
+        }
         match self
             .quic
             .send_datagram(codec::h3_datagram(self.stream_id, payload))

@@ -17,6 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 mod h3;
 mod hardening;
+mod udp;
 
 const STEP: Duration = Duration::from_secs(30);
 

@@ -1,0 +1,288 @@
+//! UDP through the mesh (CONNECT-UDP flows, an ambit extension). Inbound: an authorized flow
+//! is relayed to the local workload from a socket connected to it. Outbound: an explicit
+//! forward listener (`NodeConfig::udp_forwards`) opens one flow per client address, as the
+//! local workload it names, to its target.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ambit_hbone::{Dial, UdpReceiver, UdpSender, UdpTunnel};
+use ambit_telemetry::TcpCounters;
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::Node;
+use crate::record::ConnLog;
+use crate::steer::{Steer, steer};
+
+/// Datagrams queued from one forward client before more are dropped.
+const CLIENT_QUEUE: usize = 256;
+
+/// An explicit way into the mesh for UDP: datagrams to `listen` are carried to `target` as the
+/// local workload whose address is `source` (its identity, its policies), one flow per client
+/// address; answers come back to that client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpForward {
+    /// Where clients send.
+    pub listen: SocketAddr,
+    /// The local workload the flows belong to.
+    pub source: IpAddr,
+    /// Where the datagrams go (a workload or service address).
+    pub target: SocketAddr,
+}
+
+impl UdpForward {
+    /// A forward from `listen` to `target` as the workload at `source`.
+    pub fn new(listen: SocketAddr, source: IpAddr, target: SocketAddr) -> Self {
+        Self {
+            listen,
+            source,
+            target,
+        }
+    }
+}
+
+/// Relays an accepted inbound flow to `target` until it ends, idles out or is revoked; then
+/// counts and logs it.
+pub(crate) async fn relay_inbound(
+    node: Arc<Node>,
+    flow: UdpTunnel,
+    socket: UdpSocket,
+    mut log: Box<ConnLog>,
+    revoked: oneshot::Receiver<String>,
+    _registration: crate::conns::Registration,
+) {
+    let start = Instant::now();
+    let (tx, rx) = flow.into_split();
+    // a = the flow: what comes from it was received from the source.
+    log.count(Arc::new(TcpCounters::default()), false);
+    let result = relay(&node, tx, rx, &socket, &log, revoked).await;
+    log.close(result.is_err());
+    log.duration = start.elapsed();
+    log.error = result.err();
+    node.count_udp("inbound", log.error.is_none());
+    node.access_log(&log);
+}
+
+/// Pumps datagrams between a flow and a socket connected to the workload until the flow ends
+/// (`Ok`), or idles out, fails or is revoked (`Err`).
+async fn relay(
+    node: &Node,
+    mut tx: UdpSender,
+    mut rx: UdpReceiver,
+    socket: &UdpSocket,
+    meter: &ConnLog,
+    mut revoked: oneshot::Receiver<String>,
+) -> Result<(), String> {
+    use ambit_hbone::Meter;
+    let idle = node.config.udp_idle_timeout;
+    let mut buf = vec![0u8; ambit_hbone::MAX_UDP_PAYLOAD + 1];
+    let mut last = tokio::time::Instant::now();
+    let result = loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Ok(Some(d)) => {
+                    last = tokio::time::Instant::now();
+                    meter.a_to_b(d.len() as u64);
+                    if let Err(e) = socket.send(&d).await {
+                        debug!(error = %e, "UDP datagram not delivered");
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("flow failed: {e}")),
+            },
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => {
+                    last = tokio::time::Instant::now();
+                    meter.b_to_a(n as u64);
+                    if let Err(e) = tx.send(&buf[..n]).await {
+                        break Err(format!("flow failed: {e}"));
+                    }
+                }
+                // An ICMP error for an earlier datagram (port unreachable...): UDP goes on.
+                Err(e) => debug!(error = %e, "UDP receive error"),
+            },
+            () = tokio::time::sleep_until(last + idle) => {
+                break Err(format!("idle for {idle:?}"));
+            }
+            reason = &mut revoked => break Err(reason.unwrap_or_else(|_| "closed".into())),
+        }
+    };
+    let _ = tx.close().await;
+    result
+}
+
+/// Serves one forward listener: a flow per client address, each in its own task.
+pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpForward) {
+    let socket = Arc::new(socket);
+    let clients: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>> = Arc::default();
+    let mut buf = vec![0u8; ambit_hbone::MAX_UDP_PAYLOAD + 1];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "UDP forward receive error");
+                continue;
+            }
+        };
+        let datagram = Bytes::copy_from_slice(&buf[..n]);
+        let mut map = clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = map.get(&from).filter(|q| !q.is_closed()) {
+            // A full queue drops, as a congested path would.
+            let _ = q.try_send(datagram);
+            continue;
+        }
+        let (q, queued) = mpsc::channel(CLIENT_QUEUE);
+        let _ = q.try_send(datagram);
+        map.insert(from, q);
+        let (node, socket, fwd, clients) =
+            (node.clone(), socket.clone(), fwd.clone(), clients.clone());
+        tokio::spawn(async move {
+            forward_flow(&node, &socket, &fwd, from, queued).await;
+            let mut map = clients.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&from).is_some_and(|q| q.is_closed()) {
+                map.remove(&from);
+            }
+        });
+    }
+}
+
+/// One client's flow through a forward listener.
+async fn forward_flow(
+    node: &Arc<Node>,
+    socket: &UdpSocket,
+    fwd: &UdpForward,
+    client: SocketAddr,
+    mut queued: mpsc::Receiver<Bytes>,
+) {
+    let start = Instant::now();
+    let mut log = Box::new(ConnLog::new(
+        "outbound",
+        SocketAddr::new(fwd.source, client.port()),
+    ));
+    log.protocol = "udp";
+    let flow = match open_forward(node, fwd, &mut log).await {
+        Ok(f) => f,
+        Err(why) => {
+            warn!(%client, target = %fwd.target, reason = %why, "UDP flow refused");
+            log.error = Some(why);
+            log.duration = start.elapsed();
+            node.count_udp("outbound", false);
+            node.access_log(&log);
+            return;
+        }
+    };
+    log.transport = Some(flow.info().transport);
+    // a = the client: what comes from it is sent to the destination.
+    log.count(Arc::new(TcpCounters::default()), true);
+    let (mut tx, mut rx) = flow.into_split();
+    let idle = node.config.udp_idle_timeout;
+    let mut last = tokio::time::Instant::now();
+    let result: Result<(), String> = loop {
+        use ambit_hbone::Meter;
+        tokio::select! {
+            d = queued.recv() => match d {
+                Some(d) => {
+                    last = tokio::time::Instant::now();
+                    log.a_to_b(d.len() as u64);
+                    if let Err(e) = tx.send(&d).await {
+                        break Err(format!("flow failed: {e}"));
+                    }
+                }
+                None => break Ok(()),
+            },
+            d = rx.recv() => match d {
+                Ok(Some(d)) => {
+                    last = tokio::time::Instant::now();
+                    log.b_to_a(d.len() as u64);
+                    let _ = socket.send_to(&d, client).await;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("flow failed: {e}")),
+            },
+            () = tokio::time::sleep_until(last + idle) => break Ok(()),
+        }
+    };
+    queued.close();
+    let _ = tx.close().await;
+    log.close(result.is_err());
+    log.duration = start.elapsed();
+    log.error = result.err();
+    node.count_udp("outbound", log.error.is_none());
+    node.access_log(&log);
+}
+
+/// Steers and opens a forward's flow; the error says why there is none.
+async fn open_forward(
+    node: &Arc<Node>,
+    fwd: &UdpForward,
+    log: &mut ConnLog,
+) -> Result<UdpTunnel, String> {
+    let state = node.state.load_full();
+    let net = &node.config.network;
+    let src = state
+        .workload_by_addr(net, fwd.source)
+        .filter(|w| w.node == node.config.node)
+        .cloned()
+        .ok_or_else(|| format!("{} is not a local workload", fwd.source))?;
+    let src_id = src.identity().map_err(|e| e.to_string())?;
+    log.src = Some(src.clone());
+    log.src_identity = Some(src_id.clone());
+    match steer(&state, net, Some(&src), fwd.target).map_err(|e| e.to_string())? {
+        Steer::Hbone {
+            peer,
+            authority,
+            expected,
+            workload,
+            service,
+        } => {
+            log.dst = Some(workload.clone());
+            log.service = service;
+            log.dst_addr = Some(peer);
+            log.dst_hbone_addr = Some(authority.into());
+            log.dst_identity = expected.first().cloned();
+            let cell = node
+                .identities
+                .cell(&src_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut dial = Dial::new(cell, peer, expected, authority.into());
+            dial.source_ip = Some(fwd.source);
+            if node.config.dial_h3 || workload.hbone_http3 {
+                dial.transport = ambit_hbone::Transport::Http3;
+            }
+            node.client
+                .connect_udp(&dial)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Steer::Direct { addr, .. } => Err(format!(
+            "{addr} is outside the mesh: UDP forwards carry mesh flows only"
+        )),
+    }
+}
+
+/// A socket connected to `target` for an inbound flow, from `src` where this host has it (so
+/// the workload sees the client's address), else from the system's choice.
+pub(crate) async fn connect_local(src: IpAddr, target: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any: IpAddr = if target.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = match UdpSocket::bind(SocketAddr::new(src, 0)).await {
+        Ok(s) if src.is_ipv4() == target.is_ipv4() => s,
+        _ => UdpSocket::bind(SocketAddr::new(any, 0)).await?,
+    };
+    socket.connect(target).await?;
+    Ok(socket)
+}
+
+/// The idle timeout a flow gets by default: DNS-like exchanges are done in well under it,
+/// and a longer-lived flow keeps sending.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,172 @@
+//! UDP through two node proxies: a forward listener on node A, CONNECT-UDP to node B, the
+//! datagrams delivered to a UDP app and its answers back; L4 policy applies to flows.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ambit_node::NodeProxy;
+use ambit_node::udp::UdpForward;
+use ambit_state::State;
+use ambit_test_util::TestPki;
+use ambit_test_util::apps::udp_echo;
+use ambit_test_util::mesh::{ip, workload};
+use ambit_test_util::nodes::{Listeners, node_config};
+use tokio::net::UdpSocket;
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn state(net: u8, server_h3: bool) -> State {
+    let mut s = State::new();
+    s.insert_workload(workload(net, "client", "demo", "client", "node-a", [1, 2]))
+        .expect("w");
+    let mut server = workload(net, "server", "demo", "server", "node-b", [2, 2]);
+    server.hbone_http3 = server_h3;
+    s.insert_workload(server).expect("w");
+    s
+}
+
+async fn nodes(net: u8, state: State) -> (NodeProxy, NodeProxy) {
+    let pki = TestPki::new();
+    let mut a = node_config(net, "node-a", 1, Listeners::All);
+    a.udp_forwards = vec![UdpForward::new(
+        SocketAddr::new(ip(net, [0, 1]), 0),
+        ip(net, [1, 2]),
+        SocketAddr::new(ip(net, [2, 2]), 5353),
+    )];
+    a.udp_idle_timeout = Duration::from_millis(300);
+    let b = node_config(net, "node-b", 2, Listeners::All);
+    let source = pki.source();
+    let a = NodeProxy::start(a, state.clone(), source.clone(), pki.tls.clone())
+        .await
+        .expect("node A");
+    let b = NodeProxy::start(b, state, source, pki.tls.clone())
+        .await
+        .expect("node B");
+    (a, b)
+}
+
+fn counter(node: &NodeProxy, series: &str) -> u64 {
+    node.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn wait_for(node: &NodeProxy, series: &str, at_least: u64) {
+    let reached = tokio::time::timeout(STEP, async {
+        while counter(node, series) < at_least {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "{series} never reached {at_least}:\n{}",
+        node.metrics()
+    );
+}
+
+/// Sends `n` datagrams through node A's forward and returns the answers.
+async fn exchange(a: &NodeProxy, n: usize) -> Vec<String> {
+    let fwd = a.bound().udp_forwards[0];
+    let client = UdpSocket::bind(SocketAddr::new(fwd.ip(), 0))
+        .await
+        .expect("client socket");
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        client
+            .send_to(format!("query {i}").as_bytes(), fwd)
+            .await
+            .expect("send");
+        let got = tokio::time::timeout(STEP, client.recv_from(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("recv");
+        answers.push(String::from_utf8_lossy(&buf[..got.0]).into_owned());
+    }
+    answers
+}
+
+async fn carried(net: u8, h3: bool) {
+    let (a, b) = nodes(net, state(net, h3)).await;
+    udp_echo(SocketAddr::new(ip(net, [2, 2]), 5353))
+        .await
+        .expect("UDP app");
+    let answers = exchange(&a, 3).await;
+    for (i, got) in answers.iter().enumerate() {
+        // The app sees the client workload's address, as node B relays from it.
+        assert_eq!(got, &format!("{}|query {i}", ip(net, [1, 2])));
+    }
+    let transport = if h3 { "h3" } else { "h2" };
+    let outbound =
+        format!("ambit_hbone_tunnels_total{{direction=\"inbound\",transport=\"{transport}\"}} ");
+    assert_eq!(counter(&b, &outbound), 1, "one flow for three datagrams");
+    // The flow idles out on node A; node B sees its end and counts it.
+    wait_for(
+        &a,
+        "ambit_udp_flows_total{direction=\"outbound\",result=\"ok\"} ",
+        1,
+    )
+    .await;
+    wait_for(
+        &b,
+        "ambit_udp_flows_total{direction=\"inbound\",result=\"ok\"} ",
+        1,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_forward_over_http3_datagrams() {
+    carried(51, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_forward_over_http2_capsules() {
+    carried(52, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l4_policy_denies_udp_flows() {
+    let net = 53;
+    let yaml = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-dns, namespace: demo}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation: {ports: [\"5353\"]}
+";
+    let mut s = state(net, true);
+    let loaded = ambit_authz::IstioPolicies::parse(yaml, "", "istio-system").expect("policy");
+    loaded.apply_to(s.policies_mut());
+    let (a, b) = nodes(net, s).await;
+    udp_echo(SocketAddr::new(ip(net, [2, 2]), 5353))
+        .await
+        .expect("UDP app");
+    let fwd = a.bound().udp_forwards[0];
+    let client = UdpSocket::bind(SocketAddr::new(fwd.ip(), 0))
+        .await
+        .expect("socket");
+    client.send_to(b"query", fwd).await.expect("send");
+    wait_for(
+        &a,
+        "ambit_udp_flows_total{direction=\"outbound\",result=\"failed\"} ",
+        1,
+    )
+    .await;
+    let mut buf = [0u8; 64];
+    assert!(
+        client.try_recv_from(&mut buf).is_err(),
+        "a denied flow delivers nothing"
+    );
+    assert_eq!(
+        counter(
+            &b,
+            "ambit_hbone_tunnels_total{direction=\"inbound\",transport=\"h3\"} "
+        ),
+        0
+    );
+}
