@@ -178,6 +178,7 @@ async fn forward_flow(
         }
     };
     log.transport = Some(flow.info().transport);
+    node.count_tunnel("outbound", flow.info().transport);
     // a = the client: what comes from it is sent to the destination.
     log.count(Arc::new(TcpCounters::default()), true);
     let (mut tx, mut rx) = flow.into_split();

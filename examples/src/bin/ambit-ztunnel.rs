@@ -93,6 +93,13 @@ struct Args {
     /// neither.
     #[arg(long, env = "AMBIT_HBONE_H3", default_value = "serve")]
     hbone_h3: H3Mode,
+    /// A UDP way into the mesh, `LISTEN,SOURCE_IP,TARGET` (repeatable): datagrams sent to
+    /// LISTEN travel as CONNECT-UDP flows, as the local workload at SOURCE_IP, to TARGET.
+    #[arg(long = "udp-forward", value_name = "LISTEN,SOURCE_IP,TARGET")]
+    udp_forwards: Vec<String>,
+    /// Seconds without a datagram after which a UDP flow is closed.
+    #[arg(long, default_value_t = 60)]
+    udp_idle_secs: u64,
     /// Threads that carry the proxy's traffic (ztunnel's variable and default).
     #[arg(long, env = "ZTUNNEL_WORKER_THREADS", default_value = "2")]
     worker_threads: std::num::NonZeroUsize,
@@ -104,6 +111,22 @@ enum H3Mode {
     Off,
     Serve,
     Dial,
+}
+
+/// Parses `--udp-forward LISTEN,SOURCE_IP,TARGET`.
+fn udp_forward(spec: &str) -> Result<ambit_node::udp::UdpForward> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [listen, source, target] = parts[..] else {
+        anyhow::bail!("--udp-forward {spec:?}: expected LISTEN,SOURCE_IP,TARGET");
+    };
+    let field = |what: &str, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("--udp-forward {spec:?}: {what}: {e}")
+    };
+    Ok(ambit_node::udp::UdpForward::new(
+        listen.parse().map_err(|e| field("LISTEN", &e))?,
+        source.parse().map_err(|e| field("SOURCE_IP", &e))?,
+        target.parse().map_err(|e| field("TARGET", &e))?,
+    ))
 }
 
 fn main() -> std::process::ExitCode {
@@ -144,6 +167,12 @@ async fn run(args: Args) -> Result<()> {
     config.json_access_log = args.log_format == ambit_examples::logging::LogFormat::Json;
     config.serve_h3 = args.hbone_h3 != H3Mode::Off;
     config.dial_h3 = args.hbone_h3 == H3Mode::Dial;
+    config.udp_forwards = args
+        .udp_forwards
+        .iter()
+        .map(|f| udp_forward(f))
+        .collect::<Result<_>>()?;
+    config.udp_idle_timeout = Duration::from_secs(args.udp_idle_secs.max(1));
     config.exporter = ambit_examples::otlp::otlp_from_env("ambit-ztunnel")?;
     config.inpod = env.inpod_uds.is_some();
     config.dns = addr("dns", &args.dns)?;
