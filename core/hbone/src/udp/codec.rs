@@ -139,7 +139,7 @@ pub(crate) fn h3_datagram(stream_id: u64, payload: &[u8]) -> Bytes {
 
 /// The stream a received HTTP/3 datagram belongs to (the quarter stream id times 4) and its
 /// UDP payload; the payload is `None` for another context. `Err` for a truncated datagram.
-#[cfg(any(feature = "h3", test))]
+#[cfg(any(feature = "h3", test, fuzzing))]
 pub(crate) fn parse_h3_datagram(mut d: Bytes) -> Result<(u64, Option<Bytes>), CapsuleError> {
     let (quarter, a) = varint::get(&d).ok_or(CapsuleError("truncated HTTP/3 datagram"))?;
     let (context, b) =
