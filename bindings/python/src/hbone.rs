@@ -17,21 +17,34 @@ use crate::identity::{Credentials, SpiffeId, as_id};
 use crate::{SIGNAL_SLICE, client, runtime, tls, wait};
 
 /// Opens an HBONE tunnel and returns a file descriptor bridged to it (the Python wrapper
-/// turns it into a socket). Blocks without holding the GIL; Ctrl-C cancels the dial.
+/// turns it into a socket). `transport` is `"h2"` or `"h3"` (HTTP/3, falling back to HTTP/2
+/// when the peer does not answer QUIC). Blocks without holding the GIL; Ctrl-C cancels the
+/// dial.
 #[pyfunction]
+#[pyo3(signature = (credentials, peer, expected_id, authority, transport = "h2"))]
 pub(crate) fn hbone_connect_fd(
     py: Python<'_>,
     credentials: &Credentials,
     peer: &str,
     expected_id: &Bound<'_, PyAny>,
     authority: &str,
+    transport: &str,
 ) -> PyResult<i32> {
     let peer = socket_addr(peer, "peer")?;
     let authority = authority
         .parse()
         .map_err(|e| value_err(format!("authority: {e}")))?;
     let expected = as_id(expected_id)?;
-    let dial = Dial::new(credentials.cell.clone(), peer, vec![expected], authority);
+    let mut dial = Dial::new(credentials.cell.clone(), peer, vec![expected], authority);
+    dial.transport = match transport {
+        "h2" => facade::hbone::Transport::Http2,
+        "h3" => facade::hbone::Transport::Http3,
+        other => {
+            return Err(value_err(format!(
+                "transport must be \"h2\" or \"h3\", not {other:?}"
+            )));
+        }
+    };
     let bridged = wait(py, async move {
         let tunnel = client().connect(&dial).await.map_err(Failed::Dial)?;
         // On the runtime, where the bridge spawns its copy task.

@@ -249,6 +249,29 @@ def h2_connect_client(ca, creds, address, authority, payload):
     return status, back, server_san
 
 
+@pytest.mark.parametrize("transport", ["h2", "h3"])
+def test_connect_over_either_transport_to_our_listener(transport):
+    ca = ambit.CertificateAuthority()
+    server = ca.issue("spiffe://cluster.local/ns/py/sa/server")
+    client = ca.issue("spiffe://cluster.local/ns/py/sa/client")
+    with ambit.hbone.serve(server) as listener:
+        t = threading.Thread(target=lambda: echo_until_eof(listener.accept(timeout=10)[0]))
+        t.start()
+        s = ambit.hbone.connect(client, listener.address, server.id, "10.1.2.3:53",
+                                transport=transport)
+        s.settimeout(10)
+        s.sendall(b"x" * 100_000)
+        s.shutdown(socket.SHUT_WR)
+        back = b""
+        while chunk := s.recv(65536):
+            back += chunk
+        s.close()
+        t.join(10)
+    assert back == b"x" * 100_000
+    with pytest.raises(ValueError, match="transport"):
+        ambit.hbone.connect(client, listener.address, server.id, "10.1.2.3:53", transport="h4")
+
+
 def test_serve_against_a_python_h2_client():
     ca = ambit.CertificateAuthority()
     server = ca.issue("spiffe://cluster.local/ns/py/sa/server")

@@ -114,7 +114,15 @@ impl TunnelQueue {
         };
         let server = Server::new(tls, handler, ServerSettings::default());
         let serving = server.clone();
+        // HBONE over HTTP/3 on the same port over UDP, when built in and the port is free.
+        #[cfg(feature = "h3")]
+        let udp = std::net::UdpSocket::bind(addr).ok();
         let task = tokio::spawn(async move {
+            #[cfg(feature = "h3")]
+            if let Some(udp) = udp {
+                let _ = tokio::join!(serving.serve(listener), serving.serve_udp(udp));
+                return;
+            }
             let _ = serving.serve(listener).await;
         });
         Ok(Self {

@@ -378,6 +378,17 @@ impl Waypoint {
         bound.hbone = l.local_addr().ok();
         let s = server.clone();
         tasks.push(tokio::spawn(async move { drop(s.serve(l).await) }));
+        // HBONE over HTTP/3 (ambit's extension) beside it, on the same port over UDP.
+        match bound.hbone.map(std::net::UdpSocket::bind) {
+            Some(Ok(udp)) => {
+                let s = server.clone();
+                tasks.push(tokio::spawn(async move { drop(s.serve_udp(udp).await) }));
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "cannot listen for HBONE over HTTP/3 (UDP); serving HTTP/2 only")
+            }
+            None => {}
+        }
         if let Some(a) = inner.config.metrics {
             let i = inner.clone();
             let (addr, task) =

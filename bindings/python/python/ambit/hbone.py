@@ -184,12 +184,21 @@ async def start_server(
     is closed when the handler returns, and `writer.write_eof()` half-closes."""
     return AsyncHboneServer(HboneListener(_HboneListener(credentials, address)), handler)
 
-def connect(credentials: Credentials, peer: str, expected_id: SpiffeId | str, authority: str) -> _socket.socket:
+def connect(
+    credentials: Credentials,
+    peer: str,
+    expected_id: SpiffeId | str,
+    authority: str,
+    transport: str = "h2",
+) -> _socket.socket:
     """Opens a tunnel to `authority` through the HBONE peer at `peer` (`ip:port`), presenting
     `credentials` and accepting only a peer with SPIFFE id `expected_id`. Returns a connected
     stream socket: `shutdown(SHUT_WR)` half-closes the tunnel, `close()` ends it.
-    Raises TunnelError (with `.status` when the peer refused) or TlsError."""
-    fd = _hbone_connect_fd(credentials, peer, expected_id, authority)
+    `transport="h3"` carries it over HTTP/3 (QUIC on the peer's UDP port), falling back to
+    HTTP/2 when the peer does not answer QUIC.
+    Raises TunnelError (with `.status` when the peer refused), TlsError, or ValueError for an
+    unknown transport."""
+    fd = _hbone_connect_fd(credentials, peer, expected_id, authority, transport)
     return _socket.socket(fileno=fd)
 
 async def open_connection(

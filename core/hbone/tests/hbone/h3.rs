@@ -110,3 +110,36 @@ async fn h3_wrong_server_identity_is_refused_without_fallback() {
     );
     assert_eq!(server.server.stats().streams_accepted, 0);
 }
+
+#[tokio::test]
+async fn a_tunnel_queue_also_serves_http3() {
+    let pki = TestPki::new();
+    let id = pki.id("test", "queue");
+    let queue = ambit_hbone::TunnelQueue::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        pki.server_config(&id),
+        4,
+    )
+    .await
+    .expect("queue");
+    let mut dial = ambit_hbone::Dial::new(
+        pki.cell(&pki.id("test", "client")),
+        queue.local_addr(),
+        vec![id],
+        "127.0.0.1:9".parse().expect("authority"),
+    );
+    dial.transport = Transport::Http3;
+    let client = pki.client();
+    let (tunnel, queued) = tokio::join!(client.connect(&dial), queue.accept(Some(STEP)));
+    let mut tunnel = tunnel.expect("tunnel");
+    assert_eq!(tunnel.info().transport, Transport::Http3);
+    let queued = queued.expect("in time").expect("queued");
+    let std_socket = queued.socket;
+    std_socket.set_nonblocking(true).expect("nonblocking");
+    let mut host = tokio::net::UnixStream::from_std(std_socket).expect("tokio");
+    tunnel.write_all(b"over quic").await.expect("write");
+    let mut got = [0u8; 9];
+    host.read_exact(&mut got).await.expect("read");
+    assert_eq!(&got, b"over quic");
+    assert_eq!(client.stats().quic_handshake_failures, 0);
+}
