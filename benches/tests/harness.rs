@@ -1,5 +1,5 @@
-//! The end-to-end bench harness runs and reports all five paths (tiny sizes: this checks
-//! that it works, not how fast anything is).
+//! The end-to-end bench harnesses run and report every path (tiny sizes: this checks that
+//! they work, not how fast anything is).
 
 #[test]
 fn harness_smoke_run_writes_a_table_and_json() {
@@ -21,6 +21,7 @@ fn harness_smoke_run_writes_a_table_and_json() {
         "direct TCP",
         "TLS relay",
         "HBONE",
+        "HBONE/HTTP3",
         "HBONE fd (C ABI)",
         "two nodes",
     ] {
@@ -28,10 +29,38 @@ fn harness_smoke_run_writes_a_table_and_json() {
     }
     assert!(stdout.contains("HBONE / TLS relay: throughput"), "{stdout}");
     assert!(
+        stdout.contains("HBONE/HTTP3 / HBONE: throughput"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("HBONE fd (C ABI) / HBONE: throughput"),
         "{stdout}"
     );
     let json = std::fs::read_to_string(&json).expect("json written");
-    assert_eq!(json.matches("\"throughput_gbps\"").count(), 5, "{json}");
+    assert_eq!(json.matches("\"throughput_gbps\"").count(), 6, "{json}");
+    assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
+}
+
+#[test]
+fn h3_harness_smoke_run_measures_both_transports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("h3.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-bench-h3"))
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run ambit-bench-h3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ambit-bench-h3 failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("h3 / h2: cold open"), "{stdout}");
+    let json = std::fs::read_to_string(&json).expect("json written");
+    for t in ["\"h2\"", "\"h3\""] {
+        assert!(json.contains(t), "{t} missing: {json}");
+    }
     assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
 }

@@ -30,6 +30,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Opts {
     quick: bool,
+    /// Tiny sizes: proves the harness works (its test), measures nothing.
+    smoke: bool,
     json: Option<String>,
     /// Serve (HBONE on TCP and UDP, and an echo app on port 7 of the same IP) and wait.
     serve: Option<SocketAddr>,
@@ -56,6 +58,7 @@ struct Figures {
 fn main() -> Result<()> {
     let mut opts = Opts {
         quick: false,
+        smoke: false,
         json: None,
         serve: None,
         connect: None,
@@ -66,13 +69,14 @@ fn main() -> Result<()> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--smoke" => opts.smoke = true,
             "--no-bulk" => opts.no_bulk = true,
             "--json" => opts.json = Some(args.next().context("--json FILE")?),
             "--serve" => opts.serve = Some(args.next().context("--serve ADDR")?.parse()?),
             "--connect" => opts.connect = Some(args.next().context("--connect ADDR")?.parse()?),
             "--ca-dir" => opts.ca_dir = Some(args.next().context("--ca-dir DIR")?.into()),
             other => bail!(
-                "unknown argument {other}; usage: ambit-bench-h3 [--quick] [--json FILE] \
+                "unknown argument {other}; usage: ambit-bench-h3 [--quick | --smoke] [--json FILE] \
                  [--serve ADDR | --connect ADDR] [--ca-dir DIR] [--no-bulk]"
             ),
         }
@@ -139,7 +143,9 @@ async fn run(opts: Opts) -> Result<()> {
         server_id,
         echo,
     };
-    let (cold_n, warm_n, bulk, pings) = if opts.quick {
+    let (cold_n, warm_n, bulk, pings) = if opts.smoke {
+        (2, 5, 1 << 20, 50)
+    } else if opts.quick {
         (10, 200, 64 << 20, 2_000)
     } else {
         (40, 2_000, 512 << 20, 20_000)

@@ -1,5 +1,6 @@
 //! End-to-end bench harness: the same workloads over (a) direct TCP, (b) a TLS-only relay
-//! (rustls, same provider, mutual TLS), (c) HBONE (client → HBONE server → upstream), (d) the
+//! (rustls, same provider, mutual TLS), (c) HBONE (client → HBONE server → upstream), over
+//! HTTP/2 and over HTTP/3 (the same server, QUIC on its UDP port), (d) the
 //! same HBONE tunnel opened through the C ABI (`ambit_hbone_dial`: the host reads and writes a
 //! socketpair descriptor that ambit's runtime bridges to the tunnel) and (e) two node proxies,
 //! in one run on loopback, so the ratios are comparable on a noisy machine.
