@@ -126,6 +126,8 @@ where
     let (mut or, mut ow) = tokio::io::split(other);
     let down = tunnel_to(&mut tr, &mut ow, |_| {});
     let up = async {
+        // The tunnel's answer may still wait for QUIC credit: send it before waiting to read.
+        tw.flush().await?;
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
         loop {
@@ -183,6 +185,8 @@ pub async fn copy_tunnel_tcp<M: Meter + ?Sized>(
     let (or, mut ow) = other.split();
     let down = tunnel_to(tr, &mut ow, |n| meter.a_to_b(n));
     let up = async {
+        // The tunnel's answer may still wait for QUIC credit: send it before waiting to read.
+        tw.flush().await?;
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
         loop {

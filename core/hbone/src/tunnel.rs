@@ -143,10 +143,11 @@ impl Tunnel {
     #[cfg(feature = "h3")]
     pub(crate) fn from_h3(
         reader: crate::h3::stream::H3Reader,
-        writer: crate::h3::stream::H3Writer,
+        mut writer: crate::h3::stream::H3Writer,
         info: Arc<TunnelInfo>,
         guard: Option<Arc<dyn Send + Sync>>,
     ) -> Self {
+        writer.linger(guard.clone());
         Self {
             reader: TunnelReader {
                 inner: ReadInner::H3(Box::new(reader)),
@@ -188,7 +189,11 @@ impl AsyncRead for Tunnel {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+        let this = self.get_mut();
+        // A server that reads first (HTTP) must still send its answer's headers, which may
+        // wait for QUIC credit: reading drives them too. A failure shows at the next write.
+        let _ = Pin::new(&mut this.writer).poll_flush(cx);
+        Pin::new(&mut this.reader).poll_read(cx, buf)
     }
 }
 

@@ -130,6 +130,11 @@ impl UdpSender {
         self.writer.write_chunk(capsule.freeze()).await
     }
 
+    /// Sends what is queued (a server's answer may wait for QUIC credit).
+    pub async fn flush(&mut self) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::flush(&mut self.writer).await
+    }
+
     /// Ends the flow from this side (the peer's receiver sees the end).
     pub async fn close(&mut self) -> io::Result<()> {
         tokio::io::AsyncWriteExt::shutdown(&mut self.writer).await

@@ -21,6 +21,31 @@ use crate::steer::{Steer, steer};
 
 /// Datagrams queued from one forward client before more are dropped.
 const CLIENT_QUEUE: usize = 256;
+/// Flows one forward listener carries at once; datagrams from further clients are dropped.
+const MAX_FORWARD_FLOWS: usize = 1024;
+/// How long sending one datagram may wait for the stream's flow control (capsules) before
+/// the datagram is dropped, as a congested path would.
+const SEND_WAIT: Duration = Duration::from_secs(1);
+
+/// Sends `d` on `tx` unless it waits past [`SEND_WAIT`] (then it is dropped) or is too large
+/// for a UDP payload (dropped and logged); `Err` only when the flow itself failed.
+async fn send_or_drop(tx: &mut UdpSender, d: &[u8]) -> Result<(), String> {
+    if d.len() > ambit_hbone::MAX_UDP_PAYLOAD {
+        debug!(
+            len = d.len(),
+            "dropped a datagram larger than a UDP payload"
+        );
+        return Ok(());
+    }
+    match tokio::time::timeout(SEND_WAIT, tx.send(d)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("flow failed: {e}")),
+        Err(_) => {
+            debug!("dropped a datagram: the flow's stream is blocked");
+            Ok(())
+        }
+    }
+}
 
 /// An explicit way into the mesh for UDP: datagrams to `listen` are carried to `target` as the
 /// local workload whose address is `source` (its identity, its policies), one flow per client
@@ -81,8 +106,13 @@ async fn relay(
 ) -> Result<(), String> {
     use ambit_hbone::Meter;
     let idle = node.config.udp_idle_timeout;
-    let mut buf = vec![0u8; ambit_hbone::MAX_UDP_PAYLOAD + 1];
+    // The largest UDP payload IPv6 carries, plus one to see a larger one.
+    let mut buf = vec![0u8; 65_528];
     let mut last = tokio::time::Instant::now();
+    // The flow's answer may still wait for QUIC credit: send it before waiting on anything.
+    if tokio::time::timeout(idle, tx.flush()).await.is_err() {
+        return Err(format!("the flow's answer was not sent within {idle:?}"));
+    }
     let result = loop {
         tokio::select! {
             d = rx.recv() => match d {
@@ -100,20 +130,19 @@ async fn relay(
                 Ok(n) => {
                     last = tokio::time::Instant::now();
                     meter.b_to_a(n as u64);
-                    if let Err(e) = tx.send(&buf[..n]).await {
-                        break Err(format!("flow failed: {e}"));
+                    if let Err(e) = send_or_drop(&mut tx, &buf[..n]).await {
+                        break Err(e);
                     }
                 }
                 // An ICMP error for an earlier datagram (port unreachable...): UDP goes on.
                 Err(e) => debug!(error = %e, "UDP receive error"),
             },
-            () = tokio::time::sleep_until(last + idle) => {
-                break Err(format!("idle for {idle:?}"));
-            }
+            // Idle is how UDP flows end.
+            () = tokio::time::sleep_until(last + idle) => break Ok(()),
             reason = &mut revoked => break Err(reason.unwrap_or_else(|_| "closed".into())),
         }
     };
-    let _ = tx.close().await;
+    let _ = tokio::time::timeout(SEND_WAIT, tx.close()).await;
     result
 }
 
@@ -121,7 +150,7 @@ async fn relay(
 pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpForward) {
     let socket = Arc::new(socket);
     let clients: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>> = Arc::default();
-    let mut buf = vec![0u8; ambit_hbone::MAX_UDP_PAYLOAD + 1];
+    let mut buf = vec![0u8; 65_528];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -136,6 +165,13 @@ pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpFo
             // A full queue drops, as a congested path would.
             let _ = q.try_send(datagram);
             continue;
+        }
+        if map.len() >= MAX_FORWARD_FLOWS {
+            map.retain(|_, q| !q.is_closed());
+            if map.len() >= MAX_FORWARD_FLOWS {
+                debug!(%from, "UDP forward at its flow limit; datagram dropped");
+                continue;
+            }
         }
         let (q, queued) = mpsc::channel(CLIENT_QUEUE);
         let _ = q.try_send(datagram);
@@ -191,8 +227,8 @@ async fn forward_flow(
                 Some(d) => {
                     last = tokio::time::Instant::now();
                     log.a_to_b(d.len() as u64);
-                    if let Err(e) = tx.send(&d).await {
-                        break Err(format!("flow failed: {e}"));
+                    if let Err(e) = send_or_drop(&mut tx, &d).await {
+                        break Err(e);
                     }
                 }
                 None => break Ok(()),
@@ -210,7 +246,7 @@ async fn forward_flow(
         }
     };
     queued.close();
-    let _ = tx.close().await;
+    let _ = tokio::time::timeout(SEND_WAIT, tx.close()).await;
     log.close(result.is_err());
     log.duration = start.elapsed();
     log.error = result.err();

@@ -120,11 +120,8 @@ impl Client {
             })
         })?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(conn::transport(
-            s.max_streams_per_connection as u32,
-            s.ping_timeout,
-            s.ping_interval,
-        ));
+        // No streams from the server: HBONE requests go client to server only.
+        config.transport_config(conn::transport(0, s.ping_timeout, s.ping_interval));
         let connecting = endpoint
             .connect_with(config, peer, "0.0.0.0")
             .map_err(|e| Fallback::Yes(format!("QUIC connect: {e}")))?;
@@ -155,7 +152,7 @@ impl Client {
                 reason: why,
             })
         })?;
-        let h3 = H3Conn::start(quic, u64::from(s.max_header_list_size))
+        let h3 = H3Conn::start(quic, u64::from(s.max_header_list_size), s.connect_timeout)
             .await
             .map_err(|e| Fallback::Yes(format!("HTTP/3 setup: {e}")))?;
         let pooled = Arc::new(Conn {
@@ -280,11 +277,20 @@ async fn open(
         return Err(Open::Unsent(format!("sending CONNECT: {e}")));
     }
     let max = s.max_header_list_size as usize;
+    // Interim (1xx) answers are skipped, a few of them.
+    let mut interim = 0;
     let status = loop {
         let answer = tokio::time::timeout(s.connect_timeout, reader.read_headers(max)).await;
         let block = match answer {
             Ok(Ok(Some(b))) => b,
             Ok(Ok(None)) => return Err(Open::Failed("stream ended before a response".into())),
+            Ok(Err(StreamError::Read(quinn::ReadError::Reset(c))))
+                if c.into_inner() == u64::from(super::codec::code::REQUEST_REJECTED) =>
+            {
+                // Refused unprocessed (the peer is going away): another connection may work.
+                slot.0.closed.store(true, Ordering::Release);
+                return Err(Open::Unsent("request rejected by a peer going away".into()));
+            }
             Ok(Err(e @ StreamError::Wire(_))) | Ok(Err(e @ StreamError::Read(_))) => {
                 return Err(Open::Failed(format!("reading the response: {e}")));
             }
@@ -298,7 +304,13 @@ async fn open(
         let fields = qpack::decode(&block, max)
             .map_err(|e| Open::Failed(format!("response headers: {e}")))?;
         match fields.status {
-            Some(st) if st.is_informational() => continue,
+            Some(st) if st.is_informational() && st != http::StatusCode::SWITCHING_PROTOCOLS => {
+                interim += 1;
+                if interim > 8 {
+                    return Err(Open::Failed("too many interim responses".into()));
+                }
+                continue;
+            }
             Some(st) => break st,
             None => return Err(Open::Failed("response without :status".into())),
         }

@@ -52,6 +52,7 @@ pub(crate) mod code {
     pub(crate) const EXCESSIVE_LOAD: u32 = 0x107;
     pub(crate) const SETTINGS_ERROR: u32 = 0x109;
     pub(crate) const MISSING_SETTINGS: u32 = 0x10a;
+    pub(crate) const REQUEST_REJECTED: u32 = 0x10b;
     pub(crate) const REQUEST_CANCELLED: u32 = 0x10c;
     pub(crate) const REQUEST_INCOMPLETE: u32 = 0x10d;
     pub(crate) const MESSAGE_ERROR: u32 = 0x10e;

@@ -34,17 +34,32 @@ pub(crate) struct H3Conn {
 
 impl H3Conn {
     /// Opens our control stream with SETTINGS and starts reading the peer's streams.
+    /// Fails when the peer gives no stream or credit for our control stream within
+    /// `timeout`.
     pub(crate) async fn start(
         quic: Connection,
         max_field_section_size: u64,
-    ) -> Result<Arc<Self>, quinn::ConnectionError> {
-        let mut control = quic.open_uni().await?;
+        timeout: Duration,
+    ) -> Result<Arc<Self>, String> {
         let mut first = BytesMut::with_capacity(32);
         codec::put_varint(&mut first, stream_type::CONTROL);
         first.extend_from_slice(&codec::settings_frame(max_field_section_size, true));
-        if let Err(e) = control.write_chunk(first.freeze()).await {
-            debug!(error = %e, "cannot write the HTTP/3 control stream");
-        }
+        let open = async {
+            let mut control = quic.open_uni().await.map_err(|e| e.to_string())?;
+            control
+                .write_chunk(first.freeze())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(control)
+        };
+        let control = match tokio::time::timeout(timeout, open).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("opening the control stream: {e}")),
+            Err(_) => {
+                quic.close(VarInt::from_u32(code::GENERAL_PROTOCOL_ERROR), b"");
+                return Err(format!("no control stream within {timeout:?}"));
+            }
+        };
         let (tx, rx) = watch::channel(PeerState::default());
         tokio::spawn(accept_uni(quic.clone(), tx));
         let datagrams = super::datagram::Router::default();

@@ -106,7 +106,7 @@ async fn serve_incoming<H: Handler>(
         }
     };
     let max_headers = u64::from(shared.settings.max_header_list_size);
-    let h3 = match H3Conn::start(quic, max_headers).await {
+    let h3 = match H3Conn::start(quic, max_headers, shared.settings.handshake_timeout).await {
         Ok(h3) => h3,
         Err(e) => return fail(&format_args!("HTTP/3 setup: {e}")),
     };
@@ -129,9 +129,18 @@ async fn serve_streams<H: Handler>(
     let mut open_rx = open.subscribe();
     loop {
         tokio::select! {
-            accepted = h3.quic.accept_bi(), if !draining => match accepted {
-                Ok((send, recv)) => {
-                    next_id = next_id.max(u64::from(send.id()) + 4);
+            accepted = h3.quic.accept_bi() => match accepted {
+                Ok((mut send, mut recv)) => {
+                    let id = u64::from(send.id());
+                    if draining && id >= next_id {
+                        // Past our GOAWAY: refused unprocessed, so the client may retry it
+                        // elsewhere (RFC 9114 §5.2).
+                        let code = quinn::VarInt::from_u32(code::REQUEST_REJECTED);
+                        let _ = send.reset(code);
+                        let _ = recv.stop(code);
+                        continue;
+                    }
+                    next_id = next_id.max(id + 4);
                     tokio::spawn(serve_request(shared.clone(), h3.clone(), send, recv, info.clone(), open.clone()));
                 }
                 Err(e) => {
@@ -139,10 +148,6 @@ async fn serve_streams<H: Handler>(
                     return;
                 }
             },
-            e = h3.quic.closed(), if draining => {
-                debug!(peer = %info.peer_addr, error = %e, "HBONE/HTTP3 connection ended");
-                return;
-            }
             () = wait_until(&mut open_rx, |n| *n == 0), if draining => {
                 h3.quic.close(quinn::VarInt::from_u32(code::NO_ERROR), b"");
                 return;
@@ -155,7 +160,9 @@ async fn serve_streams<H: Handler>(
                 }
                 if state == Drain::Draining && !draining {
                     draining = true;
-                    h3.goaway(next_id).await;
+                    // Spawned: a peer that gives no credit must not hold up the drain.
+                    let (h3, id) = (h3.clone(), next_id);
+                    tokio::spawn(async move { h3.goaway(id).await });
                 }
             }
         }

@@ -43,7 +43,15 @@ pub(crate) struct H3Writer {
     /// Framed bytes accepted from the caller but not yet by QUIC.
     pending: [Bytes; 2],
     closed: bool,
+    /// Held after the writer is dropped until the peer acknowledges the stream's end (QUIC
+    /// keeps sending a dropped stream's data, but closing the connection would cut it off):
+    /// the tunnel's place in its connection's count, so a drain or an idle release waits.
+    linger: Option<std::sync::Arc<dyn Send + Sync>>,
 }
+
+/// How long a finished stream may hold its connection open waiting for the peer's
+/// acknowledgement.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 // === impl H3Reader ===
 
@@ -82,6 +90,7 @@ impl H3Reader {
                         "frame not allowed before HEADERS",
                     )));
                 }
+                _ if h.len == 0 => {}
                 _ => self.state = ReadState::Skip(h.len),
             }
         }
@@ -154,6 +163,7 @@ impl H3Reader {
                                 )))));
                             }
                             // Trailers and unknown frames carry nothing for a tunnel.
+                            _ if h.len == 0 => ReadState::Header,
                             _ => ReadState::Skip(h.len),
                         };
                     }
@@ -252,7 +262,13 @@ impl H3Reader {
                 }
                 self.eof = true;
             }
-            Err(ReadError::Reset(c)) if is_clean(c) => self.eof = true,
+            // A clean reset ends the tunnel only between frames: inside one, the stream was
+            // cut short (QUIC also drops what was received and not yet read).
+            Err(ReadError::Reset(c))
+                if is_clean(c) && self.hdr_len == 0 && self.state == ReadState::Header =>
+            {
+                self.eof = true
+            }
             Err(e) => return Poll::Ready(Err(StreamError::Read(e))),
         }
         Poll::Ready(Ok(()))
@@ -267,6 +283,7 @@ impl H3Writer {
             send,
             pending: [Bytes::new(), Bytes::new()],
             closed: false,
+            linger: None,
         }
     }
 
@@ -367,6 +384,11 @@ impl H3Writer {
         self.closed
     }
 
+    /// Keeps `guard` alive after the writer is dropped, until the peer acknowledges the end.
+    pub(crate) fn linger(&mut self, guard: Option<std::sync::Arc<dyn Send + Sync>>) {
+        self.linger = guard;
+    }
+
     /// The request stream's id (HTTP/3 datagrams name it).
     pub(crate) fn stream_id(&self) -> u64 {
         self.send.id().into()
@@ -377,7 +399,26 @@ impl Drop for H3Writer {
     fn drop(&mut self) {
         if !self.closed {
             // Dropped while open: the peer must not take what it got as complete.
-            let _ = self.send.reset(VarInt::from_u32(code::REQUEST_CANCELLED));
+            let _ = self.send.reset(VarInt::from_u32(code::CONNECT_ERROR));
+            return;
+        }
+        if let (Some(linger), Ok(rt)) = (self.linger.take(), tokio::runtime::Handle::try_current())
+        {
+            let acked = self.send.stopped();
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(LINGER, acked).await;
+                drop(linger);
+            });
+        }
+    }
+}
+
+impl Drop for H3Reader {
+    fn drop(&mut self) {
+        if !self.eof {
+            // Not read to the end: tell the peer to stop, as a clean end (quinn's default
+            // code 0 would read as an error).
+            let _ = self.recv.stop(VarInt::from_u32(code::NO_ERROR));
         }
     }
 }
@@ -407,12 +448,11 @@ impl From<ReadError> for StreamError {
 }
 
 /// H3_NO_ERROR and H3_REQUEST_CANCELLED end a tunnel cleanly, as NO_ERROR and CANCEL do in
-/// HTTP/2.
+/// HTTP/2; so do codes HTTP/3 does not define (RFC 9114 §9: unknown codes mean no error).
 fn is_clean(c: VarInt) -> bool {
-    matches!(
-        u32::try_from(c.into_inner()),
-        Ok(code::NO_ERROR | code::REQUEST_CANCELLED)
-    )
+    let c = c.into_inner();
+    let known = (0x100..=0x110).contains(&c) || (0x200..=0x202).contains(&c) || c == 0x33;
+    !known || c == u64::from(code::NO_ERROR) || c == u64::from(code::REQUEST_CANCELLED)
 }
 
 fn is_unexpected_on_request(ty: u64) -> bool {

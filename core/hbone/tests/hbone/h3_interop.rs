@@ -313,3 +313,25 @@ async fn our_udp_flow_through_aioquic_uses_datagrams_both_ways() {
         "{line}"
     );
 }
+
+/// A peer that resets (H3_NO_ERROR) inside a DATA frame has cut the tunnel short: the server
+/// reads an error, never a clean end of the 10 bytes it got.
+#[tokio::test]
+async fn a_reset_inside_a_frame_is_not_a_clean_end() {
+    let pki = TestPki::new();
+    let mut server = EchoServer::start_h3(&pki, "echo").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki.write_pem(dir.path(), "client", &pki.id("py", "client"));
+    let (ok, text) = run_client(&["truncated"], &server, dir.path(), "client").await;
+    assert!(ok, "aioquic client failed:\n{text}");
+    assert!(text.contains("sent truncated"), "{text}");
+    let seen = tokio::time::timeout(STEP, server.seen.recv())
+        .await
+        .expect("report in time")
+        .expect("report");
+    assert!(
+        seen.read.is_err(),
+        "a truncated tunnel read as complete: {:?}",
+        seen.read
+    );
+}

@@ -8,6 +8,8 @@ Client modes (against an ambit server):
                  each be answered 400 (or reset); a valid CONNECT on the same connection then
                  still echoes.
   untrusted      Present a certificate the server does not trust: the handshake must fail.
+  truncated      CONNECT, then 10 bytes of a DATA frame that announced 100, then a reset with
+                 H3_NO_ERROR: the server must not take the tunnel as complete.
   udp            CONNECT-UDP (RFC 9298) to --authority's address: send datagrams of several
                  sizes as HTTP/3 datagrams (RFC 9297), expect each echoed back.
 Server mode:
@@ -199,6 +201,19 @@ async def run_client(args):
             print(f"tls ok: peer {who}", flush=True)
             if args.mode == "udp":
                 await udp_flow(peer, args.authority)
+            elif args.mode == "truncated":
+                status = await request(peer, [(b":method", b"CONNECT"), (b":authority", auth)])
+                if status[:2] != ("status", "200"):
+                    raise RuntimeError(f"CONNECT answered {status[:2]}")
+                sid = status[2]
+                # DATA (type 0), length 100 as a 2-byte varint, then only 10 bytes of it.
+                peer._quic.send_stream_data(sid, b"\x00\x40\x64" + b"x" * 10)
+                peer.transmit()
+                await asyncio.sleep(0.2)
+                peer._quic.reset_stream(sid, 0x100)
+                peer.transmit()
+                await asyncio.sleep(0.2)
+                print("sent truncated", flush=True)
             elif args.mode == "echo":
                 for i, size in enumerate(args.sizes):
                     await echo_once(peer, auth, size, i + 1)
@@ -315,7 +330,7 @@ async def run_server(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["echo", "malformed", "untrusted", "udp", "server"])
+    p.add_argument("mode", choices=["echo", "malformed", "untrusted", "truncated", "udp", "server"])
     p.add_argument("sizes", nargs="*", type=int)
     p.add_argument("--server")
     p.add_argument("--listen")
