@@ -342,7 +342,7 @@ async fn open_udp<T>(
     uid: &str,
     start: Instant,
 ) -> Option<T> {
-    log.protocol = "udp";
+    log.udp = true;
     if node.pod_sockets(target.ip()).is_some() {
         let status = StatusCode::NOT_IMPLEMENTED;
         let why = "UDP flows to in-pod workloads are not supported yet".to_owned();

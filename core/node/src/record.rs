@@ -38,8 +38,8 @@ pub(crate) struct ConnLog {
     pub(crate) span: Option<Box<SpanIds>>,
     /// The HTTP version of its HBONE tunnel, if it has one.
     pub(crate) transport: Option<ambit_hbone::Transport>,
-    /// `udp` for a UDP flow; empty for TCP.
-    pub(crate) protocol: &'static str,
+    /// A UDP flow (else TCP): a flag, not a string, as every idle tunnel holds the record.
+    pub(crate) udp: bool,
 }
 
 /// A connection's place in a trace.
@@ -94,7 +94,7 @@ impl ConnLog {
             error: None,
             span: None,
             transport: None,
-            protocol: "",
+            udp: false,
         }
     }
 
@@ -183,7 +183,7 @@ impl ConnLog {
             duration: self.duration,
             error: self.error.clone(),
             hbone_transport: self.transport.map(|t| t.as_str()).unwrap_or_default(),
-            protocol: self.protocol,
+            protocol: if self.udp { "udp" } else { "" },
         }
     }
 }

@@ -201,7 +201,7 @@ async fn forward_flow(
         "outbound",
         SocketAddr::new(fwd.source, client.port()),
     ));
-    log.protocol = "udp";
+    log.udp = true;
     let flow = match open_forward(node, fwd, &mut log).await {
         Ok(f) => f,
         Err(why) => {
