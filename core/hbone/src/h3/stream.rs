@@ -140,17 +140,7 @@ impl H3Reader {
                     };
                     return Poll::Ready(Ok(Some(chunk)));
                 }
-                ReadState::Skip(left) if !self.buf.is_empty() => {
-                    let n = self
-                        .buf
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    self.buf.advance(n);
-                    self.state = match left - n as u64 {
-                        0 => ReadState::Header,
-                        rest => ReadState::Skip(rest),
-                    };
-                }
+                ReadState::Skip(left) if !self.buf.is_empty() => self.skip(left),
                 ReadState::Header if !self.buf.is_empty() => {
                     if let Some(h) = self.take_header() {
                         self.state = match h.ty {
@@ -186,17 +176,7 @@ impl H3Reader {
                         return Ok(Some(h));
                     }
                 }
-                ReadState::Skip(left) if !self.buf.is_empty() => {
-                    let n = self
-                        .buf
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    self.buf.advance(n);
-                    self.state = match left - n as u64 {
-                        0 => ReadState::Header,
-                        rest => ReadState::Skip(rest),
-                    };
-                }
+                ReadState::Skip(left) if !self.buf.is_empty() => self.skip(left),
                 _ if self.eof => return Ok(None),
                 _ => std::future::poll_fn(|cx| self.poll_fill(cx)).await?,
             }
@@ -221,6 +201,19 @@ impl H3Reader {
         }
         self.state = ReadState::Header;
         Ok(out.freeze())
+    }
+
+    /// Discards up to `left` bytes of an ignored frame from `buf`.
+    fn skip(&mut self, left: u64) {
+        let n = self
+            .buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.buf.advance(n);
+        self.state = match left - n as u64 {
+            0 => ReadState::Header,
+            rest => ReadState::Skip(rest),
+        };
     }
 
     /// Parses a frame header from `hdr` + `buf`, keeping a partial one in `hdr`.

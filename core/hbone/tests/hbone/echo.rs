@@ -10,12 +10,24 @@ const STEP: Duration = Duration::from_secs(60);
 /// Sends `data`, half-closes, reads everything back; the server echoes only after... no:
 /// the echo server writes as it reads, so both directions run at once.
 async fn echo(pki: &TestPki, server: &EchoServer, data: &[u8]) -> Vec<u8> {
+    echo_over(pki, server, data, ambit_hbone::Transport::Http2)
+        .await
+        .0
+}
+
+/// [`echo`] over `transport`; also says which transport carried the tunnel.
+pub(crate) async fn echo_over(
+    pki: &TestPki,
+    server: &EchoServer,
+    data: &[u8],
+    transport: ambit_hbone::Transport,
+) -> (Vec<u8>, ambit_hbone::Transport) {
     let client = pki.client();
     let me = pki.cell(&pki.id("test", "client"));
-    let tunnel = client
-        .connect(&server.dial(me, 8080))
-        .await
-        .expect("tunnel");
+    let mut dial = server.dial(me, 8080);
+    dial.transport = transport;
+    let tunnel = client.connect(&dial).await.expect("tunnel");
+    let carried = tunnel.info().transport;
     let (mut r, mut w) = tokio::io::split(tunnel);
     let (written, back) = tokio::join!(
         async {
@@ -28,7 +40,7 @@ async fn echo(pki: &TestPki, server: &EchoServer, data: &[u8]) -> Vec<u8> {
         }
     );
     written.expect("write and half-close");
-    back.expect("read to EOF")
+    (back.expect("read to EOF"), carried)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

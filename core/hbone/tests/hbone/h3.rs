@@ -9,24 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const STEP: Duration = Duration::from_secs(60);
 
 async fn echo_h3(pki: &TestPki, server: &EchoServer, data: &[u8]) -> (Vec<u8>, Transport) {
-    let client = pki.client();
-    let mut dial = server.dial(pki.cell(&pki.id("test", "client")), 8080);
-    dial.transport = Transport::Http3;
-    let tunnel = client.connect(&dial).await.expect("tunnel");
-    let transport = tunnel.info().transport;
-    let (mut r, mut w) = tokio::io::split(tunnel);
-    let (written, back) = tokio::join!(
-        async {
-            w.write_all(data).await?;
-            w.shutdown().await
-        },
-        async {
-            let mut back = Vec::with_capacity(data.len());
-            r.read_to_end(&mut back).await.map(|_| back)
-        }
-    );
-    written.expect("write and half-close");
-    (back.expect("read to EOF"), transport)
+    crate::echo::echo_over(pki, server, data, Transport::Http3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
