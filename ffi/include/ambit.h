@@ -371,6 +371,32 @@ typedef uint32_t ambit_cert_usage;
 #endif // __cplusplus
 
 /*
+ The HTTP version an HBONE tunnel is dialled over (`ambit_hbone_dial_transport`).
+ */
+enum ambit_transport
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   HTTP/2 over TCP and TLS: the Istio wire.
+   */
+  AMBIT_TRANSPORT_HTTP2 = 0,
+  /*
+   HTTP/3 over QUIC on the peer's UDP port (an ambit extension), falling back to HTTP/2
+   when the peer does not answer QUIC within 2 s.
+   */
+  AMBIT_TRANSPORT_HTTP3 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ambit_transport ambit_transport;
+#else
+typedef uint32_t ambit_transport;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  All RequestAuthentications of a waypoint, with their key sets.
 
  Thread-safe: authenticate from any number of threads at once, also while another thread
@@ -1000,7 +1026,7 @@ void ambit_authn_result_free(struct ambit_authn_result *result);
  BLOCKS until the peer answers (or the 10 s connect timeout). On success `*fd_out` is one end
  of a Unix socketpair carrying the tunnel: read/write it, `shutdown(SHUT_WR)` to half-close,
  `close()` when done. A refused tunnel returns `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP
- status in the error message.
+ status in the error message. Over HTTP/2; see `ambit_hbone_dial_transport`.
  */
 ambit_result ambit_hbone_dial(const struct ambit_runtime *rt,
                               const struct ambit_credentials *source,
@@ -1009,6 +1035,19 @@ ambit_result ambit_hbone_dial(const struct ambit_runtime *rt,
                               struct ambit_str authority,
                               int32_t *fd_out,
                               struct ambit_error **err_out);
+
+/*
+ As `ambit_hbone_dial`, over `transport` (an `ambit_transport` value; any other value is
+ `AMBIT_RESULT_INVALID_PARAMETER`).
+ */
+ambit_result ambit_hbone_dial_transport(const struct ambit_runtime *rt,
+                                        const struct ambit_credentials *source,
+                                        const struct ambit_socket_addr *peer,
+                                        struct ambit_str expected_id,
+                                        struct ambit_str authority,
+                                        uint32_t transport,
+                                        int32_t *fd_out,
+                                        struct ambit_error **err_out);
 
 /*
  Starts an HBONE server on `bind` (port 0 = any) presenting `server`. Every CONNECT is

@@ -49,12 +49,23 @@ const TAKEN_TUNNELS_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// 0: a CONNECT beyond the backlog waits for room.
 const DEFAULT_BACKLOG: usize = 64;
 
+/// The HTTP version an HBONE tunnel is dialled over (`ambit_hbone_dial_transport`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ambit_transport {
+    /// HTTP/2 over TCP and TLS: the Istio wire.
+    AMBIT_TRANSPORT_HTTP2 = 0,
+    /// HTTP/3 over QUIC on the peer's UDP port (an ambit extension), falling back to HTTP/2
+    /// when the peer does not answer QUIC within 2 s.
+    AMBIT_TRANSPORT_HTTP3 = 1,
+}
+
 /// Opens an HBONE tunnel to `authority` (`ip:port`) through the HBONE peer at `peer` (normally
 /// port 15008), presenting `source`, accepting only a peer whose SPIFFE id is `expected_id`.
 /// BLOCKS until the peer answers (or the 10 s connect timeout). On success `*fd_out` is one end
 /// of a Unix socketpair carrying the tunnel: read/write it, `shutdown(SHUT_WR)` to half-close,
 /// `close()` when done. A refused tunnel returns `AMBIT_RESULT_TUNNEL_REFUSED` with the HTTP
-/// status in the error message.
+/// status in the error message. Over HTTP/2; see `ambit_hbone_dial_transport`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ambit_hbone_dial(
     rt: *const ambit_runtime,
@@ -65,7 +76,46 @@ pub extern "C" fn ambit_hbone_dial(
     fd_out: *mut i32,
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
+    ambit_hbone_dial_transport(
+        rt,
+        source,
+        peer,
+        expected_id,
+        authority,
+        ambit_transport::AMBIT_TRANSPORT_HTTP2 as u32,
+        fd_out,
+        err_out,
+    )
+}
+
+/// As `ambit_hbone_dial`, over `transport` (an `ambit_transport` value; any other value is
+/// `AMBIT_RESULT_INVALID_PARAMETER`).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_hbone_dial_transport(
+    rt: *const ambit_runtime,
+    source: *const ambit_credentials,
+    peer: *const ambit_socket_addr,
+    expected_id: ambit_str,
+    authority: ambit_str,
+    transport: u32,
+    fd_out: *mut i32,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
     ffi_panic_boundary!({
+        const H2: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP2 as u32;
+        const H3: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP3 as u32;
+        let transport = match transport {
+            H2 => facade::hbone::Transport::Http2,
+            H3 => facade::hbone::Transport::Http3,
+            _ => {
+                let e = Error::new(
+                    ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                    "transport must be AMBIT_TRANSPORT_HTTP2 or AMBIT_TRANSPORT_HTTP3",
+                );
+                return fail(e, err_out);
+            }
+        };
         let rt: &Runtime = try_ref_from_ptr!(rt);
         let cell = try_clone_arc!(source);
         let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
@@ -81,7 +131,8 @@ pub extern "C" fn ambit_hbone_dial(
             );
             return fail(e, err_out);
         };
-        let dial = Dial::new(cell, peer, vec![expected], authority);
+        let mut dial = Dial::new(cell, peer, vec![expected], authority);
+        dial.transport = transport;
         let client = rt.client.clone();
         let bridged = on_workers(&rt.rt, async move {
             let tunnel = client.connect(&dial).await.map_err(facade::Error::from)?;

@@ -92,6 +92,18 @@ int main(void) {
     close(cfd);
     close(sfd);
 
+    /* The same over HTTP/3: the listener serves QUIC on its port too. */
+    CHECK(ambit_hbone_dial_transport(rt, client, &addr, S(server_id), S("127.0.0.1:9"), AMBIT_TRANSPORT_HTTP3, &cfd, NULL) == AMBIT_RESULT_OK);
+    CHECK(poll(&p, 1, 10000) == 1);
+    CHECK(ambit_hbone_listener_accept(l, &sfd, (uint8_t *)peer, sizeof peer, &peer_n, (uint8_t *)authority, sizeof authority, &auth_n) == AMBIT_RESULT_OK);
+    set_nonblocking(cfd);
+    set_nonblocking(sfd);
+    got = pump(cfd, a, SIZE, sfd, in, SIZE + 16);
+    CHECK(got == SIZE && memcmp(in, a, SIZE) == 0);
+    close(cfd);
+    close(sfd);
+    CHECK(ambit_hbone_dial_transport(rt, client, &addr, S(server_id), S("127.0.0.1:9"), 7, &cfd, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+
     /* The server is not who we expect: a TLS failure, reported as a code with a message. */
     int bad = -1;
     CHECK(ambit_hbone_dial(rt, client, &addr, S("spiffe://cluster.local/ns/x/sa/other"), S("127.0.0.1:9"), &bad, &err) == AMBIT_RESULT_TUNNEL_FAILED);
