@@ -12,7 +12,6 @@
 //! --path "HBONE fd (C ABI)"`
 
 use ambit_benches::proc::fd_limit;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -35,6 +34,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// malloc serves them with mmap/munmap and page faults, mimalloc from reused pages.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod c_abi;
+mod report;
+
+use report::{print_table, to_json};
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -410,109 +414,6 @@ impl Path {
     }
 }
 
-/// The C ABI as a C host uses it, called through its Rust symbols.
-mod c_abi {
-    use std::os::fd::{FromRawFd, OwnedFd};
-
-    use ambit::{ambit_credentials, ambit_result, ambit_runtime};
-    use anyhow::{Result, bail};
-
-    /// An `ambit_runtime` (its own worker threads) and the client's `ambit_credentials`.
-    pub(super) struct Host {
-        rt: *mut ambit_runtime,
-        creds: *const ambit_credentials,
-    }
-
-    // SAFETY: the runtime and credentials are documented thread-safe (`ambit_hbone_dial` may be
-    // called from any thread); `Host` frees them once, in `drop`.
-    #[allow(unsafe_code)]
-    unsafe impl Send for Host {}
-    // SAFETY: as above; no method takes `&mut self`.
-    #[allow(unsafe_code)]
-    unsafe impl Sync for Host {}
-
-    /// An `ambit_str` borrowing `text`.
-    fn s(text: &str) -> ambit::ambit_str {
-        ambit::ambit_str {
-            data: text.as_ptr(),
-            len: text.len(),
-        }
-    }
-
-    impl Host {
-        pub(super) fn new(pem: &[String; 3]) -> Result<Self> {
-            let mut rt = std::ptr::null_mut();
-            if ambit::ambit_runtime_new(0, &mut rt) != ambit_result::AMBIT_RESULT_OK {
-                bail!("ambit_runtime_new failed");
-            }
-            let mut creds = std::ptr::null();
-            let [chain, key, bundle] = pem;
-            let r = ambit::ambit_credentials_from_pem(
-                rt,
-                s(chain),
-                s(key),
-                s(bundle),
-                &mut creds,
-                std::ptr::null_mut(),
-            );
-            let host = Self { rt, creds };
-            if r != ambit_result::AMBIT_RESULT_OK {
-                bail!("ambit_credentials_from_pem: {r:?}");
-            }
-            Ok(host)
-        }
-
-        /// `ambit_hbone_dial` (blocking), as a tokio stream over the descriptor it returns.
-        pub(super) fn dial(
-            &self,
-            peer: &str,
-            expected_id: &str,
-            authority: &str,
-        ) -> Result<tokio::net::UnixStream> {
-            let mut fd = -1;
-            let mut peer_addr = ambit::ambit_socket_addr::default();
-            if ambit::ambit_socket_addr_parse(s(peer), &mut peer_addr)
-                != ambit_result::AMBIT_RESULT_OK
-            {
-                bail!("{peer:?} is not ip:port");
-            }
-            let r = ambit::ambit_hbone_dial(
-                self.rt,
-                self.creds,
-                &peer_addr,
-                s(expected_id),
-                s(authority),
-                &mut fd,
-                std::ptr::null_mut(),
-            );
-            if r != ambit_result::AMBIT_RESULT_OK {
-                bail!("ambit_hbone_dial: {r:?}");
-            }
-            // SAFETY: on success `fd` is a new socketpair descriptor that the caller owns.
-            #[allow(unsafe_code)]
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let s = std::os::unix::net::UnixStream::from(fd);
-            s.set_nonblocking(true)?;
-            Ok(tokio::net::UnixStream::from_std(s)?)
-        }
-    }
-
-    impl Drop for Host {
-        fn drop(&mut self) {
-            let free = || {
-                ambit::ambit_credentials_free(self.creds);
-                // Waits up to 1 s for ambit's threads: not allowed on an async worker.
-                ambit::ambit_runtime_free(self.rt);
-            };
-            if tokio::runtime::Handle::try_current().is_ok() {
-                tokio::task::block_in_place(free);
-            } else {
-                free();
-            }
-        }
-    }
-}
-
 async fn spawn_tls_relay(
     config: Arc<rustls::ServerConfig>,
     upstream: SocketAddr,
@@ -725,101 +626,6 @@ async fn idle_rss(env: &Env, path: Path, want: usize) -> Result<(f64, usize)> {
         after.saturating_sub(before) as f64 / measured.max(1) as f64,
         n,
     ))
-}
-
-// === output ===
-
-fn print_table(rows: &[(&str, Figures)], bulk: u64) {
-    println!();
-    println!(
-        "{:<17} {:>16} {:>11} {:>11} {:>14} {:>18}",
-        "path",
-        format!("{} MiB Gbit/s", bulk >> 20),
-        "p50 µs",
-        "p99 µs",
-        "new conns/s",
-        "KiB per idle conn"
-    );
-    for (name, f) in rows {
-        println!(
-            "{:<17} {:>16.2} {:>11.1} {:>11.1} {:>14.0} {:>12.1} (n={})",
-            name,
-            f.throughput_gbps,
-            f.p50_us,
-            f.p99_us,
-            f.conns_per_sec,
-            f.rss_per_idle_kib,
-            f.idle_count
-        );
-    }
-    let find = |n: &str| rows.iter().find(|(name, _)| *name == n).map(|(_, f)| f);
-    if let (Some(direct), Some(nodes)) = (find("direct TCP"), find("two nodes")) {
-        println!(
-            "two nodes / direct TCP: throughput {:.2}x, p50 latency {:.2}x",
-            nodes.throughput_gbps / direct.throughput_gbps,
-            nodes.p50_us / direct.p50_us
-        );
-    }
-    if let (Some(hb), Some(fd)) = (find("HBONE"), find("HBONE fd (C ABI)")) {
-        let mut line = format!(
-            "HBONE fd (C ABI) / HBONE: throughput {:.2}x",
-            fd.throughput_gbps / hb.throughput_gbps
-        );
-        if hb.p50_us > 0.0 && hb.conns_per_sec > 0.0 {
-            let _ = write!(
-                line,
-                ", p50 latency {:.2}x, new conns {:.2}x",
-                fd.p50_us / hb.p50_us,
-                fd.conns_per_sec / hb.conns_per_sec
-            );
-        }
-        println!("{line}");
-    }
-    if let (Some(h2), Some(h3)) = (find("HBONE"), find("HBONE/HTTP3")) {
-        let mut line = format!(
-            "HBONE/HTTP3 / HBONE: throughput {:.2}x (target >= 0.7)",
-            h3.throughput_gbps / h2.throughput_gbps
-        );
-        if h2.p50_us > 0.0 && h2.conns_per_sec > 0.0 {
-            let _ = write!(
-                line,
-                ", p50 latency {:.2}x, p99 {:.2}x, new conns {:.2}x",
-                h3.p50_us / h2.p50_us,
-                h3.p99_us / h2.p99_us,
-                h3.conns_per_sec / h2.conns_per_sec
-            );
-        }
-        println!("{line}");
-    }
-    if let (Some(tls), Some(hb)) = (find("TLS relay"), find("HBONE")) {
-        println!();
-        println!(
-            "HBONE / TLS relay: throughput {:.2}x (target >= 0.9), p50 latency {:.2}x (target <= 1.1), new conns {:.2}x",
-            hb.throughput_gbps / tls.throughput_gbps,
-            hb.p50_us / tls.p50_us,
-            hb.conns_per_sec / tls.conns_per_sec
-        );
-    }
-}
-
-fn to_json(rows: &[(&str, Figures)], bulk: u64) -> String {
-    let mut out = format!("{{\n  \"bulk_bytes\": {bulk},\n  \"paths\": [\n");
-    for (i, (name, f)) in rows.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "    {{\"path\": \"{name}\", \"throughput_gbps\": {:.3}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \
-             \"conns_per_sec\": {:.0}, \"rss_per_idle_kib\": {:.2}, \"idle_count\": {}}}{}",
-            f.throughput_gbps,
-            f.p50_us,
-            f.p99_us,
-            f.conns_per_sec,
-            f.rss_per_idle_kib,
-            f.idle_count,
-            if i + 1 < rows.len() { "," } else { "" }
-        );
-    }
-    out.push_str("  ]\n}\n");
-    out
 }
 
 // === process helpers ===
