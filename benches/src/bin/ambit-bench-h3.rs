@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ambit_hbone::{
     Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings, Transport,
 };
+use ambit_benches::report::median;
 use ambit_identity::{CertificateAuthority, SpiffeId, TrustDomain};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 use anyhow::{Context, Result, bail};
@@ -249,7 +250,7 @@ async fn cold(env: &Env, transport: Transport, n: usize) -> Result<(f64, f64)> {
         echo.push(start.elapsed().as_secs_f64() * 1e3);
         check(&t, transport)?;
     }
-    Ok((median(&mut open), median(&mut echo)))
+    Ok((median(open), median(echo)))
 }
 
 /// Median time to a working tunnel on a pooled connection.
@@ -264,7 +265,7 @@ async fn warm(env: &Env, transport: Transport, n: usize) -> Result<f64> {
         ping(&mut t, &[7]).await?;
         times.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    Ok(median(&mut times))
+    Ok(median(times))
 }
 
 /// One tunnel, `bytes` sent and echoed back at once: Gbit/s of payload one way.
@@ -340,10 +341,6 @@ fn check(t: &ambit_hbone::Tunnel, want: Transport) -> Result<()> {
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// What a node proxy's inbound does: connect to the authority and copy both ways.
 async fn forward(req: ConnectRequest, responder: Responder) {
