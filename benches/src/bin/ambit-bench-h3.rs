@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ambit_benches::report::median;
 use ambit_hbone::{
     Client, ClientSettings, ConnectRequest, Dial, Responder, Server, ServerSettings, Transport,
 };
-use ambit_benches::report::median;
 use ambit_identity::{CertificateAuthority, SpiffeId, TrustDomain};
 use ambit_tls::{CredentialCell, Provider, ServerOptions, TlsContext};
 use anyhow::{Context, Result, bail};
@@ -340,7 +340,6 @@ fn check(t: &ambit_hbone::Tunnel, want: Transport) -> Result<()> {
     }
     Ok(())
 }
-
 
 /// What a node proxy's inbound does: connect to the authority and copy both ways.
 async fn forward(req: ConnectRequest, responder: Responder) {

@@ -2,26 +2,20 @@
 
 use std::time::Duration;
 
+use ambit_hbone::Transport;
 use ambit_test_util::{EchoServer, TestPki, payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STEP: Duration = Duration::from_secs(60);
 
-/// Sends `data`, half-closes, reads everything back; the server echoes only after... no:
-/// the echo server writes as it reads, so both directions run at once.
-async fn echo(pki: &TestPki, server: &EchoServer, data: &[u8]) -> Vec<u8> {
-    echo_over(pki, server, data, ambit_hbone::Transport::Http2)
-        .await
-        .0
-}
-
-/// [`echo`] over `transport`; also says which transport carried the tunnel.
-pub(crate) async fn echo_over(
+/// Sends `data` over `transport`, half-closes, reads everything back (the echo server writes
+/// as it reads, so both directions run at once); also says which transport carried it.
+async fn echo(
     pki: &TestPki,
     server: &EchoServer,
     data: &[u8],
-    transport: ambit_hbone::Transport,
-) -> (Vec<u8>, ambit_hbone::Transport) {
+    transport: Transport,
+) -> (Vec<u8>, Transport) {
     let client = pki.client();
     let me = pki.cell(&pki.id("test", "client"));
     let mut dial = server.dial(me, 8080);
@@ -43,18 +37,18 @@ pub(crate) async fn echo_over(
     (back.expect("read to EOF"), carried)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_is_byte_exact_for_every_size() {
-    let pki = TestPki::new();
-    let mut server = EchoServer::start(&pki, "echo").await;
+/// 0 B to 64 MiB through `server` over `transport`, each byte-exact, each seen whole by the
+/// server before it wrote back the rest.
+pub(crate) async fn echo_every_size(pki: &TestPki, server: &mut EchoServer, transport: Transport) {
     for (i, len) in [0usize, 1, 16 * 1024, 1024 * 1024, 64 * 1024 * 1024]
         .into_iter()
         .enumerate()
     {
         let data = payload(len, i as u64 + 1);
-        let back = tokio::time::timeout(STEP, echo(&pki, &server, &data))
+        let (back, carried) = tokio::time::timeout(STEP, echo(pki, server, &data, transport))
             .await
             .unwrap_or_else(|_| panic!("{len} bytes: timed out"));
+        assert_eq!(carried, transport, "{len} bytes: transport");
         assert_eq!(back.len(), data.len(), "{len} bytes: length");
         assert!(back == data, "{len} bytes: content differs");
         let seen = server.seen.recv().await.expect("server report");
@@ -63,6 +57,13 @@ async fn echo_is_byte_exact_for_every_size() {
         assert_eq!(seen.peer_id, pki.id("test", "client"));
         assert_eq!(seen.authority, "127.0.0.1:8080");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_is_byte_exact_for_every_size() {
+    let pki = TestPki::new();
+    let mut server = EchoServer::start(&pki, "echo").await;
+    echo_every_size(&pki, &mut server, Transport::Http2).await;
 }
 
 #[tokio::test]

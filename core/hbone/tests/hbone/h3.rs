@@ -3,35 +3,16 @@
 use std::time::Duration;
 
 use ambit_hbone::{Transport, http::StatusCode};
-use ambit_test_util::{EchoServer, TestPki, payload};
+use ambit_test_util::{EchoServer, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STEP: Duration = Duration::from_secs(60);
-
-async fn echo_h3(pki: &TestPki, server: &EchoServer, data: &[u8]) -> (Vec<u8>, Transport) {
-    crate::echo::echo_over(pki, server, data, Transport::Http3).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_echo_is_byte_exact_for_every_size() {
     let pki = TestPki::new();
     let mut server = EchoServer::start_h3(&pki, "echo").await;
-    for (i, len) in [0usize, 1, 16 * 1024, 1024 * 1024, 64 * 1024 * 1024]
-        .into_iter()
-        .enumerate()
-    {
-        let data = payload(len, i as u64 + 7);
-        let (back, transport) = tokio::time::timeout(STEP, echo_h3(&pki, &server, &data))
-            .await
-            .unwrap_or_else(|_| panic!("{len} bytes: timed out"));
-        assert_eq!(transport, Transport::Http3, "{len} bytes: carried by QUIC");
-        assert_eq!(back.len(), data.len(), "{len} bytes: length");
-        assert!(back == data, "{len} bytes: content differs");
-        let seen = server.seen.recv().await.expect("server report");
-        assert_eq!(seen.read, Ok(len as u64), "{len} bytes: server side");
-        assert_eq!(seen.peer_id, pki.id("test", "client"));
-        assert_eq!(seen.authority, "127.0.0.1:8080");
-    }
+    crate::echo::echo_every_size(&pki, &mut server, Transport::Http3).await;
 }
 
 #[tokio::test]

@@ -10,20 +10,9 @@ use ambit_test_util::{EchoServer, TestPki};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-const STEP: Duration = Duration::from_secs(120);
+use crate::interop::python;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("AMBIT_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python3");
-    assert!(
-        venv.exists(),
-        "no Python venv at {}: run scripts/test (it creates it) or set AMBIT_PYTHON",
-        venv.display()
-    );
-    venv
-}
+const STEP: Duration = Duration::from_secs(120);
 
 fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/h3_peer.py")

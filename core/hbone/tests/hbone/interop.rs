@@ -15,8 +15,9 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The Python interpreter with `h2` installed: `$AMBIT_PYTHON`, else the repo's `.venv`.
-fn python() -> PathBuf {
+/// The Python interpreter with `h2` (and `aioquic`) installed: `$AMBIT_PYTHON`, else the
+/// repo's `.venv`.
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("AMBIT_PYTHON") {
         return p.into();
     }
