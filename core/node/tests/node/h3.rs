@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ambit_node::NodeProxy;
+use ambit_node::{NodeConfig, NodeProxy};
 use ambit_state::State;
 use ambit_test_util::TestPki;
 use ambit_test_util::apps::{echo_through, tcp_echo};
@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STEP: Duration = Duration::from_secs(30);
 
-fn state(net: u8, server_h3: bool) -> State {
+pub(super) fn state(net: u8, server_h3: bool) -> State {
     let mut s = State::new();
     s.insert_workload(workload(net, "client", "demo", "client", "node-a", [1, 2]))
         .expect("w");
@@ -27,34 +27,68 @@ fn state(net: u8, server_h3: bool) -> State {
 
 /// `ambit_hbone_tunnels_total{direction,transport}` of `node`.
 fn tunnels(node: &NodeProxy, direction: &str, transport: &str) -> u64 {
-    let series = format!(
-        "ambit_hbone_tunnels_total{{direction=\"{direction}\",transport=\"{transport}\"}} "
-    );
+    counter(
+        node,
+        &format!(
+            "ambit_hbone_tunnels_total{{direction=\"{direction}\",transport=\"{transport}\"}} "
+        ),
+    )
+}
+
+/// The value of the series whose line starts with `series` (name, labels and a space).
+pub(super) fn counter(node: &NodeProxy, series: &str) -> u64 {
     node.metrics()
         .lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .and_then(|v| v.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0)
 }
 
-async fn nodes(
+/// Node A and node B on `127.<net>.0.1/2` serving `state`, their configs adjusted by `a` and
+/// `b` first.
+pub(super) async fn nodes(
     net: u8,
     state: State,
-    b_serves_h3: bool,
-    a_dials_h3: bool,
+    a: impl FnOnce(&mut NodeConfig),
+    b: impl FnOnce(&mut NodeConfig),
 ) -> (NodeProxy, NodeProxy) {
     let pki = TestPki::new();
-    let mut a = node_config(net, "node-a", 1, Listeners::All);
-    a.dial_h3 = a_dials_h3;
-    let mut b = node_config(net, "node-b", 2, Listeners::All);
-    b.serve_h3 = b_serves_h3;
+    let mut ca = node_config(net, "node-a", 1, Listeners::All);
+    a(&mut ca);
+    let mut cb = node_config(net, "node-b", 2, Listeners::All);
+    b(&mut cb);
     let source = pki.source();
-    let a = NodeProxy::start(a, state.clone(), source.clone(), pki.tls.clone())
+    let a = NodeProxy::start(ca, state.clone(), source.clone(), pki.tls.clone())
         .await
         .expect("node A");
-    let b = NodeProxy::start(b, state, source, pki.tls.clone())
+    let b = NodeProxy::start(cb, state, source, pki.tls.clone())
         .await
         .expect("node B");
+    (a, b)
+}
+
+/// The two nodes after `echoes` 200 kB echoes from the client to a TCP app on the server:
+/// the server workload marked for HTTP/3 or not, node B serving it or not, node A dialling
+/// it for every peer or not.
+async fn after_echoes(
+    net: u8,
+    server_h3: bool,
+    b_serves_h3: bool,
+    a_dials_h3: bool,
+    echoes: usize,
+) -> (NodeProxy, NodeProxy) {
+    let (a, b) = nodes(
+        net,
+        state(net, server_h3),
+        |a| a.dial_h3 = a_dials_h3,
+        |b| b.serve_h3 = b_serves_h3,
+    )
+    .await;
+    tcp_echo(SocketAddr::new(ip(net, [2, 2]), 8080))
+        .await
+        .expect("echo app");
+    for _ in 0..echoes {
+        echo(&a, net).await;
+    }
     (a, b)
 }
 
@@ -79,12 +113,7 @@ async fn echo(a: &NodeProxy, net: u8) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_marked_for_http3_is_reached_over_quic() {
-    let net = 41;
-    let (a, b) = nodes(net, state(net, true), true, false).await;
-    tcp_echo(SocketAddr::new(ip(net, [2, 2]), 8080))
-        .await
-        .expect("echo app");
-    echo(&a, net).await;
+    let (a, b) = after_echoes(41, true, true, false, 1).await;
     assert_eq!(tunnels(&a, "outbound", "h3"), 1, "{}", a.metrics());
     assert_eq!(tunnels(&a, "outbound", "h2"), 0);
     assert_eq!(tunnels(&b, "inbound", "h3"), 1, "{}", b.metrics());
@@ -92,12 +121,7 @@ async fn a_workload_marked_for_http3_is_reached_over_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmarked_workloads_stay_on_http2() {
-    let net = 42;
-    let (a, b) = nodes(net, state(net, false), true, false).await;
-    tcp_echo(SocketAddr::new(ip(net, [2, 2]), 8080))
-        .await
-        .expect("echo app");
-    echo(&a, net).await;
+    let (a, b) = after_echoes(42, false, true, false, 1).await;
     assert_eq!(tunnels(&a, "outbound", "h2"), 1, "{}", a.metrics());
     assert_eq!(tunnels(&b, "inbound", "h2"), 1);
     assert_eq!(tunnels(&b, "inbound", "h3"), 0);
@@ -105,13 +129,7 @@ async fn unmarked_workloads_stay_on_http2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_dialling_http3_falls_back_to_http2_when_the_peer_has_no_quic() {
-    let net = 43;
-    let (a, b) = nodes(net, state(net, false), false, true).await;
-    tcp_echo(SocketAddr::new(ip(net, [2, 2]), 8080))
-        .await
-        .expect("echo app");
-    echo(&a, net).await;
-    echo(&a, net).await;
+    let (a, b) = after_echoes(43, false, false, true, 2).await;
     assert_eq!(tunnels(&a, "outbound", "h2"), 2, "{}", a.metrics());
     assert_eq!(tunnels(&a, "outbound", "h3"), 0);
     assert_eq!(tunnels(&b, "inbound", "h2"), 2);

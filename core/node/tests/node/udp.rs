@@ -5,51 +5,26 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ambit_node::NodeProxy;
+
+use super::h3::{counter, state};
 use ambit_node::udp::UdpForward;
 use ambit_state::State;
-use ambit_test_util::TestPki;
 use ambit_test_util::apps::udp_echo;
-use ambit_test_util::mesh::{ip, workload};
-use ambit_test_util::nodes::{Listeners, node_config};
+use ambit_test_util::mesh::ip;
 use tokio::net::UdpSocket;
 
 const STEP: Duration = Duration::from_secs(30);
 
-fn state(net: u8, server_h3: bool) -> State {
-    let mut s = State::new();
-    s.insert_workload(workload(net, "client", "demo", "client", "node-a", [1, 2]))
-        .expect("w");
-    let mut server = workload(net, "server", "demo", "server", "node-b", [2, 2]);
-    server.hbone_http3 = server_h3;
-    s.insert_workload(server).expect("w");
-    s
-}
-
 async fn nodes(net: u8, state: State) -> (NodeProxy, NodeProxy) {
-    let pki = TestPki::new();
-    let mut a = node_config(net, "node-a", 1, Listeners::All);
-    a.udp_forwards = vec![UdpForward::new(
-        SocketAddr::new(ip(net, [0, 1]), 0),
-        ip(net, [1, 2]),
-        SocketAddr::new(ip(net, [2, 2]), 5353),
-    )];
-    a.udp_idle_timeout = Duration::from_millis(300);
-    let b = node_config(net, "node-b", 2, Listeners::All);
-    let source = pki.source();
-    let a = NodeProxy::start(a, state.clone(), source.clone(), pki.tls.clone())
-        .await
-        .expect("node A");
-    let b = NodeProxy::start(b, state, source, pki.tls.clone())
-        .await
-        .expect("node B");
-    (a, b)
-}
-
-fn counter(node: &NodeProxy, series: &str) -> u64 {
-    node.metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
+    let forward = |a: &mut ambit_node::NodeConfig| {
+        a.udp_forwards = vec![UdpForward::new(
+            SocketAddr::new(ip(net, [0, 1]), 0),
+            ip(net, [1, 2]),
+            SocketAddr::new(ip(net, [2, 2]), 5353),
+        )];
+        a.udp_idle_timeout = Duration::from_millis(300);
+    };
+    super::h3::nodes(net, state, forward, |_| {}).await
 }
 
 async fn wait_for(node: &NodeProxy, series: &str, at_least: u64) {
