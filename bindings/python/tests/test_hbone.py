@@ -161,6 +161,19 @@ def test_ctrl_c_interrupts_a_blocking_dial_promptly(default_sigint):
 # --- ambit.hbone.serve: an HBONE listener whose tunnels are sockets ----------------------------
 
 
+def send_half_close_read_all(s, payload):
+    """Sends `payload` on tunnel socket `s`, half-closes, reads to EOF, closes; returns what
+    came back."""
+    s.settimeout(10)
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    back = b""
+    while chunk := s.recv(65536):
+        back += chunk
+    s.close()
+    return back
+
+
 def echo_until_eof(sock):
     with sock:
         while True:
@@ -187,14 +200,8 @@ def test_serve_against_our_own_connect():
         t = threading.Thread(target=serve_one)
         t.start()
         s = ambit.hbone.connect(client, listener.address, server.id, "10.1.2.3:8080")
-        s.settimeout(10)
         payload = bytes(range(256)) * 1024
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        back = b""
-        while chunk := s.recv(65536):
-            back += chunk
-        s.close()
+        back = send_half_close_read_all(s, payload)
         t.join(10)
     assert back == payload
     assert seen == {"peer": client.id, "authority": "10.1.2.3:8080"}
@@ -259,13 +266,7 @@ def test_connect_over_either_transport_to_our_listener(transport):
         t.start()
         s = ambit.hbone.connect(client, listener.address, server.id, "10.1.2.3:53",
                                 transport=transport)
-        s.settimeout(10)
-        s.sendall(b"x" * 100_000)
-        s.shutdown(socket.SHUT_WR)
-        back = b""
-        while chunk := s.recv(65536):
-            back += chunk
-        s.close()
+        back = send_half_close_read_all(s, b"x" * 100_000)
         t.join(10)
     assert back == b"x" * 100_000
     with pytest.raises(ValueError, match="transport"):
