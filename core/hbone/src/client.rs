@@ -272,7 +272,10 @@ impl Client {
         if dial.transport == Transport::Http3
             && let Some(result) = self.connect_h3(dial, true).await
         {
-            return result.map(|(t, d)| crate::UdpTunnel::over_h3(t, d));
+            return result.map(|(t, d)| match d {
+                Some(d) => crate::UdpTunnel::over_h3(t, d),
+                None => crate::UdpTunnel::over_stream(t),
+            });
         }
         Ok(crate::UdpTunnel::over_stream(
             self.connect_h2(dial, true).await?,

@@ -594,7 +594,7 @@ impl Responder {
         let (tunnel, datagrams) = self.accept_stream(headers)?;
         #[cfg(feature = "h3")]
         if let Some(d) = datagrams {
-            return Ok(crate::UdpTunnel::over_h3(tunnel, Some(d)));
+            return Ok(crate::UdpTunnel::over_h3(tunnel, d));
         }
         let _ = datagrams;
         Ok(crate::UdpTunnel::over_stream(tunnel))
@@ -642,7 +642,7 @@ impl Responder {
                         reason: e.to_string(),
                     })?;
                 let datagrams = match self.kind {
-                    ConnectKind::Udp => conn.datagram_flow(writer.stream_id()),
+                    ConnectKind::Udp => Some(conn.datagram_flow(writer.stream_id())),
                     ConnectKind::Tcp => None,
                 };
                 Ok((

@@ -59,17 +59,15 @@ impl UdpTunnel {
         }
     }
 
-    /// A flow over an HTTP/3 stream, with datagrams when the peer enabled them.
+    /// A flow over an HTTP/3 stream and its datagrams.
     #[cfg(feature = "h3")]
     pub(crate) fn over_h3(
         stream: Tunnel,
-        datagrams: Option<(crate::h3::datagram::Outbound, crate::h3::datagram::Inbound)>,
+        (out, inb): (crate::h3::datagram::Outbound, crate::h3::datagram::Inbound),
     ) -> Self {
         let mut t = Self::over_stream(stream);
-        if let Some((out, inb)) = datagrams {
-            t.sender.datagrams = Some(out);
-            t.receiver.datagrams = Some(inb);
-        }
+        t.sender.datagrams = Some(out);
+        t.receiver.datagrams = Some(inb);
         t
     }
 

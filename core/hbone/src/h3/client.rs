@@ -325,11 +325,7 @@ async fn open(
     }
     inner.tunnels_opened.fetch_add(1, Ordering::Relaxed);
     let info = slot.0.info.clone();
-    let datagrams = if udp {
-        h3.datagram_flow(writer.stream_id())
-    } else {
-        None
-    };
+    let datagrams = udp.then(|| h3.datagram_flow(writer.stream_id()));
     Ok((
         Tunnel::from_h3(reader, writer, info, Some(Arc::new(slot))),
         datagrams,

@@ -78,11 +78,9 @@ impl H3Conn {
     pub(crate) fn datagram_flow(
         &self,
         stream_id: u64,
-    ) -> Option<(super::datagram::Outbound, super::datagram::Inbound)> {
-        Some(
-            self.datagrams
-                .flow(&self.quic, self.peer.clone(), stream_id),
-        )
+    ) -> (super::datagram::Outbound, super::datagram::Inbound) {
+        self.datagrams
+            .flow(&self.quic, self.peer.clone(), stream_id)
     }
 
     /// Sends GOAWAY with `id` on our control stream (a server's next unaccepted stream id).
@@ -127,7 +125,7 @@ async fn serve_uni(
     seen: &std::sync::Mutex<[bool; 3]>,
 ) -> Result<(), WireError> {
     let mut s = Buffered::new(recv);
-    let Some(ty) = s.varint().await? else {
+    let Some(ty) = s.varint().await else {
         return Ok(());
     };
     let critical = match ty {
@@ -154,7 +152,7 @@ async fn serve_uni(
     let closed = WireError::new(code::CLOSED_CRITICAL_STREAM, "critical stream closed");
     if critical != 0 {
         // With a dynamic table of capacity 0 these carry nothing we act on; read to the end.
-        while s.fill().await? {
+        while s.fill().await {
             s.buf.clear();
         }
         return if quic.close_reason().is_some() {
@@ -220,24 +218,25 @@ impl Buffered {
     }
 
     /// Reads more bytes; `false` at the end of the stream (or when it was reset).
-    async fn fill(&mut self) -> Result<bool, WireError> {
+    async fn fill(&mut self) -> bool {
         match self.recv.read_chunk(MAX_CONTROL_FRAME, true).await {
             Ok(Some(c)) => {
                 self.buf.extend_from_slice(&c.bytes);
-                Ok(true)
+                true
             }
-            _ => Ok(false),
+            _ => false,
         }
     }
 
-    async fn varint(&mut self) -> Result<Option<u64>, WireError> {
+    /// The next varint, or `None` when the stream ends first.
+    async fn varint(&mut self) -> Option<u64> {
         loop {
             if let Some((v, n)) = codec::get_varint(&self.buf) {
                 self.buf.advance(n);
-                return Ok(Some(v));
+                return Some(v);
             }
-            if !self.fill().await? {
-                return Ok(None);
+            if !self.fill().await {
+                return None;
             }
         }
     }
@@ -257,7 +256,7 @@ impl Buffered {
                     return Ok(Some((h.ty, self.buf.split_to(len).freeze())));
                 }
             }
-            if !self.fill().await? {
+            if !self.fill().await {
                 return Ok(None);
             }
         }
