@@ -361,14 +361,7 @@ impl QuicState {
             debug!(ip = %wanted, error = %e, "cannot bind QUIC to the source workload address; using the system's choice");
             std::net::UdpSocket::bind(SocketAddr::new(any, 0))
         })?;
-        socket.set_nonblocking(true)?;
-        conn::tune_socket(&socket);
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
+        let endpoint = conn::endpoint(socket, None)?;
         endpoints.insert(key, endpoint.clone());
         Ok(endpoint)
     }

@@ -268,8 +268,23 @@ impl Buffered {
 /// kernel caps this at `net.core.rmem_max` / `wmem_max`.
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
+/// A QUIC endpoint on `socket` (buffers sized, non-blocking), serving with `server` when given.
+pub(crate) fn endpoint(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    socket.set_nonblocking(true)?;
+    tune_socket(&socket);
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
 /// Sizes `socket`'s buffers for QUIC (best effort: a smaller kernel limit is not an error).
-pub(crate) fn tune_socket(socket: &std::net::UdpSocket) {
+fn tune_socket(socket: &std::net::UdpSocket) {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{setsockopt, sockopt};

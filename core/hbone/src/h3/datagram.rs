@@ -48,9 +48,9 @@ impl Router {
             while let Ok(d) = quic.read_datagram().await {
                 match codec::parse_h3_datagram(d) {
                     Ok((id, Some(payload))) => {
-                        let tx = lock(&routes).get(&id).cloned();
-                        // No flow (yet, or any more) or a full one: dropped.
-                        if let Some(tx) = tx {
+                        // No flow (yet, or any more) or a full one: dropped. `try_send`
+                        // never waits, so it runs under the lock (no sender clone per packet).
+                        if let Some(tx) = lock(&routes).get(&id) {
                             let _ = tx.try_send(payload);
                         }
                     }

@@ -30,14 +30,7 @@ pub(crate) async fn serve_udp<H: Handler>(
     socket: std::net::UdpSocket,
 ) -> io::Result<()> {
     let listen = socket.local_addr()?;
-    socket.set_nonblocking(true)?;
-    conn::tune_socket(&socket);
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(refusing_config()?),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )?;
+    let endpoint = conn::endpoint(socket, Some(refusing_config()?))?;
     let mut drain = shared.drain.subscribe();
     loop {
         tokio::select! {
