@@ -1050,6 +1050,25 @@ ambit_result ambit_hbone_dial_transport(const struct ambit_runtime *rt,
                                         struct ambit_error **err_out);
 
 /*
+ Opens a UDP flow (CONNECT-UDP, an ambit extension) to `target` (`ip:port`; names are
+ refused) through the HBONE peer at `peer`, as `ambit_hbone_dial_transport` opens a tunnel.
+ BLOCKS until the peer answers. Over HTTP/3 the datagrams travel as QUIC datagrams, over
+ HTTP/2 as capsules on the stream. On success `*fd_out` is one end of a Unix
+ `SOCK_SEQPACKET` socketpair: each message written is one datagram sent (at most 65,507
+ bytes), each message read is one received. Datagrams the host does not read in time are
+ dropped, as UDP would. A read of 0 bytes means the flow ended, so empty datagrams are not
+ carried. `close()` ends the flow; the flow has no idle timeout of its own.
+ */
+ambit_result ambit_hbone_dial_udp(const struct ambit_runtime *rt,
+                                  const struct ambit_credentials *source,
+                                  const struct ambit_socket_addr *peer,
+                                  struct ambit_str expected_id,
+                                  struct ambit_str target,
+                                  uint32_t transport,
+                                  int32_t *fd_out,
+                                  struct ambit_error **err_out);
+
+/*
  Starts an HBONE server on `bind` (port 0 = any) presenting `server`. Every CONNECT is
  accepted and waits (at most `backlog`, 0 = 64; beyond that new CONNECTs wait for room) until
  `ambit_hbone_listener_accept` takes it; `ambit_hbone_listener_fd` polls readable while one

@@ -2,7 +2,7 @@
 //! listen and take accepted tunnels (ambit-hbone's `TunnelQueue`) the same way, from the host's
 //! own poll loop.
 
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
 use facade::hbone::{Dial, QueuedTunnel, TunnelQueue};
@@ -103,53 +103,121 @@ pub extern "C" fn ambit_hbone_dial_transport(
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        const H2: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP2 as u32;
-        const H3: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP3 as u32;
-        let transport = match transport {
-            H2 => facade::hbone::Transport::Http2,
-            H3 => facade::hbone::Transport::Http3,
-            _ => {
-                let e = Error::new(
-                    ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-                    "transport must be AMBIT_TRANSPORT_HTTP2 or AMBIT_TRANSPORT_HTTP3",
-                );
-                return fail(e, err_out);
-            }
-        };
         let rt: &Runtime = try_ref_from_ptr!(rt);
         let cell = try_clone_arc!(source);
         let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
         let expected = try_ambit_str!(expected_id);
         let authority = try_ambit_str!(authority);
         let fd_out = try_out!(fd_out);
-        let (Some(peer), Ok(expected), Ok(authority)) =
-            (peer.to_rust(), SpiffeId::parse(expected), authority.parse())
-        else {
-            let e = Error::new(
-                ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
-                "peer must be an IPv4 or IPv6 address, expected id a SPIFFE id, authority host:port",
-            );
-            return fail(e, err_out);
+        let dial = match dial_for(cell, peer, expected, authority, transport) {
+            Ok(d) => d,
+            Err(e) => return fail(e, err_out),
         };
-        let mut dial = Dial::new(cell, peer, vec![expected], authority);
-        dial.transport = transport;
         let client = rt.client.clone();
         let bridged = on_workers(&rt.rt, async move {
             let tunnel = client.connect(&dial).await.map_err(facade::Error::from)?;
             // On the runtime, where the bridge spawns its copy task.
             facade::hbone::bridge_to_socketpair(tunnel)
+                .map(OwnedFd::from)
                 .map_err(|e| Error::new(ambit_result::AMBIT_RESULT_IO, e.to_string()))
         });
-        match bridged {
-            Ok(Ok(socket)) => {
-                // SAFETY: `fd_out` checked non-NULL and writable per the contract.
-                unsafe { *fd_out = socket.into_raw_fd() };
-                ambit_result::AMBIT_RESULT_OK
-            }
-            Ok(Err(e)) => fail(e, err_out),
-            Err(e) => fail(Error::new(ambit_result::AMBIT_RESULT_PANIC, e), err_out),
-        }
+        hand_out(bridged, fd_out, err_out)
     })
+}
+
+/// Opens a UDP flow (CONNECT-UDP, an ambit extension) to `target` (`ip:port`; names are
+/// refused) through the HBONE peer at `peer`, as `ambit_hbone_dial_transport` opens a tunnel.
+/// BLOCKS until the peer answers. Over HTTP/3 the datagrams travel as QUIC datagrams, over
+/// HTTP/2 as capsules on the stream. On success `*fd_out` is one end of a Unix
+/// `SOCK_SEQPACKET` socketpair: each message written is one datagram sent (at most 65,507
+/// bytes), each message read is one received. Datagrams the host does not read in time are
+/// dropped, as UDP would. A read of 0 bytes means the flow ended, so empty datagrams are not
+/// carried. `close()` ends the flow; the flow has no idle timeout of its own.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn ambit_hbone_dial_udp(
+    rt: *const ambit_runtime,
+    source: *const ambit_credentials,
+    peer: *const ambit_socket_addr,
+    expected_id: ambit_str,
+    target: ambit_str,
+    transport: u32,
+    fd_out: *mut i32,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    ffi_panic_boundary!({
+        let rt: &Runtime = try_ref_from_ptr!(rt);
+        let cell = try_clone_arc!(source);
+        let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
+        let expected = try_ambit_str!(expected_id);
+        let target = try_ambit_str!(target);
+        let fd_out = try_out!(fd_out);
+        let dial = match dial_for(cell, peer, expected, target, transport) {
+            Ok(d) => d,
+            Err(e) => return fail(e, err_out),
+        };
+        let client = rt.client.clone();
+        let bridged = on_workers(&rt.rt, async move {
+            let flow = client
+                .connect_udp(&dial)
+                .await
+                .map_err(facade::Error::from)?;
+            // On the runtime, where the bridge spawns its pump.
+            crate::datagrams::bridge_udp_to_socketpair(flow)
+                .map_err(|e| Error::new(ambit_result::AMBIT_RESULT_IO, e.to_string()))
+        });
+        hand_out(bridged, fd_out, err_out)
+    })
+}
+
+/// The dial the `ambit_hbone_dial*` functions make from their checked arguments.
+fn dial_for(
+    cell: std::sync::Arc<facade::tls::CredentialCell>,
+    peer: &ambit_socket_addr,
+    expected: &str,
+    authority: &str,
+    transport: u32,
+) -> Result<Dial, Error> {
+    const H2: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP2 as u32;
+    const H3: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP3 as u32;
+    let transport = match transport {
+        H2 => facade::hbone::Transport::Http2,
+        H3 => facade::hbone::Transport::Http3,
+        _ => {
+            return Err(Error::new(
+                ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+                "transport must be AMBIT_TRANSPORT_HTTP2 or AMBIT_TRANSPORT_HTTP3",
+            ));
+        }
+    };
+    let (Some(peer), Ok(expected), Ok(authority)) =
+        (peer.to_rust(), SpiffeId::parse(expected), authority.parse())
+    else {
+        return Err(Error::new(
+            ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
+            "peer must be an IPv4 or IPv6 address, expected id a SPIFFE id, authority host:port",
+        ));
+    };
+    let mut dial = Dial::new(cell, peer, vec![expected], authority);
+    dial.transport = transport;
+    Ok(dial)
+}
+
+/// Writes a bridged descriptor to `fd_out`, or fails with the dial's error.
+fn hand_out(
+    bridged: Result<Result<OwnedFd, Error>, String>,
+    fd_out: *mut i32,
+    err_out: *mut *mut ambit_error,
+) -> ambit_result {
+    match bridged {
+        Ok(Ok(socket)) => {
+            // SAFETY: `fd_out` checked non-NULL and writable by the caller, per the contract.
+            unsafe { *fd_out = socket.into_raw_fd() };
+            ambit_result::AMBIT_RESULT_OK
+        }
+        Ok(Err(e)) => fail(e, err_out),
+        Err(e) => fail(Error::new(ambit_result::AMBIT_RESULT_PANIC, e), err_out),
+    }
 }
 
 /// Starts an HBONE server on `bind` (port 0 = any) presenting `server`. Every CONNECT is

@@ -31,6 +31,7 @@ mod strings;
 
 // One file per concept.
 mod authn;
+mod datagrams;
 mod hbone;
 mod identity;
 mod l7;
@@ -56,8 +57,9 @@ pub use error::{
     ambit_result, ambit_result_message,
 };
 pub use hbone::{
-    ambit_hbone_dial, ambit_hbone_listener, ambit_hbone_listener_accept, ambit_hbone_listener_fd,
-    ambit_hbone_listener_free, ambit_hbone_listener_local_addr, ambit_hbone_listener_new,
+    ambit_hbone_dial, ambit_hbone_dial_udp, ambit_hbone_listener, ambit_hbone_listener_accept,
+    ambit_hbone_listener_fd, ambit_hbone_listener_free, ambit_hbone_listener_local_addr,
+    ambit_hbone_listener_new,
 };
 pub use identity::{
     ambit_ca, ambit_ca_free, ambit_ca_issue, ambit_ca_new, ambit_cert_usage, ambit_credentials,

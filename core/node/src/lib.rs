@@ -10,6 +10,8 @@
 //!   services and workloads that have a waypoint is tunnelled to it instead (authority = the
 //!   original VIP or pod address);
 //! - inbound plaintext (15006), authorized with no identity;
+//! - UDP as CONNECT-UDP flows (an ambit extension), in by SOCKS5 UDP ASSOCIATE or a forward
+//!   listener;
 //! - readiness, Prometheus metrics with Istio's names, and `/config_dump`.
 //!
 //! State comes in as an [`ambit_state::State`] and is replaced whole with

@@ -108,7 +108,7 @@ pub(crate) async fn serve_transparent(node: Arc<Node>, listener: TcpListener, sc
 }
 
 async fn socks5(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
-    let dst = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+    let (cmd, dst) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let mut head = [0u8; 2];
         s.read_exact(&mut head).await?;
         if head[0] != 5 {
@@ -126,9 +126,10 @@ async fn socks5(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io
         if req[0] != 5 {
             return Err(proto("bad SOCKS5 request version"));
         }
-        if req[1] != 1 {
+        // CONNECT, or UDP ASSOCIATE; not BIND.
+        if req[1] != 1 && req[1] != 3 {
             s.write_all(&reply(7)).await?;
-            return Err(proto("only CONNECT is supported"));
+            return Err(proto("only CONNECT and UDP ASSOCIATE are supported"));
         }
         let ip = match req[3] {
             1 => {
@@ -156,14 +157,20 @@ async fn socks5(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> std::io
         };
         let mut port = [0u8; 2];
         s.read_exact(&mut port).await?;
+        // UDP ASSOCIATE names where the client will send from, only as a filter: a name
+        // there (PySocks sends "0") leaves the address open.
+        let ip = ip.or((req[1] == 3).then_some(IpAddr::from([0u8; 4])));
         let Some(ip) = ip else {
             s.write_all(&reply(4)).await?;
             return Err(proto("unknown host name"));
         };
-        Ok(SocketAddr::new(ip, u16::from_be_bytes(port)))
+        Ok((req[1], SocketAddr::new(ip, u16::from_be_bytes(port))))
     })
     .await
     .map_err(|_| proto("SOCKS5 handshake timed out"))??;
+    if cmd == 3 {
+        return crate::udp::socks::associate(node, s, peer, dst).await;
+    }
     match Box::pin(open(node, peer, dst)).await {
         Ok(mut o) => {
             s.write_all(&reply(0)).await?;
@@ -240,7 +247,7 @@ async fn http_connect(node: &Arc<Node>, mut s: TcpStream, peer: SocketAddr) -> s
 }
 
 /// Resolves a name the way the mesh knows it: a service hostname's VIP, or an IP literal.
-fn resolve(node: &Node, name: &str) -> Option<IpAddr> {
+pub(crate) fn resolve(node: &Node, name: &str) -> Option<IpAddr> {
     if let Ok(ip) = name.parse() {
         return Some(ip);
     }

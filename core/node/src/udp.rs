@@ -1,7 +1,10 @@
 //! UDP through the mesh (CONNECT-UDP flows, an ambit extension). Inbound: an authorized flow
 //! is relayed to the local workload from a socket connected to it. Outbound: an explicit
 //! forward listener (`NodeConfig::udp_forwards`) opens one flow per client address, as the
-//! local workload it names, to its target.
+//! local workload it names, to its target; a SOCKS5 UDP association ([`socks`]) opens one
+//! flow per target its client names.
+
+pub(crate) mod socks;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -176,10 +179,15 @@ pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpFo
         let (q, queued) = mpsc::channel(CLIENT_QUEUE);
         let _ = q.try_send(datagram);
         map.insert(from, q);
-        let (node, socket, fwd, clients) =
-            (node.clone(), socket.clone(), fwd.clone(), clients.clone());
+        let (node, socket, clients) = (node.clone(), socket.clone(), clients.clone());
+        let flow = Flow {
+            source: fwd.source,
+            target: fwd.target,
+            client: from,
+            socks: None,
+        };
         tokio::spawn(async move {
-            forward_flow(&node, &socket, &fwd, from, queued).await;
+            forward_flow(&node, &socket, flow, queued).await;
             let mut map = clients.lock().unwrap_or_else(|p| p.into_inner());
             if map.get(&from).is_some_and(|q| q.is_closed()) {
                 map.remove(&from);
@@ -188,24 +196,40 @@ pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpFo
     }
 }
 
-/// One client's flow through a forward listener.
+/// One outbound flow: whose it is, where it goes, and where its answers return.
+struct Flow {
+    /// The local workload the flow belongs to.
+    source: IpAddr,
+    target: SocketAddr,
+    /// Where answers are sent.
+    client: SocketAddr,
+    /// For a SOCKS5 association, the header each answer carries (RFC 1928 §7): the address
+    /// the client sent to.
+    socks: Option<Vec<u8>>,
+}
+
+/// One client's flow to one target, fed by `queued` (from a forward listener or a SOCKS5
+/// association) until it idles out or either side ends it.
 async fn forward_flow(
     node: &Arc<Node>,
     socket: &UdpSocket,
-    fwd: &UdpForward,
-    client: SocketAddr,
+    flow: Flow,
     mut queued: mpsc::Receiver<Bytes>,
 ) {
     let start = Instant::now();
+    let client = flow.client;
     let mut log = Box::new(ConnLog::new(
         "outbound",
-        SocketAddr::new(fwd.source, client.port()),
+        SocketAddr::new(flow.source, client.port()),
     ));
     log.udp = true;
-    let flow = match open_forward(node, fwd, &mut log).await {
+    let mut answer = flow.socks.unwrap_or_default();
+    let header = answer.len();
+    let (source, target) = (flow.source, flow.target);
+    let flow = match open_forward(node, source, target, &mut log).await {
         Ok(f) => f,
         Err(why) => {
-            warn!(%client, target = %fwd.target, reason = %why, "UDP flow refused");
+            warn!(%client, %target, reason = %why, "UDP flow refused");
             log.error = Some(why);
             log.duration = start.elapsed();
             node.count_udp("outbound", false);
@@ -237,7 +261,16 @@ async fn forward_flow(
                 Ok(Some(d)) => {
                     last = tokio::time::Instant::now();
                     log.b_to_a(d.len() as u64);
-                    let _ = socket.send_to(&d, client).await;
+                    let sent = if header == 0 {
+                        socket.send_to(&d, client).await
+                    } else {
+                        answer.truncate(header);
+                        answer.extend_from_slice(&d);
+                        socket.send_to(&answer, client).await
+                    };
+                    if let Err(e) = sent {
+                        debug!(error = %e, "UDP answer not delivered");
+                    }
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(format!("flow failed: {e}")),
@@ -254,23 +287,24 @@ async fn forward_flow(
     node.access_log(&log);
 }
 
-/// Steers and opens a forward's flow; the error says why there is none.
+/// Steers and opens a flow from `source` to `target`; the error says why there is none.
 async fn open_forward(
     node: &Arc<Node>,
-    fwd: &UdpForward,
+    source: IpAddr,
+    target: SocketAddr,
     log: &mut ConnLog,
 ) -> Result<UdpTunnel, String> {
     let state = node.state.load_full();
     let net = &node.config.network;
     let src = state
-        .workload_by_addr(net, fwd.source)
+        .workload_by_addr(net, source)
         .filter(|w| w.node == node.config.node)
         .cloned()
-        .ok_or_else(|| format!("{} is not a local workload", fwd.source))?;
+        .ok_or_else(|| format!("{source} is not a local workload"))?;
     let src_id = src.identity().map_err(|e| e.to_string())?;
     log.src = Some(src.clone());
     log.src_identity = Some(src_id.clone());
-    match steer(&state, net, Some(&src), fwd.target).map_err(|e| e.to_string())? {
+    match steer(&state, net, Some(&src), target).map_err(|e| e.to_string())? {
         Steer::Hbone {
             peer,
             authority,
@@ -289,7 +323,7 @@ async fn open_forward(
                 .await
                 .map_err(|e| e.to_string())?;
             let mut dial = Dial::new(cell, peer, expected, authority.into());
-            dial.source_ip = Some(fwd.source);
+            dial.source_ip = Some(source);
             if node.config.dial_h3 || workload.hbone_http3 {
                 dial.transport = ambit_hbone::Transport::Http3;
             }
@@ -299,7 +333,7 @@ async fn open_forward(
                 .map_err(|e| e.to_string())
         }
         Steer::Direct { addr, .. } => Err(format!(
-            "{addr} is outside the mesh: UDP forwards carry mesh flows only"
+            "{addr} is outside the mesh: UDP flows carry mesh destinations only"
         )),
     }
 }

@@ -1,9 +1,11 @@
 /* Two node proxies started, reloaded and stopped from C; an application connects through
- * node A's SOCKS5 port to an echo server (run by the test harness on 127.31.2.2:8080).
+ * node A's SOCKS5 port to an echo server (run by the test harness on 127.31.2.2:8080), and
+ * the host opens UDP flows to node B (ambit_hbone_dial_udp) to a UDP echo on :5353.
  * Ends with "N passed, 0 failed". */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,46 @@ static const char *DENY =
 /* SOCKS5 CONNECT from the client (127.31.1.2) via `proxy` to the app at 127.31.2.2:8080. */
 static int socks_connect(const ambit_socket_addr *proxy, int *fd) {
     return socks5_connect(proxy, "127.31.1.2", "127.31.2.2", 8080, fd);
+}
+
+/* Sends `msg` as one datagram on `fd` and reads one answer (NUL-terminated) into `buf`;
+ * returns its length, or -1 when nothing came within 10 s. */
+static ssize_t exchange(int fd, const char *msg, char *buf, size_t cap) {
+    if (send(fd, msg, strlen(msg), 0) != (ssize_t)strlen(msg)) return -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1) return -1;
+    ssize_t n = recv(fd, buf, cap - 1, 0);
+    if (n >= 0) buf[n] = 0;
+    return n;
+}
+
+/* UDP flows from the client's identity to node B's UDP echo, over both transports: each
+ * datagram answered whole and in its own message; then the misuses. */
+static void udp_flows(ambit_runtime *rt, const ambit_credentials *client) {
+    ambit_socket_addr peer = addr_of("127.31.2.2:15008");
+    const char *web = "spiffe://cluster.local/ns/demo/sa/web";
+    uint32_t transports[2] = {AMBIT_TRANSPORT_HTTP3, AMBIT_TRANSPORT_HTTP2};
+    for (int t = 0; t < 2; t++) {
+        int fd = -1;
+        ambit_error *err = NULL;
+        CHECK(ambit_hbone_dial_udp(rt, client, &peer, S(web), S("127.31.2.2:5353"), transports[t], &fd, &err) == AMBIT_RESULT_OK);
+        CHECK(fd >= 0 && err == NULL);
+        char buf[2048];
+        CHECK(exchange(fd, "first datagram", buf, sizeof buf) == 14 && strcmp(buf, "first datagram") == 0);
+        static char big[1200];
+        memset(big, 'u', sizeof big - 1);
+        CHECK(exchange(fd, big, buf, sizeof buf) == (ssize_t)(sizeof big - 1) && memcmp(buf, big, sizeof big - 1) == 0);
+        if (fd >= 0) close(fd);
+    }
+    int fd = -1;
+    ambit_error *err = NULL;
+    CHECK(ambit_hbone_dial_udp(rt, client, &peer, S(web), S("127.31.2.2:5353"), 9, &fd, &err) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(fd == -1 && err != NULL);
+    ambit_error_free(err);
+    CHECK(ambit_hbone_dial_udp(rt, client, &peer, S(web), S("not an address"), AMBIT_TRANSPORT_HTTP3, &fd, NULL) == AMBIT_RESULT_INVALID_PARAMETER);
+    CHECK(ambit_hbone_dial_udp(rt, client, &peer, S(web), S("127.31.2.2:5353"), AMBIT_TRANSPORT_HTTP3, NULL, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(ambit_hbone_dial_udp(rt, NULL, &peer, S(web), S("127.31.2.2:5353"), AMBIT_TRANSPORT_HTTP3, &fd, NULL) == AMBIT_RESULT_NULL_PARAMETER);
+    CHECK(fd == -1);
 }
 
 int main(void) {
@@ -81,6 +123,10 @@ int main(void) {
     CHECK(got == 5 && memcmp(buf, "hello", 5) == 0);
     if (fd >= 0) close(fd);
 
+    const ambit_credentials *client = NULL;
+    CHECK(ambit_ca_issue(rt, ca, S("spiffe://cluster.local/ns/demo/sa/client"), 3600, &client, NULL) == AMBIT_RESULT_OK);
+    udp_flows(rt, client);
+
     /* Reload with a DENY policy (config + policy in one document). */
     size_t cfg_len = strlen(CONFIG) + strlen(DENY) + 1;
     char *denied = malloc(cfg_len);
@@ -90,6 +136,13 @@ int main(void) {
     free(denied);
     fd = -1;
     CHECK(socks_connect(&proxy, &fd) == 2);
+    /* L4 policy applies to UDP flows as to tunnels: 401 from node B. */
+    ambit_socket_addr b_hbone = addr_of("127.31.2.2:15008");
+    CHECK(ambit_hbone_dial_udp(rt, client, &b_hbone, S("spiffe://cluster.local/ns/demo/sa/web"), S("127.31.2.2:5353"), AMBIT_TRANSPORT_HTTP3, &fd, &err) == AMBIT_RESULT_TUNNEL_REFUSED);
+    CHECK(fd == -1 && err != NULL);
+    ambit_error_free(err);
+    err = NULL;
+    ambit_credentials_free(client);
     /* Broken YAML: refused, the last good config (the DENY) stays. */
     CHECK(ambit_node_proxy_reload(b, S("workloads: [{uid: x}]"), &err) == AMBIT_RESULT_CONFIG_INVALID);
     CHECK(err != NULL);

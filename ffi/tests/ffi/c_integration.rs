@@ -397,6 +397,14 @@ fn c_host_starts_reloads_and_stops_node_proxies() {
             });
         }
     });
+    // And a UDP echo beside it, for the flows the C host opens with `ambit_hbone_dial_udp`.
+    let udp = std::net::UdpSocket::bind("127.31.2.2:5353").expect("bind UDP app");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65_536];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n], from);
+        }
+    });
     for mode in [Mode::Plain, Mode::Sanitized, Mode::Valgrind] {
         run_c("tests/c/node_proxy.c", &[], mode, 10);
     }

@@ -145,3 +145,109 @@ spec:
         0
     );
 }
+
+/// A SOCKS5 UDP ASSOCIATE (RFC 1928 §7) from the client workload, in raw bytes: the relay's
+/// address in the reply; a datagram per target, each answer behind a header naming the target
+/// it came from; fragments and strangers dropped; the flows end with the control connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_udp_associate_carries_one_flow_per_target() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = 54;
+    // Flows that never idle out: only the association's end can end them.
+    let (a, b) = super::h3::nodes(
+        net,
+        state(net, true),
+        |a| a.udp_idle_timeout = Duration::from_secs(3600),
+        |_| {},
+    )
+    .await;
+    let std::net::IpAddr::V4(me) = ip(net, [1, 2]) else {
+        unreachable!("IPv4 test addresses")
+    };
+    let targets = [5353, 5354].map(|p| SocketAddr::new(ip(net, [2, 2]), p));
+    for t in targets {
+        udp_echo(t).await.expect("UDP app");
+    }
+    let control = tokio::net::TcpSocket::new_v4().expect("socket");
+    control
+        .bind(SocketAddr::new(ip(net, [1, 2]), 0))
+        .expect("bind");
+    let mut control = control
+        .connect(a.bound().socks5.expect("socks5"))
+        .await
+        .expect("connect");
+    let client = UdpSocket::bind(SocketAddr::new(ip(net, [1, 2]), 0))
+        .await
+        .expect("client socket");
+    let port = client.local_addr().expect("addr").port().to_be_bytes();
+    control.write_all(&[5, 1, 0]).await.expect("greeting");
+    let mut r = [0u8; 2];
+    control.read_exact(&mut r).await.expect("method");
+    assert_eq!(r, [5, 0]);
+    // UDP ASSOCIATE, naming the address the datagrams will come from.
+    let mut req = vec![5, 3, 0, 1];
+    req.extend_from_slice(&me.octets());
+    req.extend_from_slice(&port);
+    control.write_all(&req).await.expect("request");
+    let mut rep = [0u8; 10];
+    control.read_exact(&mut rep).await.expect("reply");
+    assert_eq!(rep[..4], [5, 0, 0, 1], "succeeded, IPv4 relay address");
+    let relay = SocketAddr::from((
+        [rep[4], rep[5], rep[6], rep[7]],
+        u16::from_be_bytes([rep[8], rep[9]]),
+    ));
+    let header = |t: SocketAddr, frag: u8| {
+        let SocketAddr::V4(t) = t else {
+            unreachable!("IPv4 targets")
+        };
+        let mut h = vec![0, 0, frag, 1];
+        h.extend_from_slice(&t.ip().octets());
+        h.extend_from_slice(&t.port().to_be_bytes());
+        h
+    };
+    // A fragment is dropped; were it carried, the first answer would be its echo.
+    let mut d = header(targets[0], 1);
+    d.extend_from_slice(b"fragment");
+    client.send_to(&d, relay).await.expect("send");
+    // A stranger's datagram (another port on the same address) is dropped: were it carried,
+    // the flow to the first target would answer the stranger, not the client.
+    let stranger = UdpSocket::bind(SocketAddr::new(ip(net, [1, 2]), 0))
+        .await
+        .expect("socket");
+    let mut d = header(targets[0], 0);
+    d.extend_from_slice(b"stranger");
+    stranger.send_to(&d, relay).await.expect("send");
+    let mut buf = [0u8; 2048];
+    for (i, t) in targets.iter().enumerate() {
+        let mut d = header(*t, 0);
+        d.extend_from_slice(format!("query {i}").as_bytes());
+        client.send_to(&d, relay).await.expect("send");
+        let (n, from) = tokio::time::timeout(STEP, client.recv_from(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("recv");
+        assert_eq!(from, relay);
+        let mut want = header(*t, 0);
+        want.extend_from_slice(format!("{}|query {i}", ip(net, [1, 2])).as_bytes());
+        assert_eq!(buf[..n], want[..], "answer {i} names its target");
+    }
+    drop(control);
+    wait_for(
+        &a,
+        "ambit_udp_flows_total{direction=\"outbound\",result=\"ok\"} ",
+        2,
+    )
+    .await;
+    assert_eq!(
+        counter(
+            &b,
+            "ambit_hbone_tunnels_total{direction=\"inbound\",transport=\"h3\"} "
+        ),
+        2,
+        "one flow per target, the fragment and the stranger opened none"
+    );
+    assert!(
+        stranger.try_recv_from(&mut buf).is_err(),
+        "the stranger got no answer"
+    );
+}
