@@ -163,7 +163,7 @@ pub extern "C" fn ambit_hbone_dial_udp(
                 .await
                 .map_err(facade::Error::from)?;
             // On the runtime, where the bridge spawns its pump.
-            crate::datagrams::bridge_udp_to_socketpair(flow)
+            facade::hbone::bridge_udp_to_socketpair(flow)
                 .map_err(|e| Error::new(ambit_result::AMBIT_RESULT_IO, e.to_string()))
         });
         hand_out(bridged, fd_out, err_out)

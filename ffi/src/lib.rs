@@ -31,7 +31,6 @@ mod strings;
 
 // One file per concept.
 mod authn;
-mod datagrams;
 mod hbone;
 mod identity;
 mod l7;

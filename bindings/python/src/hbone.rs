@@ -2,7 +2,7 @@
 //! a listener handing accepted tunnels out one by one.
 
 use std::net::SocketAddr;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,47 @@ pub(crate) fn hbone_connect_fd(
     authority: &str,
     transport: &str,
 ) -> PyResult<i32> {
+    let dial = dial_for(credentials, peer, expected_id, authority, transport)?;
+    let bridged = wait(py, async move {
+        let tunnel = client().connect(&dial).await.map_err(Failed::Dial)?;
+        // On the runtime, where the bridge spawns its copy task.
+        facade::hbone::bridge_to_socketpair(tunnel)
+            .map(OwnedFd::from)
+            .map_err(Failed::Bridge)
+    })?;
+    hand_out(bridged)
+}
+
+/// Opens a UDP flow (CONNECT-UDP) to `target` (`ip:port`) and returns one end of a
+/// `SOCK_SEQPACKET` socketpair bridged to it: each message one datagram, a read of 0 bytes
+/// the flow's end. `transport` as for `hbone_connect_fd`.
+#[pyfunction]
+#[pyo3(signature = (credentials, peer, expected_id, target, transport = "h2"))]
+pub(crate) fn hbone_connect_udp_fd(
+    py: Python<'_>,
+    credentials: &Credentials,
+    peer: &str,
+    expected_id: &Bound<'_, PyAny>,
+    target: &str,
+    transport: &str,
+) -> PyResult<i32> {
+    let dial = dial_for(credentials, peer, expected_id, target, transport)?;
+    let bridged = wait(py, async move {
+        let flow = client().connect_udp(&dial).await.map_err(Failed::Dial)?;
+        // On the runtime, where the bridge spawns its pump.
+        facade::hbone::bridge_udp_to_socketpair(flow).map_err(Failed::Bridge)
+    })?;
+    hand_out(bridged)
+}
+
+/// The dial both connect functions make from their arguments.
+fn dial_for(
+    credentials: &Credentials,
+    peer: &str,
+    expected_id: &Bound<'_, PyAny>,
+    authority: &str,
+    transport: &str,
+) -> PyResult<Dial> {
     let peer = socket_addr(peer, "peer")?;
     let authority = authority
         .parse()
@@ -45,11 +86,11 @@ pub(crate) fn hbone_connect_fd(
             )));
         }
     };
-    let bridged = wait(py, async move {
-        let tunnel = client().connect(&dial).await.map_err(Failed::Dial)?;
-        // On the runtime, where the bridge spawns its copy task.
-        facade::hbone::bridge_to_socketpair(tunnel).map_err(Failed::Bridge)
-    })?;
+    Ok(dial)
+}
+
+/// The bridged descriptor, or the dial's failure as a Python exception.
+fn hand_out(bridged: Result<OwnedFd, Failed>) -> PyResult<i32> {
     let bridged = bridged.map_err(|e| match e {
         Failed::Dial(e) => ambit_err(e),
         Failed::Bridge(e) => AmbitError::new_err(format!("cannot bridge the tunnel: {e}")),

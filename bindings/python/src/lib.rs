@@ -8,7 +8,7 @@
 //! | `identity` | `SpiffeId`, `Credentials`, `CertificateAuthority` |
 //! | `policy` | `Policy` (L4), `L7Policies`, `Authenticators` (JWT), `RequestAuth` |
 //! | `route` | `Router` (Gateway API HTTPRoute) |
-//! | `hbone` | `hbone_connect_fd`, `HboneListener` (wrapped as `ambit.hbone`) |
+//! | `hbone` | `hbone_connect_fd`, `hbone_connect_udp_fd`, `HboneListener` (wrapped as `ambit.hbone`) |
 //! | `proxy` | `NodeProxy`, `Waypoint` |
 #![forbid(unsafe_code)]
 
@@ -99,7 +99,7 @@ mod _native {
     #[pymodule_export]
     use super::errors::{AmbitError, ConfigError, IdentityError, TlsError, TunnelError};
     #[pymodule_export]
-    use super::hbone::{HboneListener, hbone_connect_fd};
+    use super::hbone::{HboneListener, hbone_connect_fd, hbone_connect_udp_fd};
     #[pymodule_export]
     use super::identity::{CertificateAuthority, Credentials, SpiffeId};
     #[pymodule_export]

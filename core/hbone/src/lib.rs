@@ -83,6 +83,8 @@ pub use settings::{
     SERVER_MAX_CONCURRENT_STREAMS, STREAM_WINDOW, ServerSettings,
 };
 pub use tunnel::{Transport, Tunnel, TunnelInfo, TunnelReader, TunnelWriter};
+#[cfg(target_os = "linux")]
+pub use udp::bridge_udp_to_socketpair;
 pub use udp::{MAX_UDP_PAYLOAD, UdpReceiver, UdpSender, UdpTunnel};
 
 /// Re-exported for status codes and header maps in the API.

@@ -4,7 +4,12 @@
 //! UDP is); over HTTP/2, which has no datagrams, as a DATAGRAM capsule on the stream. Either
 //! way the caller sees one [`UdpTunnel`] that sends and receives whole datagrams.
 
+#[cfg(target_os = "linux")]
+mod bridge;
 pub(crate) mod codec;
+
+#[cfg(target_os = "linux")]
+pub use bridge::bridge_udp_to_socketpair;
 
 use std::io;
 

@@ -337,3 +337,11 @@ def hbone_connect_fd(
     authority: str,
     transport: str = "h2",
 ) -> int: ...
+
+def hbone_connect_udp_fd(
+    credentials: Credentials,
+    peer: str,
+    expected_id: SpiffeId | str,
+    target: str,
+    transport: str = "h2",
+) -> int: ...

@@ -20,8 +20,19 @@ from types import TracebackType as _TracebackType
 from ambit._native import AmbitError, Credentials, SpiffeId
 from ambit._native import HboneListener as _HboneListener
 from ambit._native import hbone_connect_fd as _hbone_connect_fd
+from ambit._native import hbone_connect_udp_fd as _hbone_connect_udp_fd
 
-__all__ = ["AsyncHboneServer", "HboneListener", "Listener", "connect", "open_connection", "serve", "start_server"]
+__all__ = [
+    "AsyncHboneServer",
+    "HboneListener",
+    "Listener",
+    "UdpFlow",
+    "connect",
+    "connect_udp",
+    "open_connection",
+    "serve",
+    "start_server",
+]
 
 _TunnelHandler = _Callable[[_asyncio.StreamReader, _asyncio.StreamWriter, SpiffeId, str], _Awaitable[None]]
 
@@ -200,6 +211,62 @@ def connect(
     unknown transport."""
     fd = _hbone_connect_fd(credentials, peer, expected_id, authority, transport)
     return _socket.socket(fileno=fd)
+
+
+class UdpFlow:
+    """A UDP flow through the mesh (from `hbone.connect_udp`): whole datagrams each way, sent
+    as HTTP/3 datagrams or, over HTTP/2, as capsules on the tunnel's stream. Datagrams may be
+    lost, as UDP's are; empty ones are not carried. `socket` is the underlying SOCK_SEQPACKET
+    socket (one message per datagram), for selectors and event loops."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.socket = sock
+
+    def send(self, datagram: bytes) -> None:
+        """Sends one datagram (1 to 65,507 bytes)."""
+        if not 0 < len(datagram) <= 65507:
+            raise ValueError(f"a datagram is 1 to 65507 bytes, not {len(datagram)}")
+        self.socket.send(datagram)
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        """The next datagram, or None once the flow has ended. Waits up to `timeout` seconds
+        (None: forever) and raises TimeoutError after that."""
+        self.socket.settimeout(timeout)
+        data = self.socket.recv(65536)
+        return data or None
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def close(self) -> None:
+        """Ends the flow (idempotent)."""
+        self.socket.close()
+
+    def __enter__(self) -> UdpFlow:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: _TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect_udp(
+    credentials: Credentials,
+    peer: str,
+    expected_id: SpiffeId | str,
+    target: str,
+    transport: str = "h2",
+) -> UdpFlow:
+    """Opens a UDP flow (CONNECT-UDP, an ambit extension) to `target` (`ip:port`) through the
+    HBONE peer at `peer`, as `connect` opens a tunnel; `transport="h3"` carries the datagrams
+    as QUIC datagrams. Raises as `connect` does."""
+    fd = _hbone_connect_udp_fd(credentials, peer, expected_id, target, transport)
+    return UdpFlow(_socket.socket(fileno=fd))
+
 
 async def open_connection(
     credentials: Credentials, peer: str, expected_id: SpiffeId | str, authority: str
