@@ -34,6 +34,11 @@ pub struct ClientSettings {
     /// After a peer's QUIC handshake failed, how long to use HTTP/2 to it before trying
     /// HTTP/3 again.
     pub quic_retry_after: Duration,
+    /// Send QUIC packets in batches through UDP segmentation offload (GSO), which saves a
+    /// system call per packet. Some receivers read such a batch, when it arrives coalesced
+    /// (loopback, veth, GRO), into one packet's buffer and drop it: Envoy 1.40's QUIC
+    /// listener does. Turn it off to dial such peers.
+    pub quic_segmentation_offload: bool,
 }
 
 /// Knobs of the HBONE server.
@@ -65,6 +70,7 @@ impl Default for ClientSettings {
             max_header_list_size: 16 * 1024,
             quic_handshake_timeout: Duration::from_secs(2),
             quic_retry_after: Duration::from_secs(300),
+            quic_segmentation_offload: true,
         }
     }
 }

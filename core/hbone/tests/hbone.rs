@@ -9,6 +9,8 @@ mod drain;
 mod echo;
 #[path = "hbone/envoy.rs"]
 mod envoy;
+#[path = "hbone/envoy_h3.rs"]
+mod envoy_h3;
 #[path = "hbone/failures.rs"]
 mod failures;
 #[path = "hbone/h3.rs"]

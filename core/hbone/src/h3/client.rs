@@ -121,7 +121,12 @@ impl Client {
         })?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         // No streams from the server: HBONE requests go client to server only.
-        config.transport_config(conn::transport(0, s.ping_timeout, s.ping_interval));
+        config.transport_config(conn::transport(
+            0,
+            s.ping_timeout,
+            s.ping_interval,
+            s.quic_segmentation_offload,
+        ));
         let connecting = endpoint
             .connect_with(config, peer, "0.0.0.0")
             .map_err(|e| Fallback::Yes(format!("QUIC connect: {e}")))?;

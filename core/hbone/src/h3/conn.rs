@@ -299,11 +299,13 @@ fn tune_socket(socket: &std::net::UdpSocket) {
 const DATAGRAM_BUFFER: usize = 1024 * 1024;
 
 /// QUIC transport settings for HBONE: Istio's HTTP/2 windows carried over, a few
-/// unidirectional streams (control and QPACK), keep-alive, datagrams for CONNECT-UDP.
+/// unidirectional streams (control and QPACK), keep-alive, datagrams for CONNECT-UDP, GSO
+/// batches when `gso`.
 pub(crate) fn transport(
     max_streams: u32,
     idle_timeout: Duration,
     keep_alive: Option<Duration>,
+    gso: bool,
 ) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(max_streams))
@@ -313,7 +315,8 @@ pub(crate) fn transport(
         .send_window(u64::from(crate::settings::CONNECTION_WINDOW))
         .keep_alive_interval(keep_alive)
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
-        .datagram_send_buffer_size(DATAGRAM_BUFFER);
+        .datagram_send_buffer_size(DATAGRAM_BUFFER)
+        .enable_segmentation_offload(gso);
     if let Ok(idle) = quinn::IdleTimeout::try_from(idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }

@@ -276,6 +276,7 @@ fn server_config(
         settings.max_concurrent_streams,
         settings.ping_timeout,
         settings.ping_interval,
+        true,
     ));
     config.migration(false);
     Ok(config)

@@ -28,13 +28,13 @@ fn envoy_binary() -> PathBuf {
 }
 
 /// A running Envoy and the port its one listener is bound to.
-struct Envoy {
+pub(super) struct Envoy {
     _child: Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl Envoy {
-    async fn start(dir: &Path, config: &str) -> Self {
+    pub(super) async fn start(dir: &Path, config: &str) -> Self {
         let cfg = dir.join("envoy.yaml");
         let admin_path = dir.join("admin-address");
         std::fs::write(&cfg, config).expect("write envoy config");
@@ -99,7 +99,7 @@ async fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// The `common_tls_context` body, indented by `indent` spaces.
-fn tls_common(dir: &Path, name: &str, peer_id: &str, indent: usize) -> String {
+pub(super) fn tls_common(dir: &Path, name: &str, peer_id: &str, indent: usize) -> String {
     let d = dir.display();
     let body = format!(
         "alpn_protocols: [h2]
@@ -206,7 +206,7 @@ static_resources:
 }
 
 /// A plain TCP echo server (the workload behind Envoy).
-async fn tcp_echo() -> u16 {
+pub(super) async fn tcp_echo() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
