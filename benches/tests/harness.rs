@@ -62,5 +62,7 @@ fn h3_harness_smoke_run_measures_both_transports() {
     for t in ["\"h2\"", "\"h3\""] {
         assert!(json.contains(t), "{t} missing: {json}");
     }
+    // The CONNECT-UDP rows: one per transport at the smoke's one offered rate.
+    assert_eq!(json.matches("\"loss_pct\"").count(), 2, "{json}");
     assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
 }

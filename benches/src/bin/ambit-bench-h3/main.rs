@@ -1,6 +1,8 @@
 //! HBONE over HTTP/3 against HBONE over HTTP/2, in one run, on one link: a cold tunnel (new
 //! connection: handshake + CONNECT + 1-byte echo), a warm tunnel (pooled connection), one
-//! tunnel's throughput, and 64-byte ping-pong latency.
+//! tunnel's throughput, and 64-byte ping-pong latency; then CONNECT-UDP at fixed offered
+//! rates of 1,000-byte datagrams (HTTP/3 datagrams against HTTP/2 capsules): datagrams/s
+//! echoed and loss.
 //!
 //! `cargo run --release -p ambit-benches --bin ambit-bench-h3 -- [--quick] [--json FILE]`
 //!
@@ -26,6 +28,8 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod udp;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -34,7 +38,8 @@ struct Opts {
     /// Tiny sizes: proves the harness works (its test), measures nothing.
     smoke: bool,
     json: Option<String>,
-    /// Serve (HBONE on TCP and UDP, and an echo app on port 7 of the same IP) and wait.
+    /// Serve (HBONE on TCP and UDP, and TCP and UDP echo apps on port 7 of the same IP)
+    /// and wait.
     serve: Option<SocketAddr>,
     /// Measure against a server started with `--serve` at this address.
     connect: Option<SocketAddr>,
@@ -42,6 +47,8 @@ struct Opts {
     ca_dir: Option<std::path::PathBuf>,
     /// Skip the bulk transfer (a userspace delay line cannot carry line rate).
     no_bulk: bool,
+    /// The client sends without GSO batches (`ClientSettings::quic_segmentation_offload`).
+    no_gso: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,6 +72,7 @@ fn main() -> Result<()> {
         connect: None,
         ca_dir: None,
         no_bulk: false,
+        no_gso: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -72,13 +80,14 @@ fn main() -> Result<()> {
             "--quick" => opts.quick = true,
             "--smoke" => opts.smoke = true,
             "--no-bulk" => opts.no_bulk = true,
+            "--no-gso" => opts.no_gso = true,
             "--json" => opts.json = Some(args.next().context("--json FILE")?),
             "--serve" => opts.serve = Some(args.next().context("--serve ADDR")?.parse()?),
             "--connect" => opts.connect = Some(args.next().context("--connect ADDR")?.parse()?),
             "--ca-dir" => opts.ca_dir = Some(args.next().context("--ca-dir DIR")?.into()),
             other => bail!(
                 "unknown argument {other}; usage: ambit-bench-h3 [--quick | --smoke] [--json FILE] \
-                 [--serve ADDR | --connect ADDR] [--ca-dir DIR] [--no-bulk]"
+                 [--serve ADDR | --connect ADDR] [--ca-dir DIR] [--no-bulk] [--no-gso]"
             ),
         }
     }
@@ -95,6 +104,7 @@ struct Env {
     server: SocketAddr,
     server_id: SpiffeId,
     echo: SocketAddr,
+    gso: bool,
 }
 
 async fn run(opts: Opts) -> Result<()> {
@@ -130,7 +140,9 @@ async fn run(opts: Opts) -> Result<()> {
             tokio::spawn(async move { quic.serve_udp(udp).await });
             tokio::spawn(async move { server.serve(listener).await });
             let echo_at = SocketAddr::new(addr.ip(), if opts.serve.is_some() { 7 } else { 0 });
-            (addr, spawn_echo(echo_at).await?)
+            let echo = spawn_echo(echo_at).await?;
+            udp::spawn_echo(echo).await?;
+            (addr, echo)
         }
     };
     if opts.serve.is_some() {
@@ -143,6 +155,7 @@ async fn run(opts: Opts) -> Result<()> {
         server,
         server_id,
         echo,
+        gso: !opts.no_gso,
     };
     let (cold_n, warm_n, bulk, pings) = if opts.smoke {
         (2, 5, 1 << 20, 50)
@@ -166,6 +179,19 @@ async fn run(opts: Opts) -> Result<()> {
             ..latency(&env, transport, pings).await?
         };
         rows.push((transport, f));
+    }
+    let (rates, secs): (&[u64], f64) = if opts.smoke {
+        (&[1_000], 0.2)
+    } else if opts.quick {
+        (&[10_000, 50_000], 1.0)
+    } else {
+        (&[10_000, 50_000, 100_000], 3.0)
+    };
+    let mut flows = Vec::new();
+    for &rate in rates {
+        for transport in [Transport::Http2, Transport::Http3] {
+            flows.push(udp::offered(&env, transport, rate, secs).await?);
+        }
     }
     println!("HBONE over HTTP/2 and HTTP/3 to {}", env.server);
     println!(
@@ -197,6 +223,24 @@ async fn run(opts: Opts) -> Result<()> {
         h3.p50_us / h2.p50_us,
         h3.p99_us / h2.p99_us
     );
+    println!(
+        "CONNECT-UDP, {}-byte datagrams, {secs} s per offered rate",
+        udp::SIZE
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>8}",
+        "transport", "offered/s", "sent/s", "echoed/s", "loss %"
+    );
+    for f in &flows {
+        println!(
+            "{:<10} {:>12} {:>12.0} {:>14.0} {:>8.2}",
+            f.transport.as_str(),
+            f.offered_per_s,
+            f.sent_per_s,
+            f.echoed_per_s,
+            f.loss_pct
+        );
+    }
     if let Some(path) = opts.json {
         let row = |t: Transport, f: &Figures| {
             format!(
@@ -215,15 +259,38 @@ async fn run(opts: Opts) -> Result<()> {
             .map(|(t, f)| row(*t, f))
             .collect::<Vec<_>>()
             .join(",\n    ");
+        let udp = flows
+            .iter()
+            .map(|f| {
+                format!(
+                    "{{\"transport\": \"{}\", \"offered_per_s\": {}, \"sent_per_s\": {:.0}, \"echoed_per_s\": {:.0}, \"loss_pct\": {:.3}}}",
+                    f.transport.as_str(),
+                    f.offered_per_s,
+                    f.sent_per_s,
+                    f.echoed_per_s,
+                    f.loss_pct
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",\n    ");
         std::fs::write(
             path,
             format!(
-                "{{\n  \"server\": \"{}\",\n  \"rows\": [\n    {body}\n  ]\n}}\n",
+                "{{\n  \"server\": \"{}\",\n  \"rows\": [\n    {body}\n  ],\n  \"udp\": [\n    {udp}\n  ]\n}}\n",
                 env.server
             ),
         )?;
     }
     Ok(())
+}
+
+impl Env {
+    /// A new client, so each measurement starts without pooled connections.
+    fn client(&self) -> Client {
+        let mut settings = ClientSettings::default();
+        settings.quic_segmentation_offload = self.gso;
+        Client::new(self.tls.clone(), settings)
+    }
 }
 
 fn dial(env: &Env, transport: Transport) -> Dial {
@@ -242,7 +309,7 @@ fn dial(env: &Env, transport: Transport) -> Dial {
 async fn cold(env: &Env, transport: Transport, n: usize) -> Result<(f64, f64)> {
     let (mut open, mut echo) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        let client = Client::new(env.tls.clone(), ClientSettings::default());
+        let client = env.client();
         let start = Instant::now();
         let mut t = client.connect(&dial(env, transport)).await?;
         open.push(start.elapsed().as_secs_f64() * 1e3);
@@ -255,7 +322,7 @@ async fn cold(env: &Env, transport: Transport, n: usize) -> Result<(f64, f64)> {
 
 /// Median time to a working tunnel on a pooled connection.
 async fn warm(env: &Env, transport: Transport, n: usize) -> Result<f64> {
-    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let client = env.client();
     let d = dial(env, transport);
     drop(client.connect(&d).await?);
     let mut times = Vec::with_capacity(n);
@@ -270,7 +337,7 @@ async fn warm(env: &Env, transport: Transport, n: usize) -> Result<f64> {
 
 /// One tunnel, `bytes` sent and echoed back at once: Gbit/s of payload one way.
 async fn throughput(env: &Env, transport: Transport, bytes: usize) -> Result<f64> {
-    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let client = env.client();
     let t = client.connect(&dial(env, transport)).await?;
     check(&t, transport)?;
     let (mut r, mut w) = tokio::io::split(t);
@@ -307,7 +374,7 @@ async fn throughput(env: &Env, transport: Transport, bytes: usize) -> Result<f64
 
 /// 64-byte ping-pong over one tunnel: p50 and p99 round trip / 2.
 async fn latency(env: &Env, transport: Transport, n: usize) -> Result<Figures> {
-    let client = Client::new(env.tls.clone(), ClientSettings::default());
+    let client = env.client();
     let mut t = client.connect(&dial(env, transport)).await?;
     let msg = [1u8; 64];
     for _ in 0..100 {
@@ -341,8 +408,12 @@ fn check(t: &ambit_hbone::Tunnel, want: Transport) -> Result<()> {
     Ok(())
 }
 
-/// What a node proxy's inbound does: connect to the authority and copy both ways.
+/// What a node proxy's inbound does: connect to the authority and copy both ways (relay
+/// datagrams, for a UDP flow).
 async fn forward(req: ConnectRequest, responder: Responder) {
+    if req.kind == ambit_hbone::ConnectKind::Udp {
+        return udp::relay(req, responder).await;
+    }
     let Some(ip) = req.authority.ip() else {
         return responder.reject(ambit_hbone::http::StatusCode::BAD_REQUEST);
     };
