@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use ambit_hbone::{Dial, HboneError};
+use ambit_hbone::{Client, Dial, HboneError, Tunnel};
 use ambit_test_util::{EchoServer, TestPki, payload};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -221,6 +221,46 @@ pub(super) async fn tcp_echo() -> u16 {
     port
 }
 
+/// Writes `data` into `t`, half-closes, and reads to the end: what came back.
+pub(super) async fn echo_half_closed(t: &mut Tunnel, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (mut r, mut w) = tokio::io::split(t);
+    let (sent, back) = tokio::join!(
+        async {
+            w.write_all(data).await?;
+            w.shutdown().await
+        },
+        async {
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).await.map(|_| back)
+        }
+    );
+    sent?;
+    back
+}
+
+/// Our client refuses Envoy under an unexpected id (a TLS error), and Envoy refuses a client
+/// it was not told to accept (nothing echoes through).
+pub(super) async fn assert_identities_checked(client: &Client, wrong: &Dial, intruder: &Dial) {
+    let err = client
+        .connect(wrong)
+        .await
+        .expect_err("unexpected envoy id");
+    assert!(matches!(err, HboneError::Tls { .. }), "{err}");
+    let refused = async {
+        let mut t = client.connect(intruder).await?;
+        t.write_all(b"x").await?;
+        t.shutdown().await?;
+        let mut b = Vec::new();
+        t.read_to_end(&mut b).await?;
+        Ok::<usize, Box<dyn std::error::Error>>(b.len())
+    };
+    let outcome = tokio::time::timeout(STEP, refused).await.expect("in time");
+    assert!(
+        !matches!(outcome, Ok(1)),
+        "envoy let an unexpected SPIFFE id through"
+    );
+}
+
 #[tokio::test]
 async fn our_client_tunnels_through_envoy() {
     let pki = TestPki::new();
@@ -248,48 +288,18 @@ async fn our_client_tunnels_through_envoy() {
         .expect("tunnel via envoy");
     assert_eq!(t.info().peer_id, envoy_id);
     let data = payload(1024 * 1024, 9);
-    let (r, mut w) = tokio::io::split(&mut t);
-    let (sent, back) = tokio::join!(
-        async {
-            w.write_all(&data).await?;
-            w.shutdown().await
-        },
-        async {
-            let mut r = r;
-            let mut back = Vec::new();
-            r.read_to_end(&mut back).await.map(|_| back)
-        }
-    );
-    sent.expect("send");
-    assert!(back.expect("read") == data, "echo through envoy differs");
+    let back = echo_half_closed(&mut t, &data).await.expect("echo");
+    assert!(back == data, "echo through envoy differs");
 
-    // Our client checks Envoy's identity...
     let mut wrong = dial.clone();
     wrong.expected_ids = vec![pki.id("istio-system", "not-envoy")];
-    let err = client
-        .connect(&wrong)
-        .await
-        .expect_err("unexpected envoy id");
-    assert!(matches!(err, HboneError::Tls { .. }), "{err}");
-    // ...and Envoy checks ours.
     let intruder = Dial::new(
         pki.cell(&pki.id("test", "intruder")),
         addr,
         vec![envoy_id],
         "127.0.0.1:8080".parse().expect("a"),
     );
-    let refused = async {
-        let mut t = client.connect(&intruder).await?;
-        t.write_all(b"x").await?;
-        let mut b = [0u8; 1];
-        let n = t.read(&mut b).await?;
-        Ok::<usize, Box<dyn std::error::Error>>(n)
-    };
-    let outcome = tokio::time::timeout(STEP, refused).await.expect("in time");
-    assert!(
-        !matches!(outcome, Ok(1)),
-        "envoy let an unexpected SPIFFE id through"
-    );
+    assert_identities_checked(&client, &wrong, &intruder).await;
 }
 
 #[tokio::test]
