@@ -1,7 +1,7 @@
 //! UDP through the mesh (CONNECT-UDP flows, an ambit extension). Inbound: an authorized flow
 //! is relayed to the local workload from a socket connected to it. Outbound: an explicit
 //! forward listener (`NodeConfig::udp_forwards`) opens one flow per client address, as the
-//! local workload it names, to its target; a SOCKS5 UDP association ([`socks`]) opens one
+//! local workload it names, to its target; a SOCKS5 UDP association (`socks`) opens one
 //! flow per target its client names.
 
 pub(crate) mod socks;
