@@ -333,10 +333,11 @@ async def case_datagram_flood(srv: H.Server, apps: H.Apps, n: int = 200_000, siz
     return await after_checks(srv, apps, out, log_from)
 
 
-async def case_datagram_bad_ids(srv: H.Server, apps: H.Apps) -> dict:
+async def case_datagram_bad_ids(srv: H.Server, apps: H.Apps, out_of_range: bool = True) -> dict:
     """HTTP/3 datagrams naming streams that are not flows: a TCP tunnel's stream, an unopened
-    stream, one beyond MAX_STREAMS, quarter ids >= 2^60 (RFC 9297 §2.1: H3_DATAGRAM_ERROR), a
-    non-zero context, an empty datagram and one with only a quarter id."""
+    stream, one beyond MAX_STREAMS, a non-zero context, an empty datagram and one with only a
+    quarter id; then, with `out_of_range`, quarter ids >= 2^60 (RFC 9297 §2.1:
+    H3_DATAGRAM_ERROR, which closes the connection)."""
     log_from = len(srv.log_lines)
     apps.udp_echo = False
     p = await H.open_peer()
@@ -348,12 +349,13 @@ async def case_datagram_bad_ids(srv: H.Server, apps: H.Apps) -> dict:
         "tcp_tunnel_stream": encode_uint_var(tcp // 4) + b"\x00to-tcp",
         "unopened_stream_4000": encode_uint_var(1000) + b"\x00unopened",
         "beyond_max_streams_4M": encode_uint_var(1_000_000) + b"\x00beyond",
-        "quarter_2^60": encode_uint_var(1 << 60) + b"\x00q60",
-        "quarter_2^62-1": encode_uint_var((1 << 62) - 1) + b"\x00q62",
         "flow_context_1": encode_uint_var(sid // 4) + b"\x01ctx1",
         "empty": b"",
         "quarter_only": encode_uint_var(sid // 4),
     }
+    if out_of_range:
+        probes["quarter_2^60"] = encode_uint_var(1 << 60) + b"\x00q60"
+        probes["quarter_2^62-1"] = encode_uint_var((1 << 62) - 1) + b"\x00q62"
     for payload in probes.values():
         p.send_datagram_raw(payload)
     p.transmit()

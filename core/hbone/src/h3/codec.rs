@@ -58,6 +58,8 @@ pub(crate) mod code {
     pub(crate) const MESSAGE_ERROR: u32 = 0x10e;
     pub(crate) const CONNECT_ERROR: u32 = 0x10f;
     pub(crate) const QPACK_DECOMPRESSION_FAILED: u32 = 0x200;
+    /// RFC 9297 §5.2.
+    pub(crate) const H3_DATAGRAM_ERROR: u32 = 0x33;
 }
 
 /// A protocol violation found while decoding, with the HTTP/3 error code it calls for.

@@ -55,6 +55,11 @@ impl Router {
                         }
                     }
                     Ok((_, None)) => {}
+                    Err(codec::QUARTER_OUT_OF_RANGE) => {
+                        let code = quinn::VarInt::from_u32(super::codec::code::H3_DATAGRAM_ERROR);
+                        quic.close(code, b"quarter stream id out of range");
+                        break;
+                    }
                     Err(e) => debug!(error = %e, "dropped a malformed HTTP/3 datagram"),
                 }
             }

@@ -48,6 +48,12 @@ pub(crate) fn put_datagram_capsule(buf: &mut BytesMut, payload: &[u8]) {
     buf.put_slice(payload);
 }
 
+/// An HTTP/3 datagram whose quarter stream id is past 2^60 - 1: a connection error
+/// (H3_DATAGRAM_ERROR), not a datagram to drop.
+#[cfg(any(feature = "h3", test, fuzzing))]
+pub(crate) const QUARTER_OUT_OF_RANGE: CapsuleError =
+    CapsuleError("quarter stream id out of range");
+
 /// A capsule stream that broke the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CapsuleError(pub(crate) &'static str);
@@ -144,11 +150,12 @@ pub(crate) fn parse_h3_datagram(mut d: Bytes) -> Result<(u64, Option<Bytes>), Ca
     let (quarter, a) = varint::get(&d).ok_or(CapsuleError("truncated HTTP/3 datagram"))?;
     let (context, b) =
         varint::get(&d[a..]).ok_or(CapsuleError("HTTP/3 datagram without a context id"))?;
+    // RFC 9297 §2.1: the quarter stream id is at most 2^60 - 1 (a stream id is 62 bits).
+    if quarter >= 1 << 60 {
+        return Err(QUARTER_OUT_OF_RANGE);
+    }
     d.advance(a + b);
-    let stream = quarter
-        .checked_mul(4)
-        .ok_or(CapsuleError("quarter stream id out of range"))?;
-    Ok((stream, (context == CONTEXT_UDP).then_some(d)))
+    Ok((quarter * 4, (context == CONTEXT_UDP).then_some(d)))
 }
 
 #[cfg(test)]
@@ -219,5 +226,19 @@ mod tests {
             parse_h3_datagram(Bytes::from_static(&[0x02, 0x01, 0xff])).expect("valid"),
             (8, None)
         );
+    }
+
+    #[test]
+    fn quarter_stream_ids_end_at_2_60() {
+        let at = |quarter: u64| {
+            let mut b = BytesMut::new();
+            varint::put(&mut b, quarter);
+            varint::put(&mut b, 0);
+            parse_h3_datagram(b.freeze())
+        };
+        let last = (1u64 << 60) - 1;
+        assert_eq!(at(last).expect("the last quarter id").0, last * 4);
+        assert_eq!(at(1 << 60), Err(QUARTER_OUT_OF_RANGE));
+        assert_eq!(at((1 << 62) - 1), Err(QUARTER_OUT_OF_RANGE));
     }
 }
