@@ -80,7 +80,9 @@ def test_datagram_flood_is_dropped_not_buffered(run):
 
 def test_datagrams_for_streams_that_are_not_flows_are_dropped(run):
     r = run(C.case_datagram_bad_ids, out_of_range=False)
-    assert r["stray_datagrams_at_app"] == 0 and r["tcp_tunnel_ok_after"], r
+    # The count less the sentinel: -1 when the app counts the sentinel after the peer saw its
+    # echo; a stray datagram makes it positive.
+    assert r["stray_datagrams_at_app"] <= 0 and r["tcp_tunnel_ok_after"], r
     healthy(r)
 
 
