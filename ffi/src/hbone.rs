@@ -103,25 +103,21 @@ pub extern "C" fn ambit_hbone_dial_transport(
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let rt: &Runtime = try_ref_from_ptr!(rt);
-        let cell = try_clone_arc!(source);
-        let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
-        let expected = try_ambit_str!(expected_id);
-        let authority = try_ambit_str!(authority);
-        let fd_out = try_out!(fd_out);
-        let dial = match dial_for(cell, peer, expected, authority, transport) {
-            Ok(d) => d,
-            Err(e) => return fail(e, err_out),
+        let args = DialArgs {
+            rt,
+            source,
+            peer,
+            expected_id,
+            authority,
+            transport,
         };
-        let client = rt.client.clone();
-        let bridged = on_workers(&rt.rt, async move {
+        dial_fd(args, fd_out, err_out, |client, dial| async move {
             let tunnel = client.connect(&dial).await.map_err(facade::Error::from)?;
             // On the runtime, where the bridge spawns its copy task.
             facade::hbone::bridge_to_socketpair(tunnel)
                 .map(OwnedFd::from)
                 .map_err(|e| Error::new(ambit_result::AMBIT_RESULT_IO, e.to_string()))
-        });
-        hand_out(bridged, fd_out, err_out)
+        })
     })
 }
 
@@ -146,18 +142,15 @@ pub extern "C" fn ambit_hbone_dial_udp(
     err_out: *mut *mut ambit_error,
 ) -> ambit_result {
     ffi_panic_boundary!({
-        let rt: &Runtime = try_ref_from_ptr!(rt);
-        let cell = try_clone_arc!(source);
-        let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
-        let expected = try_ambit_str!(expected_id);
-        let target = try_ambit_str!(target);
-        let fd_out = try_out!(fd_out);
-        let dial = match dial_for(cell, peer, expected, target, transport) {
-            Ok(d) => d,
-            Err(e) => return fail(e, err_out),
+        let args = DialArgs {
+            rt,
+            source,
+            peer,
+            expected_id,
+            authority: target,
+            transport,
         };
-        let client = rt.client.clone();
-        let bridged = on_workers(&rt.rt, async move {
+        dial_fd(args, fd_out, err_out, |client, dial| async move {
             let flow = client
                 .connect_udp(&dial)
                 .await
@@ -165,53 +158,73 @@ pub extern "C" fn ambit_hbone_dial_udp(
             // On the runtime, where the bridge spawns its pump.
             facade::hbone::bridge_udp_to_socketpair(flow)
                 .map_err(|e| Error::new(ambit_result::AMBIT_RESULT_IO, e.to_string()))
-        });
-        hand_out(bridged, fd_out, err_out)
+        })
     })
 }
 
-/// The dial the `ambit_hbone_dial*` functions make from their checked arguments.
-fn dial_for(
-    cell: std::sync::Arc<facade::tls::CredentialCell>,
-    peer: &ambit_socket_addr,
-    expected: &str,
-    authority: &str,
+/// What the `ambit_hbone_dial*` functions take, unchecked.
+struct DialArgs {
+    rt: *const ambit_runtime,
+    source: *const ambit_credentials,
+    peer: *const ambit_socket_addr,
+    expected_id: ambit_str,
+    authority: ambit_str,
     transport: u32,
-) -> Result<Dial, Error> {
+}
+
+/// Checks `args`, runs `open` with the runtime's client and the dial on the runtime (BLOCKS),
+/// and writes the descriptor it returns to `fd_out`.
+fn dial_fd<F, Fut>(
+    args: DialArgs,
+    fd_out: *mut i32,
+    err_out: *mut *mut ambit_error,
+    open: F,
+) -> ambit_result
+where
+    F: FnOnce(facade::hbone::Client, Dial) -> Fut,
+    Fut: std::future::Future<Output = Result<OwnedFd, Error>> + Send + 'static,
+{
     const H2: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP2 as u32;
     const H3: u32 = ambit_transport::AMBIT_TRANSPORT_HTTP3 as u32;
+    let DialArgs {
+        rt,
+        source,
+        peer,
+        expected_id,
+        authority,
+        transport,
+    } = args;
     let transport = match transport {
         H2 => facade::hbone::Transport::Http2,
         H3 => facade::hbone::Transport::Http3,
         _ => {
-            return Err(Error::new(
+            let e = Error::new(
                 ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
                 "transport must be AMBIT_TRANSPORT_HTTP2 or AMBIT_TRANSPORT_HTTP3",
-            ));
+            );
+            return fail(e, err_out);
         }
     };
+    let rt: &Runtime = try_ref_from_ptr!(rt);
+    let cell = try_clone_arc!(source);
+    let peer: &ambit_socket_addr = try_ref_from_ptr!(peer);
+    let expected = try_ambit_str!(expected_id);
+    let authority = try_ambit_str!(authority);
+    let fd_out = try_out!(fd_out);
     let (Some(peer), Ok(expected), Ok(authority)) =
         (peer.to_rust(), SpiffeId::parse(expected), authority.parse())
     else {
-        return Err(Error::new(
+        let e = Error::new(
             ambit_result::AMBIT_RESULT_INVALID_PARAMETER,
             "peer must be an IPv4 or IPv6 address, expected id a SPIFFE id, authority host:port",
-        ));
+        );
+        return fail(e, err_out);
     };
     let mut dial = Dial::new(cell, peer, vec![expected], authority);
     dial.transport = transport;
-    Ok(dial)
-}
-
-/// Writes a bridged descriptor to `fd_out`, or fails with the dial's error.
-fn hand_out(
-    bridged: Result<Result<OwnedFd, Error>, String>,
-    fd_out: *mut i32,
-    err_out: *mut *mut ambit_error,
-) -> ambit_result {
-    match bridged {
+    match on_workers(&rt.rt, open(rt.client.clone(), dial)) {
         Ok(Ok(socket)) => {
-            // SAFETY: `fd_out` checked non-NULL and writable by the caller, per the contract.
+            // SAFETY: `fd_out` checked non-NULL and writable per the contract.
             unsafe { *fd_out = socket.into_raw_fd() };
             ambit_result::AMBIT_RESULT_OK
         }

@@ -463,7 +463,8 @@ fn baggage(w: &Workload) -> ambit_hbone::Baggage {
     b
 }
 
-fn reply(code: u8) -> [u8; 10] {
+/// A SOCKS5 reply with `code` and no bound address.
+pub(crate) fn reply(code: u8) -> [u8; 10] {
     [5, code, 0, 1, 0, 0, 0, 0, 0, 0]
 }
 

@@ -184,7 +184,7 @@ pub(crate) async fn serve_forward(node: Arc<Node>, socket: UdpSocket, fwd: UdpFo
             source: fwd.source,
             target: fwd.target,
             client: from,
-            socks: None,
+            socks: false,
         };
         tokio::spawn(async move {
             forward_flow(&node, &socket, flow, queued).await;
@@ -203,9 +203,8 @@ struct Flow {
     target: SocketAddr,
     /// Where answers are sent.
     client: SocketAddr,
-    /// For a SOCKS5 association, the header each answer carries (RFC 1928 §7): the address
-    /// the client sent to.
-    socks: Option<Vec<u8>>,
+    /// A SOCKS5 association's: each answer carries a header naming `target` (RFC 1928 §7).
+    socks: bool,
 }
 
 /// One client's flow to one target, fed by `queued` (from a forward listener or a SOCKS5
@@ -223,7 +222,11 @@ async fn forward_flow(
         SocketAddr::new(flow.source, client.port()),
     ));
     log.udp = true;
-    let mut answer = flow.socks.unwrap_or_default();
+    let mut answer = Vec::new();
+    if flow.socks {
+        answer.extend_from_slice(&[0, 0, 0]);
+        socks::encode_addr(flow.target, &mut answer);
+    }
     let header = answer.len();
     let (source, target) = (flow.source, flow.target);
     let flow = match open_forward(node, source, target, &mut log).await {

@@ -92,9 +92,7 @@ pub(crate) async fn associate(
         Err(e) => {
             info!(%peer, error = %e, "SOCKS5 UDP association refused");
             let code = if local { 1 } else { 2 };
-            control
-                .write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0])
-                .await?;
+            control.write_all(&crate::outbound::reply(code)).await?;
             return Ok(());
         }
     };
@@ -141,9 +139,7 @@ pub(crate) async fn associate(
                 let (q, queued) = mpsc::channel(CLIENT_QUEUE);
                 let _ = q.try_send(payload);
                 flows.insert(target, q);
-                let mut header = vec![0, 0, 0];
-                encode_addr(target, &mut header);
-                let flow = Flow { source: peer.ip(), target, client: from, socks: Some(header) };
+                let flow = Flow { source: peer.ip(), target, client: from, socks: true };
                 let (node, socket) = (node.clone(), socket.clone());
                 tokio::spawn(async move { forward_flow(&node, &socket, flow, queued).await });
             }
