@@ -243,6 +243,16 @@ impl TunnelReader {
         poll_fn(|cx| self.poll_read_chunk(cx)).await
     }
 
+    /// Stops reading a malformed message (RFC 9114 §4.1.2): STOP_SENDING with H3_MESSAGE_ERROR
+    /// over HTTP/3. HTTP/2 has no reader-side reset: the writer's reset ends both directions.
+    pub(crate) fn stop_malformed(&mut self) {
+        match &mut self.inner {
+            ReadInner::H2(_) => {}
+            #[cfg(feature = "h3")]
+            ReadInner::H3(r) => r.stop(crate::h3::codec::code::MESSAGE_ERROR),
+        }
+    }
+
     fn is_eof(&self) -> bool {
         match &self.inner {
             ReadInner::H2(r) => r.eof,
@@ -356,6 +366,16 @@ impl TunnelWriter {
             WriteInner::H2(w) => w.send.send_reset(Reason::CONNECT_ERROR),
             #[cfg(feature = "h3")]
             WriteInner::H3(w) => w.reset(crate::h3::codec::code::CONNECT_ERROR),
+        }
+    }
+
+    /// Resets the stream as a malformed message: PROTOCOL_ERROR (RFC 9113 §8.1.1),
+    /// H3_MESSAGE_ERROR over HTTP/3 (RFC 9114 §4.1.2).
+    pub(crate) fn abort_malformed(&mut self) {
+        match &mut self.inner {
+            WriteInner::H2(w) => w.send.send_reset(Reason::PROTOCOL_ERROR),
+            #[cfg(feature = "h3")]
+            WriteInner::H3(w) => w.reset(crate::h3::codec::code::MESSAGE_ERROR),
         }
     }
 

@@ -86,9 +86,14 @@ impl UdpTunnel {
         self.sender.send(payload).await
     }
 
-    /// The next datagram, or `None` when the flow has ended.
+    /// The next datagram, or `None` when the flow has ended. Malformed capsules from the peer
+    /// reset the flow's stream (see [`UdpSender::abort_on`]).
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
-        self.receiver.recv().await
+        let r = self.receiver.recv().await;
+        if let Err(e) = &r {
+            self.sender.abort_on(e);
+        }
+        r
     }
 
     /// Whether the flow has HTTP/3 datagrams: it receives them, and sends them once the
@@ -142,14 +147,48 @@ impl UdpSender {
     pub async fn close(&mut self) -> io::Result<()> {
         tokio::io::AsyncWriteExt::shutdown(&mut self.writer).await
     }
+
+    /// Ends the flow after its receiver failed with `e`, instead of [`close`](Self::close):
+    /// capsules the peer sent malformed reset the stream as a malformed message (RFC 9297
+    /// §3.3: H3_MESSAGE_ERROR, HTTP/2 PROTOCOL_ERROR); any other failure with CONNECT_ERROR.
+    pub fn abort_on(&mut self, e: &io::Error) {
+        if is_malformed(e) {
+            self.writer.abort_malformed();
+        } else {
+            self.writer.abort_connect_error();
+        }
+    }
 }
 
+/// Whether `e` is a receiver's report of a malformed capsule.
+fn is_malformed(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<Malformed>())
+}
+
+/// A capsule the peer sent could not be parsed.
+#[derive(Debug)]
+struct Malformed(codec::CapsuleError);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed capsule: {}", self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
 impl UdpReceiver {
-    /// The next datagram, or `None` when the peer ended the flow.
+    /// The next datagram, or `None` when the peer ended the flow. A malformed capsule stops
+    /// the stream's receiving side and fails with an error for [`UdpSender::abort_on`].
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            if let Some(p) = self.capsules.next().map_err(bad_capsule)? {
-                return Ok(Some(p));
+            match self.capsules.next() {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.reader.stop_malformed();
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, Malformed(e)));
+                }
             }
             #[cfg(feature = "h3")]
             if let Some(d) = &mut self.datagrams {
@@ -168,8 +207,4 @@ impl UdpReceiver {
             }
         }
     }
-}
-
-fn bad_capsule(e: codec::CapsuleError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }

@@ -315,7 +315,13 @@ async fn open(shared: Arc<Node>, req: ConnectRequest, responder: Responder) -> O
     };
     let _ = upstream.set_nodelay(true);
     let (registration, revoked) = node.connections.register(&conn, &w.uid);
-    let tunnel = responder.accept(Default::default()).ok()?;
+    let tunnel = match responder.accept(Default::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::socket::reset(&upstream);
+            return unanswered(node, &mut log, e, start);
+        }
+    };
     // a = the tunnel: what goes to it is sent to the source.
     log.count(node.metrics.tcp(&labels), false);
     node.count_tunnel("inbound", tunnel.info().transport);
@@ -357,7 +363,10 @@ async fn open_udp<T>(
         }
     };
     let (registration, revoked) = node.connections.register(conn, uid);
-    let flow = responder.accept_udp(Default::default()).ok()?;
+    let flow = match responder.accept_udp(Default::default()) {
+        Ok(f) => f,
+        Err(e) => return unanswered(node, &mut log, e, start),
+    };
     node.count_tunnel("inbound", flow.info().transport);
     tokio::spawn(crate::udp::relay_inbound(
         node.clone(),
@@ -388,6 +397,21 @@ impl Accepted {
         log.error = error;
         node.access_log(log);
     }
+}
+
+/// The peer went away (or its stream did) between its request and our 200: the upstream was
+/// opened, so the attempt is still logged.
+fn unanswered<T>(
+    node: &Node,
+    log: &mut ConnLog,
+    e: ambit_hbone::HboneError,
+    start: Instant,
+) -> Option<T> {
+    info!(error = %e, "inbound HBONE request gone before its answer");
+    log.duration = start.elapsed();
+    log.error = Some(format!("the answer could not be sent: {e}"));
+    node.access_log(log);
+    None
 }
 
 fn refuse<T>(

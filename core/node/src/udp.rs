@@ -127,7 +127,10 @@ async fn relay(
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(format!("flow failed: {e}")),
+                Err(e) => {
+                    tx.abort_on(&e);
+                    return Err(format!("flow failed: {e}"));
+                }
             },
             r = socket.recv(&mut buf) => match r {
                 Ok(n) => {
@@ -276,13 +279,18 @@ async fn forward_flow(
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(format!("flow failed: {e}")),
+                Err(e) => {
+                    tx.abort_on(&e);
+                    break Err(format!("flow failed: {e}"));
+                }
             },
             () = tokio::time::sleep_until(last + idle) => break Ok(()),
         }
     };
     queued.close();
-    let _ = tokio::time::timeout(SEND_WAIT, tx.close()).await;
+    if result.is_ok() {
+        let _ = tokio::time::timeout(SEND_WAIT, tx.close()).await;
+    }
     log.close(result.is_err());
     log.duration = start.elapsed();
     log.error = result.err();

@@ -123,6 +123,12 @@ impl H3Reader {
         self.eof
     }
 
+    /// Asks the peer to stop sending, with `code`; nothing more is read.
+    pub(crate) fn stop(&mut self, code: u32) {
+        self.eof = true;
+        let _ = self.recv.stop(VarInt::from_u32(code));
+    }
+
     /// At most `max` bytes of DATA payload.
     fn poll_data(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<Option<Bytes>>> {
         loop {

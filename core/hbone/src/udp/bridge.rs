@@ -52,16 +52,20 @@ async fn pump(host: &UnixDatagram, mut tx: UdpSender, mut rx: UdpReceiver) -> io
                 Ok(n) => tx.send(&buf[..n]).await?,
                 Err(e) => break Err(e),
             },
-            d = rx.recv() => match d? {
+            d = rx.recv() => match d {
                 // An empty message would read as the end.
-                Some(d) if d.is_empty() => {}
-                Some(d) => match host.try_send(&d) {
+                Ok(Some(d)) if d.is_empty() => {}
+                Ok(Some(d)) => match host.try_send(&d) {
                     Ok(_) => {}
                     // The host is not reading: dropped, as UDP would.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => break Err(e),
                 },
-                None => break Ok(()),
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    tx.abort_on(&e);
+                    return Err(e);
+                }
             },
         }
     };
