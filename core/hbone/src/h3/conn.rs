@@ -275,12 +275,11 @@ pub(crate) fn endpoint(
 ) -> std::io::Result<quinn::Endpoint> {
     socket.set_nonblocking(true)?;
     tune_socket(&socket);
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
 }
 
 /// Sizes `socket`'s buffers for QUIC (best effort: a smaller kernel limit is not an error).
@@ -294,6 +293,15 @@ fn tune_socket(socket: &std::net::UdpSocket) {
     #[cfg(not(target_os = "linux"))]
     let _ = (socket, SOCKET_BUFFER);
 }
+
+/// The largest QUIC packet (UDP payload) we probe for and accept. Most of a QUIC byte's cost
+/// is per packet (a system call share, a header to seal, an ACK to track), so paths that carry
+/// more than Ethernet's 1,500 (loopback, veth, cloud VPCs with jumbo frames) should be used:
+/// quinn's path MTU discovery (RFC 8899, loss-based, no ICMP needed) finds what the path takes
+/// from 1,200 up to this, and a smaller interface refuses a larger probe at once. Capped so that
+/// quinn's batch of 10 segments stays within the kernel's 64 KiB per GSO send (10 × 6,500 =
+/// 65,000 ≤ 65,507): a larger batch is refused with EMSGSIZE, which quinn takes as sent.
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 6_500;
 
 /// Datagrams buffered per connection (received and not yet routed, or queued to send).
 const DATAGRAM_BUFFER: usize = 1024 * 1024;
@@ -317,6 +325,9 @@ pub(crate) fn transport(
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_BUFFER)
         .enable_segmentation_offload(gso);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     if let Ok(idle) = quinn::IdleTimeout::try_from(idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }
