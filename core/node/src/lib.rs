@@ -237,6 +237,8 @@ pub(crate) struct Node {
     tunnels: ambit_telemetry::LabeledFamily,
     /// `ambit_udp_flows_total{direction,result}`.
     udp_flows: ambit_telemetry::LabeledFamily,
+    /// `ambit_udp_bytes_total{direction,toward}`.
+    udp_bytes: ambit_telemetry::LabeledFamily,
 }
 
 impl Node {
@@ -329,9 +331,16 @@ impl NodeProxy {
             "UDP flows through the mesh (CONNECT-UDP) that ended, by direction and result.",
             &["direction", "result"],
         );
+        let udp_bytes = metrics.counter(
+            "ambit_udp_bytes_total",
+            "UDP payload bytes carried by flows that ended, by direction and toward which end \
+             (destination: what the source sent; source: the answers).",
+            &["direction", "toward"],
+        );
         let node = Arc::new(Node {
             tunnels,
             udp_flows,
+            udp_bytes,
             client: ambit_hbone::Client::new(tls, ambit_hbone::ClientSettings::default()),
             config,
             state: ArcSwap::from_pointee(state),
@@ -672,9 +681,14 @@ impl Node {
     }
 
     /// Counts a UDP flow that ended, `ok` or not.
-    fn count_udp(&self, direction: &'static str, ok: bool) {
+    /// Counts a UDP flow that ended, with the payload bytes its record counted.
+    fn count_udp(&self, direction: &'static str, ok: bool, log: &record::ConnLog) {
         self.udp_flows
             .inc(&[direction, if ok { "ok" } else { "failed" }]);
+        let (to_source, to_destination) = log.by_end();
+        self.udp_bytes
+            .add(&[direction, "destination"], to_destination);
+        self.udp_bytes.add(&[direction, "source"], to_source);
     }
 
     /// Counts an HBONE tunnel opened `direction` over `transport`.

@@ -105,6 +105,17 @@ impl ConnLog {
         self.a_to_b_is_sent = a_to_b_is_sent;
     }
 
+    /// Bytes so far `(toward the source, toward the destination)`, whichever proxy reports:
+    /// the access line's `bytes_sent` and `bytes_recv`.
+    pub(crate) fn by_end(&self) -> (u64, u64) {
+        let (sent, received) = self.bytes.as_ref().map_or((0, 0), ConnBytes::totals);
+        if self.direction == "outbound" {
+            (received, sent)
+        } else {
+            (sent, received)
+        }
+    }
+
     /// Closes the connection in its counters (`failed` when it ended on an error).
     pub(crate) fn close(&self, failed: bool) {
         if let Some(b) = &self.bytes {
@@ -143,12 +154,7 @@ impl ConnLog {
         // The counters are the reporter's view; the record's are the source's side of the
         // connection ("unflipped", as ztunnel's access log does): the outbound reporter sends
         // what the source sent.
-        let (sent, received) = self.bytes.as_ref().map_or((0, 0), ConnBytes::totals);
-        let (bytes_sent, bytes_recv) = if self.direction == "outbound" {
-            (received, sent)
-        } else {
-            (sent, received)
-        };
+        let (bytes_sent, bytes_recv) = self.by_end();
         let (src_workload, src_namespace) = match (&self.src, &self.src_named) {
             (Some(w), _) => (w.name.clone(), w.namespace.clone()),
             (None, Some(n)) => (n.0.clone(), n.1.clone()),

@@ -93,7 +93,7 @@ pub(crate) async fn relay_inbound(
     log.close(result.is_err());
     log.duration = start.elapsed();
     log.error = result.err();
-    node.count_udp("inbound", log.error.is_none());
+    node.count_udp("inbound", log.error.is_none(), &log);
     node.access_log(&log);
 }
 
@@ -238,7 +238,7 @@ async fn forward_flow(
             warn!(%client, %target, reason = %why, "UDP flow refused");
             log.error = Some(why);
             log.duration = start.elapsed();
-            node.count_udp("outbound", false);
+            node.count_udp("outbound", false, &log);
             node.access_log(&log);
             return;
         }
@@ -294,7 +294,7 @@ async fn forward_flow(
     log.close(result.is_err());
     log.duration = start.elapsed();
     log.error = result.err();
-    node.count_udp("outbound", log.error.is_none());
+    node.count_udp("outbound", log.error.is_none(), &log);
     node.access_log(&log);
 }
 

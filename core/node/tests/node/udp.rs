@@ -90,6 +90,16 @@ async fn carried(net: u8, h3: bool) {
         1,
     )
     .await;
+    // Payload bytes, by the end they went toward, the same on both nodes.
+    let queries: usize = (0..3).map(|i| format!("query {i}").len()).sum();
+    let answered: usize = answers.iter().map(String::len).sum();
+    for (node, direction) in [(&a, "outbound"), (&b, "inbound")] {
+        for (toward, n) in [("destination", queries), ("source", answered)] {
+            let series =
+                format!("ambit_udp_bytes_total{{direction=\"{direction}\",toward=\"{toward}\"}} ");
+            assert_eq!(counter(node, &series), n as u64, "{series}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
