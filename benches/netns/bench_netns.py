@@ -74,13 +74,17 @@ def spawn(ns: str, *cmd: str, **kw) -> subprocess.Popen:
 
 
 def cleanup() -> None:
+    # SIGTERM first: a proxy under a profiler (callgrind, heaptrack) writes its profile as it
+    # exits.
     for p in procs:
         if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             p.kill()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+            p.wait()
     for ns in made:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
@@ -221,9 +225,14 @@ def held_tunnels(client: subprocess.Popen, server: subprocess.Popen, n: int) -> 
     return ((after[0] - before[0]) * 1024 / n, (after[1] - before[1]) * 1024 / n)
 
 
-def one_run(client, server, quick: bool, held: int, only_held: bool = False) -> dict:
+def one_run(client, server, quick: bool, held: int, only_held: bool = False,
+            only_conns: float = 0) -> dict:
     secs = 3 if quick else 10
     out: dict = {}
+    if only_conns:
+        out["conn_rate_mesh"] = connrate(CONN, only_conns)
+        out["connections"] = round(out["conn_rate_mesh"] * only_conns)
+        return out
     if only_held:
         out["held_bytes_per_tunnel_client"], out["held_bytes_per_tunnel_server"] = held_tunnels(
             client, server, held)
@@ -258,6 +267,10 @@ def main() -> None:
                     help="only the held-tunnels figure (for a heap profile of a proxy: "
                          "AMBIT_BENCH_WRAP_CLIENT or AMBIT_BENCH_WRAP_SERVER='heaptrack -o FILE' "
                          "runs it under a profiler)")
+    ap.add_argument("--only-conns", type=float, default=0, metavar="SECS",
+                    help="only sequential new connections for SECS (for an instruction count: "
+                         "AMBIT_BENCH_WRAP_CLIENT='valgrind --tool=callgrind "
+                         "--callgrind-out-file=F'; two lengths give the cost per connection)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, iptables)")
@@ -268,8 +281,9 @@ def main() -> None:
     client, server = setup(pathlib.Path(args.bin_dir), tmp)
     idle = rss_kib(client.pid), rss_kib(server.pid)
     held = args.held if not args.quick else min(args.held, 1000)
-    runs = [one_run(client, server, args.quick, held, args.only_held) for _ in range(args.runs)]
-    if args.only_held:
+    runs = [one_run(client, server, args.quick, held, args.only_held, args.only_conns)
+            for _ in range(args.runs)]
+    if args.only_held or args.only_conns:
         print(json.dumps(runs))
         return
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
