@@ -338,14 +338,21 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(usual, emit);
         let theirs = String::from_utf8(out.0.lock().map(|b| b.clone()).unwrap_or_default());
-        assert_eq!(untimed(&ours), untimed(&theirs.unwrap_or_default()), "{ours}");
+        assert_eq!(
+            untimed(&ours),
+            untimed(&theirs.unwrap_or_default()),
+            "{ours}"
+        );
         assert!(ours.starts_with("20"), "{ours}");
     }
 
     #[test]
     fn control_characters_in_access_lines_are_escaped() {
         let line = "connection failed error=\"bad\u{1b}[31m\nforged\u{9b} line\" dst=caf\u{e9}";
-        let out = capture(LogFormat::Text, || tracing::info!(target: "access", "{line}"));
+        let out = capture(
+            LogFormat::Text,
+            || tracing::info!(target: "access", "{line}"),
+        );
         let out = out.strip_suffix('\n').unwrap_or(&out);
         assert!(!out.contains(['\u{1b}', '\n', '\u{9b}']), "{out:?}");
         assert!(

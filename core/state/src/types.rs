@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use ambit_identity::{SpiffeId, SpiffeIdError, TrustDomain};
+use ambit_identity::{SpiffeId, SpiffeIdError};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -390,7 +390,7 @@ impl Workload {
         } else {
             &self.service_account
         };
-        TrustDomain::new(td)?.workload_id(&self.namespace, sa)
+        SpiffeId::istio(td, &self.namespace, sa)
     }
 
     /// The name telemetry reports as `*_workload`: the workload (e.g. Deployment) name, or the

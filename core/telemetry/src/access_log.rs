@@ -219,12 +219,20 @@ fn owned(fields: Vec<(&'static str, Cow<'_, str>)>) -> Vec<(&'static str, String
 
 /// `message k=v ...`, values with spaces or quotes quoted.
 fn text_line(message: &str, fields: &[(&'static str, Cow<'_, str>)]) -> String {
-    let mut out = String::from(message);
+    let len = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum::<usize>();
+    let mut out = String::with_capacity(message.len() + len + 16);
+    out.push_str(message);
     for (k, v) in fields {
-        if v.contains(' ') || v.contains('"') {
-            let _ = write!(out, " {k}={v:?}");
+        out.push(' ');
+        out.push_str(k);
+        out.push('=');
+        if v.bytes().any(|b| b == b' ' || b == b'"') {
+            let _ = write!(out, "{v:?}");
         } else {
-            let _ = write!(out, " {k}={v}");
+            out.push_str(v);
         }
     }
     out

@@ -181,3 +181,38 @@ fn accepts_limits_exactly() {
     assert_eq!(max.len(), MAX_ID_LEN);
     assert!(SpiffeId::parse(&max).is_ok());
 }
+
+#[test]
+fn istio_ids_are_what_parse_makes_of_the_same_string() {
+    let long = "a".repeat(MAX_ID_LEN);
+    let tds = ["cluster.local", "td", "", "TD", "t d", "caf\u{e9}.io"];
+    let parts = [
+        "default",
+        "ns-1",
+        "A_b.c",
+        "",
+        ".",
+        "..",
+        "x%2F",
+        "caf\u{e9}",
+        "a b",
+        &long,
+    ];
+    for td in tds {
+        for ns in parts {
+            for sa in parts {
+                let built = SpiffeId::istio(td, ns, sa);
+                let parsed = SpiffeId::parse(&format!("spiffe://{td}/ns/{ns}/sa/{sa}"));
+                assert_eq!(built, parsed, "{td:?} {ns:?} {sa:?}");
+            }
+        }
+    }
+    // A '/' inside a part is refused, not taken as two segments.
+    assert!(matches!(
+        SpiffeId::istio("td", "a/b", "sa"),
+        Err(SpiffeIdError::BadPathChar {
+            found: '/',
+            index: 16
+        })
+    ));
+}
