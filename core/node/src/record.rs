@@ -161,12 +161,19 @@ impl ConnLog {
             (None, None) => Default::default(),
         };
         AccessLog {
-            src_addr: self.src_addr.to_string(),
+            src_addr: ambit_telemetry::socket_addr_text(&self.src_addr),
             src_workload,
             src_namespace,
             src_identity: text(self.src_identity.as_ref().map(|i| i as _)),
-            dst_addr: text(self.dst_addr.as_ref().map(|a| a as _)),
-            dst_hbone_addr: text(self.dst_hbone_addr.as_ref().map(|a| a as _)),
+            dst_addr: self
+                .dst_addr
+                .as_ref()
+                .map(ambit_telemetry::socket_addr_text)
+                .unwrap_or_default(),
+            dst_hbone_addr: match &self.dst_hbone_addr {
+                Some(Authority::Addr(a)) => ambit_telemetry::socket_addr_text(a),
+                other => text(other.as_ref().map(|a| a as _)),
+            },
             dst_service: self
                 .service
                 .as_ref()

@@ -39,7 +39,7 @@ pub mod histogram;
 mod labels;
 pub mod metrics;
 
-pub use access_log::{AccessLog, RequestLog, json_escape};
+pub use access_log::{AccessLog, RequestLog, json_escape, socket_addr_text};
 pub use export::{Exporter, LogRecord, SpanKind, SpanRecord, sampled_at};
 pub use flag::ResponseFlag;
 pub use histogram::Histogram;
