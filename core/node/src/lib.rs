@@ -39,16 +39,18 @@
 
 mod conns;
 pub mod dns;
+mod dump;
 mod inbound;
 pub mod inpod;
 mod outbound;
 mod plaintext;
 mod record;
+mod report;
 mod socket;
 mod steer;
 pub mod udp;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +58,7 @@ use std::time::Duration;
 use ambit_identity::CredentialSource;
 use ambit_proxy::{Identities, Readiness, Tasks, admin};
 use ambit_state::State;
-use ambit_telemetry::{Metrics, ResponseFlag, TcpLabels};
+use ambit_telemetry::Metrics;
 use ambit_tls::TlsContext;
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
@@ -67,6 +69,7 @@ const CERT_RETRY_START: Duration = Duration::from_millis(500);
 const CERT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub use ambit_proxy::ProxyError;
+pub use dump::DumpSection;
 pub use steer::ILLEGAL_PORTS;
 
 /// How a node proxy is set up. Every address is configurable; `None` turns a listener off.
@@ -226,7 +229,7 @@ pub(crate) struct Node {
     selector: inbound::Selector,
     changed: Notify,
     readiness: Arc<Readiness>,
-    dump_extra: DumpSections,
+    dump_extra: dump::DumpSections,
     /// Bumped on every state update, for whoever waits for the state to change.
     generation: tokio::sync::watch::Sender<u64>,
     /// The generation that listeners and certificates last followed (see [`Updater::settled`]).
@@ -249,23 +252,6 @@ impl Node {
             *g = (*g).max(generation);
             newer
         });
-    }
-}
-
-/// The daemon's `/config_dump` sections.
-#[derive(Default)]
-struct DumpSections(std::sync::Mutex<BTreeMap<String, DumpSection>>);
-
-impl std::fmt::Debug for DumpSections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.lock().keys().cloned().collect();
-        f.debug_tuple("DumpSections").field(&names).finish()
-    }
-}
-
-impl DumpSections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DumpSection>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -297,9 +283,6 @@ impl Updater {
         let _ = applied.wait_for(|g| *g >= target).await;
     }
 }
-
-/// A section a daemon adds to `/config_dump`, computed at each request.
-pub type DumpSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl NodeProxy {
     /// Starts serving `state` with credentials from `credentials` (the built-in CA or PEM
@@ -350,7 +333,7 @@ impl NodeProxy {
             selector: selector.clone(),
             changed: Notify::new(),
             readiness: Arc::new(readiness),
-            dump_extra: DumpSections::default(),
+            dump_extra: dump::DumpSections::default(),
             generation: tokio::sync::watch::channel(0).0,
             applied: tokio::sync::watch::channel(0).0,
             pod_sockets: std::sync::Mutex::default(),
@@ -523,7 +506,7 @@ impl NodeProxy {
                 let n = n.clone();
                 async move {
                     match path.as_str() {
-                        "/config_dump" => (200, "application/json", config_dump(&n)),
+                        "/config_dump" => (200, "application/json", dump::config_dump(&n)),
                         _ => (404, "text/plain", "not found\n".to_owned()),
                     }
                 }
@@ -656,159 +639,4 @@ impl Node {
             None => tokio::net::TcpStream::connect(dst).await,
         }
     }
-
-    /// Logs and counts a connection to `workload` from `peer` whose outcome dry-run policies
-    /// would change (they are never enforced; this is how their effect is seen).
-    fn report_dry_run(
-        &self,
-        d: &ambit_authz::Decision,
-        workload: &ambit_state::Workload,
-        peer: &str,
-    ) {
-        let Some(would) = d.dry_run.as_ref().filter(|w| w.allowed != d.allowed) else {
-            return;
-        };
-        let policy = would.policy.as_deref().unwrap_or("");
-        info!(
-            workload = %workload.uid,
-            peer,
-            would = if would.allowed { "allow" } else { "deny" },
-            policy = if policy.is_empty() { "-" } else { policy },
-            enforced = %d,
-            "dry-run authorization"
-        );
-        self.metrics.dry_run("destination", would.allowed, policy);
-    }
-
-    /// Counts a UDP flow that ended, `ok` or not.
-    /// Counts a UDP flow that ended, with the payload bytes its record counted.
-    fn count_udp(&self, direction: &'static str, ok: bool, log: &record::ConnLog) {
-        self.udp_flows
-            .inc(&[direction, if ok { "ok" } else { "failed" }]);
-        let (to_source, to_destination) = log.by_end();
-        self.udp_bytes
-            .add(&[direction, "destination"], to_destination);
-        self.udp_bytes.add(&[direction, "source"], to_source);
-    }
-
-    /// Counts an HBONE tunnel opened `direction` over `transport`.
-    fn count_tunnel(&self, direction: &'static str, transport: ambit_hbone::Transport) {
-        self.tunnels.inc(&[direction, transport.as_str()]);
-    }
-
-    /// Records a connection that failed before carrying data, with its response flag.
-    fn count_failure(&self, labels: &mut TcpLabels, flag: ResponseFlag) {
-        labels.response_flags = flag;
-        let c = self.metrics.tcp(labels);
-        c.opened();
-        c.closed(true);
-    }
-
-    fn access_log(&self, log: &record::ConnLog) {
-        let logged = tracing::enabled!(target: "access", tracing::Level::INFO);
-        if !logged && self.config.exporter.is_none() {
-            // Nobody records it: the record's strings are not made at all.
-            return;
-        }
-        let record = log.to_access_log();
-        if let Some(x) = &self.config.exporter {
-            log.export(&record, &**x);
-        }
-        if !logged {
-            return;
-        }
-        let line = if self.config.json_access_log {
-            record.to_json()
-        } else {
-            record.to_text()
-        };
-        info!(target: "access", "{line}");
-    }
-}
-
-/// `/config_dump`: the real state serialised (workloads, services, policies with their keys),
-/// the certificates held, readiness, and whatever the daemon adds (the xDS client's status).
-fn config_dump(node: &Node) -> String {
-    #[derive(serde::Serialize)]
-    struct Dump<'a> {
-        node: &'a str,
-        ready: bool,
-        pending: BTreeMap<String, String>,
-        workloads: Vec<WorkloadDump<'a>>,
-        services: Vec<&'a ambit_state::Service>,
-        policies: Vec<PolicyDump<'a>>,
-        certificates: Vec<CertDump>,
-        open_connections: usize,
-        #[serde(flatten)]
-        extra: BTreeMap<String, serde_json::Value>,
-    }
-    #[derive(serde::Serialize)]
-    struct WorkloadDump<'a> {
-        identity: String,
-        #[serde(flatten)]
-        workload: &'a ambit_state::Workload,
-    }
-    #[derive(serde::Serialize)]
-    struct PolicyDump<'a> {
-        key: &'a str,
-        #[serde(flatten)]
-        policy: &'a ambit_authz::Authorization,
-    }
-    #[derive(serde::Serialize)]
-    struct CertDump {
-        identity: String,
-        not_before: String,
-        not_after: String,
-        next_refresh: String,
-        last_error: Option<String>,
-    }
-    let state = node.state.load();
-    let mut workloads: Vec<WorkloadDump<'_>> = state
-        .workloads()
-        .map(|w| WorkloadDump {
-            identity: w.identity().map(|i| i.to_string()).unwrap_or_default(),
-            workload: w,
-        })
-        .collect();
-    workloads.sort_by(|a, b| a.workload.uid.cmp(&b.workload.uid));
-    let mut services: Vec<&ambit_state::Service> = state.services().map(|s| &**s).collect();
-    services.sort_by_key(|s| s.key());
-    let policies = state
-        .policies()
-        .keyed()
-        .into_iter()
-        .map(|(key, p)| PolicyDump { key, policy: p })
-        .collect();
-    let time = ambit_identity::format_time;
-    let certificates = node
-        .identities
-        .certificates()
-        .into_iter()
-        .map(|c| CertDump {
-            identity: c.id.to_string(),
-            not_before: time(c.not_before),
-            not_after: time(c.not_after),
-            next_refresh: time(c.next_refresh),
-            last_error: c.last_error,
-        })
-        .collect();
-    let extra = node
-        .dump_extra
-        .lock()
-        .iter()
-        .map(|(k, f)| (k.clone(), f()))
-        .collect();
-    let pending = node.readiness.pending().into_iter().collect();
-    let dump = Dump {
-        node: &node.config.node,
-        ready: node.readiness.is_ready(),
-        pending,
-        workloads,
-        services,
-        policies,
-        certificates,
-        open_connections: node.connections.len(),
-        extra,
-    };
-    serde_json::to_string(&dump).unwrap_or_else(|e| format!("{{\"error\": \"config dump: {e}\"}}"))
 }
