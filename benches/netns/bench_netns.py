@@ -6,7 +6,12 @@ in the same run, the same measurements straight over the veth (ports the capture
 alone): the direct baseline.
 
     cargo build --release -p ambit-examples --bin ambit-ztunnel --bin ambitctl
-    sudo python3 benches/netns/bench_netns.py [--quick] [--runs 3] [--json out.json]
+    sudo python3 benches/netns/bench_netns.py [--quick] [--runs 3] [--json out.json] \
+        [--ztunnel PATH]
+
+With `--ztunnel PATH` (Istio's ztunnel, built from its source with `--features testing` for its
+test CA), a ztunnel pair runs in the same places, alternating with the ambit pair run by run,
+and the table gains its column and the ratios ambit / ztunnel.
 
 Needs root, iproute2, iptables, iperf3, sockperf and a C compiler (Debian packages; installed
 if missing).
@@ -53,6 +58,7 @@ CONN, CONN_D = 7003, 7004
 
 CONNRATE = ""  # the built connrate.c, set up with the hosts
 procs: list[subprocess.Popen] = []
+Pair = tuple[subprocess.Popen, subprocess.Popen]
 made: list[str] = []
 
 
@@ -122,7 +128,8 @@ def wait_ready(ns: str, addr: str, what: str) -> None:
     raise SystemExit(f"{what} not ready")
 
 
-def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, subprocess.Popen]:
+def setup_hosts(tmp: pathlib.Path) -> None:
+    """The two hosts, the capture rule and the peers; proxies come and go per run."""
     for ns in (C, S):
         sh("ip", "netns", "add", ns)
         made.append(ns)
@@ -136,30 +143,10 @@ def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, s
     sh(*nsexec(C, "iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-o", "lo",
                "-m", "multiport", "!", "--dports", f"15008,{IPERF_D},{SOCKPERF_D},{ECHO_D},{CONN_D}",
                "-j", "REDIRECT", "--to-ports", "15001"))
-    sh(str(bin_dir / "ambitctl"), "ca", "init", "--dir", str(tmp / "ca"))
-    (tmp / "local.yaml").write_text(
-        "workloads:\n"
-        f"- {{uid: c, name: client, namespace: bench, serviceAccount: client, "
-        f"workloadIps: [{C_IP}], node: node-c}}\n"
-        f"- {{uid: s, name: server, namespace: bench, serviceAccount: server, "
-        f"workloadIps: [{S_IP}], node: node-s}}\n")
-    env = dict(os.environ, RUST_LOG="info")
-    common = ["--config", str(tmp / "local.yaml"), "--ca-dir", str(tmp / "ca"), "--socks5", "off",
-              "--metrics", "127.0.0.1:15020", "--readiness", "127.0.0.1:15021", "--admin", "off"]
-    zt = str(bin_dir / "ambit-ztunnel")
     # 10,000 held tunnels need 10,000 descriptors in each proxy: the limit is inherited.
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    wrap = os.environ.get("AMBIT_BENCH_WRAP_CLIENT", "").split()
-    client = spawn(C, *wrap, zt, "--node", "node-c",
-                   "--outbound-capture", "127.0.0.1:15001", *common,
-                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "client.log", "wb"))
-    wrap_server = os.environ.get("AMBIT_BENCH_WRAP_SERVER", "").split()
-    server = spawn(S, *wrap_server, zt, "--node", "node-s", *common,
-                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
-    wait_ready(C, "127.0.0.1:15021", "client proxy")
-    wait_ready(S, "127.0.0.1:15021", "server proxy")
     for port in (IPERF, IPERF_D):
         spawn(S, "iperf3", "-s", "-B", S_IP, "-p", str(port), stdout=subprocess.DEVNULL)
     for port in (SOCKPERF, SOCKPERF_D):
@@ -172,8 +159,69 @@ def setup(bin_dir: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen, s
     CONNRATE = str(tmp / "connrate")
     sh("cc", "-O2", "-pthread", "-o", CONNRATE, str(HERE / "connrate.c"))
     spawn(S, CONNRATE, "serve", str(CONN), str(CONN_D))
+
+
+def start_ambit(bin_dir: pathlib.Path, tmp: pathlib.Path) -> Pair:
+    """Two `ambit-ztunnel`s: the client host's with capture, the server host's."""
+    if not (tmp / "ca").exists():
+        sh(str(bin_dir / "ambitctl"), "ca", "init", "--dir", str(tmp / "ca"))
+    (tmp / "local.yaml").write_text(
+        "workloads:\n"
+        f"- {{uid: c, name: client, namespace: bench, serviceAccount: client, "
+        f"workloadIps: [{C_IP}], node: node-c}}\n"
+        f"- {{uid: s, name: server, namespace: bench, serviceAccount: server, "
+        f"workloadIps: [{S_IP}], node: node-s}}\n")
+    env = dict(os.environ, RUST_LOG="info")
+    common = ["--config", str(tmp / "local.yaml"), "--ca-dir", str(tmp / "ca"), "--socks5", "off",
+              "--metrics", "127.0.0.1:15020", "--readiness", "127.0.0.1:15021", "--admin", "off"]
+    zt = str(bin_dir / "ambit-ztunnel")
+    wrap = os.environ.get("AMBIT_BENCH_WRAP_CLIENT", "").split()
+    client = spawn(C, *wrap, zt, "--node", "node-c",
+                   "--outbound-capture", "127.0.0.1:15001", *common,
+                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "client.log", "ab"))
+    wrap_server = os.environ.get("AMBIT_BENCH_WRAP_SERVER", "").split()
+    server = spawn(S, *wrap_server, zt, "--node", "node-s", *common,
+                   env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "ab"))
+    wait_ready(C, "127.0.0.1:15021", "client proxy")
+    wait_ready(S, "127.0.0.1:15021", "server proxy")
     # The proxies' pids: `ip netns exec` execs its command, so they are Popen's.
     return client, server
+
+
+def start_ztunnel(binary: pathlib.Path, tmp: pathlib.Path) -> Pair:
+    """Istio's ztunnel in the same places, one per host in dedicated mode (a proxy for that
+    host's one workload, as the capture rule needs): its local-config file, its test CA
+    (`FAKE_CA`, which needs a build with `--features testing`), access logs at info, no
+    original-source spoofing (the hosts are routed, not transparent)."""
+    (tmp / "ztunnel.yaml").write_text(
+        "workloads:\n"
+        f"- {{uid: c, name: client, namespace: bench, serviceAccount: client, "
+        f"workloadIps: [{C_IP}], node: node-c, protocol: HBONE, network: '', services: {{}}}}\n"
+        f"- {{uid: s, name: server, namespace: bench, serviceAccount: server, "
+        f"workloadIps: [{S_IP}], node: node-s, protocol: HBONE, network: '', services: {{}}}}\n")
+    pair = []
+    for ns, node, name in ((C, "node-c", "client"), (S, "node-s", "server")):
+        env = dict(os.environ, RUST_LOG="info", FAKE_CA="true", XDS_ADDRESS="", CA_ADDRESS="",
+                   LOCAL_XDS_PATH=str(tmp / "ztunnel.yaml"), PROXY_MODE="dedicated",
+                   PROXY_WORKLOAD_INFO=f"bench/{name}/{name}", NODE_NAME=node,
+                   ENABLE_ORIG_SRC="false")
+        log = open(tmp / f"ztunnel-{name}.log", "ab")  # ztunnel logs to stdout
+        pair.append(spawn(ns, str(binary), env=env, stdout=log, stderr=log))
+    wait_ready(C, "127.0.0.1:15021", "client ztunnel")
+    wait_ready(S, "127.0.0.1:15021", "server ztunnel")
+    return pair[0], pair[1]
+
+
+def stop(pair: Pair) -> None:
+    """SIGTERM, then wait: the next pair binds the same ports."""
+    for p in pair:
+        p.terminate()
+    for p in pair:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def iperf(port: int, secs: int, *extra: str) -> float:
@@ -256,12 +304,70 @@ def one_run(client, server, quick: bool, held: int, only_held: bool = False,
     return out
 
 
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "—"
+
+
+def table(meds: dict[str, dict], direct: dict, n_runs: int) -> list[str]:
+    """The figures as a Markdown table: direct, each pair, and ambit / ztunnel when both ran."""
+    kinds = list(meds)
+    both = "ztunnel" in meds and "ambit" in meds
+    a, z = meds.get("ambit", {}), meds.get("ztunnel", {})
+
+    def pair(m: dict, key: str, fmt: str = "{:.0f}") -> str:
+        return f"{fmt.format(m[key + '_client'])} / {fmt.format(m[key + '_server'])}"
+
+    def pair_ratio(key: str) -> str:
+        return f"{ratio(a[key + '_client'], z[key + '_client'])} / " \
+               f"{ratio(a[key + '_server'], z[key + '_server'])}"
+
+    def added(m: dict) -> float:
+        return m["sockperf_mesh_p50_us"] - direct["sockperf_direct_p50_us"]
+
+    rows: list[tuple[str, object, dict[str, str], str]] = []
+
+    def row(name: str, d: object, cell, r) -> None:
+        rows.append((name, d, {k: cell(meds[k]) for k in kinds}, r() if both else ""))
+
+    f2 = lambda v: f"{v:.2f}"  # noqa: E731
+    row("iperf3 one stream, Gbit/s", f2(direct["iperf_direct_gbps"]),
+        lambda m: f2(m["iperf_mesh_gbps"]), lambda: ratio(a["iperf_mesh_gbps"], z["iperf_mesh_gbps"]))
+    row("iperf3 -R, Gbit/s", "—", lambda m: f2(m["iperf_reverse_mesh_gbps"]),
+        lambda: ratio(a["iperf_reverse_mesh_gbps"], z["iperf_reverse_mesh_gbps"]))
+    row("iperf3 -P 4, Gbit/s", "—", lambda m: f2(m["iperf_p4_mesh_gbps"]),
+        lambda: ratio(a["iperf_p4_mesh_gbps"], z["iperf_p4_mesh_gbps"]))
+    row("sockperf 64 B half-RTT p50, µs (added over direct)", f2(direct["sockperf_direct_p50_us"]),
+        lambda m: f"{m['sockperf_mesh_p50_us']:.1f} (+{added(m):.1f})",
+        lambda: f"{ratio(added(a), added(z))} the added")
+    row("sockperf p99, µs", f2(direct["sockperf_direct_p99_us"]),
+        lambda m: f"{m['sockperf_mesh_p99_us']:.1f}",
+        lambda: ratio(a["sockperf_mesh_p99_us"], z["sockperf_mesh_p99_us"]))
+    row("sequential new connections /s", f"{direct['conn_rate_direct']:.0f}",
+        lambda m: f"{m['conn_rate_mesh']:.0f}", lambda: ratio(a["conn_rate_mesh"], z["conn_rate_mesh"]))
+    row("RSS idle, KiB (client / server)", "—", lambda m: pair(m, "rss_idle_kib"),
+        lambda: pair_ratio("rss_idle_kib"))
+    row("RSS per idle captured tunnel, B (client / server)", "—",
+        lambda m: pair(m, "held_bytes_per_tunnel"), lambda: pair_ratio("held_bytes_per_tunnel"))
+    row("CPU-seconds per GB (client / server)", "—",
+        lambda m: pair(m, "cpu_s_per_gb", "{:.2f}"), lambda: pair_ratio("cpu_s_per_gb"))
+    head = ["figure (medians of %d)" % n_runs, "direct", *(f"{k} pair" for k in kinds)]
+    if both:
+        head.append("ambit / ztunnel")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d, cells, r in rows:
+        out.append("| " + " | ".join([name, str(d), *cells.values(), *([r] if both else [])]) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (smoke)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--held", type=int, default=10_000, help="idle tunnels to hold")
     ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
+    ap.add_argument("--ztunnel", metavar="BIN",
+                    help="also run Istio's ztunnel (built with --features testing, for its test "
+                         "CA) in the same places, alternating with ambit run by run")
     ap.add_argument("--json", help="write the medians (and every run) here")
     ap.add_argument("--only-held", action="store_true",
                     help="only the held-tunnels figure (for a heap profile of a proxy: "
@@ -274,43 +380,41 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, iptables)")
+    if args.ztunnel and not os.access(args.ztunnel, os.X_OK):
+        raise SystemExit(f"--ztunnel {args.ztunnel}: not an executable")
     ensure_tools()
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="ambit-bench-netns-"))
-    client, server = setup(pathlib.Path(args.bin_dir), tmp)
-    idle = rss_kib(client.pid), rss_kib(server.pid)
+    setup_hosts(tmp)
+    bin_dir = pathlib.Path(args.bin_dir)
+    starts = {"ambit": lambda: start_ambit(bin_dir, tmp)}
+    if args.ztunnel:
+        starts["ztunnel"] = lambda: start_ztunnel(pathlib.Path(args.ztunnel), tmp)
     held = args.held if not args.quick else min(args.held, 1000)
-    runs = [one_run(client, server, args.quick, held, args.only_held, args.only_conns)
-            for _ in range(args.runs)]
+    runs: dict[str, list[dict]] = {k: [] for k in starts}
+    for _ in range(args.runs):
+        for kind, start in starts.items():
+            client, server = start()
+            idle = rss_kib(client.pid), rss_kib(server.pid)
+            r = one_run(client, server, args.quick, held, args.only_held, args.only_conns)
+            r["rss_idle_kib_client"], r["rss_idle_kib_server"] = idle
+            runs[kind].append(r)
+            stop((client, server))
     if args.only_held or args.only_conns:
-        print(json.dumps(runs))
+        print(json.dumps(runs if args.ztunnel else runs["ambit"]))
         return
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    med["rss_idle_kib_client"], med["rss_idle_kib_server"] = idle
-    rows = [
-        ("iperf3 one stream, Gbit/s", med["iperf_direct_gbps"], med["iperf_mesh_gbps"]),
-        ("iperf3 -R, Gbit/s", None, med["iperf_reverse_mesh_gbps"]),
-        ("iperf3 -P 4, Gbit/s", None, med["iperf_p4_mesh_gbps"]),
-        ("sockperf 64 B half-RTT p50, µs", med["sockperf_direct_p50_us"], med["sockperf_mesh_p50_us"]),
-        ("sockperf p99, µs", med["sockperf_direct_p99_us"], med["sockperf_mesh_p99_us"]),
-        ("sequential new connections /s", med["conn_rate_direct"], med["conn_rate_mesh"]),
-        ("RSS idle, KiB (client / server)", None,
-         f"{med['rss_idle_kib_client']} / {med['rss_idle_kib_server']}"),
-        ("RSS per idle captured tunnel, B (client / server)", None,
-         f"{med['held_bytes_per_tunnel_client']:.0f} / {med['held_bytes_per_tunnel_server']:.0f}"),
-        ("CPU-seconds per GB (client / server)", None,
-         f"{med['cpu_s_per_gb_client']:.2f} / {med['cpu_s_per_gb_server']:.2f}"),
-    ]
-    print(f"\n| figure (medians of {args.runs}) | direct | ambit pair |")
-    print("|---|---|---|")
-    for name, d, m in rows:
-        fmt = lambda v: "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
-        print(f"| {name} | {fmt(d)} | {fmt(m)} |")
-    added = med["sockperf_mesh_p50_us"] - med["sockperf_direct_p50_us"]
-    print(f"\nadded latency p50: {added:.1f} µs; logs in {tmp}")
+    meds = {k: {f: statistics.median(r[f] for r in rs) for f in rs[0]} for k, rs in runs.items()}
+    every = [r for rs in runs.values() for r in rs]
+    direct = {f: statistics.median(r[f] for r in every) for f in every[0] if "direct" in f}
+    print()
+    print("\n".join(table(meds, direct, args.runs)))
+    print(f"\nlogs in {tmp}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"median": med, "runs": runs}, indent=2))
+        out = {"median": meds["ambit"] | direct, "direct": direct, "runs": runs["ambit"]}
+        if args.ztunnel:
+            out["ztunnel"] = {"median": meds["ztunnel"] | direct, "runs": runs["ztunnel"]}
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,29 @@ const MEDIUM_BUF: usize = 16 * 1024 - 64;
 /// Buffer size once 10 MiB have flowed in a direction.
 const LARGE_BUF: usize = 256 * 1024 - 64;
 
+/// Where a read buffer's bytes start, modulo a 64-byte cache line: just past the TLS record
+/// header (5 bytes) and the HTTP/2 DATA frame header (9) that precede them in a record, so
+/// rustls's copy of the bytes into the record keeps their alignment. glibc copies a 16 KiB
+/// record with `rep movsb`, which on AMD Zen runs ~20 times slower (2.6 against 50 GB/s,
+/// measured on this project's machine) when the destination sits 1 to 32 bytes past the
+/// source's alignment, as a line-aligned buffer put every record copy. HBONE client proxy,
+/// one iperf3 stream: 1.96 -> 1.51 CPU-seconds per GB.
+const READ_START: usize = 5 + 9;
+
+/// Makes room for `n` more bytes in `buf`, an emptied read buffer; from [`INITIAL_BUF`] up,
+/// the bytes will start at [`READ_START`] (modulo 64).
+fn reserve_read(buf: &mut bytes::BytesMut, n: usize) {
+    use bytes::{Buf, BufMut};
+    if !buf.is_empty() || n < INITIAL_BUF {
+        buf.reserve(n);
+        return;
+    }
+    buf.reserve(n + 63);
+    let pad = (READ_START + 64 - (buf.as_ptr() as usize) % 64) % 64;
+    buf.put_bytes(0, pad);
+    buf.advance(pad);
+}
+
 /// The buffer size for a direction that has carried `total` bytes so far.
 fn buffer_size(total: u64) -> usize {
     if total >= 10 * 1024 * 1024 {
@@ -131,7 +154,7 @@ where
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
         loop {
-            buf.reserve(buffer_size(total));
+            reserve_read(&mut buf, buffer_size(total));
             let n = or.read_buf(&mut buf).await?;
             if n == 0 {
                 tw.shutdown().await?;
@@ -191,7 +214,7 @@ pub async fn copy_tunnel_tcp<M: Meter + ?Sized>(
         let mut total = 0u64;
         loop {
             or.as_ref().readable().await?;
-            buf.reserve(buffer_size(total));
+            reserve_read(&mut buf, buffer_size(total));
             match or.as_ref().try_read_buf(&mut buf) {
                 Ok(0) => {
                     tw.shutdown().await?;
@@ -231,4 +254,27 @@ pub fn bridge_to_socketpair(tunnel: crate::Tunnel) -> io::Result<std::os::unix::
         let _ = copy_tunnel(tunnel, ours).await;
     });
     Ok(theirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INITIAL_BUF, LARGE_BUF, READ_START, reserve_read};
+
+    #[test]
+    fn read_buffers_start_past_the_record_and_frame_headers() {
+        for n in [INITIAL_BUF, 16 * 1024, LARGE_BUF] {
+            for _ in 0..8 {
+                let mut buf = bytes::BytesMut::new();
+                reserve_read(&mut buf, n);
+                assert!(buf.is_empty());
+                assert!(buf.capacity() >= n);
+                assert_eq!(buf.as_ptr() as usize % 64, READ_START, "{n}-byte buffer");
+                buf.extend_from_slice(b"data");
+                assert_eq!(&buf.split().freeze()[..], b"data");
+            }
+        }
+        let mut small = bytes::BytesMut::new();
+        reserve_read(&mut small, 64);
+        assert!(small.capacity() >= 64 && small.capacity() < INITIAL_BUF);
+    }
 }

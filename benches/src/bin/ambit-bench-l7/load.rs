@@ -192,7 +192,7 @@ async fn measure(mesh: &Mesh, pid: u32, conc: usize, opts: &Opts) -> Result<Samp
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let mut clients = JoinSet::new();
     for i in 0..conc {
-        let pod = client_ip(mesh.net, (i % usize::from(CLIENT_PODS)) as u8);
+        let pod = client_ip(mesh.net, (i % usize::from(opts.pods)) as u8);
         let c = Http1::new(mesh.connect(pod).await?);
         clients.spawn(client_loop(c, phase.clone(), req.clone()));
     }

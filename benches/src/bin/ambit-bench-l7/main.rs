@@ -12,7 +12,7 @@
 //! the waypoint process only.
 //!
 //! `cargo run --release -p ambit-benches --bin ambit-bench-l7 -- [--quick | --smoke]
-//! [--reps N] [--conc 16,64] [--secs S] [--only ambit|envoy] [--json FILE]`
+//! [--reps N] [--conc 16,64] [--secs S] [--pods N] [--only ambit|envoy] [--json FILE]`
 
 use ambit_benches::proc::{clk_tck, cpu_ticks, status_kib};
 use ambit_benches::report::median;
@@ -60,7 +60,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const WAYPOINT_THREADS: usize = 2;
 
 /// Client workloads on node A (each its own pod IP, so node A opens one pooled HBONE
-/// connection per pod to the waypoint, as ztunnel does).
+/// connection per pod to the waypoint, as ztunnel does). `--pods N` spreads the clients over
+/// the first N of them (1: every request shares one HBONE connection).
 const CLIENT_PODS: u8 = 4;
 
 const BODY_LEN: usize = 1024;
@@ -116,6 +117,8 @@ struct Opts {
     only: Option<Proxy>,
     json: Option<String>,
     envoy: Option<PathBuf>,
+    /// Client pods the clients are spread over (1..=[`CLIENT_PODS`]).
+    pods: u8,
     /// Tiny run that proves the harness works (its test); Envoy is skipped when absent.
     smoke: bool,
 }
@@ -130,6 +133,7 @@ fn main() -> Result<()> {
         only: None,
         json: None,
         envoy: None,
+        pods: CLIENT_PODS,
         smoke: false,
     };
     while let Some(a) = args.next() {
@@ -171,6 +175,7 @@ fn main() -> Result<()> {
                     other => bail!("--only ambit|envoy, not {other:?}"),
                 })
             }
+            "--pods" => opts.pods = args.next().context("--pods N")?.parse()?,
             "--envoy" => opts.envoy = Some(args.next().context("--envoy PATH")?.into()),
             "--json" => opts.json = Some(args.next().context("--json FILE")?),
             "--print-envoy-config" => {
@@ -181,7 +186,7 @@ fn main() -> Result<()> {
             "-h" | "--help" => {
                 println!(
                     "ambit-bench-l7 [--quick | --smoke] [--reps N] [--conc 16,64] [--secs S] \
-                     [--only ambit|envoy] [--envoy PATH] [--json FILE] | --print-envoy-config"
+                     [--pods N] [--only ambit|envoy] [--envoy PATH] [--json FILE] | --print-envoy-config"
                 );
                 return Ok(());
             }
@@ -191,6 +196,10 @@ fn main() -> Result<()> {
     ensure!(
         opts.reps > 0 && !opts.concurrency.is_empty() && opts.concurrency.iter().all(|&c| c > 0),
         "--reps and --conc must be positive"
+    );
+    ensure!(
+        (1..=CLIENT_PODS).contains(&opts.pods),
+        "--pods must be 1 to {CLIENT_PODS}"
     );
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -426,6 +435,18 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // The ambit child ends when its stdin closes, so a profiler around it (see
+        // `spawn_ambit`) writes its output; what is still running a minute later is killed.
+        if let Some(stdin) = self.child.stdin.take() {
+            drop(stdin);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -437,10 +458,23 @@ fn log_file(dir: &Path, name: &str) -> Result<(PathBuf, std::fs::File)> {
     Ok((path, f))
 }
 
-/// ambit's waypoint in a child copy of this program (`--serve-waypoint`).
+/// ambit's waypoint in a child copy of this program (`--serve-waypoint`), under the command
+/// in `AMBIT_BENCH_WRAP_WAYPOINT` when set (`valgrind --tool=callgrind --callgrind-out-file=F`:
+/// two `--secs` give the instructions per request).
 fn spawn_ambit(pki: &Pki, net: u8) -> Result<Running> {
     let (log, f) = log_file(&pki.dir, &format!("ambit-{net}.log"))?;
-    let child = Command::new(std::env::current_exe()?)
+    let wrap = std::env::var("AMBIT_BENCH_WRAP_WAYPOINT").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let exe = std::env::current_exe()?;
+    let mut cmd = match wrap.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(wrap).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let child = cmd
         .arg("--serve-waypoint")
         .arg(&pki.dir)
         .arg(net.to_string())
@@ -635,7 +669,7 @@ async fn run(opts: Opts) -> Result<()> {
         }
     }
     let rows = medians(&samples, &proxies, &opts.concurrency);
-    print_table(&rows, opts.reps);
+    print_table(&rows, opts.reps, opts.pods);
     if let Some(path) = &opts.json {
         std::fs::write(path, to_json(&samples, &rows, &opts))
             .with_context(|| format!("writing {path}"))?;

@@ -41,9 +41,12 @@ pub(super) fn medians(
     rows
 }
 
-pub(super) fn print_table(rows: &[(Proxy, usize, Sample)], reps: usize) {
+pub(super) fn print_table(rows: &[(Proxy, usize, Sample)], reps: usize, pods: u8) {
     println!();
-    println!("medians of {reps} run(s); CPU and RSS are the waypoint process's");
+    println!(
+        "medians of {reps} run(s); clients spread over {pods} pod(s), one HBONE connection each \
+         to the waypoint; CPU and RSS are the waypoint process's"
+    );
     println!(
         "| waypoint | clients | req/s | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB | rest CPU ms / 1k | v2 share | errors |"
     );
@@ -130,10 +133,11 @@ pub(super) fn to_json(
             .join(",\n")
     };
     format!(
-        "{{\n  \"reps\": {}, \"warmup_s\": {:.1}, \"measure_s\": {:.1}, \"waypoint_threads\": {WAYPOINT_THREADS},\n  \"runs\": [\n{}\n  ],\n  \"medians\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"reps\": {}, \"warmup_s\": {:.1}, \"measure_s\": {:.1}, \"waypoint_threads\": {WAYPOINT_THREADS}, \"client_pods\": {},\n  \"runs\": [\n{}\n  ],\n  \"medians\": [\n{}\n  ]\n}}\n",
         opts.reps,
         opts.warmup.as_secs_f64(),
         opts.measure.as_secs_f64(),
+        opts.pods,
         list(samples),
         list(rows)
     )
