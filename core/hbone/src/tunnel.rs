@@ -417,6 +417,14 @@ impl H2Writer {
             if cap > 0 {
                 return Poll::Ready(Ok(cap));
             }
+            // h2 wakes the stream's waker, this task's since `poll_reset`, when
+            // `reserve_capacity` assigns credit at once; tokio answers a task woken inside its
+            // own poll by queueing it again and waking the other worker to take it (two futex
+            // calls and a thread hop per small write). A no-op waker stands in while credit is
+            // asked for; `poll_capacity` registers this task if it has to wait.
+            let _ = self
+                .send
+                .poll_reset(&mut Context::from_waker(std::task::Waker::noop()));
             self.send.reserve_capacity(want.min(MAX_WRITE_CHUNK));
             match ready!(self.send.poll_capacity(cx)) {
                 None => {
