@@ -82,15 +82,7 @@ def spawn(ns: str, *cmd: str, **kw) -> subprocess.Popen:
 def cleanup() -> None:
     # SIGTERM first: a proxy under a profiler (callgrind, heaptrack) writes its profile as it
     # exits.
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    stop([p for p in procs if p.poll() is None])
     for ns in made:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
@@ -212,8 +204,8 @@ def start_ztunnel(binary: pathlib.Path, tmp: pathlib.Path) -> Pair:
     return pair[0], pair[1]
 
 
-def stop(pair: Pair) -> None:
-    """SIGTERM, then wait: the next pair binds the same ports."""
+def stop(pair: Pair | list[subprocess.Popen]) -> None:
+    """SIGTERM, then wait (then SIGKILL): the next pair binds the same ports."""
     for p in pair:
         p.terminate()
     for p in pair:
