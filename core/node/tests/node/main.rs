@@ -162,6 +162,39 @@ async fn socks5_through_two_nodes_with_metrics_that_match_the_bytes() {
     );
 }
 
+/// A stream longer than tokio's cooperative budget, in both directions at once: every byte
+/// comes back in order. A copy loop that retried a budget-refused read without yielding spun
+/// here for ever (the timeout turns that into a failure, not a hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_crosses_both_nodes_whole() {
+    let net = 17;
+    let mesh = Mesh::start(net, base_state(net)).await;
+    let server = SocketAddr::new(ip(net, [2, 2]), 8080);
+    tcp_echo(server).await.expect("echo app");
+    let s = mesh.socks(ip(net, [1, 2]), server).await.expect("allowed");
+    let (mut r, mut w) = tokio::io::split(s);
+    let payload = ambit_test_util::payload(32 << 20, 17);
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in sent.chunks(4096) {
+            w.write_all(chunk).await?;
+        }
+        w.shutdown().await
+    });
+    let mut back = Vec::with_capacity(payload.len());
+    tokio::time::timeout(Duration::from_secs(120), r.read_to_end(&mut back))
+        .await
+        .expect("the stream ends (no copy loop spins)")
+        .expect("clean end");
+    writer.await.expect("writer").expect("written");
+    assert!(
+        back == payload,
+        "{} of {} bytes, or out of order",
+        back.len(),
+        payload.len()
+    );
+}
+
 /// Parses Prometheus text exposition strictly enough to catch malformed output.
 fn parse_prometheus(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
     let mut out = Vec::new();
