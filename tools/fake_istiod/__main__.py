@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from .server import FakeIstiod
+from .server import DEFAULT_VALIDITY_S, FakeIstiod
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-san", action="append", default=[],
                    help="extra DNS name/IP for the serving certificate (repeatable)")
     p.add_argument("--ca-validity", type=int, help="force workload cert validity (seconds)")
+    p.add_argument("--issue", action="append", default=[], metavar="SPIFFE_ID=DIR",
+                   help="write cert-chain.pem, key.pem and root-cert.pem for SPIFFE_ID to DIR, "
+                        "signed by this CA (for a peer with file certificates; repeatable)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
 
@@ -62,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         if token is None:
             p.error("--write-token needs --token or --token-file")
         token_file = str(fake.write_token_file(args.write_token))
+    for spec in args.issue:
+        spiffe, sep, out = spec.partition("=")
+        if not sep or not spiffe.startswith("spiffe://") or not out:
+            p.error(f"--issue {spec!r}: expected spiffe://TRUST_DOMAIN/ns/NS/sa/SA=DIR")
+        key_pem, chain_pem = fake.ca.issue(spiffe, DEFAULT_VALIDITY_S)
+        os.makedirs(out, exist_ok=True)
+        for name, data in (("cert-chain.pem", chain_pem), ("key.pem", key_pem),
+                           ("root-cert.pem", fake.root_pem.encode())):
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(data)
     if args.root_cert_out:
         shutil.copyfile(fake.root_cert_path, args.root_cert_out)
     fake.start()

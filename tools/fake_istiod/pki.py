@@ -194,6 +194,19 @@ class CertificateAuthority:
         return Issued(cert=cert, chain=[_pem(cert), *self.chain_above_leaf()])
 
 
+    def issue(self, uri_san: str, validity_s: int) -> tuple[bytes, bytes]:
+        """(private key PEM, certificate chain PEM) for `uri_san`: a workload certificate for a
+        peer that does not ask the CA itself (Envoy as a waypoint, with files)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
+            key, hashes.SHA256())
+        issued = self.sign_csr(csr, uri_san, validity_s)
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        return key_pem, "".join(issued.chain[:-1]).encode()
+
+
 def csr_uri_sans(csr: x509.CertificateSigningRequest) -> list[str]:
     try:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -399,6 +399,39 @@ def test_csr_signed_with_requested_san(fake):
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(hours=24)
 
 
+def test_issue_writes_files_a_peer_can_use(tmp_path):
+    """--issue: a workload certificate for a peer with file certificates (Envoy as a
+    waypoint), signed by the CA the fake's clients trust, its key matching its leaf."""
+    import json
+    import subprocess
+    import sys
+    from cryptography.hazmat.primitives import serialization
+
+    san = "spiffe://cluster.local/ns/demo/sa/waypoint"
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "tools.fake_istiod", "--port", "0"]
+    bad = subprocess.run([*cmd, "--issue", f"{tmp_path}/x"], cwd=repo, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "expected spiffe://" in bad.stderr
+    p = subprocess.Popen([*cmd, "--issue", f"{san}={tmp_path}/wp"], cwd=repo,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None
+        served_root = Path(json.loads(p.stdout.readline())["root_cert"]).read_text()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    out = tmp_path / "wp"
+    root = x509.load_pem_x509_certificate((out / "root-cert.pem").read_bytes())
+    assert (out / "root-cert.pem").read_text() == served_root
+    chain = x509.load_pem_x509_certificates((out / "cert-chain.pem").read_bytes())
+    assert len(chain) == 1, "leaf only: the root is in root-cert.pem"
+    chain[0].verify_directly_issued_by(root)
+    assert _sans(chain[0]) == [san]
+    key = serialization.load_pem_private_key((out / "key.pem").read_bytes(), None)
+    assert key.public_key().public_numbers() == chain[0].public_key().public_numbers()
+
+
 def test_csr_impersonation_and_wrong_san(fake):
     node_san = fake.spiffe_id("istio-system", "ztunnel")
     want = fake.spiffe_id("shop", "web")
