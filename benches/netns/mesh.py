@@ -23,7 +23,9 @@ for each client count; any non-2xx answer or socket error under load fails the r
 run. Figures per waypoint and client count, medians over the runs: req/s, p50 and p99 (wrk),
 the waypoint's CPU (utime + stime from `/proc`, all threads) per request and its RSS at the
 end of the window, and each node proxy's CPU per request. Needs root, iproute2, iptables, wrk
-and nginx (Debian packages; installed if missing). Every namespace and process it makes is
+and nginx (Debian packages; installed if missing). `AMBIT_BENCH_WRAP_WAYPOINT='valgrind
+--tool=callgrind --callgrind-out-file=F'` runs ambit's waypoint under a profiler; the requests
+it served are printed per run, so two `--secs` give instructions per request. Every namespace and process it makes is
 removed when it ends, however it ends.
 """
 
@@ -238,7 +240,8 @@ def start_ztunnels(tmp: pathlib.Path, binary: str) -> list[subprocess.Popen]:
 def start_waypoint(kind: str, tmp: pathlib.Path, envoy: str | None) -> subprocess.Popen:
     if kind == "ambit":
         # No access log: Istio's waypoint writes none unless the Telemetry API asks for it.
-        wp = spawn(W, str(BIN / "ambit-waypoint"), "--config", str(tmp / "local.yaml"),
+        wrap = os.environ.get("AMBIT_BENCH_WRAP_WAYPOINT", "").split()
+        wp = spawn(W, *wrap, str(BIN / "ambit-waypoint"), "--config", str(tmp / "local.yaml"),
                    "--l7", str(tmp / "l7.yaml"), "--name", "waypoint", "--namespace", "demo",
                    "--ca-dir", str(tmp / "ca"), "--hbone", f"{WAYPOINT_IP}:15008",
                    "--metrics", "off", "--readiness", "127.0.0.1:15021",
@@ -258,6 +261,9 @@ def start_waypoint(kind: str, tmp: pathlib.Path, envoy: str | None) -> subproces
                stderr=open(tmp / "envoy.log", "ab"))
     wait_port(W, WAYPOINT_IP, 15008, "Envoy")
     return wp
+
+
+CHECK_REQUESTS = 100 + 5 + 2  # what check_path sends
 
 
 def check_path() -> None:
@@ -312,13 +318,16 @@ def wrk(conc: int, secs: int) -> dict:
 
 
 def one_run(kind: str, tmp: pathlib.Path, envoy: str | None, ztunnel: str | None,
-            concs: list[int], secs: int) -> dict[int, dict]:
+            concs: list[int], secs: int) -> dict:
     nodes = start_nodes(kind, tmp, ztunnel)
     wp = start_waypoint(kind, tmp, envoy)
     try:
         check_path()
-        wrk(concs[0], 2)  # warm-up: pools, allocator, page cache
-        out = {}
+        # Every request the waypoint sees is counted, so that an instruction count of the
+        # whole process (AMBIT_BENCH_WRAP_WAYPOINT) divides by them: the check's 107, the
+        # warm-up's and the measured ones.
+        seen = CHECK_REQUESTS + wrk(concs[0], 2)["requests"]  # warm-up: pools, allocator
+        out: dict = {}
         for conc in concs:
             pids = {"waypoint": wp.pid, "node_c": nodes[0].pid, "node_s": nodes[1].pid}
             before = {k: cpu_seconds(p) for k, p in pids.items()}
@@ -327,6 +336,8 @@ def one_run(kind: str, tmp: pathlib.Path, envoy: str | None, ztunnel: str | None
                 res[f"{k}_cpu_us_per_req"] = (cpu_seconds(p) - before[k]) * 1e6 / res["requests"]
             res["waypoint_rss_kib"] = rss_kib(wp.pid)
             out[conc] = res
+            seen += res["requests"]
+        out["waypoint_requests"] = seen
         return out
     finally:
         stop([wp, *nodes])
@@ -394,14 +405,16 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="ambit-bench-mesh-"))
     setup_hosts(tmp, args.ztunnel)
     kinds = ["ambit", *(["envoy"] if args.envoy else []), *(["istio"] if args.ztunnel else [])]
-    runs: dict[str, list[dict[int, dict]]] = {k: [] for k in kinds}
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for i in range(runs_n):
         for kind in kinds if i % 2 == 0 else kinds[::-1]:
             runs[kind].append(one_run(kind, tmp, args.envoy, args.ztunnel, concs, secs))
     meds = {k: {c: {f: statistics.median(r[c][f] for r in rs) for f in rs[0][c]} for c in concs}
             for k, rs in runs.items()}
     print("\n".join(table(meds, concs, runs_n)))
-    print(f"\nlogs in {tmp}")
+    print("\nrequests each waypoint served, per run: " +
+          "; ".join(f"{k} {[r['waypoint_requests'] for r in rs]}" for k, rs in runs.items()))
+    print(f"logs in {tmp}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps({"median": meds, "runs": runs}, indent=2))
 
