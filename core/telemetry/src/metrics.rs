@@ -29,8 +29,10 @@ type HistogramFamily = (&'static str, &'static str, fn(&HttpStats) -> &Histogram
 /// A proxy's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>>>,
-    http: Mutex<HashMap<HttpLabels, Arc<HttpStats>>>,
+    // foldhash, not SipHash: every request and connection looks its label set up here, and
+    // SipHash over its strings was ~2.2k of the waypoint's 101.5k instructions per request.
+    tcp: Mutex<HashMap<TcpLabels, Arc<TcpCounters>, foldhash::fast::RandomState>>,
+    http: Mutex<HashMap<HttpLabels, Arc<HttpStats>, foldhash::fast::RandomState>>,
     /// (reporter, would-be decision, deciding policy) → count.
     dry_run: Mutex<HashMap<(&'static str, &'static str, String), u64>>,
     /// Families registered with [`Metrics::counter`] and [`Metrics::gauge`], by name.
