@@ -154,11 +154,11 @@ async fn attempt_all(
             let why = format!("no healthy upstream for {}", plan.backend.name());
             return (attempted, Err(Refusal::no_healthy_upstream(why)));
         };
-        attempted.upstream = addr.to_string();
+        attempted.upstream = ambit_telemetry::socket_addr_text(&addr);
         attempted.endpoint = Some(endpoint);
         let Some(b) = body.next() else { break };
         let mut p = parts.clone();
-        retarget(&mut p, addr, h2);
+        retarget(&mut p, &attempted.upstream, h2);
         let sent = client.request(Request::from_parts(p, b));
         let per_try = enabled(plan.timeouts.1).map(|t| Instant::now() + t);
         let last_try = attempt == attempts;
@@ -283,8 +283,9 @@ fn endpoint(state: &State, backend: &Backend) -> Option<(Arc<Workload>, SocketAd
     }
 }
 
-/// Points the request at `addr` (the pool key), keeping Host for the application.
-fn retarget(p: &mut Parts, addr: SocketAddr, h2: bool) {
+/// Points the request at `addr` (the pool key, as `ambit_telemetry::socket_addr_text`
+/// writes it), keeping Host for the application.
+fn retarget(p: &mut Parts, addr: &str, h2: bool) {
     let host = host_of(p).to_owned();
     let pq = p
         .uri
@@ -293,7 +294,7 @@ fn retarget(p: &mut Parts, addr: SocketAddr, h2: bool) {
         .unwrap_or_else(|| "/".into());
     if let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(addr.to_string())
+        .authority(addr)
         .path_and_query(pq)
         .build()
     {
@@ -350,7 +351,7 @@ fn mirror(
         p.headers.insert(header::HOST, v);
     }
     let h2 = is_grpc(&p) || svc.speaks_h2c(port);
-    retarget(&mut p, addr, h2);
+    retarget(&mut p, &ambit_telemetry::socket_addr_text(&addr), h2);
     let client = if h2 {
         inner.upstream.http2.clone()
     } else {

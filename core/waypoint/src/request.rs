@@ -302,7 +302,7 @@ fn export(exporter: &dyn ambit_telemetry::Exporter, log: &RequestLog, span: &Spa
 /// The log record's fields known when the request arrives.
 fn request_log(conn: &Downstream, parts: &Parts) -> RequestLog {
     RequestLog {
-        src_addr: conn.peer_addr.to_string(),
+        src_addr: ambit_telemetry::socket_addr_text(&conn.peer_addr),
         src_identity: conn.peer_id.to_string(),
         method: parts.method.to_string(),
         path: path_and_query(parts),
