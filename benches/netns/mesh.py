@@ -81,31 +81,6 @@ services:
 - {{name: reviews-v2, namespace: demo, hostname: reviews-v2.demo.svc.cluster.local, addresses: ["/10.96.0.12"], ports: ["80:8080"]}}
 """
 
-# What both waypoints enforce (the same as ambit-bench-l7's, and Envoy's translation of it in
-# benches/envoy/waypoint.yaml).
-L7_YAML = """apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: reviews, namespace: demo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x-feature, value: beta}]}]
-    backendRefs: [{name: reviews-v2, port: 80}]
-  - matches: [{path: {type: PathPrefix, value: /api}}]
-    backendRefs:
-    - {name: reviews-v1, port: 80, weight: 90}
-    - {name: reviews-v2, port: 80, weight: 10}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: reviews-api, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: reviews}]
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/demo/sa/client"]}}]
-    to: [{operation: {methods: [GET, POST], paths: ["/api/*"]}}]
-"""
 
 
 def ensure_tools() -> None:
@@ -164,7 +139,8 @@ def setup_hosts(tmp: pathlib.Path, ztunnel: str | None) -> None:
                      ("root-cert.pem", "root.pem")):
         shutil.copy(tmp / "envoy" / src, tmp / "envoy" / dst)
     (tmp / "local.yaml").write_text(LOCAL_YAML)
-    (tmp / "l7.yaml").write_text(L7_YAML)
+    # What both waypoints enforce, as ambit-bench-l7's (Envoy's translation: envoy/waypoint.yaml).
+    shutil.copy(REPO / "benches" / "l7.yaml", tmp / "l7.yaml")
     if ztunnel:
         start_istiod(tmp)
 

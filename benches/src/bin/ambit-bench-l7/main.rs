@@ -69,30 +69,7 @@ static REQUEST_BODY: [u8; BODY_LEN] = [b'q'; BODY_LEN];
 static RESPONSE_BODY: [u8; BODY_LEN] = [b'r'; BODY_LEN];
 
 /// What both waypoints enforce, in ambit's input format (Gateway API and Istio YAML).
-const L7_YAML: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: reviews, namespace: demo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: reviews, port: 80}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x-feature, value: beta}]}]
-    backendRefs: [{name: reviews-v2, port: 80}]
-  - matches: [{path: {type: PathPrefix, value: /api}}]
-    backendRefs:
-    - {name: reviews-v1, port: 80, weight: 90}
-    - {name: reviews-v2, port: 80, weight: 10}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: reviews-api, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: reviews}]
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/demo/sa/client"]}}]
-    to: [{operation: {methods: [GET, POST], paths: ["/api/*"]}}]
-"#;
+const L7_YAML: &str = include_str!("../../../l7.yaml");
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Proxy {
