@@ -87,12 +87,14 @@ def cleanup() -> None:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def ensure_tools() -> None:
-    missing = [t for t in ("iperf3", "sockperf", "iptables", "ip", "cc") if not shutil.which(t)]
+def ensure_tools(pkgs: dict[str, str] | None = None) -> None:
+    """Installs the Debian package of each tool (command → package) not found."""
+    pkgs = pkgs or {"iperf3": "iperf3", "sockperf": "sockperf", "iptables": "iptables",
+                    "ip": "iproute2", "cc": "gcc"}
+    missing = [p for t, p in pkgs.items()
+               if not shutil.which(t) and not pathlib.Path("/usr/sbin", t).exists()]
     if missing:
-        pkgs = {"iperf3": "iperf3", "sockperf": "sockperf", "iptables": "iptables",
-                "ip": "iproute2", "cc": "gcc"}
-        sh("apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing], capture=False)
+        sh("apt-get", "install", "-y", "-qq", *missing, capture=False)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -45,7 +45,8 @@ import sys
 import tempfile
 import time
 
-from bench_netns import cleanup, cpu_seconds, made, nsexec, rss_kib, sh, spawn, stop, wait_ready
+from bench_netns import (cleanup, cpu_seconds, ensure_tools, made, nsexec, rss_kib, sh, spawn,
+                         stop, wait_ready)
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -81,14 +82,6 @@ services:
 - {{name: reviews-v2, namespace: demo, hostname: reviews-v2.demo.svc.cluster.local, addresses: ["/10.96.0.12"], ports: ["80:8080"]}}
 """
 
-
-
-def ensure_tools() -> None:
-    pkgs = {"wrk": "wrk", "nginx": "nginx-light", "iptables": "iptables", "ip": "iproute2"}
-    missing = [p for t, p in pkgs.items() if not shutil.which(t) and
-               not pathlib.Path("/usr/sbin", t).exists()]
-    if missing:
-        sh("apt-get", "install", "-y", "-qq", *missing, capture=False)
 
 
 def setup_hosts(tmp: pathlib.Path, ztunnel: str | None) -> None:
@@ -135,9 +128,6 @@ def setup_hosts(tmp: pathlib.Path, ztunnel: str | None) -> None:
     sh(ambitctl, "ca", "init", "--dir", str(tmp / "ca"))
     sh(ambitctl, "cert", "issue", "--id", "spiffe://cluster.local/ns/demo/sa/waypoint",
        "--ca-dir", str(tmp / "ca"), "--out-dir", str(tmp / "envoy"))
-    for src, dst in (("cert-chain.pem", "waypoint-cert.pem"), ("key.pem", "waypoint-key.pem"),
-                     ("root-cert.pem", "root.pem")):
-        shutil.copy(tmp / "envoy" / src, tmp / "envoy" / dst)
     (tmp / "local.yaml").write_text(LOCAL_YAML)
     # What both waypoints enforce, as ambit-bench-l7's (Envoy's translation: envoy/waypoint.yaml).
     shutil.copy(REPO / "benches" / "l7.yaml", tmp / "l7.yaml")
@@ -163,9 +153,6 @@ def start_istiod(tmp: pathlib.Path) -> None:
     assert istiod.stdout is not None
     if not istiod.stdout.readline().startswith("{"):
         raise SystemExit(f"the fake istiod did not start: see {tmp / 'istiod.log'}")
-    for src, dst in (("cert-chain.pem", "waypoint-cert.pem"), ("key.pem", "waypoint-key.pem"),
-                     ("root-cert.pem", "root.pem")):
-        shutil.copy(tmp / "istio-envoy" / src, tmp / "istio-envoy" / dst)
 
 
 def wait_port(ns: str, ip: str, port: int, what: str) -> None:
@@ -375,7 +362,7 @@ def main() -> None:
             raise SystemExit(f"{BIN / b} is missing: build it first (see the command above)")
     concs = [int(c) for c in args.conc.split(",")]
     runs_n, secs = (1, 3) if args.quick else (args.runs, args.secs)
-    ensure_tools()
+    ensure_tools({"wrk": "wrk", "nginx": "nginx-light", "iptables": "iptables", "ip": "iproute2"})
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="ambit-bench-mesh-"))

@@ -193,7 +193,6 @@ class CertificateAuthority:
         cert = b.sign(issuer_key, hashes.SHA256())
         return Issued(cert=cert, chain=[_pem(cert), *self.chain_above_leaf()])
 
-
     def issue(self, uri_san: str, validity_s: int) -> tuple[bytes, bytes]:
         """(private key PEM, certificate chain PEM) for `uri_san`: a workload certificate for a
         peer that does not ask the CA itself (Envoy as a waypoint, with files)."""

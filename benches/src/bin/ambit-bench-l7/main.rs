@@ -281,9 +281,9 @@ impl Pki {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let c = ca.credentials(&waypoint_id()?, Duration::from_secs(24 * 3600))?;
         for (file, pem) in [
-            ("waypoint-cert.pem", c.svid.chain_pem()),
-            ("waypoint-key.pem", c.svid.key_pem()),
-            ("root.pem", c.bundle.to_pem()),
+            ("cert-chain.pem", c.svid.chain_pem()),
+            ("key.pem", c.svid.key_pem()),
+            ("root-cert.pem", c.bundle.to_pem()),
         ] {
             let path = dir.join(file);
             std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
@@ -471,9 +471,9 @@ fn serve_waypoint(dir: &Path, net: u8) -> Result<()> {
         .build()?
         .block_on(async move {
             let source = PemFileSource::new(
-                dir.join("waypoint-cert.pem"),
-                dir.join("waypoint-key.pem"),
-                dir.join("root.pem"),
+                dir.join("cert-chain.pem"),
+                dir.join("key.pem"),
+                dir.join("root-cert.pem"),
             )
             .with_poll_interval(Duration::from_secs(3600));
             let mut wc = WaypointConfig::new("waypoint", "demo", waypoint_id()?);

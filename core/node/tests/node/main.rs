@@ -164,7 +164,8 @@ async fn socks5_through_two_nodes_with_metrics_that_match_the_bytes() {
 
 /// A stream longer than tokio's cooperative budget, in both directions at once: every byte
 /// comes back in order. A copy loop that retried a budget-refused read without yielding spun
-/// here for ever (the timeout turns that into a failure, not a hang).
+/// here for ever: the timeout then fails the read, but the spinning task also keeps the test's
+/// runtime from shutting down, so such a regression shows as a hung test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_stream_crosses_both_nodes_whole() {
     let net = 17;
